@@ -1,0 +1,180 @@
+"""The pipeline, stage by stage (STYLE.md):
+
+    parse -> lower -> passes -> differentiate -> passes -> schedule -> codegen
+
+`compile_source` is the one entry point; everything else is a stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import PurePath
+
+from gradc import __version__
+from gradc import syntax as S
+from gradc.autodiff import differentiate, reachable
+from gradc.codegen import EmittedFunction, helpers_for, render_module, statement_lines
+from gradc.errors import CompileError
+from gradc.ir import Function
+from gradc.lower import expression_def, lower
+from gradc.parse import parse, parse_expression
+from gradc.passes import PIPELINE
+from gradc.schedule import Namer, schedule
+
+
+def compile_source(
+    text: str,
+    filename: str = "<source>",
+    wrt: list[str] | None = None,
+) -> str:
+    """Compile the text of a `.grad` file to the source of a Python module."""
+    module = parse(text, filename)
+    return _compile_module(module, text, filename, wrt)
+
+
+def compile_expression(text: str, name: str = "f") -> str:
+    """Expression mode: one expression, its free names as scalar inputs."""
+    filename = "<expression>"
+    expr = parse_expression(text, filename)
+    module = S.Module(filename, text, defs=[expression_def(expr, name)])
+    return _compile_module(module, text, filename, None)
+
+
+def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
+    try:
+        if wrt is not None:
+            _check_wrt_override(module, wrt)
+        emitted: list[EmittedFunction] = []
+        used_nodes = []
+        module_names = {n for d in module.defs for n in _api_names(d.name)}
+        for d in module.defs:
+            d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
+            fn = run_passes(lower(module, d.name, d_wrt))
+            family, nodes = _emit_family(fn, module_names)
+            emitted.extend(family)
+            used_nodes.extend(nodes)
+    except CompileError as exc:
+        raise exc.located(filename, text) from None
+    return render_module(
+        emitted,
+        helpers_for(used_nodes),
+        version=__version__,
+        source_name=PurePath(filename).name,
+        source_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    )
+
+
+def run_passes(fn: Function) -> Function:
+    for compiler_pass in PIPELINE:
+        fn = compiler_pass(fn)
+    return fn
+
+
+def _api_names(name: str) -> list[str]:
+    return [name, f"{name}_forward", f"{name}_backward", f"{name}_grad"]
+
+
+def _has_params(d: S.Def, names: list[str]) -> bool:
+    params = {p.name for p in d.params}
+    return all(n in params for n in names)
+
+
+def _check_wrt_override(module: S.Module, names: list[str]) -> None:
+    if not any(_has_params(d, names) for d in module.defs):
+        raise CompileError(f"--wrt {','.join(names)}: no def has all of these parameters")
+
+
+def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction], list]:
+    """f, f_forward, f_backward and (for a scalar output) f_grad."""
+    graph = fn.graph
+    out_family = []
+    inputs = fn.inputs
+
+    def bind_inputs(namer: Namer, f: Function) -> dict[int, str]:
+        return {x.id: namer.claim(x.attr("name")) for x in f.inputs}
+
+    # f: the forward pass alone.
+    namer = Namer(reserved)
+    bound = bind_inputs(namer, fn)
+    params = [bound[x.id] for x in fn.inputs]
+    plain = schedule([fn.output], bound, namer)
+    out_var = plain.name_of(fn.output)
+    out_family.append(
+        EmittedFunction(
+            fn.name, params, f"{fn.name}: the forward pass, returns {out_var}.",
+            statement_lines(plain) + [f"return {out_var}"],
+        )
+    )
+    used = reachable(fn.output)
+
+    # f_forward / f_backward: one schedule, split at the cache.
+    seed = graph.input("grad_output", fn.output.shape, fn.output.dtype)
+    back = run_passes(differentiate(fn, seed))
+    namer = Namer(reserved)
+    bound = bind_inputs(namer, back)
+    if back.seed is not None:
+        bound[back.seed.id] = namer.claim_exact("grad_output")
+    joint = schedule(back.roots(), bound, namer, back.adjoints)
+    forward_ids = {n.id for n in reachable(back.output)}
+    fwd_lines = [ln for ln in joint.lines if ln.node.id in forward_ids]
+    bwd_lines = [ln for ln in joint.lines if ln.node.id not in forward_ids]
+    cache = _cache(bwd_lines, joint, forward_ids)
+    grad_vars = [joint.name_of(g) for g in back.grads]
+    wrt_names = ", ".join(bound[x.id] for x in back.wrt)
+    out_var = joint.name_of(back.output)
+    out_family.append(
+        EmittedFunction(
+            f"{fn.name}_forward", params,
+            f"{fn.name}: the forward pass, returns ({out_var}, cache) for {fn.name}_backward.",
+            statement_lines(joint, fwd_lines)
+            + [f"cache = {_tuple(cache)}", f"return {out_var}, cache"],
+        )
+    )
+    unpack = [f"{_tuple(cache)} = cache"] if cache else []
+    out_family.append(
+        EmittedFunction(
+            f"{fn.name}_backward", ["grad_output", "cache"],
+            f"{fn.name}: the backward pass, grad_output = d(loss)/d({out_var}); "
+            f"returns the gradients for ({wrt_names}).",
+            unpack + statement_lines(joint, bwd_lines) + [f"return {_tuple(grad_vars)}"],
+        )
+    )
+    used += reachable(*back.roots())
+
+    # f_grad: forward and backward flat in one function, for a scalar output.
+    if fn.output.shape == ():
+        flat = run_passes(differentiate(fn, graph.constant(1.0)))
+        namer = Namer(reserved)
+        bound = bind_inputs(namer, flat)
+        sched = schedule(flat.roots(), bound, namer, flat.adjoints)
+        grads = [sched.name_of(g) for g in flat.grads]
+        out_family.append(
+            EmittedFunction(
+                f"{fn.name}_grad", params,
+                f"{fn.name}: returns ({sched.name_of(flat.output)}, gradients for ({wrt_names})).",
+                statement_lines(sched) + [f"return {sched.name_of(flat.output)}, {_tuple(grads)}"],
+            )
+        )
+        used += reachable(*flat.roots())
+    return out_family, used
+
+
+def _cache(bwd_lines, sched, forward_ids) -> list[str]:
+    """Variables of the forward pass (and inputs) that backward lines read."""
+    needed: dict[int, str] = {}
+    for line in bwd_lines:
+        stack = list(line.node.args)
+        while stack:
+            node = stack.pop()
+            var = sched.name_of(node)
+            if node.id in forward_ids and var is not None:
+                needed[node.id] = var
+            elif var is None:
+                stack.extend(node.args)
+    return [needed[i] for i in sorted(needed)]
+
+
+def _tuple(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"({names[0]},)"
+    return "(" + ", ".join(names) + ")"

@@ -1,0 +1,53 @@
+"""Positions and the one error type a user ever sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pos:
+    """A 1-based source position; `end_column` (exclusive) widens the caret."""
+
+    line: int
+    column: int
+    end_column: int | None = None
+
+
+class CompileError(Exception):
+    """A mistake in the user's program, reported at a position in their file."""
+
+    def __init__(self, message: str, pos: Pos | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+        self.hint = hint
+        self.filename = "<source>"
+        self.source = ""
+
+    def located(self, filename: str, source: str) -> CompileError:
+        """Attach the file this error belongs to (done once, where the file is known)."""
+        self.filename = filename
+        self.source = source
+        return self
+
+    def render(self) -> str:
+        """`file:line:col: error: message`, the source line and a caret."""
+        if self.pos is None:
+            return f"{self.filename}: error: {self.message}"
+        head = f"{self.filename}:{self.pos.line}:{self.pos.column}: error: {self.message}"
+        lines = self.source.splitlines()
+        out = [head]
+        if 0 < self.pos.line <= len(lines):
+            text = lines[self.pos.line - 1].expandtabs(1)
+            width = 1
+            if self.pos.end_column and self.pos.end_column > self.pos.column:
+                width = self.pos.end_column - self.pos.column
+            out.append("    " + text)
+            out.append("    " + " " * (self.pos.column - 1) + "^" * width)
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.render()

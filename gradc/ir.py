@@ -1,0 +1,143 @@
+"""The IR: a hash-consed DAG of `Node`s, one per distinct value.
+
+`Graph.op` is the only way to make a node. It infers the node's shape and
+dtype from the op table and returns the existing node when the same op has
+already been applied to the same arguments, so a repeated subexpression is
+computed once (common-subexpression elimination by construction).
+
+Nodes are numbered in creation order; arguments are always created before
+their users, so sorting by `id` is a topological order, and it is the
+tie-breaker for every ordering the compiler makes (determinism by construction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gradc.errors import CompileError, Pos
+from gradc.ops import OPS, Op
+
+Shape = tuple  # of dims: a dim is a name (str) or a size (int)
+
+
+class Node:
+    """One value. Arithmetic operators build new nodes in the same graph, so
+    derivative rules read like the math (`g * (1 - y) * y`)."""
+
+    __slots__ = ("id", "op", "args", "attrs", "shape", "dtype", "pos", "graph")
+
+    def __init__(self, id, op, args, attrs, shape, dtype, pos, graph):
+        self.id: int = id
+        self.op: Op = op
+        self.args: tuple[Node, ...] = args
+        self.attrs: tuple = attrs
+        self.shape: Shape = shape
+        self.dtype: str = dtype
+        self.pos: Pos | None = pos
+        self.graph: Graph = graph
+
+    def attr(self, key: str):
+        return dict(self.attrs)[key]
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"%{a.id}" for a in self.args)
+        attrs = ", ".join(f"{k}={v!r}" for k, v in self.attrs)
+        return f"%{self.id} = {self.op.name}({args}{', ' if args and attrs else ''}{attrs})"
+
+    # Arithmetic sugar for derivative rules.
+    def _lift(self, other) -> Node:
+        return other if isinstance(other, Node) else self.graph.constant(other)
+
+    def __add__(self, other):
+        return self.graph.op(Op.ADD, self, self._lift(other))
+
+    def __radd__(self, other):
+        return self.graph.op(Op.ADD, self._lift(other), self)
+
+    def __sub__(self, other):
+        return self.graph.op(Op.SUB, self, self._lift(other))
+
+    def __rsub__(self, other):
+        return self.graph.op(Op.SUB, self._lift(other), self)
+
+    def __mul__(self, other):
+        return self.graph.op(Op.MUL, self, self._lift(other))
+
+    def __rmul__(self, other):
+        return self.graph.op(Op.MUL, self._lift(other), self)
+
+    def __truediv__(self, other):
+        return self.graph.op(Op.DIV, self, self._lift(other))
+
+    def __rtruediv__(self, other):
+        return self.graph.op(Op.DIV, self._lift(other), self)
+
+    def __pow__(self, other):
+        return self.graph.op(Op.POW, self, self._lift(other))
+
+    def __neg__(self):
+        return self.graph.op(Op.NEG, self)
+
+
+@dataclass
+class Graph:
+    nodes: list[Node] = field(default_factory=list)
+    _interned: dict = field(default_factory=dict)
+
+    def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
+        """The node for `op(*args, **attrs)`, made at most once."""
+        attr_items = tuple(sorted(attrs.items()))
+        key = (op, tuple(a.id for a in args), attr_items)
+        found = self._interned.get(key)
+        if found is not None:
+            return found
+        spec = OPS[op]
+        if spec.arity is not None and len(args) != spec.arity:
+            raise CompileError(f"{spec.name} takes {spec.arity} arguments, got {len(args)}", pos)
+        shape, dtype = spec.infer(args, dict(attr_items), pos)
+        node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
+        self.nodes.append(node)
+        self._interned[key] = node
+        return node
+
+    def constant(self, value: int | float, pos: Pos | None = None) -> Node:
+        # Keyed by type and repr so that 2 and 2.0 (and 0.0 and -0.0) stay apart.
+        return self.op(Op.CONST, pos=pos, value=value, kind=type(value).__name__, key=repr(value))
+
+    def input(self, name: str, shape: Shape = (), dtype: str = "f64", pos: Pos | None = None):
+        return self.op(Op.INPUT, pos=pos, name=name, shape=shape, dtype=dtype)
+
+    def name(self, label: str, value: Node, pos: Pos | None = None) -> Node:
+        """Bind `value` to a source name; the schedule gives it its own line."""
+        return self.op(Op.NAME, value, pos=pos, label=label)
+
+
+@dataclass
+class Function:
+    """One def, lowered: its inputs in parameter order, its output, and which
+    inputs are differentiated. `grads` is filled by `differentiate`."""
+
+    name: str
+    graph: Graph
+    inputs: list[Node]
+    output: Node
+    wrt: list[Node]
+    seed: Node | None = None
+    grads: list[Node] | None = None
+    # (value, its adjoint) for unnamed values, so a gradient that needs a line
+    # of its own can be called grad_<value's name>.
+    adjoints: list[tuple[Node, Node]] | None = None
+    source_pos: Pos | None = None
+
+    def roots(self) -> list[Node]:
+        return [self.output] + list(self.grads or [])
+
+
+def constant_value(node: Node):
+    """The Python number a CONST node holds, or None for any other node."""
+    return node.attr("value") if node.op is Op.CONST else None
+
+
+def is_constant(node: Node, value) -> bool:
+    v = constant_value(node)
+    return v is not None and v == value and not isinstance(v, bool)

@@ -1,0 +1,183 @@
+"""simplify: algebraic rewrites and constant folding, so no `* 1`, no `+ 0`.
+
+The function is rebuilt bottom-up into a fresh graph; each node is offered to
+the rewrite rules of its op before it is made, and the rules' own results are
+simplified the same way. A rule applies only where it keeps the value's shape
+and dtype, so `x * 1` with an integer `x` or a scalar `x` broadcast against
+`1` stays as written. Names (`NAME` nodes) are never rewritten away.
+
+>>> from gradc.ir import Graph
+>>> from gradc.ops import Op
+>>> g = Graph()
+>>> x = g.input("x")
+>>> str(simplify_node(g, Op.MUL, (x, g.constant(1)), ()) is x)
+'True'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from gradc.autodiff import reachable
+from gradc.ir import Function, Graph, Node, constant_value, is_constant
+from gradc.ops import OPS, Op
+
+
+def simplify(fn: Function) -> Function:
+    """Rebuild `fn` with every rewrite rule applied; returns a new Function."""
+    graph = Graph()
+    new: dict[int, Node] = {}
+    for node in reachable(*fn.roots(), *fn.inputs):
+        args = tuple(new[a.id] for a in node.args)
+        new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
+
+    def mapped(nodes):
+        return [new[n.id] for n in nodes] if nodes is not None else None
+
+    return replace(
+        fn,
+        graph=graph,
+        inputs=mapped(fn.inputs),
+        output=new[fn.output.id],
+        wrt=mapped(fn.wrt),
+        seed=new[fn.seed.id] if fn.seed is not None and fn.seed.id in new else fn.seed,
+        grads=mapped(fn.grads),
+        adjoints=[
+            (new[x.id], new[g.id]) for x, g in fn.adjoints or () if x.id in new and g.id in new
+        ],
+    )
+
+
+def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> Node:
+    """`op(*args)` after rewriting, as a node of `graph`."""
+    for rule in _RULES.get(op, ()):
+        out = rule(graph, *args)
+        if out is not None and _keeps_type(op, args, attrs, out):
+            return out
+    return graph.op(op, *args, pos=pos, **dict(attrs))
+
+
+def _keeps_type(op, args, attrs, out: Node) -> bool:
+    shape, dtype = OPS[op].infer(args, dict(attrs), None)
+    return out.shape == shape and (out.dtype == dtype or out.op is Op.CONST)
+
+
+def _make(graph: Graph, op: Op, *args: Node) -> Node:
+    return simplify_node(graph, op, args, ())
+
+
+# ---------------------------------------------------------------- constant folding
+
+_FOLD = {
+    Op.ADD: lambda a, b: a + b,
+    Op.SUB: lambda a, b: a - b,
+    Op.MUL: lambda a, b: a * b,
+    Op.DIV: lambda a, b: a / b,
+    Op.POW: lambda a, b: a**b,
+    Op.NEG: lambda a: -a,
+}
+
+
+def fold(op: Op, values: list):
+    """The Python value of `op` on constants, or None when it should stay
+    unfolded (no exact rule, an error, a complex or non-finite result)."""
+    rule = _FOLD.get(op)
+    if rule is None:
+        return None
+    try:
+        if op is Op.POW and isinstance(values[1], int) and abs(values[1]) > 64:
+            return None
+        value = rule(*values)
+    except (ArithmeticError, ValueError):
+        return None
+    if isinstance(value, complex) or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, int) and abs(value) > 2**53:
+        return None
+    return value
+
+
+def _folded(op):
+    def rule(graph, *args):
+        values = [constant_value(a) for a in args]
+        if any(v is None for v in values):
+            return None
+        value = fold(op, values)
+        return None if value is None else graph.constant(value)
+
+    return rule
+
+
+# ---------------------------------------------------------------- rewrite rules
+# Each rule returns the rewritten node, or None when it does not apply.
+
+
+def _add_identities(graph, a, b):
+    if is_constant(b, 0):
+        return a  # x + 0 -> x
+    if is_constant(a, 0):
+        return b  # 0 + x -> x
+    if b.op is Op.NEG:
+        return _make(graph, Op.SUB, a, b.args[0])  # a + (-b) -> a - b
+    if a.op is Op.NEG:
+        return _make(graph, Op.SUB, b, a.args[0])  # (-a) + b -> b - a
+    if a is b:
+        return _make(graph, Op.MUL, graph.constant(2), a)  # a + a -> 2 * a
+    return None
+
+
+def _sub_identities(graph, a, b):
+    if is_constant(b, 0):
+        return a  # x - 0 -> x
+    if is_constant(a, 0):
+        return _make(graph, Op.NEG, b)  # 0 - x -> -x
+    if b.op is Op.NEG:
+        return _make(graph, Op.ADD, a, b.args[0])  # a - (-b) -> a + b
+    return None
+
+
+def _mul_identities(graph, a, b):
+    if is_constant(b, 1):
+        return a  # x * 1 -> x
+    if is_constant(a, 1):
+        return b  # 1 * x -> x
+    if is_constant(b, -1):
+        return _make(graph, Op.NEG, a)  # x * -1 -> -x
+    if is_constant(a, -1):
+        return _make(graph, Op.NEG, b)  # -1 * x -> -x
+    if a.op is Op.NEG and b.op is Op.NEG:
+        return _make(graph, Op.MUL, a.args[0], b.args[0])  # (-a) * (-b) -> a * b
+    if b.op is Op.NEG and b.args[0].op is not Op.CONST:
+        return _make(graph, Op.NEG, _make(graph, Op.MUL, a, b.args[0]))  # a * (-b) -> -(a * b)
+    return None
+
+
+def _div_identities(graph, a, b):
+    if is_constant(b, 1):
+        return a  # x / 1 -> x
+    return None
+
+
+def _pow_identities(graph, a, b):
+    if is_constant(b, 1):
+        return a  # x ** 1 -> x
+    return None
+
+
+def _neg_identities(graph, a):
+    if a.op is Op.NEG:
+        return a.args[0]  # -(-x) -> x
+    return None
+
+
+_RULES = {
+    Op.ADD: (_folded(Op.ADD), _add_identities),
+    Op.SUB: (_folded(Op.SUB), _sub_identities),
+    Op.MUL: (_folded(Op.MUL), _mul_identities),
+    Op.DIV: (_folded(Op.DIV), _div_identities),
+    Op.POW: (_folded(Op.POW), _pow_identities),
+    Op.NEG: (_folded(Op.NEG), _neg_identities),
+}

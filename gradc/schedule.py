@@ -1,0 +1,135 @@
+"""Stage 5: order the nodes, decide which get a line of their own, name them.
+
+A node gets its own line (is *materialized*) when the user named it, when it
+is used more than once (so it is computed once), when it is a result, or when
+inlining it would make a line too long; otherwise it is written inline in its
+single user. A named value's line computes the value under the user's name
+(`s0 = w0 * x0`), rather than a temporary followed by an alias.
+
+Lines come in node-creation order, a topological order. Names: parameters
+keep theirs, named values keep their label, temporaries are `t0, t1, ...`;
+anything that would shadow a keyword, builtin, `np`, a helper or another
+generated name gets a trailing underscore or number.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+from dataclasses import dataclass, field
+
+from gradc.autodiff import reachable
+from gradc.ir import Node
+from gradc.ops import Op
+
+MAX_INLINE_OPS = 8  # ops written inline in one line before a temporary is made
+
+RESERVED = (
+    set(keyword.kwlist)
+    | set(getattr(keyword, "softkwlist", ()))
+    | set(dir(builtins))
+    | {"np", "numpy", "cache", "grad_output"}
+)
+
+
+@dataclass
+class Line:
+    var: str
+    node: Node
+
+
+@dataclass
+class Schedule:
+    lines: list[Line]
+    var: dict[int, str] = field(default_factory=dict)  # node id -> variable
+
+    def name_of(self, node: Node) -> str | None:
+        return self.var.get(node.id)
+
+
+class Namer:
+    """Hands out unique, safe Python identifiers."""
+
+    def __init__(self, reserved: set[str]):
+        self.taken = set(RESERVED) | set(reserved)
+        self.counter = 0
+
+    def claim_exact(self, name: str) -> str:
+        """A name the contract fixes (`grad_output`): taken as it is."""
+        self.taken.add(name)
+        return name
+
+    def claim(self, base: str) -> str:
+        name = base + "_" if base in self.taken else base
+        k = 1
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+    def temporary(self) -> str:
+        while f"t{self.counter}" in self.taken:
+            self.counter += 1
+        return self.claim(f"t{self.counter}")
+
+
+def schedule(
+    roots: list[Node],
+    bound: dict[int, str],
+    namer: Namer,
+    adjoints: list[tuple[Node, Node]] = (),
+) -> Schedule:
+    """The lines that compute `roots` from the INPUT nodes named in `bound`
+    (node id -> the variable the caller already holds it in). `adjoints`
+    pairs unnamed values with their gradients: a gradient that gets a line is
+    called `grad_<value>`, and its value gets a line too, so the name means
+    something (the lecture's `q = x + y ... grad_q = ...`)."""
+    nodes = reachable(*roots)
+    uses: dict[int, int] = {}
+    for node in nodes:
+        for arg in node.args:
+            uses[arg.id] = uses.get(arg.id, 0) + 1
+    for root in roots:
+        uses[root.id] = uses.get(root.id, 0) + 1
+
+    adjoint_of: dict[int, Node] = {}
+    for value, grad in adjoints:
+        if grad.op not in (Op.INPUT, Op.CONST, Op.NAME) and uses.get(grad.id, 0) > 1:
+            adjoint_of.setdefault(grad.id, value)
+    needs_line = {value.id for value in adjoint_of.values()}
+
+    # A named value is computed under its (first) name.
+    owner: dict[int, Node] = {}
+    for node in nodes:
+        if node.op is Op.NAME:
+            value = node.args[0]
+            if value.op not in (Op.INPUT, Op.CONST, Op.NAME) and value.id not in owner and value.id not in adjoint_of:
+                owner[value.id] = node
+
+    sched = Schedule(lines=[], var=dict(bound))
+
+    cost: dict[int, int] = {}
+    for node in nodes:
+        if node.op in (Op.INPUT, Op.CONST):
+            continue
+        if node.op is Op.NAME:
+            value = node.args[0]
+            if owner.get(value.id) is node:
+                sched.var[node.id] = sched.var[value.id]  # its line was the value's line
+            else:
+                sched.var[node.id] = namer.claim(node.attr("label"))
+                sched.lines.append(Line(sched.var[node.id], node))
+            continue
+        inline_cost = 1 + sum(cost.get(a.id, 0) for a in node.args)
+        value = adjoint_of.get(node.id)
+        if value is not None and value.id in sched.var:
+            sched.var[node.id] = namer.claim("grad_" + sched.var[value.id])
+        elif node.id in owner:
+            sched.var[node.id] = namer.claim(owner[node.id].attr("label"))
+        elif uses.get(node.id, 0) > 1 or inline_cost > MAX_INLINE_OPS or node.id in needs_line:
+            sched.var[node.id] = namer.temporary()
+        else:
+            cost[node.id] = inline_cost
+            continue
+        sched.lines.append(Line(sched.var[node.id], node))
+    return sched

@@ -1,0 +1,48 @@
+# Helper functions that generated modules define for themselves, only the ones
+# they use. Each is numerically stable for every finite float64 input (no
+# overflow, no NumPy warning up to |x| = 1e4) and keeps float32 as float32.
+# This file is data: gradc copies functions out of it by name.
+import numpy as np
+
+
+def sigmoid(x):
+    # exp(-|x|) never overflows; each branch avoids cancellation on its side.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))[()]
+
+
+def log_sigmoid(x):
+    # log(sigmoid(x)) = -log(1 + exp(-x)), computed without overflow.
+    return -np.logaddexp(0, -x)
+
+
+def softplus(x):
+    # log(1 + exp(x)), computed without overflow.
+    return np.logaddexp(0, x)
+
+
+def leaky_relu(x, alpha):
+    return np.where(x > 0, x, alpha * x)[()]
+
+
+def elu(x, alpha):
+    # expm1 of min(x, 0): the branch np.where discards never overflows.
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))[()]
+
+
+def swish(x):
+    return x * sigmoid(x)
+
+
+def gelu(x):
+    # The tanh approximation, as PyTorch's gelu(approximate="tanh").
+    inner = 0.7978845608028654 * (x + 0.044715 * x**3)
+    return 0.5 * x * (1 + np.tanh(inner))
+
+
+def gelu_grad(x):
+    # d/dx of gelu(x) above.
+    inner = 0.7978845608028654 * (x + 0.044715 * x**3)
+    t = np.tanh(inner)
+    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * x**2)
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * d_inner

@@ -47,20 +47,20 @@ def gelu_grad(x):
 
 
 def sigmoid_layer(x):
-    """sigmoid_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = sigmoid(x)
     return out
 
 
 def sigmoid_layer_forward(x):
-    """sigmoid_layer: the forward pass, returns (out, cache) for sigmoid_layer_backward."""
+    """Forward pass: returns (out, cache) for sigmoid_layer_backward."""
     out = sigmoid(x)
     cache = (out,)
     return out, cache
 
 
 def sigmoid_layer_backward(grad_output, cache):
-    """sigmoid_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (out,) = cache
     grad_out = grad_output
     grad_x = grad_out * (1 - out) * out
@@ -68,20 +68,20 @@ def sigmoid_layer_backward(grad_output, cache):
 
 
 def tanh_layer(x):
-    """tanh_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = np.tanh(x)
     return out
 
 
 def tanh_layer_forward(x):
-    """tanh_layer: the forward pass, returns (out, cache) for tanh_layer_backward."""
+    """Forward pass: returns (out, cache) for tanh_layer_backward."""
     out = np.tanh(x)
     cache = (out,)
     return out, cache
 
 
 def tanh_layer_backward(grad_output, cache):
-    """tanh_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (out,) = cache
     grad_out = grad_output
     grad_x = grad_out * (1 - out**2)
@@ -89,20 +89,20 @@ def tanh_layer_backward(grad_output, cache):
 
 
 def relu_layer(x):
-    """relu_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = np.maximum(x, 0)
     return out
 
 
 def relu_layer_forward(x):
-    """relu_layer: the forward pass, returns (out, cache) for relu_layer_backward."""
+    """Forward pass: returns (out, cache) for relu_layer_backward."""
     out = np.maximum(x, 0)
     cache = (out,)
     return out, cache
 
 
 def relu_layer_backward(grad_output, cache):
-    """relu_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (out,) = cache
     grad_out = grad_output
     grad_x = grad_out * (out > 0)
@@ -110,20 +110,20 @@ def relu_layer_backward(grad_output, cache):
 
 
 def leaky_relu_layer(x):
-    """leaky_relu_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = leaky_relu(x, 0.1)
     return out
 
 
 def leaky_relu_layer_forward(x):
-    """leaky_relu_layer: the forward pass, returns (out, cache) for leaky_relu_layer_backward."""
+    """Forward pass: returns (out, cache) for leaky_relu_layer_backward."""
     out = leaky_relu(x, 0.1)
     cache = (x,)
     return out, cache
 
 
 def leaky_relu_layer_backward(grad_output, cache):
-    """leaky_relu_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (x,) = cache
     grad_out = grad_output
     grad_x = np.where(x > 0, grad_out, 0.1 * grad_out)
@@ -131,20 +131,20 @@ def leaky_relu_layer_backward(grad_output, cache):
 
 
 def elu_layer(x):
-    """elu_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = elu(x, 1.0)
     return out
 
 
 def elu_layer_forward(x):
-    """elu_layer: the forward pass, returns (out, cache) for elu_layer_backward."""
+    """Forward pass: returns (out, cache) for elu_layer_backward."""
     out = elu(x, 1.0)
     cache = (x,)
     return out, cache
 
 
 def elu_layer_backward(grad_output, cache):
-    """elu_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (x,) = cache
     grad_out = grad_output
     grad_x = np.where(x > 0, grad_out, grad_out * np.exp(np.minimum(x, 0)))
@@ -152,20 +152,20 @@ def elu_layer_backward(grad_output, cache):
 
 
 def swish_layer(x):
-    """swish_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = swish(x)
     return out
 
 
 def swish_layer_forward(x):
-    """swish_layer: the forward pass, returns (out, cache) for swish_layer_backward."""
+    """Forward pass: returns (out, cache) for swish_layer_backward."""
     out = swish(x)
     cache = (x, out)
     return out, cache
 
 
 def swish_layer_backward(grad_output, cache):
-    """swish_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     x, out = cache
     grad_out = grad_output
     t0 = sigmoid(x)
@@ -174,20 +174,20 @@ def swish_layer_backward(grad_output, cache):
 
 
 def gelu_layer(x):
-    """gelu_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = gelu(x)
     return out
 
 
 def gelu_layer_forward(x):
-    """gelu_layer: the forward pass, returns (out, cache) for gelu_layer_backward."""
+    """Forward pass: returns (out, cache) for gelu_layer_backward."""
     out = gelu(x)
     cache = (x,)
     return out, cache
 
 
 def gelu_layer_backward(grad_output, cache):
-    """gelu_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (x,) = cache
     grad_out = grad_output
     grad_x = grad_out * gelu_grad(x)
@@ -195,20 +195,20 @@ def gelu_layer_backward(grad_output, cache):
 
 
 def hard_tanh_layer(x):
-    """hard_tanh_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = np.clip(x, -1, 1)
     return out
 
 
 def hard_tanh_layer_forward(x):
-    """hard_tanh_layer: the forward pass, returns (out, cache) for hard_tanh_layer_backward."""
+    """Forward pass: returns (out, cache) for hard_tanh_layer_backward."""
     out = np.clip(x, -1, 1)
     cache = (x,)
     return out, cache
 
 
 def hard_tanh_layer_backward(grad_output, cache):
-    """hard_tanh_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (x,) = cache
     grad_out = grad_output
     grad_x = grad_out * (np.abs(x) < 1)
@@ -216,20 +216,20 @@ def hard_tanh_layer_backward(grad_output, cache):
 
 
 def softplus_layer(x):
-    """softplus_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = softplus(x)
     return out
 
 
 def softplus_layer_forward(x):
-    """softplus_layer: the forward pass, returns (out, cache) for softplus_layer_backward."""
+    """Forward pass: returns (out, cache) for softplus_layer_backward."""
     out = softplus(x)
     cache = (x,)
     return out, cache
 
 
 def softplus_layer_backward(grad_output, cache):
-    """softplus_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (x,) = cache
     grad_out = grad_output
     grad_x = grad_out * sigmoid(x)
@@ -237,20 +237,20 @@ def softplus_layer_backward(grad_output, cache):
 
 
 def log_sigmoid_layer(x):
-    """log_sigmoid_layer: the forward pass, returns out."""
+    """Forward pass: returns out."""
     out = log_sigmoid(x)
     return out
 
 
 def log_sigmoid_layer_forward(x):
-    """log_sigmoid_layer: the forward pass, returns (out, cache) for log_sigmoid_layer_backward."""
+    """Forward pass: returns (out, cache) for log_sigmoid_layer_backward."""
     out = log_sigmoid(x)
     cache = (x,)
     return out, cache
 
 
 def log_sigmoid_layer_backward(grad_output, cache):
-    """log_sigmoid_layer: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x)."""
     (x,) = cache
     grad_out = grad_output
     grad_x = grad_out * sigmoid(-x)
@@ -258,7 +258,7 @@ def log_sigmoid_layer_backward(grad_output, cache):
 
 
 def blend(x, a, b):
-    """blend: the forward pass, returns out."""
+    """Forward pass: returns out."""
     h = a * np.tanh(x) + b * sigmoid(x)
     r = np.maximum(h, 0) + leaky_relu(h, 0.01) + elu(h, 0.5)
     s = swish(r) + gelu(r) - np.clip(r, -1, 1)
@@ -267,7 +267,7 @@ def blend(x, a, b):
 
 
 def blend_forward(x, a, b):
-    """blend: the forward pass, returns (out, cache) for blend_backward."""
+    """Forward pass: returns (out, cache) for blend_backward."""
     t0 = np.tanh(x)
     t1 = sigmoid(x)
     h = a * t0 + b * t1
@@ -281,7 +281,7 @@ def blend_forward(x, a, b):
 
 
 def blend_backward(grad_output, cache):
-    """blend: the backward pass, grad_output = d(loss)/d(out); returns the gradients for (x, a, b)."""
+    """Backward pass: grad_output is d(loss)/d(out); returns gradients for (x, a, b)."""
     a, b, t0, t1, h, t2, r, t3, s = cache
     grad_out = grad_output
     grad_s = grad_out * sigmoid(-s) + grad_out * sigmoid(s)
@@ -304,7 +304,7 @@ def blend_backward(grad_output, cache):
 
 
 def blend_grad(x, a, b):
-    """blend: returns (out, gradients for (x, a, b))."""
+    """Returns out and its gradients for (x, a, b)."""
     t0 = np.tanh(x)
     t1 = sigmoid(x)
     h = a * t0 + b * t1

@@ -3,14 +3,14 @@
 
 
 def add_mul(x, y, z):
-    """add_mul: the forward pass, returns f."""
+    """Forward pass: returns f."""
     q = x + y
     f = q * z
     return f
 
 
 def add_mul_forward(x, y, z):
-    """add_mul: the forward pass, returns (f, cache) for add_mul_backward."""
+    """Forward pass: returns (f, cache) for add_mul_backward."""
     q = x + y
     f = q * z
     cache = (z, q)
@@ -18,7 +18,7 @@ def add_mul_forward(x, y, z):
 
 
 def add_mul_backward(grad_output, cache):
-    """add_mul: the backward pass, grad_output = d(loss)/d(f); returns the gradients for (x, y, z)."""
+    """Backward pass: grad_output is d(loss)/d(f); returns gradients for (x, y, z)."""
     z, q = cache
     grad_f = grad_output
     grad_q = grad_f * z
@@ -29,7 +29,7 @@ def add_mul_backward(grad_output, cache):
 
 
 def add_mul_grad(x, y, z):
-    """add_mul: returns (f, gradients for (x, y, z))."""
+    """Returns f and its gradients for (x, y, z)."""
     q = x + y
     f = q * z
     grad_f = 1.0

@@ -10,7 +10,7 @@ def sigmoid(x):
 
 
 def neuron(w0, x0, w1, x1, w2):
-    """neuron: the forward pass, returns L."""
+    """Forward pass: returns L."""
     s0 = w0 * x0
     s1 = w1 * x1
     s2 = s0 + s1
@@ -20,7 +20,7 @@ def neuron(w0, x0, w1, x1, w2):
 
 
 def neuron_forward(w0, x0, w1, x1, w2):
-    """neuron: the forward pass, returns (L, cache) for neuron_backward."""
+    """Forward pass: returns (L, cache) for neuron_backward."""
     s0 = w0 * x0
     s1 = w1 * x1
     s2 = s0 + s1
@@ -31,7 +31,7 @@ def neuron_forward(w0, x0, w1, x1, w2):
 
 
 def neuron_backward(grad_output, cache):
-    """neuron: the backward pass, grad_output = d(loss)/d(L); returns the gradients for (w0, x0, w1, x1, w2)."""
+    """Backward pass: grad_output is d(loss)/d(L); returns gradients for (w0, x0, w1, x1, w2)."""
     w0, x0, w1, x1, L = cache
     grad_L = grad_output
     grad_s3 = grad_L * (1 - L) * L
@@ -47,7 +47,7 @@ def neuron_backward(grad_output, cache):
 
 
 def neuron_grad(w0, x0, w1, x1, w2):
-    """neuron: returns (L, gradients for (w0, x0, w1, x1, w2))."""
+    """Returns L and its gradients for (w0, x0, w1, x1, w2)."""
     s0 = w0 * x0
     s1 = w1 * x1
     s2 = s0 + s1

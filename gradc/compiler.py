@@ -16,6 +16,7 @@ from gradc.autodiff import differentiate, reachable
 from gradc.codegen import EmittedFunction, helpers_for, render_module, statement_lines
 from gradc.errors import CompileError
 from gradc.ir import Function
+from gradc.ops import Op
 from gradc.lower import expression_def, lower
 from gradc.parse import parse, parse_expression
 from gradc.passes import PIPELINE
@@ -101,7 +102,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_var = plain.name_of(fn.output)
     out_family.append(
         EmittedFunction(
-            fn.name, params, f"{fn.name}: the forward pass, returns {out_var}.",
+            fn.name, params, f"Forward pass: returns {out_var}.",
             statement_lines(plain) + [f"return {out_var}"],
         )
     )
@@ -125,7 +126,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_family.append(
         EmittedFunction(
             f"{fn.name}_forward", params,
-            f"{fn.name}: the forward pass, returns ({out_var}, cache) for {fn.name}_backward.",
+            f"Forward pass: returns ({out_var}, cache) for {fn.name}_backward.",
             statement_lines(joint, fwd_lines)
             + [f"cache = {_tuple(cache)}", f"return {out_var}, cache"],
         )
@@ -134,8 +135,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_family.append(
         EmittedFunction(
             f"{fn.name}_backward", ["grad_output", "cache"],
-            f"{fn.name}: the backward pass, grad_output = d(loss)/d({out_var}); "
-            f"returns the gradients for ({wrt_names}).",
+            f"Backward pass: grad_output is d(loss)/d({out_var}); returns gradients for ({wrt_names}).",
             unpack + statement_lines(joint, bwd_lines) + [f"return {_tuple(grad_vars)}"],
         )
     )
@@ -151,7 +151,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
         out_family.append(
             EmittedFunction(
                 f"{fn.name}_grad", params,
-                f"{fn.name}: returns ({sched.name_of(flat.output)}, gradients for ({wrt_names})).",
+                f"Returns {sched.name_of(flat.output)} and its gradients for ({wrt_names}).",
                 statement_lines(sched) + [f"return {sched.name_of(flat.output)}, {_tuple(grads)}"],
             )
         )
@@ -167,7 +167,8 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
         while stack:
             node = stack.pop()
             var = sched.name_of(node)
-            if node.id in forward_ids and var is not None:
+            is_input = node.op is Op.INPUT and node.attr("name") != "grad_output"
+            if (node.id in forward_ids or is_input) and var is not None:
                 needed[node.id] = var
             elif var is None:
                 stack.extend(node.args)

@@ -249,6 +249,15 @@ def broadcast_like(g, x, axis, keepdims):
 
 # ---------------------------------------------------------------- derivative rules
 
+def _mul_grad(g, y, a, b):
+    # a factor that is the constant 0 sends a symbolic zero, not g * 0
+    return (None if _is_zero(b) else g * b, None if _is_zero(a) else g * a)
+
+
+def _is_zero(node) -> bool:
+    return node.op is Op.CONST and node.attr("value") == 0
+
+
 def _pow_grad(g, y, a, b):
     c = b.attr("value") if b.op is Op.CONST else None
     if c is not None:
@@ -337,7 +346,7 @@ OPS: dict[Op, OpDef] = {
     Op.ZEROS_LIKE: OpDef("zeros_like", 1, Spelling("np.zeros_like({0})"), NOT_DIFFERENTIABLE, _same),
     Op.ADD: OpDef("+", 2, _binary("+", SUM_PREC), lambda g, y, a, b: (g, g), _elementwise),
     Op.SUB: OpDef("-", 2, _binary("-", SUM_PREC), lambda g, y, a, b: (g, -g), _elementwise),
-    Op.MUL: OpDef("*", 2, _binary("*", PRODUCT), lambda g, y, a, b: (g * b, g * a), _elementwise),
+    Op.MUL: OpDef("*", 2, _binary("*", PRODUCT), _mul_grad, _elementwise),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
     Op.DIV: OpDef("/", 2, _binary("/", PRODUCT), lambda g, y, a, b: (g / b, -g * y / b), _elementwise),
     Op.POW: OpDef("**", 2, _binary("**", POWER, right_assoc=True), _pow_grad, _elementwise),

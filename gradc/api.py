@@ -6,14 +6,30 @@ import types
 from pathlib import Path
 
 from gradc.compiler import compile_expression, compile_source
+from gradc.errors import CompileError, Pos
 
-__all__ = ["compile_source", "compile_expression", "load", "load_source"]
+__all__ = ["compile_source", "compile_expression", "load", "load_source", "read_source"]
+
+
+def read_source(path: str | Path) -> str:
+    """The text of a `.grad` file; bytes that are not UTF-8 are a positioned error."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        text = data.decode("utf-8", errors="replace")
+        raise CompileError(
+            f"the file is not valid UTF-8 (byte 0x{data[exc.start]:02x})", Pos(line, column)
+        ).located(str(path), text) from None
 
 
 def load(path: str | Path, wrt: list[str] | None = None) -> types.ModuleType:
     """Compile a `.grad` file and import the result, writing nothing."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_source(path)
     return load_source(compile_source(text, filename=str(path), wrt=wrt), name=path.stem)
 
 

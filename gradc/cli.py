@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from gradc import __version__
+from gradc.api import read_source
 from gradc.compiler import compile_expression, compile_source
 from gradc.errors import CompileError
 
@@ -38,8 +39,12 @@ def _arguments() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file (one source); default stdout")
     c.add_argument("--outdir", help="write SRC.grad to OUTDIR/SRC.py (many sources)")
     c.add_argument("--wrt", help="comma-separated inputs to differentiate (overrides @wrt)")
-    c.add_argument("--check", action="store_true", help="write nothing; exit 1 if an output is stale")
-    c.add_argument("--diff", action="store_true", help="write nothing; print a diff of stale outputs")
+    c.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if an output is stale"
+    )
+    c.add_argument(
+        "--diff", action="store_true", help="write nothing; print a diff of stale outputs"
+    )
     c.add_argument("--force", action="store_true", help="overwrite files gradc did not generate")
     c.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -88,9 +93,9 @@ def _compile(args) -> int:
     for source in args.sources:
         path = Path(source)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _UsageError(f"cannot read {source}: {exc}") from None
+            text = read_source(path)
+        except OSError as exc:
+            raise _UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
         generated = compile_source(text, filename=source, wrt=wrt)
         target = _target(path, args)
         if target is None:

@@ -32,7 +32,9 @@ class EmittedFunction:
 
 def statement_lines(sched: Schedule, lines=None) -> list[str]:
     """`var = expression` for each scheduled line (all of them by default)."""
-    return [f"{line.var} = {expression(line.node, sched, top=True)}" for line in (lines or sched.lines)]
+    return [
+        f"{line.var} = {expression(line.node, sched, top=True)}" for line in (lines or sched.lines)
+    ]
 
 
 def expression(node: Node, sched: Schedule, top: bool = False) -> str:

@@ -16,8 +16,8 @@ from gradc.autodiff import differentiate, reachable
 from gradc.codegen import EmittedFunction, helpers_for, render_module, statement_lines
 from gradc.errors import CompileError
 from gradc.ir import Function
-from gradc.ops import Op
 from gradc.lower import expression_def, lower
+from gradc.ops import Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import PIPELINE
 from gradc.schedule import Namer, schedule
@@ -89,7 +89,6 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     """f, f_forward, f_backward and (for a scalar output) f_grad."""
     graph = fn.graph
     out_family = []
-    inputs = fn.inputs
 
     def bind_inputs(namer: Namer, f: Function) -> dict[int, str]:
         return {x.id: namer.claim(x.attr("name")) for x in f.inputs}
@@ -102,7 +101,9 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_var = plain.name_of(fn.output)
     out_family.append(
         EmittedFunction(
-            fn.name, params, f"Forward pass: returns {out_var}.",
+            fn.name,
+            params,
+            f"Forward pass: returns {out_var}.",
             statement_lines(plain) + [f"return {out_var}"],
         )
     )
@@ -125,7 +126,8 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_var = joint.name_of(back.output)
     out_family.append(
         EmittedFunction(
-            f"{fn.name}_forward", params,
+            f"{fn.name}_forward",
+            params,
             f"Forward pass: returns ({out_var}, cache) for {fn.name}_backward.",
             statement_lines(joint, fwd_lines)
             + [f"cache = {_tuple(cache)}", f"return {out_var}, cache"],
@@ -134,7 +136,8 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     unpack = [f"{_tuple(cache)} = cache"] if cache else []
     out_family.append(
         EmittedFunction(
-            f"{fn.name}_backward", ["grad_output", "cache"],
+            f"{fn.name}_backward",
+            ["grad_output", "cache"],
             f"Backward pass: grad_output is d(loss)/d({out_var}); returns gradients for ({wrt_names}).",
             unpack + statement_lines(joint, bwd_lines) + [f"return {_tuple(grad_vars)}"],
         )
@@ -150,7 +153,8 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
         grads = [sched.name_of(g) for g in flat.grads]
         out_family.append(
             EmittedFunction(
-                f"{fn.name}_grad", params,
+                f"{fn.name}_grad",
+                params,
                 f"Returns {sched.name_of(flat.output)} and its gradients for ({wrt_names}).",
                 statement_lines(sched) + [f"return {sched.name_of(flat.output)}, {_tuple(grads)}"],
             )

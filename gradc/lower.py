@@ -117,7 +117,9 @@ class _Lowering:
                     _did_you_mean(n.id, params),
                 )
             if scope[n.id].dtype == "int":
-                raise CompileError(f"cannot differentiate with respect to integer input '{n.id}'", n.pos)
+                raise CompileError(
+                    f"cannot differentiate with respect to integer input '{n.id}'", n.pos
+                )
             if scope[n.id] not in chosen:
                 chosen.append(scope[n.id])
         # gradients come back in parameter order, whatever the order in @wrt
@@ -141,7 +143,7 @@ class _Lowering:
 
     def body(self, d: S.Def, scope: dict[str, Node], stack: tuple[str, ...]) -> Node:
         result = None
-        for i, stmt in enumerate(d.body):
+        for stmt in d.body:
             if result is not None:
                 raise CompileError("statement after 'return' is never run", stmt.pos)
             if isinstance(stmt, S.Assign):
@@ -166,8 +168,8 @@ class _Lowering:
                 work.append((e, True))
                 work.extend((k, False) for k in reversed(kids))
                 continue
-            args = results[len(results) - len(kids):]
-            del results[len(results) - len(kids):]
+            args = results[len(results) - len(kids) :]
+            del results[len(results) - len(kids) :]
             results.append(self._node(e, args, scope, stack))
         return results[0]
 
@@ -186,14 +188,16 @@ class _Lowering:
             return self._fold(Op.NEG, args, e.pos) if e.op == "-" else args[0]
         if isinstance(e, S.Binary):
             if e.op == "@":
-                raise CompileError("matrix multiplication '@' is not supported yet (tensor support)", e.pos)
+                raise CompileError(
+                    "matrix multiplication '@' is not supported yet (tensor support)", e.pos
+                )
             return self._fold(BINARY_OPS[e.op], args, e.pos)
         if isinstance(e, S.Attribute):
             if e.attr == "T":
                 raise CompileError("'.T' is not supported yet (tensor support)", e.pos)
             raise CompileError(f"values have no attribute '{e.attr}' (only '.T' exists)", e.pos)
         if isinstance(e, S.Call):
-            positional, keywords = args[: len(e.args)], args[len(e.args):]
+            positional, keywords = args[: len(e.args)], args[len(e.args) :]
             named = dict(zip((k.name for k in e.keywords), keywords))
             return self._call(e, positional, named, scope, stack)
         raise CompileError(f"internal: cannot lower {type(e).__name__}", getattr(e, "pos", None))
@@ -249,13 +253,15 @@ class _Lowering:
             node = bound.get(name)
             value = default if node is None else constant_value(node)
             if value is None:
-                raise CompileError(f"{e.func}(): '{name}' must be a number known at compile time", e.pos)
+                raise CompileError(
+                    f"{e.func}(): '{name}' must be a number known at compile time", e.pos
+                )
             attrs[name] = float(value)
         return self.graph.op(op, *(bound[p] for p in spec.params), pos=e.pos, **attrs)
 
     def _inline(self, d: S.Def, e: S.Call, args, kwargs, stack) -> Node:
         if d.name in stack:
-            cycle = " -> ".join(stack[stack.index(d.name):] + (d.name,))
+            cycle = " -> ".join(stack[stack.index(d.name) :] + (d.name,))
             raise CompileError(f"recursion is not supported: {cycle}", e.pos)
         params = [p.name for p in d.params]
         bound = self._bind(f"{d.name}()", params, e, args, kwargs)

@@ -12,8 +12,8 @@ contribution of the broadcast shape.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from gradc.errors import CompileError
 
@@ -108,6 +108,7 @@ class OpDef:
 
 # ---------------------------------------------------------------- shapes
 
+
 def broadcast_shapes(shapes, pos=None):
     """NumPy broadcasting over symbolic dims; a mismatch is a compile error."""
     ndim = max((len(s) for s in shapes), default=0)
@@ -181,6 +182,7 @@ def _broadcast_like(args, attrs, pos):
 
 # ---------------------------------------------------------------- builders used by rules
 
+
 def _graph_of(args):
     return next(a.graph for a in args if hasattr(a, "graph"))
 
@@ -249,6 +251,7 @@ def broadcast_like(g, x, axis, keepdims):
 
 # ---------------------------------------------------------------- derivative rules
 
+
 def _mul_grad(g, y, a, b):
     # a factor that is the constant 0 sends a symbolic zero, not g * 0
     return (None if _is_zero(b) else g * b, None if _is_zero(a) else g * a)
@@ -295,6 +298,7 @@ def _broadcast_like_grad(g, y, value, like, axis, keepdims):
 
 # ---------------------------------------------------------------- spellings
 
+
 def _binary(symbol: str, prec: int, right_assoc: bool = False) -> Spelling:
     left, right = (prec + 1, prec - 1) if right_assoc else (prec, prec + 1)
     return Spelling("{0} " + symbol + " {1}", prec, (left, right))
@@ -339,16 +343,22 @@ OPS: dict[Op, OpDef] = {
     Op.CONST: OpDef("constant", 0, None, None, _leaf_const),
     # A name is the identity; its adjoint gets the name grad_<name>.
     Op.NAME: OpDef(
-        "name", 1, None,
+        "name",
+        1,
+        None,
         lambda g, y, x, label: (g.graph.name("grad_" + label, g),),
         _same,
     ),
-    Op.ZEROS_LIKE: OpDef("zeros_like", 1, Spelling("np.zeros_like({0})"), NOT_DIFFERENTIABLE, _same),
+    Op.ZEROS_LIKE: OpDef(
+        "zeros_like", 1, Spelling("np.zeros_like({0})"), NOT_DIFFERENTIABLE, _same
+    ),
     Op.ADD: OpDef("+", 2, _binary("+", SUM_PREC), lambda g, y, a, b: (g, g), _elementwise),
     Op.SUB: OpDef("-", 2, _binary("-", SUM_PREC), lambda g, y, a, b: (g, -g), _elementwise),
     Op.MUL: OpDef("*", 2, _binary("*", PRODUCT), _mul_grad, _elementwise),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
-    Op.DIV: OpDef("/", 2, _binary("/", PRODUCT), lambda g, y, a, b: (g / b, -g * y / b), _elementwise),
+    Op.DIV: OpDef(
+        "/", 2, _binary("/", PRODUCT), lambda g, y, a, b: (g / b, -g * y / b), _elementwise
+    ),
     Op.POW: OpDef("**", 2, _binary("**", POWER, right_assoc=True), _pow_grad, _elementwise),
     Op.NEG: OpDef("-", 1, Spelling("-{0}", UNARY, POWER), lambda g, y, x: (-g,), _elementwise),
     Op.EXP: _unary_def("exp", _call("np.exp"), lambda g, y, x: (g * y,)),
@@ -379,19 +389,32 @@ OPS: dict[Op, OpDef] = {
         "relu", Spelling("np.maximum({0}, 0)"), lambda g, y, x: (g * greater(y, 0),)
     ),
     Op.LEAKY_RELU: OpDef(
-        "leaky_relu", 1, Spelling("leaky_relu({0}, {alpha})"),
+        "leaky_relu",
+        1,
+        Spelling("leaky_relu({0}, {alpha})"),
         lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
-        _elementwise, ("leaky_relu",), True, ("x",), {"alpha": 0.01},
+        _elementwise,
+        ("leaky_relu",),
+        True,
+        ("x",),
+        {"alpha": 0.01},
     ),
     # for x <= 0, d/dx alpha*(exp(x)-1) = alpha*exp(x); exp of min(x, 0) never overflows
     Op.ELU: OpDef(
-        "elu", 1, Spelling("elu({0}, {alpha})"),
+        "elu",
+        1,
+        Spelling("elu({0}, {alpha})"),
         lambda g, y, x, alpha: (where(greater(x, 0), g, g * alpha * exp(minimum(x, 0))),),
-        _elementwise, ("elu",), True, ("x",), {"alpha": 1.0},
+        _elementwise,
+        ("elu",),
+        True,
+        ("x",),
+        {"alpha": 1.0},
     ),
     # d/dx x*s(x) = s + x*s*(1-s) = s + y*(1-s)
     Op.SWISH: _unary_def(
-        "swish", _call("swish"),
+        "swish",
+        _call("swish"),
         lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
         ("sigmoid", "swish"),
     ),
@@ -404,17 +427,31 @@ OPS: dict[Op, OpDef] = {
         "hard_tanh", Spelling("np.clip({0}, -1, 1)"), lambda g, y, x: (g * less(absolute(x), 1),)
     ),
     Op.MAXIMUM: OpDef(
-        "maximum", 2, Spelling("np.maximum({0}, {1})"), _maximum_grad, _elementwise,
-        builtin=True, params=("a", "b"),
+        "maximum",
+        2,
+        Spelling("np.maximum({0}, {1})"),
+        _maximum_grad,
+        _elementwise,
+        builtin=True,
+        params=("a", "b"),
     ),
     Op.MINIMUM: OpDef(
-        "minimum", 2, Spelling("np.minimum({0}, {1})"), _minimum_grad, _elementwise,
-        builtin=True, params=("a", "b"),
+        "minimum",
+        2,
+        Spelling("np.minimum({0}, {1})"),
+        _minimum_grad,
+        _elementwise,
+        builtin=True,
+        params=("a", "b"),
     ),
     Op.WHERE: OpDef(
-        "where", 3, Spelling("np.where({0}, {1}, {2})"),
+        "where",
+        3,
+        Spelling("np.where({0}, {1}, {2})"),
         lambda g, y, m, a, b: (None, where(m, g, 0), where(m, 0, g)),
-        _where, builtin=True, params=("mask", "a", "b"),
+        _where,
+        builtin=True,
+        params=("mask", "a", "b"),
     ),
     Op.LT: OpDef("<", 2, _comparison("<"), NOT_DIFFERENTIABLE, _compare),
     Op.LE: OpDef("<=", 2, _comparison("<="), NOT_DIFFERENTIABLE, _compare),
@@ -428,7 +465,18 @@ OPS: dict[Op, OpDef] = {
     ),
 }
 
-BINARY_OPS = {"+": Op.ADD, "-": Op.SUB, "*": Op.MUL, "/": Op.DIV, "**": Op.POW,
-              "<": Op.LT, "<=": Op.LE, ">": Op.GT, ">=": Op.GE, "==": Op.EQ, "!=": Op.NE}
+BINARY_OPS = {
+    "+": Op.ADD,
+    "-": Op.SUB,
+    "*": Op.MUL,
+    "/": Op.DIV,
+    "**": Op.POW,
+    "<": Op.LT,
+    "<=": Op.LE,
+    ">": Op.GT,
+    ">=": Op.GE,
+    "==": Op.EQ,
+    "!=": Op.NE,
+}
 
 BUILTINS: dict[str, Op] = {spec.name: op for op, spec in OPS.items() if spec.builtin}

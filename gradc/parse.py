@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
@@ -261,7 +261,6 @@ class _ToSyntax(Transformer_NonRecursive):
 
     def name(self, meta, items):
         return S.Name(str(items[0]), _pos(meta))
-
 
 
 def parse_expression(source: str, filename: str = "<expression>") -> S.Expr:

@@ -103,7 +103,11 @@ def schedule(
     for node in nodes:
         if node.op is Op.NAME:
             value = node.args[0]
-            if value.op not in (Op.INPUT, Op.CONST, Op.NAME) and value.id not in owner and value.id not in adjoint_of:
+            if (
+                value.op not in (Op.INPUT, Op.CONST, Op.NAME)
+                and value.id not in owner
+                and value.id not in adjoint_of
+            ):
                 owner[value.id] = node
 
     sched = Schedule(lines=[], var=dict(bound))

@@ -31,7 +31,7 @@ def function_body(source: str, name: str) -> list[str]:
     lines = source.splitlines()
     start = lines.index(next(ln for ln in lines if ln.startswith(f"def {name}(")))
     body = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line and not line.startswith(" "):
             break
         body.append(line.strip())
@@ -46,7 +46,7 @@ def neuron_source() -> str:
 
 def test_neuron_grad_has_exactly_the_lecture_lines(neuron_source):
     body = function_body(neuron_source, "neuron_grad")
-    backward = body[body.index("grad_L = 1.0"): -1]
+    backward = body[body.index("grad_L = 1.0") : -1]
     assert sorted(backward) == sorted(NEURON_LINES)
     # Order may differ only where the chain rule leaves it free: every
     # gradient is defined before it is read.

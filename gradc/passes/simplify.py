@@ -28,7 +28,8 @@ def simplify(fn: Function) -> Function:
     """Rebuild `fn` with every rewrite rule applied; returns a new Function."""
     graph = Graph()
     new: dict[int, Node] = {}
-    for node in reachable(*fn.roots(), *fn.inputs):
+    seed = [fn.seed] if fn.seed is not None else []
+    for node in reachable(*fn.roots(), *fn.inputs, *seed):
         args = tuple(new[a.id] for a in node.args)
         new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
 
@@ -41,7 +42,7 @@ def simplify(fn: Function) -> Function:
         inputs=mapped(fn.inputs),
         output=new[fn.output.id],
         wrt=mapped(fn.wrt),
-        seed=new[fn.seed.id] if fn.seed is not None and fn.seed.id in new else fn.seed,
+        seed=new[fn.seed.id] if fn.seed is not None else None,
         grads=mapped(fn.grads),
         adjoints=[
             (new[x.id], new[g.id]) for x, g in fn.adjoints or () if x.id in new and g.id in new
@@ -91,7 +92,7 @@ def fold(op: Op, values: list):
         value = rule(*values)
     except (ArithmeticError, ValueError):
         return None
-    if isinstance(value, complex) or isinstance(value, bool):
+    if isinstance(value, (complex, bool)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None

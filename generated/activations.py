@@ -287,9 +287,7 @@ def blend_backward(grad_output, cache):
     grad_s = grad_out * sigmoid(-s) + grad_out * sigmoid(s)
     t4 = sigmoid(r)
     grad_r = (
-        -grad_s * (np.abs(r) < 1)
-        + grad_s * gelu_grad(r)
-        + grad_s * (t4 + t3 * (1 - t4))
+        grad_s * gelu_grad(r) - grad_s * (np.abs(r) < 1) + grad_s * (t4 + t3 * (1 - t4))
     )
     t5 = h > 0
     grad_h = (
@@ -313,15 +311,13 @@ def blend_grad(x, a, b):
     t3 = swish(r)
     s = t3 + gelu(r) - np.clip(r, -1, 1)
     out = softplus(s) + log_sigmoid(s)
-    t4 = sigmoid(r)
-    t5 = h > 0
     grad_out = 1.0
     grad_s = grad_out * sigmoid(-s) + grad_out * sigmoid(s)
+    t4 = sigmoid(r)
     grad_r = (
-        -grad_s * (np.abs(r) < 1)
-        + grad_s * gelu_grad(r)
-        + grad_s * (t4 + t3 * (1 - t4))
+        grad_s * gelu_grad(r) - grad_s * (np.abs(r) < 1) + grad_s * (t4 + t3 * (1 - t4))
     )
+    t5 = h > 0
     grad_h = (
         np.where(t5, grad_r, grad_r * 0.5 * np.exp(np.minimum(h, 0)))
         + np.where(t5, grad_r, 0.01 * grad_r)

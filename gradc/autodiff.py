@@ -76,12 +76,19 @@ def _contributions(node: Node, g: Node) -> list[Node | None]:
 
 
 def total_of(parts: list[Node] | None) -> Node | None:
-    """The sum of a node's gradient contributions, in the order they came."""
+    """The sum of a node's gradient contributions, in the order they came; a
+    contribution that came k times (x * x sends g * x twice) is added as k * it."""
     if not parts:
         return None
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+    counts: dict[int, int] = {}
+    first: dict[int, Node] = {}
+    for part in parts:
+        counts[part.id] = counts.get(part.id, 0) + 1
+        first.setdefault(part.id, part)
+    total = None
+    for key, part in first.items():
+        term = part if counts[key] == 1 else counts[key] * part
+        total = term if total is None else total + term
     return total
 
 

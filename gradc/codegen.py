@@ -79,6 +79,11 @@ def helpers_for(nodes) -> list[str]:
     return [src for name, src in _helper_sources().items() if name in wanted]
 
 
+def helper_names() -> list[str]:
+    """Every helper a generated module may define (reserved for them)."""
+    return list(_helper_sources())
+
+
 @functools.cache
 def _helper_sources() -> dict[str, str]:
     text = (data_dir("templates") / "helpers.py").read_text(encoding="utf-8")

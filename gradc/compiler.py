@@ -13,14 +13,20 @@ from pathlib import PurePath
 from gradc import __version__
 from gradc import syntax as S
 from gradc.autodiff import differentiate, reachable
-from gradc.codegen import EmittedFunction, helpers_for, render_module, statement_lines
+from gradc.codegen import (
+    EmittedFunction,
+    helper_names,
+    helpers_for,
+    render_module,
+    statement_lines,
+)
 from gradc.errors import CompileError
 from gradc.ir import Function
-from gradc.lower import expression_def, lower
+from gradc.lower import definitions, expression_def, lower
 from gradc.ops import Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import PIPELINE
-from gradc.schedule import Namer, schedule
+from gradc.schedule import RESERVED, Namer, schedule
 
 
 def compile_source(
@@ -47,11 +53,13 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
             _check_wrt_override(module, wrt)
         emitted: list[EmittedFunction] = []
         used_nodes = []
-        module_names = {n for d in module.defs for n in _api_names(d.name)}
+        definitions(module)  # duplicate defs are reported first
+        public = public_names(module)
+        reserved = {n for base in public.values() for n in _api_names(base)} | set(helper_names())
         for d in module.defs:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
             fn = run_passes(lower(module, d.name, d_wrt))
-            family, nodes = _emit_family(fn, module_names)
+            family, nodes = _emit_family(fn, public[d.name], reserved)
             emitted.extend(family)
             used_nodes.extend(nodes)
     except CompileError as exc:
@@ -71,6 +79,26 @@ def run_passes(fn: Function) -> Function:
     return fn
 
 
+def public_names(module: S.Module) -> dict[str, str]:
+    """The name each def's functions get in the generated module: its own,
+    with a trailing underscore where it would shadow Python, NumPy or a helper.
+    Two defs whose generated functions would clash are an error."""
+    taken: dict[str, str] = {}
+    public: dict[str, str] = {}
+    for d in module.defs:
+        base = d.name + "_" if d.name in RESERVED or d.name in helper_names() else d.name
+        for name in _api_names(base):
+            if name in taken:
+                raise CompileError(
+                    f"def '{d.name}' clashes with def '{taken[name]}': "
+                    f"both would generate a function named '{name}'",
+                    d.pos,
+                )
+            taken[name] = d.name
+        public[d.name] = base
+    return public
+
+
 def _api_names(name: str) -> list[str]:
     return [name, f"{name}_forward", f"{name}_backward", f"{name}_grad"]
 
@@ -85,9 +113,8 @@ def _check_wrt_override(module: S.Module, names: list[str]) -> None:
         raise CompileError(f"--wrt {','.join(names)}: no def has all of these parameters")
 
 
-def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction], list]:
-    """f, f_forward, f_backward and (for a scalar output) f_grad."""
-    graph = fn.graph
+def _emit_family(fn: Function, base: str, reserved: set[str]) -> tuple[list[EmittedFunction], list]:
+    """f, f_forward, f_backward and (for a scalar output) f_grad, named after `base`."""
     out_family = []
 
     def bind_inputs(namer: Namer, f: Function) -> dict[int, str]:
@@ -101,7 +128,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_var = plain.name_of(fn.output)
     out_family.append(
         EmittedFunction(
-            fn.name,
+            base,
             params,
             f"Forward pass: returns {out_var}.",
             statement_lines(plain) + [f"return {out_var}"],
@@ -110,8 +137,10 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     used = reachable(fn.output)
 
     # f_forward / f_backward: one schedule, split at the cache.
-    seed = graph.input("grad_output", fn.output.shape, fn.output.dtype)
-    back = run_passes(differentiate(fn, seed))
+    # Each variant is differentiated in a fresh copy of the graph (run_passes
+    # rebuilds it), so one variant's nodes never reorder another's lines.
+    fresh = run_passes(fn)
+    back = run_passes(differentiate(fresh, fresh.graph.seed(fn.output.shape, fn.output.dtype)))
     namer = Namer(reserved)
     bound = bind_inputs(namer, back)
     if back.seed is not None:
@@ -126,9 +155,9 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     out_var = joint.name_of(back.output)
     out_family.append(
         EmittedFunction(
-            f"{fn.name}_forward",
+            f"{base}_forward",
             params,
-            f"Forward pass: returns ({out_var}, cache) for {fn.name}_backward.",
+            f"Forward pass: returns ({out_var}, cache) for {base}_backward.",
             statement_lines(joint, fwd_lines)
             + [f"cache = {_tuple(cache)}", f"return {out_var}, cache"],
         )
@@ -136,7 +165,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     unpack = [f"{_tuple(cache)} = cache"] if cache else []
     out_family.append(
         EmittedFunction(
-            f"{fn.name}_backward",
+            f"{base}_backward",
             ["grad_output", "cache"],
             f"Backward pass: grad_output is d(loss)/d({out_var}); returns gradients for ({wrt_names}).",
             unpack + statement_lines(joint, bwd_lines) + [f"return {_tuple(grad_vars)}"],
@@ -146,14 +175,15 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     if fn.output.shape == ():
-        flat = run_passes(differentiate(fn, graph.constant(1.0)))
+        fresh = run_passes(fn)
+        flat = run_passes(differentiate(fresh, fresh.graph.constant(1.0)))
         namer = Namer(reserved)
         bound = bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
         grads = [sched.name_of(g) for g in flat.grads]
         out_family.append(
             EmittedFunction(
-                f"{fn.name}_grad",
+                f"{base}_grad",
                 params,
                 f"Returns {sched.name_of(flat.output)} and its gradients for ({wrt_names}).",
                 statement_lines(sched) + [f"return {sched.name_of(flat.output)}, {_tuple(grads)}"],
@@ -171,12 +201,13 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
         while stack:
             node = stack.pop()
             var = sched.name_of(node)
-            is_input = node.op is Op.INPUT and node.attr("name") != "grad_output"
+            is_input = node.op is Op.INPUT and not node.attr("seed")
             if (node.id in forward_ids or is_input) and var is not None:
                 needed[node.id] = var
             elif var is None:
                 stack.extend(node.args)
-    return [needed[i] for i in sorted(needed)]
+    # a value and the name it was computed under share one variable
+    return list(dict.fromkeys(needed[i] for i in sorted(needed)))
 
 
 def _tuple(names: list[str]) -> str:

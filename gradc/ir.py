@@ -105,7 +105,12 @@ class Graph:
         return self.op(Op.CONST, pos=pos, value=value, kind=type(value).__name__, key=repr(value))
 
     def input(self, name: str, shape: Shape = (), dtype: str = "f64", pos: Pos | None = None):
-        return self.op(Op.INPUT, pos=pos, name=name, shape=shape, dtype=dtype)
+        return self.op(Op.INPUT, pos=pos, name=name, shape=shape, dtype=dtype, seed=False)
+
+    def seed(self, shape: Shape, dtype: str) -> Node:
+        """The upstream gradient `grad_output` that f_backward receives: an
+        input, but never the same node as a parameter of the same name."""
+        return self.op(Op.INPUT, name="grad_output", shape=shape, dtype=dtype, seed=True)
 
     def name(self, label: str, value: Node, pos: Pos | None = None) -> Node:
         """Bind `value` to a source name; the schedule gives it its own line."""

@@ -91,13 +91,14 @@ class _Lowering:
             scope[p.name] = node
             inputs.append(node)
 
+        params = dict(scope)  # the body may rebind a parameter's name
         output = self.body(d, scope, stack=(d.name,))
         if output.op is not Op.NAME:
             output = self.graph.name(self._label("out"), output, pos=output.pos)
         if d.returns is not None:
             self._check_type(output, d.returns, "the return value")
 
-        wrt = self._wrt(d, scope, wrt_override)
+        wrt = self._wrt(d, params, wrt_override)
         return Function(d.name, self.graph, inputs, output, wrt, source_pos=d.pos)
 
     def _wrt(self, d: S.Def, scope: dict[str, Node], override: list[str] | None) -> list[Node]:

@@ -22,7 +22,16 @@ from gradc.autodiff import reachable
 from gradc.ir import Node
 from gradc.ops import Op
 
-MAX_INLINE_OPS = 8  # ops written inline in one line before a temporary is made
+# A line holds at most this many ops, nested at most this deep (a sum or
+# product chain `a + b + c` counts as one level), before a temporary is made.
+MAX_INLINE_OPS = 24
+MAX_NESTING = 6
+_CHAINS = {
+    Op.ADD: (Op.ADD, Op.SUB),
+    Op.SUB: (Op.ADD, Op.SUB),
+    Op.MUL: (Op.MUL, Op.DIV),
+    Op.DIV: (Op.MUL, Op.DIV),
+}
 
 RESERVED = (
     set(keyword.kwlist)
@@ -112,7 +121,8 @@ def schedule(
 
     sched = Schedule(lines=[], var=dict(bound))
 
-    cost: dict[int, int] = {}
+    size: dict[int, int] = {}  # ops of an inlined node's expression
+    depth: dict[int, int] = {}  # its nesting
     for node in nodes:
         if node.op in (Op.INPUT, Op.CONST):
             continue
@@ -124,16 +134,35 @@ def schedule(
                 sched.var[node.id] = namer.claim(node.attr("label"))
                 sched.lines.append(Line(sched.var[node.id], node))
             continue
-        inline_cost = 1 + sum(cost.get(a.id, 0) for a in node.args)
+        inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
+        inline_depth = _nesting(node, depth)
         value = adjoint_of.get(node.id)
         if value is not None and value.id in sched.var:
             sched.var[node.id] = namer.claim("grad_" + sched.var[value.id])
         elif node.id in owner:
             sched.var[node.id] = namer.claim(owner[node.id].attr("label"))
-        elif uses.get(node.id, 0) > 1 or inline_cost > MAX_INLINE_OPS or node.id in needs_line:
+        elif (
+            uses.get(node.id, 0) > 1
+            or inline_size > MAX_INLINE_OPS
+            or inline_depth > MAX_NESTING
+            or node.id in needs_line
+        ):
             sched.var[node.id] = namer.temporary()
         else:
-            cost[node.id] = inline_cost
+            size[node.id] = inline_size
+            depth[node.id] = inline_depth
             continue
         sched.lines.append(Line(sched.var[node.id], node))
     return sched
+
+
+def _nesting(node: Node, depth: dict[int, int]) -> int:
+    """How deeply `node`'s expression nests if written inline; the left operand
+    of a chain of the same kind (`a + b - c`) does not nest."""
+    deepest = 0
+    for i, arg in enumerate(node.args):
+        if arg.id not in depth:  # a leaf or a variable
+            continue
+        chained = i == 0 and arg.op in _CHAINS.get(node.op, ())
+        deepest = max(deepest, depth[arg.id] + (0 if chained else 1))
+    return max(deepest, 1)

@@ -151,6 +151,8 @@ def _mul_identities(graph, a, b):
         return _make(graph, Op.NEG, b)  # -1 * x -> -x
     if a.op is Op.NEG and b.op is Op.NEG:
         return _make(graph, Op.MUL, a.args[0], b.args[0])  # (-a) * (-b) -> a * b
+    if a.op is Op.NEG and a.args[0].op is not Op.CONST:
+        return _make(graph, Op.NEG, _make(graph, Op.MUL, a.args[0], b))  # (-a) * b -> -(a * b)
     if b.op is Op.NEG and b.args[0].op is not Op.CONST:
         return _make(graph, Op.NEG, _make(graph, Op.MUL, a, b.args[0]))  # a * (-b) -> -(a * b)
     return None
@@ -159,6 +161,8 @@ def _mul_identities(graph, a, b):
 def _div_identities(graph, a, b):
     if is_constant(b, 1):
         return a  # x / 1 -> x
+    if a.op is Op.NEG and a.args[0].op is not Op.CONST:
+        return _make(graph, Op.NEG, _make(graph, Op.DIV, a.args[0], b))  # (-a) / b -> -(a / b)
     return None
 
 

@@ -101,7 +101,7 @@ def _compile(args) -> int:
         if target is None:
             sys.stdout.write(generated)
             continue
-        current = target.read_text(encoding="utf-8") if target.exists() else None
+        current = _read_existing(target)
         if current == generated:
             continue
         if args.check or args.diff:
@@ -122,8 +122,25 @@ def _compile(args) -> int:
             raise _UsageError(
                 f"refusing to overwrite {target}: gradc did not generate it (use --force)"
             )
-        write_atomically(target, generated)
+        try:
+            write_atomically(target, generated)
+        except OSError as exc:
+            raise _UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     return EXIT_CHECK_FAILED if stale else EXIT_OK
+
+
+def _read_existing(target: Path) -> str | None:
+    """The output file as it is now (None if there is none yet)."""
+    if target.is_dir():
+        raise _UsageError(f"cannot write {target}: it is a directory")
+    if not target.exists():
+        return None
+    try:
+        return target.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return ""  # not text gradc wrote: treated as a file it did not generate
+    except OSError as exc:
+        raise _UsageError(f"cannot read {target}: {exc.strerror or exc}") from None
 
 
 def _target(path: Path, args) -> Path | None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import keyword
 from pathlib import PurePath
 
 from gradc import __version__
@@ -22,11 +23,14 @@ from gradc.codegen import (
 )
 from gradc.errors import CompileError
 from gradc.ir import Function
-from gradc.lower import definitions, expression_def, lower
+from gradc.lower import TENSOR_BUILTINS, definitions, expression_def, lower
+from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import PIPELINE
 from gradc.schedule import RESERVED, Namer, schedule
+
+BUILTINS = set(OP_BUILTINS) | set(TENSOR_BUILTINS)
 
 
 def compile_source(
@@ -42,6 +46,8 @@ def compile_source(
 def compile_expression(text: str, name: str = "f") -> str:
     """Expression mode: one expression, its free names as scalar inputs."""
     filename = "<expression>"
+    if not (name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):
+        raise CompileError(f"function name {name!r} is not a valid Python identifier")
     expr = parse_expression(text, filename)
     module = S.Module(filename, text, defs=[expression_def(expr, name)])
     return _compile_module(module, text, filename, None)
@@ -80,14 +86,18 @@ def run_passes(fn: Function) -> Function:
 
 
 def public_names(module: S.Module) -> dict[str, str]:
-    """The name each def's functions get in the generated module: its own,
-    with a trailing underscore where it would shadow Python, NumPy or a helper.
-    Two defs whose generated functions would clash are an error."""
+    """The name each def's functions get in the generated module: its own.
+    A def name is API, so instead of renaming it silently, a name that would
+    shadow Python, NumPy or a helper, or two defs whose generated functions
+    would clash, are errors at the def."""
     taken: dict[str, str] = {}
-    public: dict[str, str] = {}
     for d in module.defs:
-        base = d.name + "_" if d.name in RESERVED or d.name in helper_names() else d.name
-        for name in _api_names(base):
+        if d.name in RESERVED or d.name in helper_names() or d.name in BUILTINS:
+            what = "a helper of the generated module" if d.name in helper_names() else None
+            what = what or ("gradc's built-in" if d.name in BUILTINS else None)
+            what = what or ("NumPy's 'np'" if d.name in ("np", "numpy") else "a Python name")
+            raise CompileError(f"def '{d.name}' would shadow {what}; rename the def", d.pos)
+        for name in _api_names(d.name):
             if name in taken:
                 raise CompileError(
                     f"def '{d.name}' clashes with def '{taken[name]}': "
@@ -95,8 +105,7 @@ def public_names(module: S.Module) -> dict[str, str]:
                     d.pos,
                 )
             taken[name] = d.name
-        public[d.name] = base
-    return public
+    return {d.name: d.name for d in module.defs}
 
 
 def _api_names(name: str) -> list[str]:

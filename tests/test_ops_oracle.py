@@ -593,11 +593,6 @@ PROGRAMS = [
         "def f(x):\n    sigmoid = x * 2\n    return swish(sigmoid) + log_sigmoid(x)\n",
     ),
     Program(
-        "def_named_like_a_helper",
-        "def sigmoid(x):\n    return relu(x)\n\ndef f(x):\n    return swish(x) * sigmoid(x)\n",
-    ),
-    Program("def_named_np", "def np(x):\n    return exp(x)\n\ndef f(x):\n    return np(x) * x\n"),
-    Program(
         "names_of_generated_values",
         "def f(x, out, t0, grad_x, cache):\n"
         "    grad_out = x * out\n"
@@ -761,3 +756,20 @@ def test_composite_of_stable_ops_at_large_inputs():
     source = "def f(x, y):\n    return log_sigmoid(x * y) + softplus(x - y) * sigmoid(y)\n"
     for x, y in [(1e2, 1e2), (-1e2, 1e2), (1e4, -1e4), (-1e4, -1.0)]:
         check_flat_grad(source, [x, y])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def sigmoid(x):\n    return relu(x)\n\ndef f(x):\n    return swish(x) * sigmoid(x)\n",
+        "def np(x):\n    return exp(x)\n\ndef f(x):\n    return np(x) * x\n",
+    ],
+    ids=["def_named_like_a_helper", "def_named_np"],
+)
+def test_def_that_would_shadow_the_generated_module_is_refused(source):
+    """A def name is API: rather than rename it (mod.np would then be NumPy),
+    gradc refuses it with a positioned error."""
+    with pytest.raises(CompileError) as info:
+        compile_source(source, "case.grad")
+    assert "would shadow" in info.value.message
+    assert (info.value.pos.line, info.value.pos.column) == (1, 5)

@@ -1,0 +1,213 @@
+"""How gradc's compile time grows with program size.
+
+Run by hand from the repository root:
+
+    python benchmarks/compile_scaling.py                 # 100 ... 10,000 ops, 3 repeats
+    python benchmarks/compile_scaling.py --sizes 100,1000 --repeat 1
+
+Three shapes of program, each generated with an exact number of primitive
+operations (one per source line, counting `f(u * c)` as two):
+
+- chain:  v_i = op(v_{i-1}), cycling sin, tanh, `* a`, `+ b`; depth = size.
+- tree:   a balanced binary tree of `*` and `+` over size + 1 inputs; depth = log2(size).
+- fanout: one value u feeds size/3 lines h_i = f(u * c_i), whose results are added;
+          u's gradient has size/3 contributions.
+
+Each program is compiled with `gradc.compile_source` `--repeat` times (median
+reported). The time spent inside `black.format_str` is recorded during those
+same compiles, on exactly the text gradc hands black, so "black" and "rest"
+add up to the compile time. A linear compiler shows a time ratio close to the
+size ratio (about 3.0 and 3.3 for the default sizes) and a constant s/op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Run from a checkout without installing: the repository root beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gradc  # noqa: E402
+import gradc.codegen  # noqa: E402
+
+SIZES = (100, 300, 1_000, 3_000, 10_000)
+BUDGET_SECONDS = 10.0  # the verdict: does the largest program compile in this?
+
+
+# --------------------------------------------------------------------------------------
+# Program generators: each returns `.grad` source with exactly `ops` primitive ops.
+
+
+def chain_program(ops: int) -> str:
+    """A long dependency chain: each line uses the previous value."""
+    steps = ("sin({v})", "tanh({v})", "{v} * a", "{v} + b")
+    lines = ["def chain(x, a, b):", "    v0 = x"]
+    for i in range(1, ops + 1):
+        lines.append(f"    v{i} = " + steps[i % len(steps)].format(v=f"v{i - 1}"))
+    lines.append(f"    return v{ops}")
+    return "\n".join(lines) + "\n"
+
+
+def tree_program(ops: int) -> str:
+    """A balanced binary tree of products and sums over ops + 1 inputs.
+
+    Pairs are combined level by level (an odd one out moves up a level), so
+    the depth is ceil(log2(ops + 1)); levels alternate `*` and `+`.
+    """
+    level = [f"x{i}" for i in range(ops + 1)]
+    params = ", ".join(level)
+    lines = [f"def tree({params}):"]
+    count, depth = 0, 0
+    while len(level) > 1:
+        op = "*" if depth % 2 == 0 else "+"
+        nxt = []
+        for j in range(0, len(level) - 1, 2):
+            name = f"t{count}"
+            lines.append(f"    {name} = {level[j]} {op} {level[j + 1]}")
+            nxt.append(name)
+            count += 1
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+    assert count == ops, (count, ops)
+    lines.append(f"    return {level[0]}")
+    return "\n".join(lines) + "\n"
+
+
+def fanout_program(ops: int) -> str:
+    """One value used by many lines whose results are added.
+
+    `u = sin(x)` is 1 op; each branch `h_i = f(u * c_i)` is 2 and adding it
+    to the running sum 1 more (the first branch starts the sum: 2). The
+    constants c_i differ, so no two branches are common subexpressions.
+    """
+    funcs = ("sin", "tanh", "cos", "sigmoid")
+    lines = ["def fanout(x):", "    u = sin(x)"]
+    count, i = 1, 0
+    while count < ops:
+        left = ops - count
+        c = f"{1 + (i + 1) / 8192:.6f}"
+        if left == 1:  # one op short of a branch: scale the sum instead
+            lines.append(f"    s = s * {c}")
+            count += 1
+            break
+        if left == 2 and i > 0:
+            lines.append(f"    s = s + u * {c}")
+            count += 2
+            break
+        lines.append(f"    h{i} = {funcs[i % len(funcs)]}(u * {c})")
+        count += 2
+        if i > 0:
+            lines.append(f"    s = s + h{i}")
+            count += 1
+        else:
+            lines.append(f"    s = h{i}")
+        i += 1
+    assert count == ops, (count, ops)
+    lines.append("    return s")
+    return "\n".join(lines) + "\n"
+
+
+SHAPES = {"chain": chain_program, "tree": tree_program, "fanout": fanout_program}
+
+
+# --------------------------------------------------------------------------------------
+# Timing
+
+
+class _BlackTimer:
+    """Wraps `black.format_str` as gradc's codegen calls it, summing its time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._original = gradc.codegen.black.format_str
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self._original(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def __enter__(self):
+        gradc.codegen.black.format_str = self
+        return self
+
+    def __exit__(self, *exc):
+        gradc.codegen.black.format_str = self._original
+
+
+def measure(source: str, repeat: int) -> tuple[float, float, str]:
+    """Median compile seconds, median black seconds, generated source."""
+    totals, blacks, output = [], [], ""
+    for _ in range(repeat):
+        with _BlackTimer() as black_timer:
+            start = time.perf_counter()
+            output = gradc.compile_source(source, filename="bench.grad")
+            totals.append(time.perf_counter() - start)
+        blacks.append(black_timer.seconds)
+    return statistics.median(totals), statistics.median(blacks), output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes", default=",".join(map(str, SIZES)), help="comma-separated op counts"
+    )
+    parser.add_argument(
+        "--shapes", default=",".join(SHAPES), help="comma-separated: " + ",".join(SHAPES)
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="compiles per program (median)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    shapes = [s.strip() for s in args.shapes.split(",")]
+
+    gradc.compile_source(chain_program(10))  # warm up: grammar, templates, imports
+
+    header = (
+        f"{'shape':<7} {'ops':>6} {'seconds':>9} {'s/op':>9} {'gen lines':>9} "
+        f"{'lines/op':>8} {'ratio':>11} {'black s':>8} {'rest s':>8} {'black %':>7}"
+    )
+    print(f"gradc {gradc.__version__}, median of {args.repeat} compile(s) per program")
+    print(header)
+    print("-" * len(header))
+    largest: dict[str, float] = {}
+    for shape in shapes:
+        previous = None
+        for ops in sizes:
+            seconds, black_s, output = measure(SHAPES[shape](ops), args.repeat)
+            lines = output.count("\n")
+            if previous is None:
+                ratio = "-"
+            else:
+                ratio = f"{seconds / previous[1]:.2f} (x{ops / previous[0]:.1f})"
+            print(
+                f"{shape:<7} {ops:>6} {seconds:>9.3f} {seconds / ops:>9.2e} {lines:>9} "
+                f"{lines / ops:>8.2f} {ratio:>11} {black_s:>8.3f} {seconds - black_s:>8.3f} "
+                f"{100 * black_s / seconds:>6.0f}%",
+                flush=True,
+            )
+            previous = (ops, seconds)
+            largest[shape] = seconds
+        print()
+
+    biggest = max(sizes)
+    slow = {s: t for s, t in largest.items() if t >= BUDGET_SECONDS}
+    times = ", ".join(f"{s} {t:.1f} s" for s, t in largest.items())
+    if slow:
+        print(
+            f"VERDICT: FAIL - not every {biggest:,}-op program compiled in under {BUDGET_SECONDS:g} s ({times})"
+        )
+    else:
+        print(
+            f"VERDICT: OK - every {biggest:,}-op program compiled in under {BUDGET_SECONDS:g} s ({times})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -171,7 +171,9 @@ def _emit_family(fn: Function, base: str, reserved: set[str]) -> tuple[list[Emit
             + [f"cache = {_tuple(cache)}", f"return {out_var}, cache"],
         )
     )
-    unpack = [f"{_tuple(cache)} = cache"] if cache else []
+    # black drops the parentheses of a multi-name target: a, b = cache
+    target = _tuple(cache) if len(cache) == 1 else ", ".join(cache)
+    unpack = [f"{target} = cache"] if cache else []
     out_family.append(
         EmittedFunction(
             f"{base}_backward",

@@ -61,6 +61,7 @@ class _Lowering:
         self.defs = defs
         self.graph = Graph()
         self.labels: set[str] = set()
+        self._next_suffix: dict[str, int] = {}  # base -> next number to try
         self.constants = self._constants()
 
     # ------------------------------------------------------------ top level
@@ -134,9 +135,12 @@ class _Lowering:
             )
 
     def _label(self, base: str) -> str:
-        label, k = base, 1
+        """`base`, or `base_1`, `base_2`, ... for a name assigned again. The
+        next number is remembered, so n reassignments cost O(n), not O(n^2)."""
+        label, k = base, self._next_suffix.get(base, 1)
         while label in self.labels:
             label, k = f"{base}_{k}", k + 1
+        self._next_suffix[base] = k
         self.labels.add(label)
         return label
 

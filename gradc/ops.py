@@ -12,6 +12,7 @@ contribution of the broadcast shape.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -111,6 +112,8 @@ class OpDef:
 
 def broadcast_shapes(shapes, pos=None):
     """NumPy broadcasting over symbolic dims; a mismatch is a compile error."""
+    if all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0])  # the common case, and the fast one
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(ndim):
@@ -317,6 +320,20 @@ def _axis_text(axis) -> str:
     return str(axis[0]) if len(axis) == 1 else "(" + ", ".join(map(str, axis)) + ")"
 
 
+_SIMPLE_ATOM = r"-?([A-Za-z_][A-Za-z0-9_.]*|[0-9][0-9.e+-]*)"
+# a chain of hugged powers (`b**c`) is as simple to black as its parts
+_SIMPLE_OPERAND = re.compile(rf"{_SIMPLE_ATOM}(\*\*{_SIMPLE_ATOM})*")
+
+
+def _spell_pow(args, attrs):
+    # black's style: `x**2` hugs when both operands are simple (a name, a
+    # number or an attribute, maybe negated), `x ** (y - 1)` otherwise
+    base, exponent = args
+    if _SIMPLE_OPERAND.fullmatch(base) and _SIMPLE_OPERAND.fullmatch(exponent):
+        return f"{base}**{exponent}"
+    return f"{base} ** {exponent}"
+
+
 def _spell_sum(args, attrs):
     (x,) = args
     axis, keepdims = attrs["axis"], attrs["keepdims"]
@@ -359,8 +376,9 @@ OPS: dict[Op, OpDef] = {
     Op.DIV: OpDef(
         "/", 2, _binary("/", PRODUCT), lambda g, y, a, b: (g / b, -g * y / b), _elementwise
     ),
-    Op.POW: OpDef("**", 2, _binary("**", POWER, right_assoc=True), _pow_grad, _elementwise),
-    Op.NEG: OpDef("-", 1, Spelling("-{0}", UNARY, POWER), lambda g, y, x: (-g,), _elementwise),
+    Op.POW: OpDef("**", 2, Spelling(_spell_pow, POWER, (POWER + 1, POWER - 1)), _pow_grad, _elementwise),
+    # -(x**2), as black writes it, never -x**2
+    Op.NEG: OpDef("-", 1, Spelling("-{0}", UNARY, POWER + 1), lambda g, y, x: (-g,), _elementwise),
     Op.EXP: _unary_def("exp", _call("np.exp"), lambda g, y, x: (g * y,)),
     Op.LOG: _unary_def("log", _call("np.log"), lambda g, y, x: (g / x,)),
     Op.LOG1P: _unary_def("log1p", _call("np.log1p"), lambda g, y, x: (g / (1 + x),)),

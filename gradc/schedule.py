@@ -62,6 +62,7 @@ class Namer:
     def __init__(self, reserved: set[str]):
         self.taken = set(RESERVED) | set(reserved)
         self.counter = 0
+        self._next_suffix: dict[str, int] = {}
 
     def claim_exact(self, name: str) -> str:
         """A name the contract fixes (`grad_output`): taken as it is."""
@@ -70,9 +71,10 @@ class Namer:
 
     def claim(self, base: str) -> str:
         name = base + "_" if base in self.taken else base
-        k = 1
+        k = self._next_suffix.get(base, 1)
         while name in self.taken:
             name, k = f"{base}_{k}", k + 1
+        self._next_suffix[base] = k
         self.taken.add(name)
         return name
 

@@ -1,0 +1,89 @@
+"""Generated modules are black-formatted without running black over them
+(codegen.py says why): black must leave every one of them unchanged."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import black
+import pytest
+
+from gradc import compile_source
+from gradc.ops import BUILTINS, OPS
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from compile_scaling import chain_program, fanout_program, tree_program  # noqa: E402
+
+
+def assert_black_stable(source: str) -> None:
+    formatted = black.format_str(source, mode=black.Mode())
+    if formatted != source:
+        import difflib
+
+        diff = "".join(
+            difflib.unified_diff(
+                source.splitlines(True), formatted.splitlines(True), "gradc", "black"
+            )
+        )
+        pytest.fail(f"black would change the generated module:\n{diff}")
+
+
+def corpus() -> list[tuple[str, str]]:
+    files = sorted((ROOT / "examples").glob("*.grad")) + sorted(
+        (ROOT / "tests" / "cases").glob("*.grad")
+    )
+    programs = [(f.name, f.read_text().split("# output")[0]) for f in files]
+    programs += [
+        ("chain", chain_program(300)),
+        ("tree", tree_program(300)),
+        ("fanout", fanout_program(300)),
+        (
+            "long_signature",
+            "def f(" + ", ".join(f"input_number_{i}" for i in range(12)) + "):\n"
+            "    return " + " + ".join(f"sin(input_number_{i})" for i in range(12)) + "\n",
+        ),
+        (
+            "long_names",
+            "def f(a_really_long_parameter_name, another_quite_long_name):\n"
+            "    the_first_long_intermediate_value = a_really_long_parameter_name ** another_quite_long_name\n"
+            "    return exp(the_first_long_intermediate_value) * the_first_long_intermediate_value ** 3\n",
+        ),
+    ]
+    return programs
+
+
+@pytest.mark.parametrize("name, text", corpus(), ids=lambda v: v if len(v) < 40 else None)
+def test_black_leaves_generated_code_unchanged(name, text):
+    assert_black_stable(compile_source(text, name))
+
+
+def random_expression(rng: random.Random, names: list[str], depth: int) -> str:
+    if depth == 0 or rng.random() < 0.2:
+        return rng.choice(names + ["2", "0.5", "3", "1e-3"])
+    kind = rng.random()
+    sub = lambda: random_expression(rng, names, depth - 1)  # noqa: E731
+    if kind < 0.45:
+        return f"({sub()} {rng.choice(['+', '-', '*', '/', '**'])} {sub()})"
+    if kind < 0.55:
+        return f"-{sub()}"
+    fn = rng.choice(sorted(BUILTINS))
+    arity = len(OPS[BUILTINS[fn]].params)
+    if fn == "where":
+        return f"where({sub()} > {sub()}, {sub()}, {sub()})"
+    return f"{fn}({', '.join(sub() for _ in range(arity))})"
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_black_leaves_random_programs_unchanged(seed):
+    rng = random.Random(seed)
+    names = ["x", "y", "z"]
+    lines = [f"def f({', '.join(names)}):"]
+    for i in range(rng.randint(1, 6)):
+        lines.append(f"    v{i} = {random_expression(rng, names, 4)}")
+        names.append(f"v{i}")
+    lines.append(f"    return {random_expression(rng, names, 3)}")
+    assert_black_stable(compile_source("\n".join(lines) + "\n", "random.grad"))

@@ -89,14 +89,19 @@ def _compile(args) -> int:
     if args.output and (len(args.sources) > 1 or args.outdir):
         raise _UsageError("-o takes one source; use --outdir for many")
 
-    stale = 0
+    stale = failed = 0
     for source in args.sources:
         path = Path(source)
         try:
             text = read_source(path)
+            generated = compile_source(text, filename=source, wrt=wrt)
         except OSError as exc:
             raise _UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
-        generated = compile_source(text, filename=source, wrt=wrt)
+        except CompileError as exc:
+            # one bad file does not hide the others' errors or stop their output
+            print(exc.render(), file=sys.stderr)
+            failed += 1
+            continue
         target = _target(path, args)
         if target is None:
             sys.stdout.write(generated)
@@ -126,6 +131,8 @@ def _compile(args) -> int:
             write_atomically(target, generated)
         except OSError as exc:
             raise _UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if failed:
+        return EXIT_ERROR
     return EXIT_CHECK_FAILED if stale else EXIT_OK
 
 

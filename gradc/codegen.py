@@ -45,20 +45,94 @@ def blacken_statement(statement: str) -> str:
     """One statement of a function body, as black lays it out: unchanged when
     it fits in a line, else split by black (continuation lines carry their
     own indentation)."""
-    if len(_INDENT) + len(statement) <= LINE_LENGTH:
-        return statement
+    if all(len(_INDENT) + len(line) <= LINE_LENGTH for line in statement.split("\n")):
+        return statement  # fits, or already laid out (tuple_statement)
+    laid_out = _split_sum(statement)
+    if laid_out is not None:
+        return laid_out
     formatted = black.format_str(f"def _():\n{_INDENT}{statement}\n", mode=black.Mode())
     body = formatted.split("\n", 1)[1].rstrip("\n")
     return body[len(_INDENT) :]
 
 
+def _split_sum(statement: str) -> str | None:
+    """`var = a + b - c ...` too long for a line, as black splits it: the
+    right-hand side in parentheses, on one line if it fits there, else one
+    term a line, each after its operator. black keeps those parentheses only
+    when the sum has two or more top-level operators; anything else (or a
+    term still too long) returns None and goes to black."""
+    target, sep, rhs = statement.partition(" = ")
+    if not sep or not target.isidentifier():
+        return None
+    terms, operators = _top_level_terms(rhs)
+    if terms is None or len(operators) < 2:
+        return None
+    body_indent = _INDENT * 2
+    if len(body_indent) + len(rhs) <= LINE_LENGTH:
+        return f"{target} = (\n{body_indent}{rhs}\n{_INDENT})"
+    lines = [body_indent + terms[0]] + [
+        f"{body_indent}{op} {term}" for op, term in zip(operators, terms[1:])
+    ]
+    if any(len(line) > LINE_LENGTH for line in lines):
+        return None
+    return f"{target} = (\n" + "\n".join(lines) + f"\n{_INDENT})"
+
+
+def _top_level_terms(rhs: str):
+    """Split at ` + ` and ` - ` outside brackets; (None, None) if a comparison
+    also stands at the top level (black would split there first)."""
+    terms, operators, depth, start, i = [], [], 0, 0, 0
+    while i < len(rhs):
+        ch = rhs[i]
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif depth == 0 and ch in "<>=!" and rhs[i - 1] == " ":
+            return None, None
+        elif depth == 0 and ch in "+-" and rhs[i - 1 : i + 2] in (" + ", " - "):
+            terms.append(rhs[start : i - 1])
+            operators.append(ch)
+            start = i + 2
+            i += 1
+        i += 1
+    terms.append(rhs[start:])
+    return terms, operators
+
+
 def blacken_signature(name: str, params: list[str]) -> str:
-    """`name(params)` as black writes it after `def `."""
-    line = f"def {name}({', '.join(params)}):"
-    if len(line) <= LINE_LENGTH:
-        return line[4:-1]
-    formatted = black.format_str(f"{line}\n{_INDENT}pass\n", mode=black.Mode())
-    return formatted.rsplit("\n", 2)[0].rstrip(":")[4:]
+    """`name(params)` as black writes it after `def `: on one line if it fits;
+    else the parameters on one indented line; else one a line, with a
+    trailing comma."""
+    joined = ", ".join(params)
+    if len(f"def {name}({joined}):") <= LINE_LENGTH:
+        return f"{name}({joined})"
+    if len(_INDENT) + len(joined) <= LINE_LENGTH:
+        return f"{name}(\n{_INDENT}{joined}\n)"
+    return f"{name}(\n" + "".join(f"{_INDENT}{p},\n" for p in params) + ")"
+
+
+def tuple_statement(head: str, names: list[str], tail: str = "") -> str:
+    """`head(a, b, c)tail` (`cache = (...)`, `return (...)`), laid out as black
+    does: on one line if it fits, else one name a line with a trailing comma.
+    Done here because black takes seconds on a tuple of thousands of names."""
+    one = f"{head}({', '.join(names)}{',' if len(names) == 1 else ''}){tail}"
+    if len(_INDENT) + len(one) <= LINE_LENGTH:
+        return one
+    inner = "\n".join(f"{_INDENT * 2}{n}," for n in names)
+    return f"{head}(\n{inner}\n{_INDENT}){tail}"
+
+
+def unpack_statement(names: list[str], value: str) -> str:
+    """`a, b = value` as black lays it out (see tuple_statement)."""
+    if len(names) == 1:
+        return f"({names[0]},) = {value}"
+    line = f"{', '.join(names)} = {value}"
+    if len(_INDENT) + len(line) <= LINE_LENGTH:
+        return line
+    if len(_INDENT) + len(f"{', '.join(names)} = (") <= LINE_LENGTH:
+        return f"{', '.join(names)} = (\n{_INDENT * 2}{value}\n{_INDENT})"
+    return tuple_statement("", names, f" = {value}")
 
 
 def statement_lines(sched: Schedule, lines=None) -> list[str]:

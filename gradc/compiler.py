@@ -20,6 +20,8 @@ from gradc.codegen import (
     helpers_for,
     render_module,
     statement_lines,
+    tuple_statement,
+    unpack_statement,
 )
 from gradc.errors import CompileError
 from gradc.ir import Function
@@ -27,7 +29,7 @@ from gradc.lower import TENSOR_BUILTINS, definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import Op
 from gradc.parse import parse, parse_expression
-from gradc.passes import PIPELINE
+from gradc.passes import PIPELINE, simplify
 from gradc.schedule import RESERVED, Namer, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(TENSOR_BUILTINS)
@@ -146,10 +148,8 @@ def _emit_family(fn: Function, base: str, reserved: set[str]) -> tuple[list[Emit
     used = reachable(fn.output)
 
     # f_forward / f_backward: one schedule, split at the cache.
-    # Each variant is differentiated in a fresh copy of the graph (run_passes
-    # rebuilds it), so one variant's nodes never reorder another's lines.
-    fresh = run_passes(fn)
-    back = run_passes(differentiate(fresh, fresh.graph.seed(fn.output.shape, fn.output.dtype)))
+    # Differentiated once; f_grad below is this with the seed set to 1.0.
+    back = run_passes(differentiate(fn, fn.graph.seed(fn.output.shape, fn.output.dtype)))
     namer = Namer(reserved)
     bound = bind_inputs(namer, back)
     if back.seed is not None:
@@ -168,26 +168,23 @@ def _emit_family(fn: Function, base: str, reserved: set[str]) -> tuple[list[Emit
             params,
             f"Forward pass: returns ({out_var}, cache) for {base}_backward.",
             statement_lines(joint, fwd_lines)
-            + [f"cache = {_tuple(cache)}", f"return {out_var}, cache"],
+            + [tuple_statement("cache = ", cache), f"return {out_var}, cache"],
         )
     )
-    # black drops the parentheses of a multi-name target: a, b = cache
-    target = _tuple(cache) if len(cache) == 1 else ", ".join(cache)
-    unpack = [f"{target} = cache"] if cache else []
+    unpack = [unpack_statement(cache, "cache")] if cache else []
     out_family.append(
         EmittedFunction(
             f"{base}_backward",
             ["grad_output", "cache"],
             f"Backward pass: grad_output is d(loss)/d({out_var}); returns gradients for ({wrt_names}).",
-            unpack + statement_lines(joint, bwd_lines) + [f"return {_tuple(grad_vars)}"],
+            unpack + statement_lines(joint, bwd_lines) + [tuple_statement("return ", grad_vars)],
         )
     )
     used += reachable(*back.roots())
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     if fn.output.shape == ():
-        fresh = run_passes(fn)
-        flat = run_passes(differentiate(fresh, fresh.graph.constant(1.0)))
+        flat = simplify(back, seed_value=1.0)
         namer = Namer(reserved)
         bound = bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
@@ -197,7 +194,8 @@ def _emit_family(fn: Function, base: str, reserved: set[str]) -> tuple[list[Emit
                 f"{base}_grad",
                 params,
                 f"Returns {sched.name_of(flat.output)} and its gradients for ({wrt_names}).",
-                statement_lines(sched) + [f"return {sched.name_of(flat.output)}, {_tuple(grads)}"],
+                statement_lines(sched)
+                + [tuple_statement(f"return {sched.name_of(flat.output)}, ", grads)],
             )
         )
         used += reachable(*flat.roots())
@@ -219,9 +217,3 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
                 stack.extend(node.args)
     # a value and the name it was computed under share one variable
     return list(dict.fromkeys(needed[i] for i in sorted(needed)))
-
-
-def _tuple(names: list[str]) -> str:
-    if len(names) == 1:
-        return f"({names[0]},)"
-    return "(" + ", ".join(names) + ")"

@@ -12,6 +12,7 @@ class Pos:
     line: int
     column: int
     end_column: int | None = None
+    end_line: int | None = None  # None: the same line
 
 
 class CompileError(Exception):
@@ -41,7 +42,8 @@ class CompileError(Exception):
         if 0 < self.pos.line <= len(lines):
             text = lines[self.pos.line - 1].expandtabs(1)
             width = 1
-            if self.pos.end_column and self.pos.end_column > self.pos.column:
+            one_line = self.pos.end_line in (None, self.pos.line)
+            if one_line and self.pos.end_column and self.pos.end_column > self.pos.column:
                 width = self.pos.end_column - self.pos.column
             out.append("    " + text)
             out.append("    " + " " * (self.pos.column - 1) + "^" * width)

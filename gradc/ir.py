@@ -86,15 +86,15 @@ class Graph:
 
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
         """The node for `op(*args, **attrs)`, made at most once."""
-        attr_items = tuple(sorted(attrs.items()))
-        key = (op, tuple(a.id for a in args), attr_items)
+        attr_items = tuple(sorted(attrs.items())) if attrs else ()
+        key = (op, *[a.id for a in args], attr_items)
         found = self._interned.get(key)
         if found is not None:
             return found
         spec = OPS[op]
         if spec.arity is not None and len(args) != spec.arity:
             raise CompileError(f"{spec.name} takes {spec.arity} arguments, got {len(args)}", pos)
-        shape, dtype = spec.infer(args, dict(attr_items), pos)
+        shape, dtype = spec.infer(args, attrs, pos)
         node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
         self.nodes.append(node)
         self._interned[key] = node

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from gradc.errors import CompileError
 
 
-class Op(enum.Enum):
+class Op(enum.IntEnum):  # IntEnum: hashed as an int, and the IR hashes ops a lot
     # Leaves and bookkeeping
     INPUT = enum.auto()
     CONST = enum.auto()
@@ -376,7 +376,9 @@ OPS: dict[Op, OpDef] = {
     Op.DIV: OpDef(
         "/", 2, _binary("/", PRODUCT), lambda g, y, a, b: (g / b, -g * y / b), _elementwise
     ),
-    Op.POW: OpDef("**", 2, Spelling(_spell_pow, POWER, (POWER + 1, POWER - 1)), _pow_grad, _elementwise),
+    Op.POW: OpDef(
+        "**", 2, Spelling(_spell_pow, POWER, (POWER + 1, POWER - 1)), _pow_grad, _elementwise
+    ),
     # -(x**2), as black writes it, never -x**2
     Op.NEG: OpDef("-", 1, Spelling("-{0}", UNARY, POWER + 1), lambda g, y, x: (-g,), _elementwise),
     Op.EXP: _unary_def("exp", _call("np.exp"), lambda g, y, x: (g * y,)),

@@ -1,15 +1,15 @@
 """Stage 1: source text -> AST (`gradc.syntax`), positions kept.
 
-The grammar is `grammar/gradc.lark` (Lark, LALR). Lark builds the tree with an
-explicit stack and the transformer below walks it without recursion, so deeply
-nested input cannot overflow Python's stack.
+The grammar is `grammar/gradc.lark` (Lark, LALR). The transformer below runs
+inside the parser, which keeps an explicit stack, so no parse tree is built and
+deeply nested input cannot overflow Python's stack.
 """
 
 from __future__ import annotations
 
 import functools
 
-from lark import Lark, Token, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
@@ -19,7 +19,6 @@ from lark.exceptions import (
     VisitError,
 )
 from lark.indenter import DedentError, Indenter
-from lark.visitors import Transformer_NonRecursive
 
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
@@ -30,8 +29,7 @@ def parse(source: str, filename: str = "<source>", start: str = "start"):
     """Parse a whole `.grad` file (or, with `start="expr"`, one expression)."""
     text = source if source.endswith("\n") or start != "start" else source + "\n"
     try:
-        tree = _parser().parse(text, start=start)
-        module = _ToSyntax().transform(tree)
+        module = _parser().parse(text, start=start)
     except VisitError as exc:  # a CompileError raised inside the transformer
         if isinstance(exc.orig_exc, CompileError):
             raise exc.orig_exc.located(filename, source) from None
@@ -66,7 +64,7 @@ def _parser() -> Lark:
         grammar,
         parser="lalr",
         postlex=_GradIndenter(),
-        propagate_positions=True,
+        transformer=_ToSyntax(),
         maybe_placeholders=True,
         start=["start", "expr"],
     )
@@ -112,23 +110,34 @@ def _syntax_error(exc: UnexpectedInput) -> CompileError:
     return CompileError("syntax error", pos)
 
 
-def _pos(meta) -> Pos:
-    end = meta.end_column if getattr(meta, "end_line", None) == meta.line else None
-    return Pos(meta.line, meta.column, end)
-
-
 def _token_pos(token: Token) -> Pos:
-    return Pos(token.line, token.column, token.end_column)
+    return Pos(token.line, token.column, token.end_column, token.end_line)
+
+
+def _pos_of(item) -> Pos | None:
+    if isinstance(item, Token):
+        return _token_pos(item)
+    return getattr(item, "pos", None)
+
+
+def _span(*items) -> Pos:
+    """From the start of the first item to the end of the last (tokens or
+    AST nodes); positions come from tokens, so no tree needs Lark's
+    propagate_positions, which cost a fifth of the parse."""
+    located = [p for p in map(_pos_of, items) if p is not None]
+    first, last = located[0], located[-1]
+    end_line = last.end_line if last.end_line is not None else last.line
+    return Pos(first.line, first.column, last.end_column, end_line)
 
 
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "**"}
 
 
-@v_args(meta=True)
-class _ToSyntax(Transformer_NonRecursive):
-    """One method per aliased grammar alternative."""
+class _ToSyntax(Transformer):
+    """One method per aliased grammar alternative. It runs inside the LALR
+    parser as each rule is reduced, so no tree is built and nothing recurses."""
 
-    def start(self, meta, items):
+    def start(self, items):
         module = S.Module(filename="", source="")
         for item in items:
             if isinstance(item, S.Def):
@@ -137,11 +146,11 @@ class _ToSyntax(Transformer_NonRecursive):
                 module.constants.append(item)
         return module
 
-    def constant(self, meta, items):
+    def constant(self, items):
         name, value = items
         return S.Constant(str(name), value, _token_pos(name))
 
-    def funcdef(self, meta, items):
+    def funcdef(self, items):
         *decorators, name, params, returns, body = items
         wrt = None
         for decorator_name, names in decorators:
@@ -155,88 +164,91 @@ class _ToSyntax(Transformer_NonRecursive):
             wrt = tuple(names)
         return S.Def(str(name), tuple(params or ()), returns, wrt, tuple(body), _token_pos(name))
 
-    def decorator(self, meta, items):
+    def decorator(self, items):
         name, names = items
         return (name, names or [])
 
-    def names(self, meta, items):
+    def names(self, items):
         return [S.Name(str(t), _token_pos(t)) for t in items if t is not None]
 
-    def params(self, meta, items):
+    def params(self, items):
         return [p for p in items if p is not None]
 
-    def param(self, meta, items):
+    def param(self, items):
         name, type_ = items
         return S.Param(str(name), type_, _token_pos(name))
 
-    def tensor_type(self, meta, items):
-        dtype, dims = items
-        return S.Type(str(dtype) if dtype is not None else "f64", tuple(dims or ()), _pos(meta))
+    def tensor_type(self, items):
+        dtype, open_bracket, dims, close_bracket = items
+        dtype_text = str(dtype) if dtype is not None else "f64"
+        return S.Type(dtype_text, tuple(dims or ()), _span(dtype or open_bracket, close_bracket))
 
-    def scalar_type(self, meta, items):
-        return S.Type(str(items[0]), (), _pos(meta))
+    def scalar_type(self, items):
+        return S.Type(str(items[0]), (), _token_pos(items[0]))
 
-    def dims(self, meta, items):
+    def dims(self, items):
         return [d for d in items if d is not None]
 
-    def dim_name(self, meta, items):
+    def dim_name(self, items):
         return str(items[0])
 
-    def dim_size(self, meta, items):
+    def dim_size(self, items):
         return int(items[0])
 
-    def body(self, meta, items):
+    def body(self, items):
         return items
 
-    def assign(self, meta, items):
+    def assign(self, items):
         name, value = items
         return S.Assign(str(name), value, _token_pos(name))
 
-    def return_(self, meta, items):
-        return S.Return(items[0], _pos(meta))
+    def return_(self, items):
+        return S.Return(items[0], items[0].pos)
 
-    def compare(self, meta, items):
+    def compare(self, items):
         if len(items) > 3:
             raise CompileError(
                 "chained comparisons are not supported; compare two values at a time",
                 Pos(items[3].line, items[3].column, items[3].end_column),
             )
         left, op, right = items
-        return S.Binary(str(op), left, right, _pos(meta))
+        return S.Binary(str(op), left, right, _span(left, right))
 
-    def _binary(self, meta, items, op):
-        return S.Binary(op, items[0], items[1], _pos(meta))
+    def _binary(self, items, op):
+        return S.Binary(op, items[0], items[1], _span(items[0], items[1]))
 
-    def add(self, meta, items):
-        return self._binary(meta, items, "+")
+    def add(self, items):
+        return self._binary(items, "+")
 
-    def sub(self, meta, items):
-        return self._binary(meta, items, "-")
+    def sub(self, items):
+        return self._binary(items, "-")
 
-    def mul(self, meta, items):
-        return self._binary(meta, items, "*")
+    def mul(self, items):
+        return self._binary(items, "*")
 
-    def div(self, meta, items):
-        return self._binary(meta, items, "/")
+    def div(self, items):
+        return self._binary(items, "/")
 
-    def matmul(self, meta, items):
-        return self._binary(meta, items, "@")
+    def matmul(self, items):
+        return self._binary(items, "@")
 
-    def pow(self, meta, items):
-        return self._binary(meta, items, "**")
+    def pow(self, items):
+        return self._binary(items, "**")
 
-    def neg(self, meta, items):
-        return S.Unary("-", items[0], _pos(meta))
+    def neg(self, items):
+        sign, operand = items
+        return S.Unary("-", operand, _span(sign, operand))
 
-    def pos(self, meta, items):
-        return S.Unary("+", items[0], _pos(meta))
+    def pos(self, items):
+        sign, operand = items
+        return S.Unary("+", operand, _span(sign, operand))
 
-    def attribute(self, meta, items):
+    def attribute(self, items):
         value, name = items
-        return S.Attribute(value, str(name), _pos(meta))
+        return S.Attribute(value, str(name), _span(value, name))
 
-    def call(self, meta, items):
-        name, arguments = items
+    def call(self, items):
+        name, arguments, close = items
         args, keywords = [], []
         for arg in arguments or ():
             if isinstance(arg, S.Keyword):
@@ -245,22 +257,22 @@ class _ToSyntax(Transformer_NonRecursive):
                 raise CompileError("positional argument after a keyword argument", arg.pos)
             else:
                 args.append(arg)
-        return S.Call(str(name), tuple(args), tuple(keywords), _pos(meta))
+        return S.Call(str(name), tuple(args), tuple(keywords), _span(name, close))
 
-    def arguments(self, meta, items):
+    def arguments(self, items):
         return [a for a in items if a is not None]
 
-    def keyword(self, meta, items):
+    def keyword(self, items):
         name, value = items
         return S.Keyword(str(name), value, _token_pos(name))
 
-    def number(self, meta, items):
+    def number(self, items):
         text = str(items[0])
         is_int = text.isdigit()
-        return S.Number(int(text) if is_int else float(text), _pos(meta))
+        return S.Number(int(text) if is_int else float(text), _token_pos(items[0]))
 
-    def name(self, meta, items):
-        return S.Name(str(items[0]), _pos(meta))
+    def name(self, items):
+        return S.Name(str(items[0]), _token_pos(items[0]))
 
 
 def parse_expression(source: str, filename: str = "<expression>") -> S.Expr:

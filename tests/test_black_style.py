@@ -87,3 +87,28 @@ def test_black_leaves_random_programs_unchanged(seed):
         names.append(f"v{i}")
     lines.append(f"    return {random_expression(rng, names, 3)}")
     assert_black_stable(compile_source("\n".join(lines) + "\n", "random.grad"))
+
+
+@pytest.mark.parametrize("prefix", ["v_", "value_", "a_much_longer_input_"])
+@pytest.mark.parametrize("count", [1, 2, 8, 12, 13, 14, 15, 16, 20])
+def test_black_leaves_long_caches_and_gradient_tuples_unchanged(prefix, count):
+    """The cache tuple, its unpacking and the gradient tuples are laid out by
+    gradc itself (codegen.tuple_statement); around the line-length edge is
+    where they could differ from black."""
+    names = [f"{prefix}{i}" for i in range(count)]
+    body = " + ".join(f"sin({n})" for n in names)
+    source = f"def f({', '.join(names)}):\n    return {body}\n"
+    assert_black_stable(compile_source(source, "many.grad"))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_black_leaves_long_sums_unchanged(seed):
+    """Long sums are split by gradc itself (codegen._split_sum): sums of
+    random terms of every length around and past the line limit."""
+    rng = random.Random(1000 + seed)
+    terms = [
+        random_expression(rng, ["x", "y", "z"], rng.randint(1, 3))
+        for _ in range(rng.randint(2, 30))
+    ]
+    rhs = terms[0] + "".join(f" {rng.choice('+-')} {t}" for t in terms[1:])
+    assert_black_stable(compile_source(f"def f(x, y, z):\n    return {rhs}\n", "sum.grad"))

@@ -712,3 +712,17 @@ def test_generated_dir_has_no_orphans():
     sources = {p.stem for p in EXAMPLES}
     orphans = sorted(p.name for p in GENERATED.glob("*.py") if p.stem not in sources)
     assert not orphans, f"generated/ holds {orphans} with no examples/*.grad source"
+
+
+def test_many_sources_report_every_error_and_write_the_good_ones(tmp_path):
+    (tmp_path / "good.grad").write_text("def g(x):\n    return x * x\n", encoding="utf-8")
+    (tmp_path / "bad1.grad").write_text("def f(x):\n    return y\n", encoding="utf-8")
+    (tmp_path / "bad2.grad").write_text("def f(x):\n    return sigmod(x)\n", encoding="utf-8")
+    result = gradc(
+        "compile", "bad1.grad", "good.grad", "bad2.grad", "--outdir", "out", cwd=tmp_path
+    )
+    assert result.returncode == EXIT_ERROR
+    assert "bad1.grad:2:12: error: undefined name 'y'" in result.stderr
+    assert "bad2.grad:2:12: error: unknown function 'sigmod'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.py"]

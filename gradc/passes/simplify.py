@@ -24,12 +24,17 @@ from gradc.ir import Function, Graph, Node, constant_value, is_constant
 from gradc.ops import OPS, Op
 
 
-def simplify(fn: Function) -> Function:
-    """Rebuild `fn` with every rewrite rule applied; returns a new Function."""
+def simplify(fn: Function, seed_value: float | None = None) -> Function:
+    """Rebuild `fn` with every rewrite rule applied; returns a new Function.
+    With `seed_value`, the gradient seed becomes that constant first (f_grad
+    is f_backward with grad_output = 1.0, simplified again)."""
     graph = Graph()
     new: dict[int, Node] = {}
     seed = [fn.seed] if fn.seed is not None else []
     for node in reachable(*fn.roots(), *fn.inputs, *seed):
+        if seed_value is not None and node is fn.seed:
+            new[node.id] = graph.constant(seed_value)
+            continue
         args = tuple(new[a.id] for a in node.args)
         new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
 

@@ -1,6 +1,9 @@
 """The pipeline, stage by stage (STYLE.md):
 
-    parse -> lower -> passes -> differentiate -> passes -> schedule -> codegen
+    parse -> lower -> differentiate -> passes -> schedule -> codegen
+
+(lowering builds each node through the simplifier's rewrite rules, so the
+forward graph needs no pass of its own before differentiation.)
 
 `compile_source` is the one entry point; everything else is a stage.
 """
@@ -66,7 +69,7 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
         reserved = {n for base in public.values() for n in _api_names(base)} | set(helper_names())
         for d in module.defs:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
-            fn = run_passes(lower(module, d.name, d_wrt))
+            fn = lower(module, d.name, d_wrt)
             family, nodes = _emit_family(fn, public[d.name], reserved)
             emitted.extend(family)
             used_nodes.extend(nodes)

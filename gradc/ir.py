@@ -18,6 +18,7 @@ from gradc.errors import CompileError, Pos
 from gradc.ops import OPS, Op
 
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
+_NO_ATTRS: dict = {}
 
 
 class Node:
@@ -37,7 +38,10 @@ class Node:
         self.graph: Graph = graph
 
     def attr(self, key: str):
-        return dict(self.attrs)[key]
+        for name, value in self.attrs:
+            if name == key:
+                return value
+        raise KeyError(key)
 
     def __repr__(self) -> str:
         args = ", ".join(f"%{a.id}" for a in self.args)
@@ -86,15 +90,18 @@ class Graph:
 
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
         """The node for `op(*args, **attrs)`, made at most once."""
-        attr_items = tuple(sorted(attrs.items())) if attrs else ()
-        key = (op, *[a.id for a in args], attr_items)
+        return self.make(op, args, tuple(sorted(attrs.items())) if attrs else (), pos)
+
+    def make(self, op: Op, args: tuple, attr_items: tuple, pos: Pos | None = None) -> Node:
+        """`op` with attributes already as sorted (name, value) pairs."""
+        key = (op, attr_items, *[a.id for a in args])
         found = self._interned.get(key)
         if found is not None:
             return found
         spec = OPS[op]
         if spec.arity is not None and len(args) != spec.arity:
             raise CompileError(f"{spec.name} takes {spec.arity} arguments, got {len(args)}", pos)
-        shape, dtype = spec.infer(args, attrs, pos)
+        shape, dtype = spec.infer(args, dict(attr_items) if attr_items else _NO_ATTRS, pos)
         node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
         self.nodes.append(node)
         self._interned[key] = node
@@ -140,7 +147,7 @@ class Function:
 
 def constant_value(node: Node):
     """The Python number a CONST node holds, or None for any other node."""
-    return node.attr("value") if node.op is Op.CONST else None
+    return node.attr("value") if node.op == Op.CONST else None
 
 
 def is_constant(node: Node, value) -> bool:

@@ -15,7 +15,7 @@ from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.ir import Function, Graph, Node, constant_value
 from gradc.ops import BINARY_OPS, BUILTINS, OPS, Op, format_shape
-from gradc.passes.simplify import fold
+from gradc.passes.simplify import simplify_node
 
 # Built-ins of LANGUAGE.md that need tensor support (shapes beyond elementwise).
 TENSOR_BUILTINS = (
@@ -208,13 +208,10 @@ class _Lowering:
         raise CompileError(f"internal: cannot lower {type(e).__name__}", getattr(e, "pos", None))
 
     def _fold(self, op: Op, args: list[Node], pos: Pos) -> Node:
-        """Make `op(*args)`, computing it now when every argument is a number."""
-        values = [constant_value(a) for a in args]
-        if all(v is not None for v in values):
-            value = fold(op, values)
-            if value is not None:
-                return self.graph.constant(value, pos=pos)
-        return self.graph.op(op, *args, pos=pos)
+        """Make `op(*args)` through the simplifier's rewrite rules (so numbers
+        are folded now and `x * 1` is never built): the lowered function is
+        already simplified, and the pipeline does not rebuild it."""
+        return simplify_node(self.graph, op, tuple(args), (), pos)
 
     def _call(self, e: S.Call, args: list[Node], kwargs: dict[str, Node], scope, stack) -> Node:
         if e.func in self.defs:

@@ -61,7 +61,7 @@ def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> 
         out = rule(graph, *args)
         if out is not None and _keeps_type(op, args, attrs, out):
             return out
-    return graph.op(op, *args, pos=pos, **dict(attrs))
+    return graph.make(op, args, attrs, pos)
 
 
 def _keeps_type(op, args, attrs, out: Node) -> bool:
@@ -108,9 +108,9 @@ def fold(op: Op, values: list):
 
 def _folded(op):
     def rule(graph, *args):
-        values = [constant_value(a) for a in args]
-        if any(v is None for v in values):
+        if any(a.op is not Op.CONST for a in args):
             return None
+        values = [constant_value(a) for a in args]
         value = fold(op, values)
         return None if value is None else graph.constant(value)
 

@@ -60,9 +60,7 @@ def _dims(x: Tensor, axis) -> tuple[int, ...]:
     return tuple(axis)
 
 
-def _reduce(
-    x, axis, keepdims: bool, reduction: Callable[[Tensor, tuple[int, ...]], Tensor]
-):
+def _reduce(x, axis, keepdims: bool, reduction: Callable[[Tensor, tuple[int, ...]], Tensor]):
     """Apply `reduction(x, dims)` with NumPy's axis semantics.
 
     torch reads an empty `dim=()` as "reduce over everything", NumPy as "reduce over
@@ -347,9 +345,7 @@ def _parse(source: str) -> ast.Module:
 
 
 def _find_def(module: ast.Module, function: str) -> ast.FunctionDef:
-    defs = {
-        node.name: node for node in module.body if isinstance(node, ast.FunctionDef)
-    }
+    defs = {node.name: node for node in module.body if isinstance(node, ast.FunctionDef)}
     if function not in defs:
         raise ValueError(f"no def {function!r} in source; defs are {sorted(defs)}")
     return defs[function]
@@ -454,9 +450,7 @@ def _to_torch(arg) -> Tensor:
     array = np.asarray(arg)
     if array.dtype == np.bool_:
         return torch.from_numpy(array.copy())
-    if np.issubdtype(array.dtype, np.integer) and isinstance(
-        arg, np.ndarray | np.integer
-    ):
+    if np.issubdtype(array.dtype, np.integer) and isinstance(arg, np.ndarray | np.integer):
         return torch.from_numpy(array.astype(np.int64))
     # Python ints are float scalars: unannotated parameters are float scalars in gradc.
     dtype = np.float32 if array.dtype == np.float32 else np.float64
@@ -494,9 +488,7 @@ def torch_reference(
         wrt = differentiable
     for index in wrt:
         if index not in differentiable:
-            raise ValueError(
-                f"argument {index} is not a float input; it has no gradient"
-            )
+            raise ValueError(f"argument {index} is not a float input; it has no gradient")
 
     with _float64_default():
         output = _load(source, function)(*inputs)
@@ -505,15 +497,11 @@ def torch_reference(
     return _to_numpy(output), grads
 
 
-def _backpropagate(
-    output: Tensor, inputs: list[Tensor], grad_output
-) -> list[np.ndarray]:
+def _backpropagate(output: Tensor, inputs: list[Tensor], grad_output) -> list[np.ndarray]:
     if grad_output is None:
         if output.numel() != 1:
             shape = tuple(output.shape)
-            raise ValueError(
-                f"output has shape {shape}: pass grad_output to backpropagate"
-            )
+            raise ValueError(f"output has shape {shape}: pass grad_output to backpropagate")
         seed = torch.ones_like(output)
     else:
         seed = torch.as_tensor(np.asarray(grad_output), dtype=output.dtype)
@@ -523,9 +511,7 @@ def _backpropagate(
     if not inputs:
         return []
     if output.requires_grad:
-        grads = torch.autograd.grad(
-            output, inputs, grad_outputs=seed, allow_unused=True
-        )
+        grads = torch.autograd.grad(output, inputs, grad_outputs=seed, allow_unused=True)
     else:  # the output depends on no float input at all
         grads = [None] * len(inputs)
     return [

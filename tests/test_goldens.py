@@ -43,7 +43,6 @@ recorded silently; review the diff before committing it.
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import io
 import json
@@ -54,7 +53,6 @@ import shutil
 import subprocess
 import sys
 import tokenize
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +67,7 @@ from gradc.api import load_source
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from checks import assert_close, strict_numpy  # noqa: E402
 from oracle import (  # noqa: E402
     central_difference,
     parameter_names,
@@ -81,7 +80,6 @@ CASES = sorted(CASES_DIR.glob("*.grad"))
 MARKER = "# output\n"
 UPDATE = os.environ.get("GRADC_UPDATE_GOLDENS") == "1"
 
-RTOL, ATOL = 1e-7, 1e-12  # against torch; the atol only matters for values ~0
 FD_RTOL, FD_ATOL = 1e-5, 1e-6  # against central differences (h = 1e-6)
 RANDOM_POINTS = 3
 DEFAULT_DOMAIN = (-2.0, 2.0)
@@ -221,22 +219,6 @@ def point_args(case: Case, params: list[Param], point, r) -> list:
 
 # --------------------------------------------------------------------------------------
 # Checking a generated module for meaning
-
-
-@contextlib.contextmanager
-def strict_numpy():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            yield
-
-
-def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
-    shapes = f"shape {np.shape(actual)}, expected {np.shape(expected)}"
-    assert np.shape(actual) == np.shape(expected), f"{what}: {shapes}"
-    actual = np.asarray(actual)
-    assert actual.dtype.kind == "f", f"{what}: dtype {actual.dtype}"
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
 
 
 def check_def(module, source: str, function: str, args: list, exact: bool, r) -> None:

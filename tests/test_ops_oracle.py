@@ -18,10 +18,8 @@ Generated code runs with NumPy floating-point errors raised and warnings as erro
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import sys
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from gradc.errors import CompileError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from checks import assert_close, strict_numpy  # noqa: E402
 from oracle import (  # noqa: E402
     central_difference,
     parameter_names,
@@ -44,7 +43,6 @@ from oracle import (  # noqa: E402
 # gradc vs torch: both compute in float64 from the same formulas' meaning, so they
 # agree to rounding. The atol only matters where |value| < 1e-5 (values that are ~0,
 # e.g. sin(pi), relu slopes of exactly 0 against 1e-17 from a different formula).
-RTOL, ATOL = 1e-7, 1e-12
 # gradc vs central differences (h = 1e-6): truncation and rounding error.
 FD_RTOL, FD_ATOL = 1e-5, 1e-6
 
@@ -60,23 +58,6 @@ FLOAT_POINTS = 16  # random float points per op, on top of the op's special poin
 def compiled(source: str):
     """The generated module for `source` (compiled once per distinct source)."""
     return load_source(compile_source(source, filename="case.grad"), "case")
-
-
-@contextlib.contextmanager
-def strict_numpy():
-    """Generated code must not overflow, divide by zero or produce NaNs in-domain."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            yield
-
-
-def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
-    shapes = f"shape {np.shape(actual)}, expected {np.shape(expected)}"
-    assert np.shape(actual) == np.shape(expected), f"{what}: {shapes}"
-    actual = np.asarray(actual)
-    assert actual.dtype.kind == "f", f"{what}: dtype {actual.dtype}, expected a float"
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
 
 
 def seed(text: str) -> int:

@@ -51,12 +51,8 @@ def sample(r, low, high, kinks=(), size=(7,), gap=0.1):
 
 def check_gradients(source, function, args, numpy_f, grad_output=None, wrt=None):
     """The oracle's gradients equal central differences of the NumPy `numpy_f`."""
-    out, grads = torch_reference(
-        source, function, args, wrt=wrt, grad_output=grad_output
-    )
-    indices = (
-        wrt if wrt is not None else [i for i, a in enumerate(args) if _is_float(a)]
-    )
+    out, grads = torch_reference(source, function, args, wrt=wrt, grad_output=grad_output)
+    indices = wrt if wrt is not None else [i for i, a in enumerate(args) if _is_float(a)]
     assert len(grads) == len(indices)
     for index, grad in zip(indices, grads, strict=True):
         expected = central_difference(numpy_f, args, index, grad_output=grad_output)
@@ -179,9 +175,7 @@ def test_elementwise_accepts_python_float(case):
     assert isinstance(out, float)
     assert out == pytest.approx(float(numpy_f(x)), rel=1e-12)
     assert grad.shape == ()
-    assert float(grad) == pytest.approx(
-        float(central_difference(numpy_f, [x], 0)), rel=RTOL
-    )
+    assert float(grad) == pytest.approx(float(central_difference(numpy_f, [x], 0)), rel=RTOL)
 
 
 def test_every_builtin_is_covered_by_a_test():
@@ -222,9 +216,7 @@ def test_kinks_inside_arrays():
     np.testing.assert_array_equal(grad, relu_grad + hard_tanh_grad + abs_grad)
 
 
-@pytest.mark.parametrize(
-    ("name", "numpy_f"), [("maximum", np.maximum), ("minimum", np.minimum)]
-)
+@pytest.mark.parametrize(("name", "numpy_f"), [("maximum", np.maximum), ("minimum", np.minimum)])
 def test_maximum_minimum_split_ties_equally(name, numpy_f):
     source = f"def f(a, b):\n    return {name}(a, b)\n"
     a = np.array([1.0, 2.0, 3.0])
@@ -258,13 +250,9 @@ def test_where_routes_gradient_by_mask():
     def numpy_f(x, y):
         return np.where(x > y, x * y, x - y)
 
-    out, (grad_x, _) = check_gradients(
-        source, "f", [x, y], numpy_f, grad_output=grad_output
-    )
+    out, (grad_x, _) = check_gradients(source, "f", [x, y], numpy_f, grad_output=grad_output)
     np.testing.assert_allclose(out, numpy_f(x, y), rtol=1e-15)
-    np.testing.assert_allclose(
-        grad_x, grad_output * np.where(x > y, y, 1.0), rtol=1e-15
-    )
+    np.testing.assert_allclose(grad_x, grad_output * np.where(x > y, y, 1.0), rtol=1e-15)
 
 
 # --------------------------------------------------------------------------------------
@@ -280,9 +268,7 @@ def test_comparisons_give_masks(op):
     out, (grad_x, grad_y) = torch_reference(source, "f", [x, y], grad_output=np.ones(3))
     np.testing.assert_array_equal(out, expected_mask * x)
     np.testing.assert_array_equal(grad_x, expected_mask.astype(float))
-    np.testing.assert_array_equal(
-        grad_y, np.zeros(3)
-    )  # comparisons are not differentiable
+    np.testing.assert_array_equal(grad_y, np.zeros(3))  # comparisons are not differentiable
 
 
 def test_mask_times_python_float_stays_float64():
@@ -309,9 +295,7 @@ def test_matmul(shape_a, shape_b):
     a, b = r.normal(size=shape_a), r.normal(size=shape_b)
     grad_output = r.normal(size=np.shape(a @ b))
     source = "def f(a, b):\n    return a @ b\n"
-    out, _ = check_gradients(
-        source, "f", [a, b], lambda a, b: a @ b, grad_output=grad_output
-    )
+    out, _ = check_gradients(source, "f", [a, b], lambda a, b: a @ b, grad_output=grad_output)
     np.testing.assert_allclose(out, a @ b, rtol=1e-14)
 
 
@@ -464,9 +448,7 @@ def test_softmax_default_axis_is_last():
 def test_cross_entropy():
     r = rng(9)
     logits, labels = r.normal(size=(5, 4)), np.array([0, 3, 1, 1, 2])
-    source = (
-        "def f(logits: [N, C], y: int[N]) -> []:\n    return cross_entropy(logits, y)\n"
-    )
+    source = "def f(logits: [N, C], y: int[N]) -> []:\n    return cross_entropy(logits, y)\n"
     out, (grad,) = check_gradients(source, "f", [logits, labels], np_cross_entropy)
     assert out == pytest.approx(np_cross_entropy(logits, labels), rel=1e-13)
     one_hot = np.eye(4)[labels]
@@ -547,9 +529,7 @@ def test_stable_at_large_inputs(expr, value, grad):
 def test_softplus_slope_is_sigmoid_past_torchs_threshold():
     # F.softplus returns x itself above its threshold (20), with slope exactly 1.
     x = np.array([25.0, 40.0])
-    out, (grad,) = torch_reference(
-        unary("softplus(x)"), "f", [x], grad_output=np.ones(2)
-    )
+    out, (grad,) = torch_reference(unary("softplus(x)"), "f", [x], grad_output=np.ones(2))
     np.testing.assert_allclose(out, x + np.log1p(np.exp(-x)), rtol=1e-15)
     np.testing.assert_allclose(grad, np_sigmoid(x), rtol=1e-15)
     assert grad[0] < 1.0
@@ -663,9 +643,7 @@ def test_annotations_of_every_kind_are_ignored():
 
 
 def test_unused_input_and_constant_output_give_zeros():
-    out, grads = torch_reference(
-        "def f(x, y):\n    return 3.0\n", "f", [1.0, np.ones(2)]
-    )
+    out, grads = torch_reference("def f(x, y):\n    return 3.0\n", "f", [1.0, np.ones(2)])
     assert out == 3.0
     np.testing.assert_array_equal(grads[0], 0.0)
     np.testing.assert_array_equal(grads[1], np.zeros(2))
@@ -699,9 +677,7 @@ def test_unknown_function():
 
 def test_default_dtype_restored_after_error():
     with pytest.raises(RuntimeError):
-        torch_reference(
-            "def f(a, b):\n    return a @ b\n", "f", [np.ones(2), np.ones(3)]
-        )
+        torch_reference("def f(a, b):\n    return a @ b\n", "f", [np.ones(2), np.ones(3)])
     assert torch.get_default_dtype() == torch.float32
 
 

@@ -1,0 +1,27 @@
+"""Assertions shared by the tests that check generated code for meaning."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+
+RTOL, ATOL = 1e-7, 1e-12  # against torch; the atol only matters for values ~0
+
+
+@contextlib.contextmanager
+def strict_numpy():
+    """Generated code must not overflow, divide by zero or produce NaNs in-domain."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            yield
+
+
+def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
+    shapes = f"shape {np.shape(actual)}, expected {np.shape(expected)}"
+    assert np.shape(actual) == np.shape(expected), f"{what}: {shapes}"
+    actual = np.asarray(actual)
+    assert actual.dtype.kind == "f", f"{what}: dtype {actual.dtype}, expected a float"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)

@@ -39,6 +39,7 @@ def differentiate(fn: Function, seed: Node) -> Function:
     adjoints: list[tuple[Node, Node]] = []
 
     def finish_input(x: Node) -> None:
+        graph.default_pos = x.pos
         total = total_of(contributions.get(x.id))
         if total is None:
             total = graph.op(Op.ZEROS_LIKE, x)
@@ -50,6 +51,7 @@ def differentiate(fn: Function, seed: Node) -> Function:
         g = total_of(contributions.get(node.id))
         if g is not None and node.op is not Op.NAME and g.op is not Op.NAME:
             adjoints.append((node, g))
+        graph.default_pos = node.pos
         local = _contributions(node, g) if g is not None else [None] * len(node.args)
         for arg, c in zip(node.args, local):
             if arg.id not in needs:
@@ -63,6 +65,7 @@ def differentiate(fn: Function, seed: Node) -> Function:
     for x in fn.wrt:
         if x.id not in finished:  # unused, or the output itself
             finish_input(x)
+    graph.default_pos = None
     return replace(fn, seed=seed, grads=[finished[x.id] for x in fn.wrt], adjoints=adjoints)
 
 

@@ -87,6 +87,9 @@ class Node:
 class Graph:
     nodes: list[Node] = field(default_factory=list)
     _interned: dict = field(default_factory=dict)
+    # The position given to nodes made without one (set while a derivative
+    # rule runs, so a gradient node points at the source it differentiates).
+    default_pos: Pos | None = None
 
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
         """The node for `op(*args, **attrs)`, made at most once."""
@@ -98,6 +101,7 @@ class Graph:
         found = self._interned.get(key)
         if found is not None:
             return found
+        pos = pos or self.default_pos
         spec = OPS[op]
         if spec.arity is not None and len(args) != spec.arity:
             raise CompileError(f"{spec.name} takes {spec.arity} arguments, got {len(args)}", pos)

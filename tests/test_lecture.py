@@ -102,3 +102,28 @@ def test_add_mul_reads_like_the_lecture():
         "grad_y = grad_q",
         "return f, (grad_x, grad_y, grad_z)",
     ]
+
+
+def test_load_compiles_and_imports_without_writing(tmp_path):
+    import gradc
+
+    source = tmp_path / "neuron.grad"
+    source.write_text((ROOT / "examples" / "neuron.grad").read_text())
+    mod = gradc.load(source)
+    L, grads = mod.neuron_grad(2.0, -1.0, -3.0, -2.0, -3.0)
+    assert round(float(L), 4) == 0.7311 and round(float(grads[4]), 4) == 0.1966
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["neuron.grad"]  # nothing written
+    # --wrt through the API: only w2's gradient
+    mod = gradc.load(source, wrt=["w2"])
+    assert len(mod.neuron_grad(2.0, -1.0, -3.0, -2.0, -3.0)[1]) == 1
+
+
+def test_load_reports_a_positioned_error(tmp_path):
+    import gradc
+    from gradc.errors import CompileError
+
+    bad = tmp_path / "bad.grad"
+    bad.write_text("def f(x):\n    return sigmod(x)\n")
+    with pytest.raises(CompileError) as info:
+        gradc.load(bad)
+    assert info.value.render().startswith(f"{bad}:2:12: error: unknown function 'sigmod'")

@@ -323,3 +323,14 @@ def test_non_finite_constants_print_as_numpy():
     src = compile_def("    return x * 1e999\n", "x")
     assert "np.inf" in src
     assert math.isinf(load_source(src).f(1.0))
+
+
+def test_every_node_keeps_a_source_position():
+    from gradc.passes import simplify
+
+    src = "def f(x, y):\n    h = tanh(x * y)\n    return sigmoid(h) + maximum(h, y) ** 2\n"
+    fn = lower(parse(src, "p.grad"), "f")
+    back = simplify(differentiate(fn, fn.graph.seed((), "f64")))
+    for node in reachable(*back.roots()):
+        if node.op not in (Op.CONST,) and not (node.op is Op.INPUT and node.attr("seed")):
+            assert node.pos is not None, node

@@ -56,6 +56,19 @@ class _GradIndenter(Indenter):
     DEDENT_type = "_DEDENT"
     tab_len = 8
 
+    def handle_NL(self, token: Token):
+        levels = list(self.indent_level)
+        try:
+            yield from super().handle_NL(token)
+        except DedentError:
+            # Lark's message has no position: point at the line that dedents.
+            indent = token.rsplit("\n", 1)[1]
+            columns = " or ".join(str(n + 1) for n in levels)
+            raise CompileError(
+                f"unindent does not match any outer indentation level (column {columns})",
+                Pos(token.end_line, len(indent) + 1),
+            ) from None
+
 
 @functools.cache
 def _parser() -> Lark:

@@ -78,6 +78,7 @@ def test_parse_types_decorators_keywords_and_comments():
         ("def f(x)\n    return x\n", 1, 9),
         ("def f(x):\n    return x $ 2\n", 2, 14),
         ("def f(x):\n    return x < x < x\n", 2, None),
+        ("def f(x):\n    y = x\n  return y\n", 3, 3),  # a dedent to no outer level
     ],
 )
 def test_syntax_errors_are_positioned(src, line, col):

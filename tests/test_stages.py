@@ -335,3 +335,51 @@ def test_every_node_keeps_a_source_position():
     for node in reachable(*back.roots()):
         if node.op not in (Op.CONST,) and not (node.op is Op.INPUT and node.attr("seed")):
             assert node.pos is not None, node
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mutated_examples_compile_or_fail_with_a_position(seed):
+    """Bad input always gets a positioned CompileError, never another exception."""
+    import random
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.grad"))
+    sources = [p.read_text() for p in examples]
+    pieces = [
+        "(",
+        ")",
+        "+",
+        "-",
+        "**",
+        "@",
+        ",",
+        "=",
+        "\n",
+        "    ",
+        "x",
+        "1e400",
+        "def",
+        "return",
+        "sigmoid(",
+        ":",
+        "[N]",
+        "int[N]",
+        "@wrt(x)\n",
+        "<",
+        ".T",
+        "\t",
+        "#",
+    ]
+    rng = random.Random(seed)
+    for _ in range(150):
+        text = list(rng.choice(sources))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(text) + 1)
+            if rng.random() < 0.5:
+                del text[at : at + rng.randint(1, 5)]
+            else:
+                text[at:at] = list(rng.choice(pieces))
+        try:
+            compile_source("".join(text), "m.grad")
+        except CompileError as exc:
+            assert exc.pos is not None, exc.message

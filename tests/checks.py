@@ -25,3 +25,16 @@ def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
     actual = np.asarray(actual)
     assert actual.dtype.kind == "f", f"{what}: dtype {actual.dtype}, expected a float"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def function_body(source: str, name: str) -> list[str]:
+    """The statements of generated function `name`, stripped, without its docstring."""
+    lines = source.splitlines()
+    start = lines.index(next(ln for ln in lines if ln.startswith(f"def {name}(")))
+    body = []
+    for line in lines[start + 1 :]:
+        if line and not line.startswith(" "):
+            break
+        if line.strip() and not line.strip().startswith('"""'):
+            body.append(line.strip())
+    return body

@@ -5,6 +5,7 @@ recomputes them independently with PyTorch."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ from gradc import compile_source
 from gradc.api import load_source
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from checks import function_body  # noqa: E402
+
 NEURON_LINES = [
     "grad_L = 1.0",
     "grad_s3 = grad_L * (1 - L) * L",
@@ -25,17 +30,6 @@ NEURON_LINES = [
     "grad_w0 = grad_s0 * x0",
     "grad_x0 = grad_s0 * w0",
 ]
-
-
-def function_body(source: str, name: str) -> list[str]:
-    lines = source.splitlines()
-    start = lines.index(next(ln for ln in lines if ln.startswith(f"def {name}(")))
-    body = []
-    for line in lines[start + 1 :]:
-        if line and not line.startswith(" "):
-            break
-        body.append(line.strip())
-    return [ln for ln in body if ln and not ln.startswith('"""')]
 
 
 @pytest.fixture(scope="module")

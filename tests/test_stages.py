@@ -5,6 +5,8 @@ from __future__ import annotations
 import doctest
 import importlib
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,21 +22,16 @@ from gradc.parse import parse
 from gradc.passes.simplify import simplify_node
 from gradc.schedule import Namer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checks import function_body  # noqa: E402
+
 
 def compile_def(body: str, params: str = "x, y") -> str:
     return compile_source(f"def f({params}):\n" + body, "t.grad")
 
 
 def grad_body(source: str, name: str = "f_grad") -> list[str]:
-    lines = source.splitlines()
-    i = lines.index(next(ln for ln in lines if ln.startswith(f"def {name}(")))
-    out = []
-    for ln in lines[i + 1 :]:
-        if ln and not ln.startswith(" "):
-            break
-        if ln.strip() and not ln.strip().startswith('"""'):
-            out.append(ln.strip())
-    return out
+    return function_body(source, name)
 
 
 # ---------------------------------------------------------------- parse

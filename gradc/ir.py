@@ -143,7 +143,6 @@ class Function:
     # (value, its adjoint) for unnamed values, so a gradient that needs a line
     # of its own can be called grad_<value's name>.
     adjoints: list[tuple[Node, Node]] | None = None
-    source_pos: Pos | None = None
 
     def roots(self) -> list[Node]:
         return [self.output] + list(self.grads or [])

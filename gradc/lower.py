@@ -100,7 +100,7 @@ class _Lowering:
             self._check_type(output, d.returns, "the return value")
 
         wrt = self._wrt(d, params, wrt_override)
-        return Function(d.name, self.graph, inputs, output, wrt, source_pos=d.pos)
+        return Function(d.name, self.graph, inputs, output, wrt)
 
     def _wrt(self, d: S.Def, scope: dict[str, Node], override: list[str] | None) -> list[Node]:
         params = {p.name: p for p in d.params}

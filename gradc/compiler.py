@@ -83,12 +83,12 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
         emitted: list[EmittedFunction] = []
         used_nodes = []
         definitions(module)  # duplicate defs are reported first
-        public = public_names(module)
-        reserved = {n for base in public.values() for n in _api_names(base)} | set(helper_names())
+        check_def_names(module)
+        reserved = {n for d in module.defs for n in _api_names(d.name)} | set(helper_names())
         for d in module.defs:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
             fn = lower(module, d.name, d_wrt)
-            family, nodes = _emit_family(fn, public[d.name], reserved)
+            family, nodes = _emit_family(fn, reserved)
             emitted.extend(family)
             used_nodes.extend(nodes)
     except CompileError as exc:
@@ -108,9 +108,9 @@ def run_passes(fn: Function) -> Function:
     return fn
 
 
-def public_names(module: S.Module) -> dict[str, str]:
-    """The name each def's functions get in the generated module: its own.
-    A def name is API, so instead of renaming it silently, a name that would
+def check_def_names(module: S.Module) -> None:
+    """Each def's functions keep the def's name in the generated module. A
+    def name is API, so instead of renaming it silently, a name that would
     shadow Python, NumPy or a helper, or two defs whose generated functions
     would clash, are errors at the def."""
     taken: dict[str, str] = {}
@@ -128,7 +128,6 @@ def public_names(module: S.Module) -> dict[str, str]:
                     d.pos,
                 )
             taken[name] = d.name
-    return {d.name: d.name for d in module.defs}
 
 
 def _api_names(name: str) -> list[str]:
@@ -145,8 +144,9 @@ def _check_wrt_override(module: S.Module, names: list[str]) -> None:
         raise CompileError(f"--wrt {','.join(names)}: no def has all of these parameters")
 
 
-def _emit_family(fn: Function, base: str, reserved: set[str]) -> tuple[list[EmittedFunction], list]:
-    """f, f_forward, f_backward and (for a scalar output) f_grad, named after `base`."""
+def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction], list]:
+    """f, f_forward, f_backward and (for a scalar output) f_grad."""
+    base = fn.name
     out_family = []
 
     def bind_inputs(namer: Namer, f: Function) -> dict[int, str]:

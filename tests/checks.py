@@ -38,3 +38,11 @@ def function_body(source: str, name: str) -> list[str]:
         if line.strip() and not line.strip().startswith('"""'):
             body.append(line.strip())
     return body
+
+
+def assert_grads_close(grads, ref_grads, where: str) -> None:
+    """A generated function's gradient tuple against the oracle's list."""
+    assert isinstance(grads, tuple), f"{where}: gradients are {type(grads).__name__}"
+    assert len(grads) == len(ref_grads), f"{where}: {len(grads)} gradients"
+    for k, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
+        assert_close(grad, ref, f"{where}: gradient {k}")

@@ -33,7 +33,7 @@ from gradc.errors import CompileError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checks import assert_close, strict_numpy  # noqa: E402
+from checks import assert_close, assert_grads_close, strict_numpy  # noqa: E402
 from oracle import (  # noqa: E402
     central_difference,
     parameter_names,
@@ -79,10 +79,7 @@ def check_flat_grad(source: str, args: list, wrt: list[int] | None = None):
     where = f"f_grad at {args}"
     assert_close(out, ref_out, f"{where}: output")
     assert_close(plain, ref_out, f"f at {args}: output")
-    assert isinstance(grads, tuple), f"{where}: gradients are {type(grads).__name__}"
-    assert len(grads) == len(ref_grads), f"{where}: {len(grads)} gradients"
-    for k, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
-        assert_close(grad, ref, f"{where}: gradient {k}")
+    assert_grads_close(grads, ref_grads, where)
     return grads
 
 
@@ -97,10 +94,7 @@ def check_forward_backward(source: str, args: list, grad_output, wrt=None):
     where = f"f_forward/f_backward at {args}"
     assert_close(out, ref_out, f"{where}: output")
     assert_close(plain, ref_out, f"{where}: f's output")
-    assert isinstance(grads, tuple), f"{where}: gradients are {type(grads).__name__}"
-    assert len(grads) == len(ref_grads), f"{where}: {len(grads)} gradients"
-    for k, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
-        assert_close(grad, ref, f"{where}: gradient {k}")
+    assert_grads_close(grads, ref_grads, where)
     return grads
 
 

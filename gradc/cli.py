@@ -47,13 +47,33 @@ def _arguments() -> argparse.ArgumentParser:
     )
     c.add_argument("--force", action="store_true", help="overwrite files gradc did not generate")
     c.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    g = commands.add_parser(
+        "graph", help="draw a def's computational graph, with values and gradients (--at)"
+    )
+    g.add_argument("source", metavar="SRC.grad")
+    g.add_argument("--function", help="the def to draw (default: the file's last def)")
+    g.add_argument(
+        "--at", metavar="x=1,y=2", help="values of the inputs: edges show values and gradients"
+    )
+    g.add_argument("--dims", metavar="N=4,D=3", help="sizes of named dims, for arrays with --at")
+    g.add_argument("--seed", type=int, default=0, help="seed of random arrays with --at")
+    g.add_argument(
+        "--backward", action="store_true", help="also draw the gradient graph gradc generates"
+    )
+    g.add_argument(
+        "-o",
+        "--output",
+        help="graph.svg, graph.png (need Graphviz) or graph.dot; default DOT on stdout",
+    )
+    g.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments().parse_args(argv)
     try:
-        return _compile(args)
+        return _graph(args) if args.command == "graph" else _compile(args)
     except CompileError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_ERROR
@@ -136,6 +156,77 @@ def _compile(args) -> int:
     return EXIT_CHECK_FAILED if stale else EXIT_OK
 
 
+def _graph(args) -> int:
+    # imported here: only this command pays for importing NumPy
+    from gradc.graph import GraphError
+
+    try:
+        return _draw(args)
+    except GraphError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _draw(args) -> int:
+    from gradc.graph import FORMATS, graph_dot, render
+
+    fmt = None
+    if args.output:
+        fmt = Path(args.output).suffix.lower().lstrip(".")
+        fmt = "dot" if fmt == "gv" else fmt
+        if fmt != "dot" and fmt not in FORMATS:
+            raise _UsageError(f"-o {args.output}: write .svg, .png or .dot")
+    try:
+        text = read_source(args.source)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {args.source}: {exc.strerror or exc}") from None
+    dot = graph_dot(
+        text,
+        filename=args.source,
+        function=args.function,
+        at=_assignments("--at", args.at, float) if args.at is not None else None,
+        dims=_assignments("--dims", args.dims, _size) if args.dims else None,
+        seed=args.seed,
+        backward=args.backward,
+    )
+    if fmt is None:
+        sys.stdout.write(dot)
+        return EXIT_OK
+    target = Path(args.output)
+    if target.is_dir():
+        raise _UsageError(f"cannot write {target}: it is a directory")
+    data = dot if fmt == "dot" else render(dot, fmt)
+    try:
+        write_atomically(target, data)
+    except OSError as exc:
+        raise _UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return EXIT_OK
+
+
+def _assignments(option: str, text: str, convert) -> dict:
+    """`a=1,b=2` as {"a": convert("1"), "b": convert("2")}."""
+    out = {}
+    for part in text.split(","):
+        name, sep, value = (s.strip() for s in part.partition("="))
+        if not part.strip():
+            continue
+        if not sep or not name.isidentifier():
+            raise _UsageError(f"{option}: expected NAME=VALUE, got {part.strip()!r}")
+        if name in out:
+            raise _UsageError(f"{option}: '{name}' is given twice")
+        try:
+            out[name] = convert(value)
+        except ValueError:
+            raise _UsageError(f"{option}: {name}={value}: not a valid value") from None
+    return out
+
+
+def _size(text: str) -> int:
+    size = int(text)
+    if size < 1:
+        raise ValueError(text)
+    return size
+
+
 def _read_existing(target: Path) -> str | None:
     """The output file as it is now (None if there is none yet)."""
     if target.is_dir():
@@ -158,18 +249,32 @@ def _target(path: Path, args) -> Path | None:
     return None
 
 
-def write_atomically(target: Path, text: str) -> None:
+def write_atomically(target: Path, data: str | bytes) -> None:
     """Write to a temporary file beside `target`, then rename over it: a
-    reader never sees half a file, and a failure leaves the old one intact."""
+    reader never sees half a file, and a failure leaves the old one intact.
+    Text is written as UTF-8 with `\\n` line ends; bytes (a PNG) as they are.
+    The file gets the permissions a plain write would give it (mkstemp's are
+    owner-only)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The existing file's permissions, or the umask's default for a new one."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 if __name__ == "__main__":

@@ -30,14 +30,14 @@ from gradc.codegen import (
 )
 from gradc.errors import CompileError
 from gradc.ir import Function
-from gradc.lower import TENSOR_BUILTINS, definitions, expression_def, lower
+from gradc.lower import definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
-from gradc.ops import Op
+from gradc.ops import COMPOSITES, Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import PIPELINE, simplify
 from gradc.schedule import RESERVED, Namer, schedule
 
-BUILTINS = set(OP_BUILTINS) | set(TENSOR_BUILTINS)
+BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
 
 
 def compile_source(

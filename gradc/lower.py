@@ -10,17 +10,24 @@ assignment is a new value.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.ir import Function, Graph, Node, constant_value
-from gradc.ops import BINARY_OPS, BUILTINS, OPS, Op, format_shape
+from gradc.ops import BINARY_OPS, BUILTINS, COMPOSITES, OPS, REDUCTIONS, Op, format_shape
 from gradc.passes.simplify import simplify_node
 
-# Built-ins of LANGUAGE.md that need tensor support (shapes beyond elementwise).
-TENSOR_BUILTINS = (
-    "sum mean max min logsumexp softmax log_softmax cross_entropy svm_loss mse pick transpose"
-).split()
+_STATIC_NAMES = {"True": True, "False": False, "None": None}
+
+
+@dataclass(frozen=True)
+class _Static:
+    """A compile-time argument that is not a number (`True`, `None`, a tuple
+    such as `(0, 1)`): only a built-in's keyword argument may be one."""
+
+    value: object
+    pos: Pos
 
 
 def lower(module: S.Module, function: str, wrt: list[str] | None = None) -> Function:
@@ -48,7 +55,7 @@ def expression_def(expr: S.Expr, name: str) -> S.Def:
     stack = [expr]
     while stack:
         e = stack.pop()
-        if isinstance(e, S.Name) and e.id not in names:
+        if isinstance(e, S.Name) and e.id not in names and e.id not in _STATIC_NAMES:
             names.append(e.id)
         stack.extend(reversed(S.children(e)))
     params = tuple(S.Param(n, None, expr.pos) for n in names)
@@ -93,11 +100,11 @@ class _Lowering:
             inputs.append(node)
 
         params = dict(scope)  # the body may rebind a parameter's name
-        output = self.body(d, scope, stack=(d.name,))
+        output, returned = self.body(d, scope, stack=(d.name,))
         if output.op is not Op.NAME:
             output = self.graph.name(self._label("out"), output, pos=output.pos)
         if d.returns is not None:
-            self._check_type(output, d.returns, "the return value")
+            self._check_return(d, output, returned, {})
 
         wrt = self._wrt(d, params, wrt_override)
         return Function(d.name, self.graph, inputs, output, wrt)
@@ -127,11 +134,14 @@ class _Lowering:
         # gradients come back in parameter order, whatever the order in @wrt
         return sorted(chosen, key=lambda node: node.id)
 
-    def _check_type(self, node: Node, t: S.Type, what: str) -> None:
-        if tuple(node.shape) != tuple(t.dims):
+    def _check_return(self, d: S.Def, value: Node, returned: S.Expr, dims: dict) -> None:
+        """`-> TYPE`, with the def's dims as bound at this call (`dims`)."""
+        declared = tuple(dims.get(dim, dim) for dim in d.returns.dims)
+        if tuple(value.shape) != declared:
             raise CompileError(
-                f"{what} has shape {format_shape(node.shape)}, declared {format_shape(t.dims)}",
-                t.pos,
+                f"{d.name}() returns shape {format_shape(value.shape)}, "
+                f"declared -> {format_shape(declared)}",
+                returned.pos,
             )
 
     def _label(self, base: str) -> str:
@@ -146,19 +156,20 @@ class _Lowering:
 
     # ------------------------------------------------------------ statements
 
-    def body(self, d: S.Def, scope: dict[str, Node], stack: tuple[str, ...]) -> Node:
-        result = None
+    def body(self, d: S.Def, scope: dict[str, Node], stack: tuple[str, ...]):
+        """The def's return value, and the returned expression."""
+        result = returned = None
         for stmt in d.body:
             if result is not None:
                 raise CompileError("statement after 'return' is never run", stmt.pos)
+            value = _value(self.expression(stmt.value, scope, stack))
             if isinstance(stmt, S.Assign):
-                value = self.expression(stmt.value, scope, stack)
                 scope[stmt.target] = self.graph.name(self._label(stmt.target), value, pos=stmt.pos)
             else:
-                result = self.expression(stmt.value, scope, stack)
+                result, returned = value, stmt.value
         if result is None:
             raise CompileError(f"def '{d.name}' has no 'return'", d.pos)
-        return result
+        return result, returned
 
     # ------------------------------------------------------------ expressions
 
@@ -178,7 +189,7 @@ class _Lowering:
             results.append(self._node(e, args, scope, stack))
         return results[0]
 
-    def _node(self, e: S.Expr, args: list[Node], scope, stack) -> Node:
+    def _node(self, e: S.Expr, args: list, scope, stack) -> Node | _Static:
         g = self.graph
         if isinstance(e, S.Number):
             return g.constant(e.value, pos=e.pos)
@@ -187,24 +198,29 @@ class _Lowering:
                 return scope[e.id]
             if e.id in self.constants:
                 return self.constants[e.id]
+            if e.id in _STATIC_NAMES:
+                return _Static(_STATIC_NAMES[e.id], e.pos)
             known = list(scope) + list(self.constants)
             raise CompileError(f"undefined name '{e.id}'", e.pos, _did_you_mean(e.id, known))
-        if isinstance(e, S.Unary):
-            return self._fold(Op.NEG, args, e.pos) if e.op == "-" else args[0]
-        if isinstance(e, S.Binary):
-            if e.op == "@":
-                raise CompileError(
-                    "matrix multiplication '@' is not supported yet (tensor support)", e.pos
-                )
-            return self._fold(BINARY_OPS[e.op], args, e.pos)
-        if isinstance(e, S.Attribute):
-            if e.attr == "T":
-                raise CompileError("'.T' is not supported yet (tensor support)", e.pos)
-            raise CompileError(f"values have no attribute '{e.attr}' (only '.T' exists)", e.pos)
         if isinstance(e, S.Call):
             positional, keywords = args[: len(e.args)], args[len(e.args) :]
             named = dict(zip((k.name for k in e.keywords), keywords))
-            return self._call(e, positional, named, scope, stack)
+            return self._call(e, [_value(a) for a in positional], named, scope, stack)
+        if isinstance(e, S.Tuple):
+            values = [constant_value(a) if isinstance(a, Node) else None for a in args]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise CompileError("a tuple may only hold integers, as in axis=(0, 1)", e.pos)
+            return _Static(tuple(values), e.pos)
+        args = [_value(a) for a in args]
+        if isinstance(e, S.Unary):
+            return self._fold(Op.NEG, args, e.pos) if e.op == "-" else args[0]
+        if isinstance(e, S.Binary):
+            return self._fold(BINARY_OPS.get(e.op, Op.MATMUL), args, e.pos)
+        if isinstance(e, S.Attribute):
+            if e.attr == "T":
+                (x,) = args
+                return g.op(Op.TRANSPOSE, x, pos=e.pos) if len(x.shape) > 1 else x
+            raise CompileError(f"values have no attribute '{e.attr}' (only '.T' exists)", e.pos)
         raise CompileError(f"internal: cannot lower {type(e).__name__}", getattr(e, "pos", None))
 
     def _fold(self, op: Op, args: list[Node], pos: Pos) -> Node:
@@ -218,11 +234,11 @@ class _Lowering:
             return self._inline(self.defs[e.func], e, args, kwargs, stack)
         if e.func in BUILTINS:
             return self._builtin(BUILTINS[e.func], e, args, kwargs)
-        if e.func in TENSOR_BUILTINS:
-            raise CompileError(f"'{e.func}' is not supported yet (tensor support)", e.pos)
+        if e.func in COMPOSITES:
+            return self._composite(e, args, kwargs)
         if e.func in scope or e.func in self.constants:
             raise CompileError(f"'{e.func}' is a value, not a function", e.pos)
-        known = list(self.defs) + list(BUILTINS) + TENSOR_BUILTINS
+        known = list(self.defs) + list(BUILTINS) + list(COMPOSITES)
         raise CompileError(f"unknown function '{e.func}'", e.pos, _did_you_mean(e.func, known))
 
     def _bind(self, what: str, params: list[str], e: S.Call, args, kwargs) -> dict[str, Node]:
@@ -245,21 +261,51 @@ class _Lowering:
 
     def _builtin(self, op: Op, e: S.Call, args, kwargs) -> Node:
         spec = OPS[op]
-        names = list(spec.params) + list(spec.attr_params)
-        bound = self._bind(f"{e.func}()", names, e, args, kwargs)
-        missing = [p for p in spec.params if p not in bound]
+        values, attrs = self._arguments(e, spec.params, spec.attr_params, args, kwargs)
+        x = values[0]
+        if op in REDUCTIONS:
+            attrs["axis"] = _reduction_axis(e, attrs["axis"], x)
+            if not x.shape:
+                return x  # reducing a scalar leaves it as it is
+        elif "axis" in attrs:  # softmax, log_softmax: one axis
+            attrs["axis"] = _one_axis(e, attrs["axis"], x)
+        if op is Op.TRANSPOSE and len(x.shape) < 2:
+            return x  # as NumPy's .T
+        return self.graph.op(op, *values, pos=e.pos, **attrs)
+
+    def _composite(self, e: S.Call, args, kwargs) -> Node:
+        """A built-in made of other ops (`svm_loss`, `mse`, `cross_entropy`);
+        its nodes point at the call, and the values it names get fresh labels."""
+        composite = COMPOSITES[e.func]
+        values, attrs = self._arguments(e, composite.params, composite.attr_params, args, kwargs)
+
+        def label(base: str, value: Node) -> Node:
+            return self.graph.name(self._label(base), value, pos=e.pos)
+
+        self.graph.default_pos = e.pos
+        try:
+            return composite.build(label, *values, **attrs)
+        finally:
+            self.graph.default_pos = None
+
+    def _arguments(self, e: S.Call, params, attr_params: dict, args, kwargs):
+        """Bind a built-in's arguments: the values, and the compile-time
+        keyword arguments (`alpha=0.1`, `axis=(0, 1)`, `keepdims=True`)."""
+        bound = self._bind(f"{e.func}()", list(params) + list(attr_params), e, args, kwargs)
+        missing = [p for p in params if p not in bound]
         if missing:
             raise CompileError(f"{e.func}() is missing argument '{missing[0]}'", e.pos)
+        values = [_value(bound[p]) for p in params]
         attrs = {}
-        for name, default in spec.attr_params.items():
-            node = bound.get(name)
-            value = default if node is None else constant_value(node)
-            if value is None:
-                raise CompileError(
-                    f"{e.func}(): '{name}' must be a number known at compile time", e.pos
-                )
-            attrs[name] = float(value)
-        return self.graph.op(op, *(bound[p] for p in spec.params), pos=e.pos, **attrs)
+        for name, default in attr_params.items():
+            given = bound.get(name)
+            if given is None:
+                attrs[name] = default
+                continue
+            where = _keyword_pos(e, name) if name in kwargs else e.pos
+            value = given.value if isinstance(given, _Static) else constant_value(given)
+            attrs[name] = _attribute(e.func, name, default, value, where)
+        return values, attrs
 
     def _inline(self, d: S.Def, e: S.Call, args, kwargs, stack) -> Node:
         if d.name in stack:
@@ -270,16 +316,113 @@ class _Lowering:
         missing = [p for p in params if p not in bound]
         if missing:
             raise CompileError(f"{d.name}() is missing argument '{missing[0]}'", e.pos)
-        for p in d.params:
-            # Dims are the callee's own names; only the rank can be compared here.
-            if p.type is not None and len(bound[p.name].shape) != len(p.type.dims):
+        for p in params:
+            bound[p] = _value(bound[p])
+        dims = _bind_dims(d, e, bound)
+        result, returned = self.body(d, dict(bound), stack + (d.name,))
+        if d.returns is not None:
+            self._check_return(d, result, returned, dims)
+        return result
+
+
+def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
+    """Match the callee's declared parameter types against the arguments of
+    this call: each of its dim names stands for one dim of the caller's, the
+    same everywhere (`D` in `x: [N, D]` and `W: [D, H]`). Untyped parameters
+    take anything, as in Python."""
+    dims: dict = {}
+    for p in d.params:
+        if p.type is None:
+            continue
+        arg = bound[p.name]
+        declared = tuple(p.type.dims)
+        where = f"argument '{p.name}' of {d.name}()"
+        if (p.type.dtype == "int") != (arg.dtype == "int"):
+            want = "integer" if p.type.dtype == "int" else "float"
+            got = "an integer" if arg.dtype == "int" else "a float"
+            raise CompileError(f"{where} must be {want}, got {got} value", e.pos)
+        mismatch = len(arg.shape) != len(declared)
+        for want, got in zip(declared, arg.shape):
+            if isinstance(want, int) or mismatch:
+                mismatch = mismatch or want != got
+            elif dims.setdefault(want, got) != got:
                 raise CompileError(
-                    f"argument '{p.name}' of {d.name}() has shape {format_shape(bound[p.name].shape)}, "
-                    f"declared {format_shape(p.type.dims)}",
+                    f"{where} has shape {format_shape(arg.shape)}, declared "
+                    f"{format_shape(declared)}, but {want} is already {dims[want]}",
                     e.pos,
                 )
-        result = self.body(d, dict(bound), stack + (d.name,))
-        return result
+        if mismatch:
+            raise CompileError(
+                f"{where} has shape {format_shape(arg.shape)}, declared {format_shape(declared)}",
+                e.pos,
+            )
+    return dims
+
+
+def _value(x) -> Node:
+    """`x` as a value; True, None or a tuple are only keyword arguments."""
+    if isinstance(x, _Static):
+        if isinstance(x.value, tuple):
+            raise CompileError("a tuple can only be an axis, as in sum(x, axis=(0, 1))", x.pos)
+        raise CompileError(
+            f"'{x.value}' can only be a keyword argument, as in sum(x, keepdims=True)", x.pos
+        )
+    return x
+
+
+def _attribute(func: str, name: str, default, value, pos: Pos):
+    """A compile-time keyword argument's value, checked against its kind
+    (the kind of its default)."""
+    if name == "keepdims":
+        if not isinstance(value, bool):
+            raise CompileError(f"{func}(): keepdims must be True or False", pos)
+        return value
+    if name == "axis":
+        ok = value is None or isinstance(value, int) and not isinstance(value, bool)
+        ok = ok or isinstance(value, tuple) and default is None
+        if not ok:
+            what = "an integer, a tuple of integers or None" if default is None else "an integer"
+            raise CompileError(f"{func}(): axis must be {what}", pos)
+        return _Axis(value, pos)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CompileError(f"{func}(): '{name}' must be a number known at compile time", pos)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """An axis argument, kept with its position until the array's rank is known."""
+
+    value: object
+    pos: Pos | None
+
+
+def _reduction_axis(e: S.Call, axis, x: Node):
+    """A reduction's axis as a sorted tuple of non-negative ints, or None."""
+    axis, pos = (axis.value, axis.pos) if isinstance(axis, _Axis) else (axis, e.pos)
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    normal = tuple(sorted(_normal_axis(e, a, x, pos) for a in axes))
+    if len(set(normal)) != len(normal):
+        raise CompileError(f"{e.func}(): axis {axis} repeats an axis", pos)
+    return normal
+
+
+def _one_axis(e: S.Call, axis, x: Node) -> int:
+    axis, pos = (axis.value, axis.pos) if isinstance(axis, _Axis) else (axis, e.pos)
+    if axis is None:
+        raise CompileError(f"{e.func}(): axis must be an integer", pos)
+    return _normal_axis(e, axis, x, pos)
+
+
+def _normal_axis(e: S.Call, axis: int, x: Node, pos) -> int:
+    rank = len(x.shape)
+    if not -rank <= axis < rank:
+        raise CompileError(
+            f"{e.func}(): axis {axis} is out of range for shape {format_shape(x.shape)}", pos
+        )
+    return axis % rank
 
 
 def _keyword_pos(e: S.Call, name: str) -> Pos:

@@ -12,6 +12,7 @@ contribution of the broadcast shape.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,9 +65,25 @@ class Op(enum.IntEnum):  # IntEnum: hashed as an int, and the IR hashes ops a lo
     GE = enum.auto()
     EQ = enum.auto()
     NE = enum.auto()
+    # Linear algebra
+    MATMUL = enum.auto()
+    TRANSPOSE = enum.auto()
+    OUTER = enum.auto()
     # Reductions and their adjoints
     SUM = enum.auto()
+    MEAN = enum.auto()
+    MAX = enum.auto()
+    MIN = enum.auto()
+    LOGSUMEXP = enum.auto()
     BROADCAST_LIKE = enum.auto()
+    EXPAND = enum.auto()
+    SIZE = enum.auto()
+    # Neural-net functions
+    SOFTMAX = enum.auto()
+    LOG_SOFTMAX = enum.auto()
+    CROSS_ENTROPY = enum.auto()
+    PICK = enum.auto()
+    ONEHOT = enum.auto()
 
 
 # Python operator precedence, as the printer needs it.
@@ -169,18 +186,115 @@ def _leaf_input(args, attrs, pos):
     return attrs["shape"], attrs["dtype"]
 
 
+def _reduced_shape(shape, axis, keepdims):
+    """The shape left by reducing `axis` (None: every axis) of `shape`."""
+    axes = range(len(shape)) if axis is None else axis
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _float_dtype(x) -> str:
+    return x.dtype if x.dtype in ("f32", "f64") else "f64"
+
+
 def _sum(args, attrs, pos):
     (x,) = args
-    axis, keepdims = attrs["axis"], attrs["keepdims"]
-    axes = range(len(x.shape)) if axis is None else axis
-    shape = [1 if i in axes else d for i, d in enumerate(x.shape)]
-    if not keepdims:
-        shape = [d for i, d in enumerate(x.shape) if i not in axes]
-    return tuple(shape), x.dtype
+    dtype = "int" if x.dtype in ("bool", "int") else x.dtype  # a count of a mask is an int
+    return _reduced_shape(x.shape, attrs["axis"], attrs["keepdims"]), dtype
+
+
+def _reduce_float(args, attrs, pos):
+    (x,) = args
+    return _reduced_shape(x.shape, attrs["axis"], attrs["keepdims"]), _float_dtype(x)
+
+
+def _reduce_same(args, attrs, pos):
+    (x,) = args
+    return _reduced_shape(x.shape, attrs["axis"], attrs["keepdims"]), x.dtype
 
 
 def _broadcast_like(args, attrs, pos):
     return args[1].shape, args[0].dtype
+
+
+def _matmul(args, attrs, pos):
+    a, b = args
+    for side, x in (("left", a), ("right", b)):
+        if len(x.shape) not in (1, 2):
+            raise CompileError(
+                f"'@' takes 1-D or 2-D operands; the {side} operand has shape "
+                f"{format_shape(x.shape)} (shapes {format_shape(a.shape)} @ {format_shape(b.shape)})",
+                pos,
+            )
+    if a.shape[-1] != b.shape[0]:
+        raise CompileError(
+            f"shapes {format_shape(a.shape)} @ {format_shape(b.shape)} do not match: "
+            f"inner dimensions {a.shape[-1]} and {b.shape[0]} differ",
+            pos,
+        )
+    return tuple(a.shape[:-1]) + tuple(b.shape[1:]), result_dtype(args)
+
+
+def _transpose(args, attrs, pos):
+    return tuple(reversed(args[0].shape)), args[0].dtype
+
+
+def _outer(args, attrs, pos):
+    a, b = args
+    return (a.shape[0], b.shape[0]), result_dtype(args)
+
+
+def _expand(args, attrs, pos):
+    # insert a 1 at each position of `axis` (positions in the result)
+    (x,) = args
+    axis = attrs["axis"]
+    dims = iter(x.shape)
+    return tuple(1 if i in axis else next(dims) for i in range(len(x.shape) + len(axis))), x.dtype
+
+
+def _size(args, attrs, pos):
+    return (), "int"
+
+
+def _softmax(args, attrs, pos):
+    return args[0].shape, _float_dtype(args[0])
+
+
+def _check_labels(x, labels, what, pos):
+    if len(x.shape) != 2:
+        raise CompileError(
+            f"{what} takes a 2-D array [N, C] and labels [N]; got {format_shape(x.shape)}", pos
+        )
+    if labels.dtype != "int" or len(labels.shape) != 1:
+        kind = "integer" if labels.dtype == "int" else "float"
+        raise CompileError(
+            f"{what} takes integer labels [N]; got {kind} {format_shape(labels.shape)} "
+            f"(declare them as int[N])",
+            pos,
+        )
+    if labels.shape[0] != x.shape[0]:
+        raise CompileError(
+            f"{what}: labels of shape {format_shape(labels.shape)} do not match "
+            f"the rows of {format_shape(x.shape)}",
+            pos,
+        )
+
+
+def _pick(args, attrs, pos):
+    x, labels = args
+    _check_labels(x, labels, "pick()", pos)
+    return (x.shape[0],), x.dtype
+
+
+def _cross_entropy(args, attrs, pos):
+    logits, labels, _ = args
+    _check_labels(logits, labels, "cross_entropy()", pos)
+    return (), _float_dtype(logits)
+
+
+def _onehot(args, attrs, pos):
+    return args[1].shape, args[1].dtype
 
 
 # ---------------------------------------------------------------- builders used by rules
@@ -248,8 +362,86 @@ def gelu_grad(x):
     return _apply(Op.GELU_GRAD, x)
 
 
+def matmul(a, b):
+    return _apply(Op.MATMUL, a, b)
+
+
+def transpose(x):
+    """NumPy's `x.T`: the same value for a scalar or a vector."""
+    return _apply(Op.TRANSPOSE, x) if len(x.shape) > 1 else x
+
+
+def outer(a, b):
+    return _apply(Op.OUTER, a, b)
+
+
+def relu(x):
+    return _apply(Op.RELU, x)
+
+
+def reduce_sum(x, axis=None, keepdims=False):
+    return _apply(Op.SUM, x, axis=axis, keepdims=keepdims)
+
+
+def expand(x, axis):
+    """`x` with a new axis of size 1 at each position in `axis` (`x[:, None]`)."""
+    return _apply(Op.EXPAND, x, axis=tuple(axis))
+
+
+def kept(reduced, axis, keepdims):
+    """A reduction's result (or gradient) in keepdims form, so it broadcasts
+    against the array that was reduced."""
+    return reduced if axis is None or keepdims else expand(reduced, axis)
+
+
+def pick(x, labels):
+    return _apply(Op.PICK, x, labels)
+
+
+def onehot(labels, like):
+    return _apply(Op.ONEHOT, labels, shape_source(like))
+
+
 def broadcast_like(g, x, axis, keepdims):
-    return _apply(Op.BROADCAST_LIKE, g, x, axis=axis, keepdims=keepdims)
+    return _apply(Op.BROADCAST_LIKE, g, shape_source(x), axis=axis, keepdims=keepdims)
+
+
+def _inputs(graph):
+    return [n for n in graph.nodes if n.op is Op.INPUT and not n.attr("seed")]
+
+
+def shape_source(x):
+    """A value with x's shape and dtype that is cheapest to keep for the
+    backward pass: x itself if it is an input, else an input like it (so a
+    gradient that needs only x's shape does not keep x alive), else x."""
+    if x.op is Op.INPUT:
+        return x
+    for node in _inputs(x.graph):
+        if node.shape == x.shape and node.dtype == x.dtype:
+            return node
+    return x
+
+
+def count(x, axis=None):
+    """How many elements `axis` of x spans (all of x for None): a Python int
+    when the dims are numbers, else an IR value read off the shape of the
+    smallest input that has the dims, at run time (`len(y)`, `X.shape[1]`)."""
+    axes = range(len(x.shape)) if axis is None else axis
+    dims = [x.shape[i] for i in axes]
+    total = math.prod(d for d in dims if isinstance(d, int))
+    symbolic = [d for d in dims if not isinstance(d, int)]
+    by_source: dict = {}  # input -> its axes holding the symbolic dims
+    whole = [n for n in _inputs(x.graph) if all(d in n.shape for d in symbolic)]
+    for d in symbolic:
+        holders = whole or [n for n in _inputs(x.graph) if d in n.shape]
+        if not holders:
+            raise CompileError(f"internal: no input has the dimension {d}")
+        source = min(holders, key=lambda n: len(n.shape))
+        by_source.setdefault(source, []).append(source.shape.index(d))
+    for source, source_axes in by_source.items():
+        size = _apply(Op.SIZE, source, axis=tuple(sorted(source_axes)))
+        total = size if total == 1 else total * size
+    return total
 
 
 # ---------------------------------------------------------------- derivative rules
@@ -299,6 +491,53 @@ def _broadcast_like_grad(g, y, value, like, axis, keepdims):
     return (_apply(Op.SUM, g, axis=axis, keepdims=keepdims), None)
 
 
+def _mean_grad(g, y, x, axis, keepdims):
+    return (broadcast_like(g / count(x, axis), x, axis=axis, keepdims=keepdims),)
+
+
+def _extreme_grad(g, y, x, axis, keepdims):
+    # Every entry equal to the max (min) gets an equal share, as torch.amax.
+    mask = equal(x, kept(y, axis, keepdims))
+    ties = reduce_sum(mask, axis, keepdims=axis is not None)
+    return (mask * (kept(g, axis, keepdims) / ties),)
+
+
+def _logsumexp_grad(g, y, x, axis, keepdims):
+    # d logsumexp(x) / dx = softmax(x) = exp(x - logsumexp(x))
+    return (kept(g, axis, keepdims) * exp(x - kept(y, axis, keepdims)),)
+
+
+def _matmul_grad(g, y, a, b):
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        return (matmul(g, transpose(b)), matmul(transpose(a), g))
+    if len(a.shape) == 2:  # matrix @ vector
+        return (outer(g, b), matmul(transpose(a), g))
+    if len(b.shape) == 2:  # vector @ matrix
+        return (matmul(b, g), outer(a, g))
+    return (g * b, g * a)  # dot product
+
+
+def _softmax_grad(g, y, x, axis):
+    # J^T g for J = diag(y) - y y^T, along `axis`
+    return (y * (g - reduce_sum(g * y, (axis,), keepdims=True)),)
+
+
+def _log_softmax_grad(g, y, x, axis):
+    return (g - exp(y) * reduce_sum(g, (axis,), keepdims=True),)
+
+
+def _cross_entropy_grad(g, y, logits, labels, log_probs):
+    # The fused, stable gradient (softmax(logits) - onehot(labels)) / N, with
+    # softmax read back from the forward pass's log-probabilities. log_probs
+    # gets no gradient of its own: this rule already went through it.
+    probs = exp(log_probs)
+    return ((probs - onehot(labels, log_probs)) * g / count(logits, (0,)), None, None)
+
+
+def _pick_grad(g, y, x, labels):
+    return (onehot(labels, x) * expand(g, (1,)), None)
+
+
 # ---------------------------------------------------------------- spellings
 
 
@@ -325,7 +564,7 @@ _SIMPLE_ATOM = r"-?([A-Za-z_][A-Za-z0-9_.]*|[0-9][0-9.e+-]*)"
 _SIMPLE_OPERAND = re.compile(rf"{_SIMPLE_ATOM}(\*\*{_SIMPLE_ATOM})*")
 
 
-def _spell_pow(args, attrs):
+def _spell_pow(args, attrs, node=None):
     # black's style: `x**2` hugs when both operands are simple (a name, a
     # number or an attribute, maybe negated), `x ** (y - 1)` otherwise
     base, exponent = args
@@ -334,26 +573,75 @@ def _spell_pow(args, attrs):
     return f"{base} ** {exponent}"
 
 
-def _spell_sum(args, attrs):
-    (x,) = args
+def _reduction_args(attrs) -> str:
     axis, keepdims = attrs["axis"], attrs["keepdims"]
-    if axis is None:
-        return f"np.sum({x})" if not keepdims else f"np.sum({x}, keepdims=True)"
-    keep = ", keepdims=True" if keepdims else ""
-    return f"np.sum({x}, axis={_axis_text(axis)}{keep})"
+    parts = [] if axis is None else [f"axis={_axis_text(axis)}"]
+    return ", ".join(parts + (["keepdims=True"] if keepdims else []))
 
 
-def _spell_broadcast_like(args, attrs):
+def _method(name: str) -> Spelling:
+    """A reduction as an ndarray method: `grad_h.sum(axis=0)`. Its argument
+    always has an axis to reduce, so it is an array, never a Python float."""
+    return Spelling(
+        lambda args, attrs, node: f"{args[0]}.{name}({_reduction_args(attrs)})", ATOM, ATOM
+    )
+
+
+def _spell_logsumexp(args, attrs, node=None):
+    extra = _reduction_args(attrs)
+    return f"logsumexp({args[0]}{', ' if extra else ''}{extra})"
+
+
+def _spell_broadcast_like(args, attrs, node):
     g, like = args
     axis, keepdims = attrs["axis"], attrs["keepdims"]
-    if axis is not None and not keepdims:
-        g = f"np.expand_dims({g}, {_axis_text(axis)})"
-    return f"np.broadcast_to({g}, np.shape({like}))"
+    if axis is None and not keepdims:
+        return f"np.full_like({like}, {g})"
+    if not keepdims:
+        g = _expanded_text(g, axis, len(node.shape))
+    return f"np.broadcast_to({g}, {like}.shape)"
+
+
+def _spell_expand(args, attrs, node):
+    # x[:, None]: a new axis at each position of `axis`
+    return _expanded_text(args[0], attrs["axis"], len(node.shape))
+
+
+def _expanded_text(x: str, axis, rank: int) -> str:
+    return x + "[" + ", ".join("None" if i in axis else ":" for i in range(rank)) + "]"
+
+
+def _spell_size(args, attrs, node):
+    (x,) = args
+    axis = attrs["axis"]
+    if axis == (0,):
+        return f"len({x})"
+    if len(axis) == len(node.args[0].shape):
+        return f"{x}.size"
+    if len(axis) == 1:
+        return f"{x}.shape[{axis[0]}]"
+    return "(" + " * ".join(f"{x}.shape[{i}]" for i in axis) + ")"
+
+
+def _spell_with_axis(helper: str) -> Spelling:
+    return Spelling(lambda args, attrs, node: f"{helper}({args[0]}, axis={attrs['axis']})")
+
+
+def _spell_pick(args, attrs, node=None):
+    x, labels = args
+    return f"{x}[np.arange(len({labels})), {labels}]"
+
+
+def _spell_cross_entropy(args, attrs, node=None):
+    _, labels, log_probs = args
+    return f"-{_spell_pick([log_probs, labels], attrs)}.mean()"
 
 
 def _unary_def(name, spelling, grad, helpers=(), builtin=True):
     return OpDef(name, 1, spelling, grad, _elementwise, helpers, builtin, ("x",))
 
+
+_AXIS = {"axis": None, "keepdims": False}  # a reduction's compile-time arguments
 
 OPS: dict[Op, OpDef] = {
     Op.INPUT: OpDef("input", 0, None, None, _leaf_input),
@@ -479,9 +767,119 @@ OPS: dict[Op, OpDef] = {
     Op.GE: OpDef(">=", 2, _comparison(">="), NOT_DIFFERENTIABLE, _compare),
     Op.EQ: OpDef("==", 2, _comparison("=="), NOT_DIFFERENTIABLE, _compare),
     Op.NE: OpDef("!=", 2, _comparison("!="), NOT_DIFFERENTIABLE, _compare),
-    Op.SUM: OpDef("sum", 1, Spelling(_spell_sum), _sum_grad, _sum),
+    Op.MATMUL: OpDef("@", 2, _binary("@", PRODUCT), _matmul_grad, _matmul),
+    Op.TRANSPOSE: OpDef(
+        "transpose",
+        1,
+        Spelling("{0}.T", ATOM, ATOM),
+        lambda g, y, x: (transpose(g),),
+        _transpose,
+        builtin=True,
+        params=("x",),
+    ),
+    # d(a b^T)/da = g @ b, d(a b^T)/db = a @ g
+    Op.OUTER: OpDef(
+        "outer",
+        2,
+        Spelling("np.outer({0}, {1})"),
+        lambda g, y, a, b: (matmul(g, b), matmul(a, g)),
+        _outer,
+    ),
+    Op.SUM: OpDef(
+        "sum", 1, _method("sum"), _sum_grad, _sum, builtin=True, params=("x",), attr_params=_AXIS
+    ),
+    Op.MEAN: OpDef(
+        "mean",
+        1,
+        _method("mean"),
+        _mean_grad,
+        _reduce_float,
+        builtin=True,
+        params=("x",),
+        attr_params=_AXIS,
+    ),
+    Op.MAX: OpDef(
+        "max",
+        1,
+        _method("max"),
+        _extreme_grad,
+        _reduce_same,
+        builtin=True,
+        params=("x",),
+        attr_params=_AXIS,
+    ),
+    Op.MIN: OpDef(
+        "min",
+        1,
+        _method("min"),
+        _extreme_grad,
+        _reduce_same,
+        builtin=True,
+        params=("x",),
+        attr_params=_AXIS,
+    ),
+    Op.LOGSUMEXP: OpDef(
+        "logsumexp",
+        1,
+        Spelling(_spell_logsumexp),
+        _logsumexp_grad,
+        _reduce_float,
+        ("logsumexp",),
+        True,
+        ("x",),
+        _AXIS,
+    ),
     Op.BROADCAST_LIKE: OpDef(
         "broadcast_like", 2, Spelling(_spell_broadcast_like), _broadcast_like_grad, _broadcast_like
+    ),
+    Op.EXPAND: OpDef(
+        "expand",
+        1,
+        Spelling(_spell_expand, ATOM, ATOM),
+        lambda g, y, x, axis: (reduce_sum(g, axis),),
+        _expand,
+    ),
+    Op.SIZE: OpDef("size", 1, Spelling(_spell_size, ATOM, ATOM), NOT_DIFFERENTIABLE, _size),
+    Op.SOFTMAX: OpDef(
+        "softmax",
+        1,
+        _spell_with_axis("softmax"),
+        _softmax_grad,
+        _softmax,
+        ("softmax",),
+        True,
+        ("x",),
+        {"axis": -1},
+    ),
+    Op.LOG_SOFTMAX: OpDef(
+        "log_softmax",
+        1,
+        _spell_with_axis("log_softmax"),
+        _log_softmax_grad,
+        _softmax,
+        ("log_softmax",),
+        True,
+        ("x",),
+        {"axis": -1},
+    ),
+    Op.CROSS_ENTROPY: OpDef(
+        "cross_entropy",
+        3,
+        Spelling(_spell_cross_entropy, UNARY, (0, 0, ATOM)),
+        _cross_entropy_grad,
+        _cross_entropy,
+    ),
+    Op.PICK: OpDef(
+        "pick",
+        2,
+        Spelling(_spell_pick, ATOM, (ATOM, 0)),
+        _pick_grad,
+        _pick,
+        builtin=True,
+        params=("x", "labels"),
+    ),
+    Op.ONEHOT: OpDef(
+        "onehot", 2, Spelling("onehot({0}, {1})"), NOT_DIFFERENTIABLE, _onehot, ("onehot",)
     ),
 }
 
@@ -500,3 +898,51 @@ BINARY_OPS = {
 }
 
 BUILTINS: dict[str, Op] = {spec.name: op for op, spec in OPS.items() if spec.builtin}
+
+REDUCTIONS = {Op.SUM, Op.MEAN, Op.MAX, Op.MIN, Op.LOGSUMEXP}
+
+
+# ---------------------------------------------------------------- built-ins made of other ops
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A built-in that lowers to several ops. `build(label, *args, **attrs)`
+    returns its value; `label(base, node)` names an intermediate the reader
+    will want to see (`log_probs`, `margins`)."""
+
+    params: tuple[str, ...]
+    attr_params: dict
+    build: Callable
+
+
+def _build_cross_entropy(label, logits, labels):
+    # log_softmax once: the loss picks from it, and the fused gradient reads
+    # it back as probabilities (see _cross_entropy_grad).
+    _check_labels(logits, labels, "cross_entropy()", logits.graph.default_pos)
+    log_probs = label("log_probs", _apply(Op.LOG_SOFTMAX, logits, axis=1))
+    return _apply(Op.CROSS_ENTROPY, logits, labels, log_probs)
+
+
+def _build_svm_loss(label, scores, labels, margin):
+    # CS231n's multiclass hinge: mean over rows of
+    # sum_j max(0, s_j - s_label + margin) over j != label. The label's own
+    # column adds max(0, margin) to every row; it is taken back out at the end.
+    _check_labels(scores, labels, "svm_loss()", scores.graph.default_pos)
+    diff = scores - expand(pick(scores, labels), (1,))
+    margins = label("margins", relu(diff + margin if margin else diff))
+    loss = reduce_sum(margins) / count(scores, (0,))
+    return loss - margin if margin > 0 else loss
+
+
+def _build_mse(label, a, b):
+    diff = a - b
+    squared = diff * diff
+    return _apply(Op.MEAN, squared, axis=None, keepdims=False) if squared.shape else squared
+
+
+COMPOSITES: dict[str, Composite] = {
+    "cross_entropy": Composite(("logits", "labels"), {}, _build_cross_entropy),
+    "svm_loss": Composite(("scores", "labels"), {"margin": 1.0}, _build_svm_loss),
+    "mse": Composite(("a", "b"), {}, _build_mse),
+}

@@ -287,6 +287,10 @@ class _ToSyntax(Transformer):
     def name(self, items):
         return S.Name(str(items[0]), _token_pos(items[0]))
 
+    def tuple_(self, items):
+        open_paren, *elements, close = items
+        return S.Tuple(tuple(e for e in elements if e is not None), _span(open_paren, close))
+
 
 def parse_expression(source: str, filename: str = "<expression>") -> S.Expr:
     """Parse one expression (expression mode: `gradc compile -e`)."""

@@ -69,7 +69,15 @@ class Call:
     pos: Pos
 
 
-Expr = Number | Name | Unary | Binary | Attribute | Call
+@dataclass(frozen=True)
+class Tuple:
+    """`(0, 1)`: only meaningful as a compile-time argument (`axis=(0, 1)`)."""
+
+    elements: tuple[Expr, ...]
+    pos: Pos
+
+
+Expr = Number | Name | Unary | Binary | Attribute | Call | Tuple
 
 
 @dataclass(frozen=True)
@@ -127,4 +135,6 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return (expr.value,)
     if isinstance(expr, Call):
         return expr.args + tuple(k.value for k in expr.keywords)
+    if isinstance(expr, Tuple):
+        return expr.elements
     return ()

@@ -46,3 +46,29 @@ def gelu_grad(x):
     t = np.tanh(inner)
     d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * x**2)
     return 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * d_inner
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    # log(sum(exp(x))) with the max taken out first, so exp never overflows.
+    m = np.max(x, axis=axis, keepdims=True)
+    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)[()]
+
+
+def softmax(x, axis):
+    # exp(x - max) never overflows and its sum is at least 1.
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis):
+    # x - logsumexp(x), computed without overflow.
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def onehot(labels, like):
+    # 1 at (i, labels[i]) and 0 elsewhere, with the shape and dtype of `like`.
+    out = np.zeros_like(like)
+    out[np.arange(len(labels)), labels] = 1
+    return out

@@ -12,6 +12,7 @@ import ast
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from gradc.parse import parse
 
 GRADC = Path(sys.executable).parent / "gradc"
 REPO = Path(__file__).resolve().parent.parent
@@ -359,10 +362,10 @@ BAD_PROGRAMS = {
         ["@wrt", "'q'"],
         None,
     ),
-    "reduction_not_supported_yet": (
-        "def f(x: [N]):\n    return sum(x)\n",
-        "2:12",
-        ["sum", "not supported yet"],
+    "matmul_shapes": (
+        "def f(x: [N, D], W: [H, C]):\n    return sum(x @ W)\n",
+        "2:16",
+        ["[N, D] @ [H, C]", "D and H"],
         None,
     ),
 }
@@ -640,7 +643,7 @@ def test_generated_module_imports_only_numpy(compiled_examples, example):
 # Runs in `python -I` with gradc (and its own dependencies) made unimportable:
 # imports the generated module from its file and runs every function family.
 STANDALONE_RUNNER = r"""
-import importlib.util, inspect, sys
+import importlib.util, json, sys
 for blocked in ("gradc", "lark", "jinja2", "black"):
     sys.modules[blocked] = None  # `import gradc` now raises ImportError
 try:
@@ -655,12 +658,18 @@ import numpy as np
 spec = importlib.util.spec_from_file_location("standalone", sys.argv[1])
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
+signatures = json.loads(sys.argv[2])  # def name -> [(shape, dtype)] per parameter
 families = [n[: -len("_backward")] for n in vars(mod) if n.endswith("_backward")]
-assert families, "no functions found"
+assert sorted(families) == sorted(signatures), families
+rng = np.random.default_rng(0)
 for name in families:
     f, fwd, bwd = (getattr(mod, name + s) for s in ("", "_forward", "_backward"))
-    n_args = len(inspect.signature(f).parameters)
-    args = [np.linspace(-1.7, 1.3, 6) + 0.11 * i for i in range(n_args)]
+    args = [
+        rng.integers(0, 2, size=shape) if dtype == "int"
+        else rng.uniform(-1.7, 1.3, size=shape).astype(dtype) if shape
+        else 0.3 + 0.2 * i
+        for i, (shape, dtype) in enumerate(signatures[name])
+    ]
     out = f(*args)
     out2, cache = fwd(*args)
     assert np.allclose(out, out2), name
@@ -669,20 +678,47 @@ for name in families:
     for g in grads:
         assert np.all(np.isfinite(g)), name
     if hasattr(mod, name + "_grad"):
-        scalars = [0.3 + 0.2 * i for i in range(n_args)]
-        value, flat = getattr(mod, name + "_grad")(*scalars)
-        assert np.isclose(value, f(*scalars)), name
+        value, flat = getattr(mod, name + "_grad")(*args)
+        assert np.isclose(value, out), name
         assert len(flat) == len(grads), name
 print("ran", len(families), "families")
 """
+
+
+def example_signatures(example: Path) -> dict:
+    """Each def's parameters as (shape, NumPy dtype), every dim name a size of
+    its own (2, 3, 4, ...) so that a transposition mistake shows."""
+    module = parse(example.read_text(encoding="utf-8"), str(example))
+    sizes: dict = {}
+    signatures = {}
+    for d in module.defs:
+        params = []
+        for p in d.params:
+            dims = p.type.dims if p.type else ()
+            shape = [sizes.setdefault(n, len(sizes) + 2) if isinstance(n, str) else n for n in dims]
+            dtype = (
+                {"f32": "float32", "f64": "float64"}.get(p.type.dtype, "int")
+                if p.type
+                else "float64"
+            )
+            params.append((shape, dtype))
+        signatures[d.name] = params
+    return signatures
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_generated_module_runs_without_gradc(compiled_examples, example, tmp_path):
     runner = tmp_path / "runner.py"
     runner.write_text(STANDALONE_RUNNER, encoding="utf-8")
+    signatures = json.dumps(example_signatures(example))
     result = subprocess.run(
-        [sys.executable, "-I", str(runner), str(compiled_examples / f"{example.stem}.py")],
+        [
+            sys.executable,
+            "-I",
+            str(runner),
+            str(compiled_examples / f"{example.stem}.py"),
+            signatures,
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

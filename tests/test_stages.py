@@ -17,7 +17,7 @@ from gradc.autodiff import differentiate, reachable
 from gradc.errors import CompileError
 from gradc.ir import Graph
 from gradc.lower import lower
-from gradc.ops import BUILTINS, NOT_DIFFERENTIABLE, OPS, Op
+from gradc.ops import BUILTINS, COMPOSITES, NOT_DIFFERENTIABLE, OPS, Op
 from gradc.parse import parse
 from gradc.passes.simplify import simplify_node
 from gradc.schedule import Namer
@@ -144,7 +144,10 @@ def test_top_level_constants_are_folded():
         ("def f(x):\n    return x\ndef f(y):\n    return y\n", "def 'f' is defined twice", None),
         ("def f(x: [N], y: [M]):\n    return x + y\n", "shapes [N] and [M] do not broadcast", None),
         ("def f(x):\n    return leaky_relu(x, alpha=x)\n", "'alpha' must be a number", None),
-        ("def f(x):\n    return x @ x\n", "not supported yet", None),
+        ("def f(x):\n    return x @ x\n", "'@' takes 1-D or 2-D operands", None),
+        ("def f(x: [N]):\n    return sum(x, axis=1)\n", "axis 1 is out of range for shape [N]", None),
+        ("def f(x: [N]):\n    return sum(x, keepdims=1)\n", "keepdims must be True or False", None),
+        ("def f(x: [N]):\n    return x + (0, 1)\n", "a tuple can only be an axis", None),
     ],
 )
 def test_lowering_errors(src, message, hint):
@@ -172,12 +175,13 @@ def test_every_op_has_a_rule_or_is_declared_not_differentiable(op):
     assert op is Op.NAME or spec.spelling is not None
 
 
-def test_every_elementwise_builtin_of_the_contract_exists():
+def test_every_builtin_of_the_contract_exists():
     contract = (
         "exp log log1p expm1 sqrt abs sin cos tan tanh sigmoid log_sigmoid softplus relu "
-        "leaky_relu elu swish gelu hard_tanh maximum minimum where"
+        "leaky_relu elu swish gelu hard_tanh maximum minimum where transpose "
+        "sum mean max min logsumexp softmax log_softmax cross_entropy svm_loss mse pick"
     ).split()
-    assert sorted(contract) == sorted(BUILTINS)
+    assert sorted(contract) == sorted(set(BUILTINS) | set(COMPOSITES))
 
 
 def test_a_missing_rule_is_an_error_naming_the_op(monkeypatch):

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from gradc.autodiff import reachable
 from gradc.ir import Function, Graph, Node, constant_value, is_constant
-from gradc.ops import OPS, Op
+from gradc.ops import OPS, Op, broadcast_shapes
 
 
 def simplify(fn: Function, seed_value: float | None = None) -> Function:
@@ -59,6 +59,10 @@ def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> 
     """`op(*args)` after rewriting, as a node of `graph`."""
     for rule in _RULES.get(op, ()):
         out = rule(graph, *args)
+        if out is not None and _keeps_type(op, args, attrs, out):
+            return out
+    for rule in _ATTR_RULES.get(op, ()):
+        out = rule(graph, args, dict(attrs))
         if out is not None and _keeps_type(op, args, attrs, out):
             return out
     return graph.make(op, args, attrs, pos)
@@ -156,6 +160,14 @@ def _mul_identities(graph, a, b):
         return _make(graph, Op.NEG, b)  # -1 * x -> -x
     if a.op is Op.NEG and b.op is Op.NEG:
         return _make(graph, Op.MUL, a.args[0], b.args[0])  # (-a) * (-b) -> a * b
+    if a.op is Op.CONST and b.op is Op.MUL:
+        s, x = b.args
+        if x.op is Op.CONST:
+            s, x = x, s
+        if s.op is Op.CONST or (not s.shape and x.shape == b.shape and x.shape):
+            # k * (s * x) -> (k * s) * x for scalars k, s: the scalars meet
+            # first (and fold, when s is a number too)
+            return _make(graph, Op.MUL, _make(graph, Op.MUL, a, s), x)
     if a.op is Op.NEG and a.args[0].op is not Op.CONST:
         return _make(graph, Op.NEG, _make(graph, Op.MUL, a.args[0], b))  # (-a) * b -> -(a * b)
     if b.op is Op.NEG and b.args[0].op is not Op.CONST:
@@ -180,14 +192,88 @@ def _pow_identities(graph, a, b):
 def _neg_identities(graph, a):
     if a.op is Op.NEG:
         return a.args[0]  # -(-x) -> x
+    if a.op is Op.BROADCAST_LIKE:
+        # -broadcast(g) -> broadcast(-g): negate the small array
+        g, like = a.args
+        return _rebroadcast(graph, _make(graph, Op.NEG, g), like, a.attrs)
     return None
 
 
+def _sum_rules(graph, args, attrs):
+    (x,) = args
+    axis, keepdims = attrs["axis"], attrs["keepdims"]
+    if x.op is Op.NEG:
+        # sum(-x) -> -sum(x): negate the small array
+        inner = simplify_node(graph, Op.SUM, x.args, _items(attrs))
+        return _make(graph, Op.NEG, inner)
+    if x.op is Op.SUM and axis is not None and not keepdims:
+        inner = dict(x.attrs)
+        if inner["keepdims"] and inner["axis"] == axis:
+            # sum(sum(y, a, keepdims=True), a) -> sum(y, a): the axes are 1s already
+            return simplify_node(graph, Op.SUM, x.args, _items({"axis": axis, "keepdims": False}))
+    return None
+
+
+def _expand_rules(graph, args, attrs):
+    (x,) = args
+    if x.op is Op.NEG:
+        # expand(-x) -> -expand(x), so the minus can meet a sum outside
+        return _make(graph, Op.NEG, simplify_node(graph, Op.EXPAND, x.args, _items(attrs)))
+    if x.op is Op.SUM and not dict(x.attrs)["keepdims"] and dict(x.attrs)["axis"] == attrs["axis"]:
+        # expand(sum(y, a), a) -> sum(y, a, keepdims=True)
+        return simplify_node(
+            graph, Op.SUM, x.args, _items({"axis": attrs["axis"], "keepdims": True})
+        )
+    return None
+
+
+def _items(attrs: dict) -> tuple:
+    return tuple(sorted(attrs.items()))
+
+
+def _lift_broadcast(op):
+    """`broadcast(g) op x` -> `g' op x`, where g' is g with its reduced axes
+    kept as 1s: NumPy's broadcasting does the rest, so the full-size array of
+    repeated values is never built (`grad_W = grad_t1 * W`, not
+    `np.full_like(W, grad_t1) * W`). When x is small too, the broadcast moves
+    outside: `broadcast(g op x)`."""
+
+    def rule(graph, a, b):
+        for i, (wide, other) in enumerate(((a, b), (b, a))):
+            if wide.op is not Op.BROADCAST_LIKE:
+                continue
+            g, like = wide.args
+            attrs = dict(wide.attrs)
+            small = g
+            if attrs["axis"] is not None and not attrs["keepdims"]:
+                small = simplify_node(graph, Op.EXPAND, (g,), (("axis", attrs["axis"]),))
+            args = (small, other) if i == 0 else (other, small)
+            shape = broadcast_shapes([small.shape, other.shape])
+            if shape == wide.shape:
+                return _make(graph, op, *args)
+            if shape == small.shape:
+                keep = (("axis", attrs["axis"]), ("keepdims", small is not g or attrs["keepdims"]))
+                return _rebroadcast(graph, _make(graph, op, *args), like, keep)
+        return None
+
+    return rule
+
+
+def _rebroadcast(graph, value, like, attrs):
+    return simplify_node(graph, Op.BROADCAST_LIKE, (value, like), tuple(attrs))
+
+
 _RULES = {
-    Op.ADD: (_folded(Op.ADD), _add_identities),
-    Op.SUB: (_folded(Op.SUB), _sub_identities),
-    Op.MUL: (_folded(Op.MUL), _mul_identities),
-    Op.DIV: (_folded(Op.DIV), _div_identities),
+    Op.ADD: (_folded(Op.ADD), _add_identities, _lift_broadcast(Op.ADD)),
+    Op.SUB: (_folded(Op.SUB), _sub_identities, _lift_broadcast(Op.SUB)),
+    Op.MUL: (_folded(Op.MUL), _mul_identities, _lift_broadcast(Op.MUL)),
+    Op.DIV: (_folded(Op.DIV), _div_identities, _lift_broadcast(Op.DIV)),
     Op.POW: (_folded(Op.POW), _pow_identities),
     Op.NEG: (_folded(Op.NEG), _neg_identities),
+}
+
+# Rules of ops with attributes (axes) take (graph, args, attrs).
+_ATTR_RULES = {
+    Op.SUM: (_sum_rules,),
+    Op.EXPAND: (_expand_rules,),
 }

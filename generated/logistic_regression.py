@@ -37,7 +37,7 @@ def logistic_regression_backward(grad_output, cache):
     grad_out = grad_output
     t2 = grad_out / len(t)
     grad_z = t2 * t0 * sigmoid(z) - t2 * t * sigmoid(t1)
-    grad_b = grad_z.sum(axis=0)
+    grad_b = grad_z.sum()
     grad_w = X.T @ grad_z
     return (grad_w, grad_b)
 
@@ -51,6 +51,6 @@ def logistic_regression_grad(X, t, w, b):
     grad_out = 1.0
     t2 = grad_out / len(t)
     grad_z = t2 * t0 * sigmoid(z) - t2 * t * sigmoid(t1)
-    grad_b = grad_z.sum(axis=0)
+    grad_b = grad_z.sum()
     grad_w = X.T @ grad_z
     return out, (grad_w, grad_b)

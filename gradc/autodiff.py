@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from gradc.errors import CompileError
 from gradc.ir import Function, Node
-from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op, format_shape
+from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op, format_shape, reduce_sum
 
 
 def differentiate(fn: Function, seed: Node) -> Function:
@@ -105,12 +105,11 @@ def sum_to(g: Node, shape: tuple) -> Node:
         raise CompileError(
             f"internal: gradient of shape {format_shape(g.shape)} for {format_shape(shape)}"
         )
-    graph = g.graph
     if lead:
-        g = graph.op(Op.SUM, g, axis=tuple(range(lead)), keepdims=False)
+        g = reduce_sum(g, tuple(range(lead)))
     stretched = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
     if stretched:
-        g = graph.op(Op.SUM, g, axis=stretched, keepdims=True)
+        g = reduce_sum(g, stretched, keepdims=True)
     return g
 
 

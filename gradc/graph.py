@@ -20,7 +20,9 @@ what gradc compiled, not a second opinion:
   adjoint is the gradient that flows back along that edge alone: where a value
   fans out, each edge carries its own share, and the value's gradient is their
   sum. Edges from constants are not tapped (they get no gradient, and
-  derivative rules look at constant arguments: `x ** 2`).
+  derivative rules look at constant arguments: `x ** 2`). An edge drawn
+  without a gradient gets none in the generated code either: a mask, an
+  integer, an input outside `@wrt`, or a symbolic zero (`0 * x`).
 - `--backward` adds the gradient graph gradc generates: `f_grad`'s for a
   scalar output (`differentiate`, the passes, `simplify` with the seed 1.0,
   exactly as the compiler builds it), `f_backward`'s otherwise (its

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.ir import Function, Graph, Node, constant_value
-from gradc.ops import BINARY_OPS, BUILTINS, COMPOSITES, OPS, REDUCTIONS, Op, format_shape
+from gradc.ops import (
+    BINARY_OPS,
+    BUILTINS,
+    COMPOSITES,
+    OPS,
+    REDUCTIONS,
+    Op,
+    format_shape,
+    full_axis,
+)
 from gradc.passes.simplify import simplify_node
 
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
@@ -331,32 +340,39 @@ def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
     same everywhere (`D` in `x: [N, D]` and `W: [D, H]`). Untyped parameters
     take anything, as in Python."""
     dims: dict = {}
+    source: dict = {}  # dim name -> the parameter that bound it
     for p in d.params:
         if p.type is None:
             continue
         arg = bound[p.name]
         declared = tuple(p.type.dims)
         where = f"argument '{p.name}' of {d.name}()"
+        pos = _argument_pos(d, e, p.name)
         if (p.type.dtype == "int") != (arg.dtype == "int"):
             want = "integer" if p.type.dtype == "int" else "float"
             got = "an integer" if arg.dtype == "int" else "a float"
-            raise CompileError(f"{where} must be {want}, got {got} value", e.pos)
-        mismatch = len(arg.shape) != len(declared)
+            raise CompileError(f"{where} must be {want}, got {got} value", pos)
+        shown = f"{where} has shape {format_shape(arg.shape)}, declared {format_shape(declared)}"
+        if len(arg.shape) != len(declared):
+            raise CompileError(shown, pos)
         for want, got in zip(declared, arg.shape):
-            if isinstance(want, int) or mismatch:
-                mismatch = mismatch or want != got
+            if isinstance(want, int):
+                if want != got:
+                    raise CompileError(shown, pos)
             elif dims.setdefault(want, got) != got:
                 raise CompileError(
-                    f"{where} has shape {format_shape(arg.shape)}, declared "
-                    f"{format_shape(declared)}, but {want} is already {dims[want]}",
-                    e.pos,
+                    f"{shown}; {want} is {dims[want]} (from argument '{source[want]}')", pos
                 )
-        if mismatch:
-            raise CompileError(
-                f"{where} has shape {format_shape(arg.shape)}, declared {format_shape(declared)}",
-                e.pos,
-            )
+            source.setdefault(want, p.name)
     return dims
+
+
+def _argument_pos(d: S.Def, e: S.Call, param: str) -> Pos:
+    """Where the call passes `param`: the argument itself, positional or keyword."""
+    index = [p.name for p in d.params].index(param)
+    if index < len(e.args):
+        return e.args[index].pos
+    return next((k.value.pos for k in e.keywords if k.name == param), e.pos)
 
 
 def _value(x) -> Node:
@@ -406,7 +422,7 @@ def _reduction_axis(e: S.Call, axis, x: Node):
     normal = tuple(sorted(_normal_axis(e, a, x, pos) for a in axes))
     if len(set(normal)) != len(normal):
         raise CompileError(f"{e.func}(): axis {axis} repeats an axis", pos)
-    return normal
+    return full_axis(normal, x.shape)
 
 
 def _one_axis(e: S.Call, axis, x: Node) -> int:

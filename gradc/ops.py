@@ -78,6 +78,7 @@ class Op(enum.IntEnum):  # IntEnum: hashed as an int, and the IR hashes ops a lo
     BROADCAST_LIKE = enum.auto()
     EXPAND = enum.auto()
     SIZE = enum.auto()
+    COUNT = enum.auto()
     # Neural-net functions
     SOFTMAX = enum.auto()
     LOG_SOFTMAX = enum.auto()
@@ -159,6 +160,8 @@ def result_dtype(args) -> str:
             best = a.dtype
     if best in ("weak", "int"):
         return "f64" if any(a.dtype == "int" for a in args) else best
+    if best == "f32" and any(a.dtype == "int" and a.shape for a in args):
+        return "f64"  # NumPy: an int64 array and a float32 array give float64
     return best
 
 
@@ -254,7 +257,12 @@ def _expand(args, attrs, pos):
 
 
 def _size(args, attrs, pos):
-    return (), "int"
+    return (), "weak"  # a Python int: it does not widen float32
+
+
+def _count(args, attrs, pos):
+    mask, like = args
+    return _reduced_shape(mask.shape, attrs["axis"], attrs["keepdims"]), like.dtype
 
 
 def _softmax(args, attrs, pos):
@@ -380,7 +388,13 @@ def relu(x):
 
 
 def reduce_sum(x, axis=None, keepdims=False):
-    return _apply(Op.SUM, x, axis=axis, keepdims=keepdims)
+    return _apply(Op.SUM, x, axis=full_axis(axis, x.shape), keepdims=keepdims)
+
+
+def full_axis(axis, shape):
+    """A reduction's axis, with every axis of `shape` written as None: one
+    spelling for a reduction to a scalar, so its gradient is a scalar too."""
+    return None if axis is not None and len(axis) == len(shape) else axis
 
 
 def expand(x, axis):
@@ -431,7 +445,10 @@ def count(x, axis=None):
     total = math.prod(d for d in dims if isinstance(d, int))
     symbolic = [d for d in dims if not isinstance(d, int)]
     by_source: dict = {}  # input -> its axes holding the symbolic dims
-    whole = [n for n in _inputs(x.graph) if all(d in n.shape for d in symbolic)]
+    if x.op is Op.INPUT:
+        whole = [x]
+    else:
+        whole = [n for n in _inputs(x.graph) if all(d in n.shape for d in symbolic)]
     for d in symbolic:
         holders = whole or [n for n in _inputs(x.graph) if d in n.shape]
         if not holders:
@@ -498,7 +515,7 @@ def _mean_grad(g, y, x, axis, keepdims):
 def _extreme_grad(g, y, x, axis, keepdims):
     # Every entry equal to the max (min) gets an equal share, as torch.amax.
     mask = equal(x, kept(y, axis, keepdims))
-    ties = reduce_sum(mask, axis, keepdims=axis is not None)
+    ties = _apply(Op.COUNT, mask, x, axis=axis, keepdims=axis is not None)
     return (mask * (kept(g, axis, keepdims) / ties),)
 
 
@@ -598,7 +615,7 @@ def _spell_broadcast_like(args, attrs, node):
     if axis is None and not keepdims:
         return f"np.full_like({like}, {g})"
     if not keepdims:
-        g = _expanded_text(g, axis, len(node.shape))
+        g = _expanded_text(g if g.isidentifier() else f"({g})", axis, len(node.shape))
     return f"np.broadcast_to({g}, {like}.shape)"
 
 
@@ -621,6 +638,12 @@ def _spell_size(args, attrs, node):
     if len(axis) == 1:
         return f"{x}.shape[{axis[0]}]"
     return "(" + " * ".join(f"{x}.shape[{i}]" for i in axis) + ")"
+
+
+def _spell_count(args, attrs, node):
+    mask, like = args
+    extra = _reduction_args(attrs)
+    return f"{mask}.sum({extra}{', ' if extra else ''}dtype={like}.dtype)"
 
 
 def _spell_with_axis(helper: str) -> Spelling:
@@ -840,6 +863,8 @@ OPS: dict[Op, OpDef] = {
         _expand,
     ),
     Op.SIZE: OpDef("size", 1, Spelling(_spell_size, ATOM, ATOM), NOT_DIFFERENTIABLE, _size),
+    # the number of True entries, as a float of x's dtype (so float32 stays float32)
+    Op.COUNT: OpDef("count", 2, Spelling(_spell_count, ATOM, ATOM), NOT_DIFFERENTIABLE, _count),
     Op.SOFTMAX: OpDef(
         "softmax",
         1,

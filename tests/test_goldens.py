@@ -154,7 +154,7 @@ def write_case(case: Case, expected: str) -> None:
 # The oracle's view of a case
 
 
-_GRADC_KEYWORDS = {"def", "return"}
+_GRADC_KEYWORDS = {"def", "return", "True", "False", "None"}
 
 
 def oracle_source(source: str) -> str:
@@ -176,6 +176,7 @@ def oracle_source(source: str) -> str:
 class Param:
     name: str
     shape: tuple[int, ...]
+    labels: bool = False  # int[...]: integer labels, drawn below the smallest dim
 
 
 def def_params(tree: ast.Module, function: str, dims: dict[str, int]) -> list[Param]:
@@ -184,21 +185,28 @@ def def_params(tree: ast.Module, function: str, dims: dict[str, int]) -> list[Pa
     params = []
     for arg in node.args.args:
         shape: tuple[int, ...] = ()
-        annotation = arg.annotation
-        if isinstance(annotation, ast.Subscript):  # f64[N], f32[N]
-            raise AssertionError("dtype annotations are outside the golden cases' scope")
+        annotation, labels = arg.annotation, False
+        if isinstance(annotation, ast.Subscript):  # int[N]; f32 is outside the goldens' scope
+            assert ast.unparse(annotation.value) == "int", "only int[...] dtype annotations"
+            labels = True
+            inner = annotation.slice
+            annotation = ast.List(inner.elts if isinstance(inner, ast.Tuple) else [inner])
         if isinstance(annotation, ast.List):
             shape = tuple(
                 e.value if isinstance(e, ast.Constant) else dims.get(e.id, DEFAULT_DIM)
                 for e in annotation.elts
             )
-        params.append(Param(arg.arg, shape))
+        params.append(Param(arg.arg, shape, labels))
     return params
 
 
 def random_args(case: Case, params: list[Param], r: np.random.Generator) -> list:
     args = []
+    smallest = min((d for p in params for d in p.shape), default=DEFAULT_DIM)
     for p in params:
+        if p.labels:
+            args.append(r.integers(0, smallest, size=p.shape))
+            continue
         low, high = case.domains.get(p.name, case.domains.get(None, DEFAULT_DOMAIN))
         value = r.uniform(low, high, size=p.shape)
         args.append(float(value) if p.shape == () else value)
@@ -227,7 +235,8 @@ def check_def(module, source: str, function: str, args: list, exact: bool, r) ->
     names = parameter_names(source, function)
     listed = wrt_from_source(source, function)
     wrt = None if listed is None else sorted(names.index(n) for n in listed)
-    wrt_indices = list(range(len(args))) if wrt is None else wrt
+    floats = [k for k, a in enumerate(args) if np.asarray(a).dtype.kind == "f"]
+    wrt_indices = floats if wrt is None else wrt
     where = f"{function} at {args}"
 
     # The output's shape, to draw grad_output; torch checks that it has that shape.

@@ -145,7 +145,11 @@ def test_top_level_constants_are_folded():
         ("def f(x: [N], y: [M]):\n    return x + y\n", "shapes [N] and [M] do not broadcast", None),
         ("def f(x):\n    return leaky_relu(x, alpha=x)\n", "'alpha' must be a number", None),
         ("def f(x):\n    return x @ x\n", "'@' takes 1-D or 2-D operands", None),
-        ("def f(x: [N]):\n    return sum(x, axis=1)\n", "axis 1 is out of range for shape [N]", None),
+        (
+            "def f(x: [N]):\n    return sum(x, axis=1)\n",
+            "axis 1 is out of range for shape [N]",
+            None,
+        ),
         ("def f(x: [N]):\n    return sum(x, keepdims=1)\n", "keepdims must be True or False", None),
         ("def f(x: [N]):\n    return x + (0, 1)\n", "a tuple can only be an axis", None),
     ],

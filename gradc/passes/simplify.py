@@ -216,6 +216,16 @@ def _sum_rules(graph, args, attrs):
 
 def _expand_rules(graph, args, attrs):
     (x,) = args
+    if (
+        x.op is Op.BROADCAST_LIKE
+        and dict(x.attrs)["axis"] is None
+        and not dict(x.attrs)["keepdims"]
+    ):
+        # expand(broadcast(g, like)) -> broadcast(g, expand(like)) for a scalar g,
+        # so that the broadcast can meet an elementwise op and vanish
+        g, like = x.args
+        wider = simplify_node(graph, Op.EXPAND, (like,), _items(attrs))
+        return _rebroadcast(graph, g, wider, x.attrs)
     if x.op is Op.NEG:
         # expand(-x) -> -expand(x), so the minus can meet a sum outside
         return _make(graph, Op.NEG, simplify_node(graph, Op.EXPAND, x.args, _items(attrs)))
@@ -249,7 +259,7 @@ def _lift_broadcast(op):
                 small = simplify_node(graph, Op.EXPAND, (g,), (("axis", attrs["axis"]),))
             args = (small, other) if i == 0 else (other, small)
             shape = broadcast_shapes([small.shape, other.shape])
-            if shape == wide.shape:
+            if shape == broadcast_shapes([wide.shape, other.shape]):
                 return _make(graph, op, *args)
             if shape == small.shape:
                 keep = (("axis", attrs["axis"]), ("keepdims", small is not g or attrs["keepdims"]))

@@ -37,7 +37,8 @@ def linear_svm_backward(grad_output, cache):
     grad_t0 = grad_margins * (margins > 0)
     grad_scores = grad_t0 - onehot(y, scores) * grad_t0.sum(axis=1, keepdims=True)
     grad_b = grad_scores.sum(axis=0)
-    grad_W = 0.002 * grad_out * W + X.T @ grad_scores
+    grad_W = 0.002 * grad_out * W
+    grad_W += X.T @ grad_scores
     return (grad_W, grad_b)
 
 
@@ -53,5 +54,6 @@ def linear_svm_grad(X, y, W, b):
     grad_t0 = grad_margins * (margins > 0)
     grad_scores = grad_t0 - onehot(y, scores) * grad_t0.sum(axis=1, keepdims=True)
     grad_b = grad_scores.sum(axis=0)
-    grad_W = 0.002 * grad_out * W + X.T @ grad_scores
+    grad_W = 0.002 * grad_out * W
+    grad_W += X.T @ grad_scores
     return out, (grad_W, grad_b)

@@ -36,7 +36,8 @@ def logistic_regression_backward(grad_output, cache):
     X, t, z, t0, t1 = cache
     grad_out = grad_output
     t2 = grad_out / len(t)
-    grad_z = t2 * t0 * sigmoid(z) - t2 * t * sigmoid(t1)
+    grad_z = t2 * t0 * sigmoid(z)
+    grad_z -= t2 * t * sigmoid(t1)
     grad_b = grad_z.sum()
     grad_w = X.T @ grad_z
     return (grad_w, grad_b)
@@ -50,7 +51,8 @@ def logistic_regression_grad(X, t, w, b):
     out = -(t * log_sigmoid(z) + t0 * log_sigmoid(t1)).mean()
     grad_out = 1.0
     t2 = grad_out / len(t)
-    grad_z = t2 * t0 * sigmoid(z) - t2 * t * sigmoid(t1)
+    grad_z = t2 * t0 * sigmoid(z)
+    grad_z -= t2 * t * sigmoid(t1)
     grad_b = grad_z.sum()
     grad_w = X.T @ grad_z
     return out, (grad_w, grad_b)

@@ -21,10 +21,8 @@ def mlp3(X, Y, W1, b1, W2, b2, W3, b3):
 
 def mlp3_forward(X, Y, W1, b1, W2, b2, W3, b3):
     """Forward pass: returns (out, cache) for mlp3_backward."""
-    t0 = X @ W1 + b1
-    h1 = sigmoid(t0)
-    t1 = h1 @ W2 + b2
-    h2 = sigmoid(t1)
+    h1 = sigmoid(X @ W1 + b1)
+    h2 = sigmoid(h1 @ W2 + b2)
     scores = h2 @ W3 + b3
     t2 = scores - Y
     out = (t2 * t2).mean()
@@ -40,22 +38,22 @@ def mlp3_backward(grad_output, cache):
     grad_b3 = grad_scores.sum(axis=0)
     grad_h2 = grad_scores @ W3.T
     grad_W3 = h2.T @ grad_scores
-    grad_t1 = grad_h2 * (1 - h2) * h2
-    grad_b2 = grad_t1.sum(axis=0)
-    grad_h1 = grad_t1 @ W2.T
-    grad_W2 = h1.T @ grad_t1
-    grad_t0 = grad_h1 * (1 - h1) * h1
-    grad_b1 = grad_t0.sum(axis=0)
-    grad_W1 = X.T @ grad_t0
+    grad_h2 *= 1 - h2
+    grad_h2 *= h2
+    grad_b2 = grad_h2.sum(axis=0)
+    grad_h1 = grad_h2 @ W2.T
+    grad_W2 = h1.T @ grad_h2
+    grad_h1 *= 1 - h1
+    grad_h1 *= h1
+    grad_b1 = grad_h1.sum(axis=0)
+    grad_W1 = X.T @ grad_h1
     return (grad_W1, grad_b1, grad_W2, grad_b2, grad_W3, grad_b3)
 
 
 def mlp3_grad(X, Y, W1, b1, W2, b2, W3, b3):
     """Returns out and its gradients for (W1, b1, W2, b2, W3, b3)."""
-    t0 = X @ W1 + b1
-    h1 = sigmoid(t0)
-    t1 = h1 @ W2 + b2
-    h2 = sigmoid(t1)
+    h1 = sigmoid(X @ W1 + b1)
+    h2 = sigmoid(h1 @ W2 + b2)
     scores = h2 @ W3 + b3
     t2 = scores - Y
     out = (t2 * t2).mean()
@@ -64,11 +62,13 @@ def mlp3_grad(X, Y, W1, b1, W2, b2, W3, b3):
     grad_b3 = grad_scores.sum(axis=0)
     grad_h2 = grad_scores @ W3.T
     grad_W3 = h2.T @ grad_scores
-    grad_t1 = grad_h2 * (1 - h2) * h2
-    grad_b2 = grad_t1.sum(axis=0)
-    grad_h1 = grad_t1 @ W2.T
-    grad_W2 = h1.T @ grad_t1
-    grad_t0 = grad_h1 * (1 - h1) * h1
-    grad_b1 = grad_t0.sum(axis=0)
-    grad_W1 = X.T @ grad_t0
+    grad_h2 *= 1 - h2
+    grad_h2 *= h2
+    grad_b2 = grad_h2.sum(axis=0)
+    grad_h1 = grad_h2 @ W2.T
+    grad_W2 = h1.T @ grad_h2
+    grad_h1 *= 1 - h1
+    grad_h1 *= h1
+    grad_b1 = grad_h1.sum(axis=0)
+    grad_W1 = X.T @ grad_h1
     return out, (grad_W1, grad_b1, grad_W2, grad_b2, grad_W3, grad_b3)

@@ -29,8 +29,7 @@ def two_layer_net(X, y, W1, b1, W2, b2):
 
 def two_layer_net_forward(X, y, W1, b1, W2, b2):
     """Forward pass: returns (out, cache) for two_layer_net_backward."""
-    t0 = X @ W1 + b1
-    h = np.maximum(t0, 0)
+    h = np.maximum(X @ W1 + b1, 0)
     scores = h @ W2 + b2
     log_probs = log_softmax(scores, axis=1)
     data_loss = -log_probs[np.arange(len(y)), y].mean()
@@ -50,17 +49,18 @@ def two_layer_net_backward(grad_output, cache):
     grad_b2 = grad_scores.sum(axis=0)
     grad_h = grad_scores @ W2.T
     t1 = 0.0001 * grad_reg_loss
-    grad_W2 = t1 * W2 + h.T @ grad_scores
-    grad_t0 = grad_h * (h > 0)
-    grad_b1 = grad_t0.sum(axis=0)
-    grad_W1 = t1 * W1 + X.T @ grad_t0
+    grad_W2 = t1 * W2
+    grad_W2 += h.T @ grad_scores
+    grad_h *= h > 0
+    grad_b1 = grad_h.sum(axis=0)
+    grad_W1 = t1 * W1
+    grad_W1 += X.T @ grad_h
     return (grad_W1, grad_b1, grad_W2, grad_b2)
 
 
 def two_layer_net_grad(X, y, W1, b1, W2, b2):
     """Returns out and its gradients for (W1, b1, W2, b2)."""
-    t0 = X @ W1 + b1
-    h = np.maximum(t0, 0)
+    h = np.maximum(X @ W1 + b1, 0)
     scores = h @ W2 + b2
     log_probs = log_softmax(scores, axis=1)
     data_loss = -log_probs[np.arange(len(y)), y].mean()
@@ -73,8 +73,10 @@ def two_layer_net_grad(X, y, W1, b1, W2, b2):
     grad_b2 = grad_scores.sum(axis=0)
     grad_h = grad_scores @ W2.T
     t1 = 0.0001 * grad_reg_loss
-    grad_W2 = t1 * W2 + h.T @ grad_scores
-    grad_t0 = grad_h * (h > 0)
-    grad_b1 = grad_t0.sum(axis=0)
-    grad_W1 = t1 * W1 + X.T @ grad_t0
+    grad_W2 = t1 * W2
+    grad_W2 += h.T @ grad_scores
+    grad_h *= h > 0
+    grad_b1 = grad_h.sum(axis=0)
+    grad_W1 = t1 * W1
+    grad_W1 += X.T @ grad_h
     return out, (grad_W1, grad_b1, grad_W2, grad_b2)

@@ -136,9 +136,12 @@ def unpack_statement(names: list[str], value: str) -> str:
 
 
 def statement_lines(sched: Schedule, lines=None) -> list[str]:
-    """`var = expression` for each scheduled line (all of them by default)."""
+    """`var = expression` (or `var += expression`) for each scheduled line
+    (all of them by default)."""
     return [
-        f"{line.var} = {expression(line.node, sched, top=True)}" for line in (lines or sched.lines)
+        f"{line.var} {line.update or ''}= "
+        + expression(line.node, sched, top=line.node is line.target)
+        for line in (lines or sched.lines)
     ]
 
 

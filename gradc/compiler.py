@@ -29,6 +29,7 @@ from gradc.codegen import (
     unpack_statement,
 )
 from gradc.errors import CompileError
+from gradc.inplace import update_in_place
 from gradc.ir import Function
 from gradc.lower import definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
@@ -177,8 +178,9 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
         bound[back.seed.id] = namer.claim_exact("grad_output")
     joint = schedule(back.roots(), bound, namer, back.adjoints)
     forward_ids = {n.id for n in reachable(back.output)}
-    fwd_lines = [ln for ln in joint.lines if ln.node.id in forward_ids]
-    bwd_lines = [ln for ln in joint.lines if ln.node.id not in forward_ids]
+    joint = update_in_place(joint, back.roots(), forward_ids)
+    fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
+    bwd_lines = [ln for ln in joint.lines if ln.target.id not in forward_ids]
     cache = _cache(bwd_lines, joint, forward_ids)
     grad_vars = [joint.name_of(g) for g in back.grads]
     wrt_names = ", ".join(bound[x.id] for x in back.wrt)
@@ -209,6 +211,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
         namer = Namer(reserved)
         bound = bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
+        sched = update_in_place(sched, flat.roots(), {n.id for n in reachable(flat.output)})
         grads = [sched.name_of(g) for g in flat.grads]
         out_family.append(
             EmittedFunction(
@@ -227,7 +230,8 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
     """Variables of the forward pass (and inputs) that backward lines read."""
     needed: dict[int, str] = {}
     for line in bwd_lines:
-        stack = list(line.node.args)
+        # a plain line computes its node; an update line reads its node
+        stack = list(line.node.args) if line.node is line.target else [line.node]
         while stack:
             node = stack.pop()
             var = sched.name_of(node)

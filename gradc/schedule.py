@@ -43,14 +43,27 @@ RESERVED = (
 
 @dataclass
 class Line:
+    """`var = node`, or with `update` ("+", "*", ...) `var += node`. After
+    the line, `var` holds `target` (the node itself for a plain line)."""
+
     var: str
     node: Node
+    update: str | None = None
+    target: Node | None = None
+
+    def __post_init__(self):
+        if self.target is None:
+            self.target = self.node
 
 
 @dataclass
 class Schedule:
     lines: list[Line]
     var: dict[int, str] = field(default_factory=dict)  # node id -> variable
+    # values given a line only so that their gradient's name means something
+    # (`t0` for `grad_t0`): they can go back inline if that gradient loses its name
+    named_for_gradient: dict[int, int] = field(default_factory=dict)  # value id -> grad id
+    names: set[str] = field(default_factory=set)  # variables that hold a NAME: `h`, `grad_h`
 
     def name_of(self, node: Node) -> str | None:
         return self.var.get(node.id)
@@ -122,6 +135,7 @@ def schedule(
                 owner[value.id] = node
 
     sched = Schedule(lines=[], var=dict(bound))
+    only_named: set[int] = set()  # values with a line only for their gradient's name
 
     size: dict[int, int] = {}  # ops of an inlined node's expression
     depth: dict[int, int] = {}  # its nesting
@@ -135,12 +149,15 @@ def schedule(
             else:
                 sched.var[node.id] = namer.claim(node.attr("label"))
                 sched.lines.append(Line(sched.var[node.id], node))
+            sched.names.add(sched.var[node.id])
             continue
         inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
         inline_depth = _nesting(node, depth)
         value = adjoint_of.get(node.id)
         if value is not None and value.id in sched.var:
             sched.var[node.id] = namer.claim("grad_" + sched.var[value.id])
+            if value.id in only_named:
+                sched.named_for_gradient[value.id] = node.id
         elif node.id in owner:
             sched.var[node.id] = namer.claim(owner[node.id].attr("label"))
         elif (
@@ -149,6 +166,12 @@ def schedule(
             or inline_depth > MAX_NESTING
             or node.id in needs_line
         ):
+            if node.id in needs_line and not (
+                uses.get(node.id, 0) > 1
+                or inline_size > MAX_INLINE_OPS
+                or inline_depth > MAX_NESTING
+            ):
+                only_named.add(node.id)
             sched.var[node.id] = namer.temporary()
         else:
             size[node.id] = inline_size

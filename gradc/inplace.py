@@ -1,0 +1,177 @@
+"""Stage 5b: reuse arrays that are dead, as hand-written backprop does.
+
+Every line of a schedule makes a new array, and a local variable keeps it
+alive until the function returns; a backward pass written that way holds
+twice the memory of the lecture's (`dhidden[hidden <= 0] = 0` updates the
+gradient in place). Two rewrites of the lines, on arrays only:
+
+- Accumulate: a gradient summed from several contributions (a fan-out) is
+  built with `+=`, as micrograd does, when its first term makes a fresh array:
+
+      grad_W2 = t1 * W2                  instead of   grad_W2 = t1 * W2 + h.T @ grad_scores
+      grad_W2 += h.T @ grad_scores
+
+- Update a dying gradient: when a gradient array is read for the last time
+  by an elementwise op that gives an array of its own shape and dtype, the
+  op updates it in place and the result keeps its variable:
+
+      grad_h *= h > 0                    instead of   grad_t0 = grad_h * (h > 0)
+
+Both evaluate in the same order as the expression they replace, so the
+results are bit for bit the same. Only arrays this function allocated in its
+backward part are updated: never an input, `grad_output`, a forward value
+(it may be in the cache), a view (`.T`, `x[:, None]`, `np.broadcast_to`) or an
+array that two variables share (`grad_w2 = grad_s3`), and never one that is
+read again or returned.
+"""
+
+from __future__ import annotations
+
+from gradc.ir import Node
+from gradc.ops import Op
+from gradc.schedule import Line, Schedule
+
+# Ops whose result may share memory with an argument, or is not an array.
+_NOT_FRESH = {
+    Op.INPUT,
+    Op.CONST,
+    Op.NAME,
+    Op.TRANSPOSE,
+    Op.EXPAND,
+    Op.BROADCAST_LIKE,
+    Op.SIZE,
+}
+_CHAINS = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}
+_SAME_KIND = {Op.ADD: (Op.ADD, Op.SUB), Op.SUB: (Op.ADD, Op.SUB)}
+_SAME_KIND.update({Op.MUL: (Op.MUL, Op.DIV), Op.DIV: (Op.MUL, Op.DIV)})
+
+
+def update_in_place(sched: Schedule, results: list[Node], forward_ids: set[int]) -> Schedule:
+    """Rewrite `sched`'s lines where it is safe (see the module docstring).
+    `results` are returned, so are never updated; nodes in `forward_ids`
+    belong to the forward pass and are left alone."""
+    last_read: dict[str, int] = {}
+    for i, names in enumerate(_reads(sched)):
+        for name in names:
+            last_read[name] = i
+    for node in results:
+        last_read[sched.var[node.id]] = len(sched.lines)  # read by the return
+    owned = _owned_arrays(sched, forward_ids)
+
+    lines: list[Line] = []
+    for i, line in enumerate(list(sched.lines)):
+        node = line.node
+        updated = None
+        if node.id not in forward_ids and node.shape:
+            updated = _update_dying(line, sched, owned, last_read, i)
+            updated = updated or _accumulate(line, sched)
+        lines.extend(updated or [line])
+    sched.lines = lines
+    _inline_unneeded(sched)
+    return sched
+
+
+def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line] | None:
+    """`v = g op a op b`, g read here for the last time -> `g op= a`, `g op= b`,
+    and v is g from then on. Not when v is a gradient the user can name
+    (`grad_<name>` keeps its name)."""
+    node = line.node
+    if node.op not in _CHAINS or line.var in sched.names:
+        return None
+    chain = _left_chain(node, sched)
+    if len(chain) == 2 and node.op in (Op.MUL, Op.ADD) and sched.name_of(chain[0][1]) not in owned:
+        chain = [(None, node.args[1]), (node.op, node.args[0])]  # commutative: g on the right
+    var = sched.name_of(chain[0][1])
+    if var not in owned or last_read.get(var) != i:
+        return None
+    first = _shape_dtype(chain[0][1])
+    if any(_shape_dtype(n) != first for n in _chain_nodes(node, len(chain))):
+        return None
+    old = line.var
+    for node_id, held in list(sched.var.items()):
+        if held == old:  # the result, and any NAME sharing its line
+            sched.var[node_id] = var
+    last_read[var] = last_read.get(old, i)
+    return [Line(var, operand, _CHAINS[op], target=node) for op, operand in chain[1:]]
+
+
+def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:
+    """`v = a + b - c` with a fresh array a -> `v = a`, `v += b`, `v -= c`."""
+    node = line.node
+    if node.op not in (Op.ADD, Op.SUB):
+        return None
+    chain = _left_chain(node, sched)
+    first = chain[0][1]
+    fresh = first.op not in _NOT_FRESH and sched.name_of(first) is None
+    if len(chain) < 2 or not fresh or _shape_dtype(first) != _shape_dtype(node):
+        return None
+    head = Line(line.var, first, target=node)
+    return [head] + [Line(line.var, n, _CHAINS[op], target=node) for op, n in chain[1:]]
+
+
+def _left_chain(node: Node, sched: Schedule) -> list[tuple[Op | None, Node]]:
+    """`a - b + c` as [(None, a), (SUB, b), (ADD, c)]: the operands of a chain of
+    one kind of op, through the inline nodes on its left."""
+    chain = []
+    kinds = _SAME_KIND[node.op]
+    while node.op in kinds and (not chain or sched.name_of(node) is None):
+        chain.append((node.op, node.args[1]))
+        node = node.args[0]
+    chain.append((None, node))
+    return list(reversed(chain))
+
+
+def _chain_nodes(node: Node, length: int) -> list[Node]:
+    """The op nodes of a chain of `length` operands, outermost first."""
+    nodes = []
+    for _ in range(length - 1):
+        nodes.append(node)
+        node = node.args[0]
+    return nodes
+
+
+def _shape_dtype(node: Node):
+    return node.shape, node.dtype
+
+
+def _owned_arrays(sched: Schedule, forward_ids: set[int]) -> set[str]:
+    """The variables whose array a backward line of this function made fresh
+    and that no other variable shares."""
+    fresh, shared = set(), set()
+    for line in sched.lines:
+        node = line.node
+        if node.op is Op.NAME and sched.name_of(node.args[0]) is not None:
+            shared.add(sched.name_of(node.args[0]))  # `a = b`: a second name for b's array
+        elif node.op not in _NOT_FRESH and node.id not in forward_ids and node.shape:
+            fresh.add(line.var)
+    return fresh - shared
+
+
+def _reads(sched: Schedule) -> list[set[str]]:
+    """The variables each line's expression reads."""
+    reads = []
+    for line in sched.lines:
+        names: set[str] = set()
+        stack = list(line.node.args)
+        while stack:
+            n = stack.pop()
+            var = sched.name_of(n)
+            if var is not None:
+                names.add(var)
+            else:
+                stack.extend(n.args)
+        if line.update is not None:
+            names.add(line.var)
+        reads.append(names)
+    return reads
+
+
+def _inline_unneeded(sched: Schedule) -> None:
+    """A value that had a line only to name its gradient (`t0` for `grad_t0`)
+    goes back inline when that gradient was renamed away."""
+    for value_id, grad_id in sched.named_for_gradient.items():
+        value_var = sched.var.get(value_id)
+        if value_var is None or sched.var.get(grad_id) == "grad_" + value_var:
+            continue
+        sched.lines = [ln for ln in sched.lines if not (ln.var == value_var and ln.update is None)]
+        del sched.var[value_id]

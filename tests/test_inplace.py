@@ -1,0 +1,128 @@
+"""The in-place stage (`gradc/inplace.py`): it saves memory the way the lecture's code
+does, and it never changes an array that anyone else can see.
+
+Safety is checked by running generated code: after `f_forward` and `f_backward`
+(twice, on one cache) and after `f_grad`, every input, `grad_output` and the cache are
+unchanged, the two backward calls agree, and the gradients equal those of the same
+program compiled with the stage switched off.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradc.compiler
+from gradc import compile_source
+from gradc.api import load_source
+from gradc.parse import parse
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = sorted((REPO / "examples").glob("*.grad")) + sorted((REPO / "tests/cases").glob("*.grad"))
+
+# Programs built to tempt the stage: arrays shared by two names, gradients read after
+# an elementwise op, fan-outs whose first term is a variable, results that are returned.
+TEMPTING = {
+    "alias_then_update": "def f(x: [N], w: [N]):\n    s = x + w\n    return sum(relu(s) * w)\n",
+    "returned_then_read": "def f(x: [N]):\n    h = tanh(x)\n    return sum(h * h * x)\n",
+    "fan_out_of_variable": "def f(x: [N], W: [N, N]):\n    h = x @ W\n    return sum(h * h) + sum(h)\n",
+    "array_output": "def f(x: [N], b: [N]):\n    return sigmoid(x * b) * 3\n",
+    "chain_of_updates": (
+        "def f(X: [N, D], W: [D, D]):\n    h = X @ W\n    a = relu(h)\n    b = sigmoid(a)\n"
+        "    return sum(b * b)\n"
+    ),
+}
+
+
+def _args(text: str, name: str, rng) -> list:
+    module = parse(text, "case.grad")
+    d = next(d for d in module.defs if d.name == name)
+    sizes = {"N": 4, "D": 3, "H": 5, "C": 3}
+    args = []
+    for p in d.params:
+        dims = p.type.dims if p.type else ()
+        shape = tuple(sizes.get(n, 2) if isinstance(n, str) else n for n in dims)
+        if p.type is not None and p.type.dtype == "int":
+            args.append(rng.integers(0, 2, size=shape))
+        else:
+            args.append(rng.uniform(0.1, 1.0, size=shape) if shape else 0.4)
+    return args
+
+
+def _defs(text: str) -> list[str]:
+    return [d.name for d in parse(text, "case.grad").defs]
+
+
+def _run(module, name, args, grad_output):
+    out, cache = getattr(module, f"{name}_forward")(*args)
+    kept = copy.deepcopy(cache)
+    first = getattr(module, f"{name}_backward")(grad_output, cache)
+    for a, b in zip(cache, kept, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}_backward changed its cache")
+    second = getattr(module, f"{name}_backward")(grad_output, cache)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=f"{name}_backward differs on a second call")
+    return out, first
+
+
+def _check_program(text: str, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    module = load_source(compile_source(text, "case.grad"), "case")
+    monkeypatch.setattr(gradc.compiler, "update_in_place", lambda sched, *rest: sched)
+    plain = load_source(compile_source(text, "case.grad"), "plain")
+    monkeypatch.undo()
+    for name in _defs(text):
+        args = _args(text, name, rng)
+        kept_args = copy.deepcopy(args)
+        out = getattr(module, name)(*args)
+        grad_output = np.ones_like(out) * 0.7 if np.shape(out) else 0.7
+        kept_grad_output = copy.deepcopy(grad_output)
+        _, grads = _run(module, name, args, grad_output)
+        _, expected = _run(plain, name, args, grad_output)
+        for g, e in zip(grads, expected, strict=True):
+            np.testing.assert_array_equal(g, e, err_msg=f"{name}: in place changed a gradient")
+        if hasattr(module, f"{name}_grad"):
+            _, flat = getattr(module, f"{name}_grad")(*args)
+            _, flat_expected = getattr(plain, f"{name}_grad")(*args)
+            for g, e in zip(flat, flat_expected, strict=True):
+                np.testing.assert_array_equal(g, e, err_msg=f"{name}_grad: in place changed it")
+        for a, b in zip(args, kept_args, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} changed an input")
+        np.testing.assert_array_equal(grad_output, kept_grad_output, err_msg="grad_output changed")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_no_visible_array_changes(path, monkeypatch):
+    text = path.read_text(encoding="utf-8").split("# output")[0]
+    _check_program(text, monkeypatch)
+
+
+@pytest.mark.parametrize("name", sorted(TEMPTING))
+def test_no_visible_array_changes_in_tempting_programs(name, monkeypatch):
+    _check_program(TEMPTING[name], monkeypatch)
+
+
+def test_two_layer_net_updates_like_the_lecture():
+    text = (REPO / "examples/two_layer_net.grad").read_text(encoding="utf-8")
+    body = compile_source(text, "two_layer_net.grad").split("def two_layer_net_grad")[1]
+    assert "    grad_h *= h > 0\n" in body  # the lecture's dhidden[hidden <= 0] = 0
+    assert "    grad_W1 += X.T @ grad_h\n" in body  # fan-out: gradients add up
+    assert "t0" not in body  # the pre-activation needs no line of its own
+
+
+def test_a_named_gradient_keeps_its_name():
+    text = "def f(x: [N], w: [N]):\n    z = x * w\n    h = relu(z)\n    return sum(h * w)\n"
+    body = compile_source(text, "f.grad").split("def f_grad")[1]
+    assert "grad_z = " in body
+
+
+def test_scalars_are_never_updated():
+    scalar = "def f(x, w):\n    h = tanh(x * w)\n    return h * h + h\n"
+    array = "def f(x: [N], w: [N]):\n    h = tanh(x * w)\n    return sum(h * h + h)\n"
+    updated = compile_source(array, "f.grad")
+    assert "+=" in updated or "*=" in updated  # the same program on arrays is updated
+    generated = compile_source(scalar, "f.grad")
+    assert "+=" not in generated and "*=" not in generated

@@ -48,6 +48,16 @@ def _arguments() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="overwrite files gradc did not generate")
     c.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    k = commands.add_parser(
+        "check", help="check every def's gradients against central differences"
+    )
+    k.add_argument("source", metavar="SRC.grad")
+    k.add_argument("--function", help="check only this def")
+    k.add_argument("--dims", metavar="N=4,D=3", help="sizes of named dims (default 3, 4, 5, ...)")
+    k.add_argument("--at", metavar="x=0.5,y=2", help="fix inputs (an array is filled)")
+    k.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    k.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     g = commands.add_parser(
         "graph", help="draw a def's computational graph, with values and gradients (--at)"
     )
@@ -73,7 +83,11 @@ def _arguments() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _arguments().parse_args(argv)
     try:
-        return _graph(args) if args.command == "graph" else _compile(args)
+        if args.command == "graph":
+            return _graph(args)
+        if args.command == "check":
+            return _check(args)
+        return _compile(args)
     except CompileError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_ERROR
@@ -154,6 +168,29 @@ def _compile(args) -> int:
     if failed:
         return EXIT_ERROR
     return EXIT_CHECK_FAILED if stale else EXIT_OK
+
+
+def _check(args) -> int:
+    # imported here: only this command pays for importing NumPy
+    from gradc.check import CheckError, check_source, report
+
+    try:
+        text = read_source(args.source)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {args.source}: {exc.strerror or exc}") from None
+    try:
+        results = check_source(
+            text,
+            filename=args.source,
+            function=args.function,
+            dims=_assignments("--dims", args.dims, _size) if args.dims else None,
+            at=_assignments("--at", args.at, float) if args.at else None,
+            seed=args.seed,
+        )
+    except CheckError as exc:
+        raise _UsageError(str(exc)) from None
+    sys.stdout.write(report(results))
+    return EXIT_OK if all(r.ok for r in results) else EXIT_CHECK_FAILED
 
 
 def _graph(args) -> int:

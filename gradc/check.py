@@ -1,0 +1,270 @@
+"""`gradc check`: every def's generated gradients against central differences,
+the way CS231n checks a hand-derived gradient.
+
+For each def, inputs of the declared shapes are drawn at random (`--seed`;
+named dims get sizes from `--dims`, else 3, 4, 5, ... in order of first
+appearance, all different so that a transposed gradient shows; integer
+labels are drawn below the smallest dim). The generated `f_backward`, given a
+random `grad_output`, is compared on every element of every differentiated
+input with the central difference
+
+    (F(x + h) - F(x - h)) / 2h,    F(x) = sum(f(x) * grad_output),
+
+of the generated `f`, and `f_grad` (scalar outputs) must agree with
+`f_backward`. The error is CS231n's relative error
+`|a - n| / max(|a| + |n|, floor)`, computed in float64 (float32 inputs are
+checked in float64: the gradient code is the same, finite differences in
+float32 are not precise enough to judge it). CS231n's floor is 1e-8; here it
+is at least the rounding noise of the difference itself, about
+10 eps |F| / 2h: an element whose gradient is far below that (a dead relu
+unit leaves W's gradient at reg * W ~ 1e-7 while F ~ 2) cannot be judged to
+1e-6 by differences, and is judged to what they can resolve.
+
+Kinks (relu at 0, a tie of max) make central differences wrong within h of
+them. A point where differences with h and h/2 disagree is near one, and is
+drawn again; so is a point where f is not finite (a log of a negative
+number): first from N(0, 1), then from [0.5, 1.5], where most functions are
+defined.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradc.api import load_source
+from gradc.compiler import compile_source
+from gradc.errors import CompileError
+from gradc.lower import lower
+from gradc.ops import format_shape
+from gradc.parse import parse
+
+STEP = 1e-5  # h, as CS231n's gradient check
+TOLERANCE = 1e-6  # relative error; CS231n: "1e-7 and less you should be happy"
+DRAWS = 12  # points tried before a def is reported as unsure
+
+
+@dataclass
+class InputResult:
+    name: str
+    shape: str
+    error: float  # the largest relative error over the input's elements
+    worst: tuple  # the element where it is largest
+    ok: bool
+
+
+@dataclass
+class DefResult:
+    name: str
+    dims: dict[str, int]
+    inputs: list[InputResult] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(i.ok for i in self.inputs)
+
+
+def check_source(
+    text: str,
+    filename: str = "<source>",
+    function: str | None = None,
+    dims: dict[str, int] | None = None,
+    at: dict[str, float] | None = None,
+    seed: int = 0,
+) -> list[DefResult]:
+    """Check every def of `text` (or just `function`)."""
+    module = parse(text, filename)
+    names = [d.name for d in module.defs]
+    if function is not None and function not in names:
+        raise CheckError(f"no def named '{function}' in {filename} (defs: {', '.join(names)})")
+    generated = load_source(compile_source(text, filename), "gradc_check")
+    results = []
+    for d in module.defs:
+        if function is None or d.name == function:
+            results.append(_check_def(module, d, generated, dict(dims or {}), at or {}, seed))
+    return results
+
+
+class CheckError(Exception):
+    """A usage error of `gradc check` (not a failed check)."""
+
+
+def _check_def(module, d, generated, dims, at, seed) -> DefResult:
+    try:
+        fn = lower(module, d.name)
+    except CompileError as exc:
+        raise exc.located(module.filename, module.source) from None
+    params = [(p.name, _shape(p, dims), p.type.dtype if p.type else "f64") for p in d.params]
+    for name in at:
+        if name not in {p for p, _, _ in params}:
+            raise CheckError(f"--at names '{name}', which is not a parameter of '{d.name}'")
+    wrt = [params.index(next(p for p in params if p[0] == x.attr("name"))) for x in fn.wrt]
+    result = DefResult(d.name, {k: v for k, v in dims.items() if _uses(d, k)})
+    f = getattr(generated, d.name)
+    forward = getattr(generated, f"{d.name}_forward")
+    backward = getattr(generated, f"{d.name}_backward")
+    flat = getattr(generated, f"{d.name}_grad", None)
+
+    rng = np.random.default_rng(seed)
+    for attempt in range(DRAWS):
+        args = _draw(params, at, rng, positive=attempt >= DRAWS // 2)
+        out = _quiet(f, args)
+        if out is None or not np.all(np.isfinite(out)):
+            continue
+        grad_output = 1.0 if np.shape(out) == () else rng.standard_normal(np.shape(out))
+        out, cache = forward(*args)
+        grads = backward(grad_output, cache)
+        numeric = [_central(f, args, k, grad_output, STEP)[0] for k in wrt]
+        finer = [_central(f, args, k, grad_output, STEP / 10) for k in wrt]
+        floor = _noise_floor(f, args, grad_output)
+        smooth = all(
+            _max_error(a, b, floor)[0] < 1e-4 and _max_error(left, right, floor)[0] < 1e-3
+            for a, (b, left, right) in zip(numeric, finer, strict=True)
+        )
+        if smooth or attempt == DRAWS - 1 or at:
+            break
+    else:
+        result.note = "f is not finite at any point tried; give one with --at"
+        for k in wrt:
+            result.inputs.append(InputResult(params[k][0], _shown(params[k]), math.inf, (), False))
+        return result
+    if not smooth:
+        where = "the point given with --at is" if at else "every point tried is"
+        result.note = f"{where} within h of a kink; differences there are unreliable"
+    flat_grads = flat(*args)[1] if flat is not None else grads
+    for k, grad, num, same in zip(wrt, grads, numeric, flat_grads, strict=True):
+        error, worst = _max_error(grad, num, floor)
+        flat_error, _ = _max_error(same, grad, floor)
+        error = max(error, flat_error)
+        ok = error <= TOLERANCE and np.shape(grad) == np.shape(args[k])
+        result.inputs.append(InputResult(params[k][0], _shown(params[k]), error, worst, ok))
+    return result
+
+
+def _shape(param, dims: dict[str, int]) -> tuple[int, ...]:
+    """The param's shape in numbers; a dim not in `dims` gets the next size of
+    3, 4, 5, ... (recorded in `dims`)."""
+    shape = []
+    for dim in param.type.dims if param.type else ():
+        if isinstance(dim, str):
+            if dim not in dims:
+                dims[dim] = max([2, *dims.values()]) + 1
+            dim = dims[dim]
+        shape.append(dim)
+    return tuple(shape)
+
+
+def _uses(d, dim: str) -> bool:
+    return any(p.type is not None and dim in p.type.dims for p in d.params)
+
+
+def _shown(param) -> str:
+    return format_shape(param[1]) if param[1] else "scalar"
+
+
+def _draw(params, at, rng, positive: bool) -> list:
+    smallest = min((n for _, shape, _ in params for n in shape), default=3)
+    args = []
+    for name, shape, dtype in params:
+        if dtype == "int":
+            args.append(rng.integers(0, smallest, size=shape))
+            continue
+        if name in at:
+            value = np.full(shape, at[name], dtype=np.float64)
+        elif positive:
+            value = rng.uniform(0.5, 1.5, size=shape)
+        else:
+            value = rng.standard_normal(shape)
+        args.append(float(value) if shape == () else value)
+    return args
+
+
+def _quiet(f, args):
+    """f(*args), or None where NumPy warns (a log of a negative number)."""
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        try:
+            return f(*args)
+        except (FloatingPointError, ArithmeticError, RuntimeWarning, ValueError):
+            return None
+
+
+def _central(f, args, k, grad_output, h):
+    """Differences of F = sum(f * grad_output) over every element of args[k]:
+    central, and one-sided from the left and from the right. At a kink the
+    one-sided ones disagree however small h is; near one, the central
+    difference changes with h."""
+    x = np.array(args[k], dtype=np.float64)
+    here = _total(f, args, grad_output)
+    central, left, right = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        values = []
+        for step in (h, -h):
+            moved = x.copy()
+            moved[index] += step
+            trial = list(args)
+            trial[k] = float(moved) if moved.shape == () else moved
+            values.append(_total(f, trial, grad_output))
+        central[index] = (values[0] - values[1]) / (2 * h)
+        left[index] = (here - values[1]) / h
+        right[index] = (values[0] - here) / h
+    if x.shape == ():
+        return float(central), float(left), float(right)
+    return central, left, right
+
+
+def _total(f, args, grad_output) -> float:
+    return float(np.sum(np.asarray(f(*args), dtype=np.float64) * grad_output))
+
+
+def _noise_floor(f, args, grad_output) -> float:
+    """The smallest gradient that differences with step h resolve to TOLERANCE."""
+    size = abs(_total(f, args, grad_output))
+    noise = 10 * np.finfo(np.float64).eps * max(size, 1.0) / (2 * STEP)
+    return max(1e-8, noise / TOLERANCE)
+
+
+def _max_error(analytic, numeric, floor: float) -> tuple[float, tuple]:
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    if a.shape != n.shape:
+        return math.inf, ()
+    error = np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), floor)
+    if error.size == 0:
+        return 0.0, ()
+    worst = np.unravel_index(int(np.argmax(error)), error.shape)
+    return float(error[worst]), tuple(int(i) for i in worst)
+
+
+def report(results: list[DefResult]) -> str:
+    """The table `gradc check` prints: one block per def."""
+    lines = []
+    for r in results:
+        dims = ", ".join(f"{k}={v}" for k, v in r.dims.items())
+        lines.append(f"{r.name}" + (f" ({dims})" if dims else ""))
+        if not r.inputs:
+            lines.append("  no differentiated inputs")
+        width = max([5] + [len(i.name) for i in r.inputs])
+        shape_width = max([5] + [len(i.shape) for i in r.inputs])
+        if r.inputs:
+            lines.append(f"  {'input':<{width}}  {'shape':<{shape_width}}  max rel error  result")
+        for i in r.inputs:
+            at = f" at {list(i.worst)}" if not i.ok and i.worst else ""
+            lines.append(
+                f"  {i.name:<{width}}  {i.shape:<{shape_width}}  {i.error:<13.1e}  "
+                + ("ok" if i.ok else f"FAIL{at}")
+            )
+        if r.note:
+            lines.append(f"  note: {r.note}")
+    failed = [f"{r.name}: {', '.join(i.name for i in r.inputs if not i.ok)}" for r in results]
+    failed = [f for r, f in zip(results, failed, strict=True) if not r.ok]
+    summary = (
+        f"FAILED: {'; '.join(failed)}"
+        if failed
+        else f"all gradients agree with central differences (relative error <= {TOLERANCE:g})"
+    )
+    return "\n".join(lines + [summary]) + "\n"

@@ -1,0 +1,136 @@
+"""`gradc check`: the generated gradients against central differences (issue:
+correctness at scale). It passes on every example, fails (exit 1, naming the input)
+when a derivative rule is wrong, and steers clear of kinks and of points where f is
+not defined."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gradc.cli import main
+from gradc.ops import OPS, Op, matmul, transpose
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((REPO / "examples").glob("*.grad"))
+GRADC = Path(sys.executable).parent / "gradc"
+
+
+def check(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["check", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_passes(capsys, example):
+    code, out, _ = check(capsys, example)
+    assert code == 0, out
+    assert "all gradients agree with central differences" in out
+    assert "FAIL" not in out
+
+
+def test_the_real_command_prints_a_table_per_def():
+    result = subprocess.run(
+        [GRADC, "check", REPO / "examples/two_layer_net.grad", "--dims", "N=5,D=3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "two_layer_net (N=5, D=3, H=6, C=7)"  # new dims after the largest
+    assert lines[1].split() == ["input", "shape", "max", "rel", "error", "result"]
+    assert [ln.split()[0] for ln in lines[2:6]] == ["W1", "b1", "W2", "b2"]
+    assert "[3, 6]" in lines[2] and lines[2].endswith("ok")
+
+
+@pytest.mark.parametrize(
+    ("example", "op", "wrong_rule", "named"),
+    [
+        # sigmoid' = y (1 - y); a rule that forgets the (1 - y)
+        ("neuron", Op.SIGMOID, lambda g, y, x: (g * y,), "neuron: w0, x0, w1, x1, w2"),
+        # d(A @ B)/dB = A.T @ g; a rule that sends -A.T @ g
+        (
+            "two_layer_net",
+            Op.MATMUL,
+            lambda g, y, a, b: (matmul(g, transpose(b)), -matmul(transpose(a), g)),
+            "two_layer_net: W1, W2",
+        ),
+    ],
+)
+def test_a_wrong_gradient_fails_naming_the_input(
+    capsys, monkeypatch, example, op, wrong_rule, named
+):
+    monkeypatch.setitem(OPS, op, replace(OPS[op], grad=wrong_rule))
+    code, out, _ = check(capsys, REPO / "examples" / f"{example}.grad")
+    assert code == 1, out
+    assert f"FAILED: {named}" in out
+    assert "FAIL" in out.splitlines()[2] or "FAIL" in out
+
+
+def test_kinks_are_avoided(capsys, tmp_path):
+    source = tmp_path / "kinks.grad"
+    source.write_text(
+        "def f(x: [N], w: [N]):\n    return sum(relu(x * w) + abs(x - w) + maximum(x, w))\n"
+    )
+    code, out, _ = check(capsys, source, "--dims", "N=40")
+    assert code == 0, out
+
+
+def test_a_point_at_a_kink_is_reported(capsys, tmp_path):
+    source = tmp_path / "kink.grad"
+    source.write_text("def f(x):\n    return relu(x)\n")
+    code, out, _ = check(capsys, source, "--at", "x=0")
+    assert code == 1, out  # relu'(0) = 0 (PyTorch's); central differences say 0.5
+    assert "within h of a kink" in out
+    assert out.splitlines()[-1] == "FAILED: f: x"
+
+
+def test_points_outside_the_domain_are_drawn_again(capsys, tmp_path):
+    source = tmp_path / "domain.grad"
+    source.write_text("def f(x: [N], y):\n    return sum(log(x) * sqrt(y))\n")
+    code, out, _ = check(capsys, source)
+    assert code == 0, out
+
+
+def test_nowhere_finite_fails_with_a_note(capsys, tmp_path):
+    source = tmp_path / "nowhere.grad"
+    source.write_text("def f(x):\n    return log(-1 - x * x)\n")
+    code, out, _ = check(capsys, source)
+    assert code == 1
+    assert "not finite at any point tried" in out
+
+
+def test_same_seed_same_report_and_function_filter(capsys):
+    args = (REPO / "examples/activations.grad", "--seed", "7")
+    first = check(capsys, *args)
+    assert first == check(capsys, *args)
+    code, out, _ = check(capsys, REPO / "examples/mlp3.grad", "--function", "mlp3")
+    assert code == 0 and out.startswith("mlp3 ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--function", "nope"], "no def named 'nope'"),
+        (["--at", "q=1"], "--at names 'q'"),
+        (["--dims", "N=0"], "--dims: N=0"),
+    ],
+)
+def test_usage_errors_exit_2(capsys, argv, message):
+    code, _, err = check(capsys, REPO / "examples/neuron.grad", *argv)
+    assert code == 2
+    assert message in err
+
+
+def test_a_compile_error_is_positioned(capsys, tmp_path):
+    source = tmp_path / "bad.grad"
+    source.write_text("def f(x):\n    return sigmod(x)\n")
+    code, _, err = check(capsys, source)
+    assert code == 2
+    assert err.startswith(f"{source}:2:12: error: unknown function 'sigmod'")

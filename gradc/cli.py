@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gradc import __version__
 from gradc.api import read_source
+from gradc.codegen import edited_by_hand
 from gradc.compiler import compile_expression, compile_source
 from gradc.errors import CompileError
 
@@ -48,9 +49,7 @@ def _arguments() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="overwrite files gradc did not generate")
     c.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    k = commands.add_parser(
-        "check", help="check every def's gradients against central differences"
-    )
+    k = commands.add_parser("check", help="check every def's gradients against central differences")
     k.add_argument("source", metavar="SRC.grad")
     k.add_argument("--function", help="check only this def")
     k.add_argument("--dims", metavar="N=4,D=3", help="sizes of named dims (default 3, 4, 5, ...)")
@@ -157,10 +156,16 @@ def _compile(args) -> int:
             else:
                 print(f"would regenerate {target}", file=sys.stderr)
             continue
-        if current is not None and not current.startswith(GENERATED_MARK) and not args.force:
-            raise _UsageError(
-                f"refusing to overwrite {target}: gradc did not generate it (use --force)"
-            )
+        if current is not None and not args.force:
+            if not current.startswith(GENERATED_MARK):
+                raise _UsageError(
+                    f"refusing to overwrite {target}: gradc did not generate it (use --force)"
+                )
+            if edited_by_hand(current):
+                raise _UsageError(
+                    f"refusing to overwrite {target}: it was edited by hand since gradc "
+                    "generated it (its output-sha256 no longer matches; use --force)"
+                )
         try:
             write_atomically(target, generated)
         except OSError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -242,4 +243,22 @@ def render_module(
         helpers=helpers,
         functions=functions,
     )
-    return text
+    # The hash of everything below the header: an edit by hand shows (header_hashes).
+    first, second, rest = text.split("\n", 2)
+    return f"{first}\n{second}\n{OUTPUT_HASH}{_sha256(rest)}\n{rest}"
+
+
+OUTPUT_HASH = "# output-sha256: "
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def edited_by_hand(text: str) -> bool:
+    """Whether a module gradc generated was changed since: its text below the
+    header no longer has the hash the header records (or the header lost it)."""
+    lines = text.split("\n", 3)
+    if len(lines) < 4 or not lines[2].startswith(OUTPUT_HASH):
+        return True
+    return lines[2][len(OUTPUT_HASH) :] != _sha256(lines[3])

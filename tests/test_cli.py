@@ -287,6 +287,35 @@ def test_refuses_to_overwrite_a_hand_written_file(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_a_hand_edited_generated_file_survives(tmp_path):
+    src = copy_example("neuron", tmp_path)
+    assert gradc("compile", "neuron.grad", "-o", "neuron.py", cwd=tmp_path).returncode == EXIT_OK
+    target = tmp_path / "neuron.py"
+    edited = target.read_text(encoding="utf-8").replace("s0 = w0 * x0", "s0 = w0 * x0 * 1.01")
+    target.write_text(edited, encoding="utf-8")
+    src.write_text(src.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # source changed too
+    before = snapshot(tmp_path)
+
+    for argv in (["-o", "neuron.py"], ["--outdir", "."]):
+        result = gradc("compile", "neuron.grad", *argv, cwd=tmp_path)
+        assert result.returncode == EXIT_ERROR
+        assert "edited by hand" in result.stderr and "--force" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert snapshot(tmp_path) == before
+
+    # --check and --diff write nothing: they report the file as stale
+    assert gradc("compile", "neuron.grad", "--outdir", ".", "--check", cwd=tmp_path).returncode == 1
+    diff = gradc("compile", "neuron.grad", "--outdir", ".", "--diff", cwd=tmp_path)
+    assert diff.returncode == 1 and "-    s0 = w0 * x0 * 1.01" in diff.stdout
+    assert snapshot(tmp_path) == before
+
+    forced = gradc("compile", "neuron.grad", "-o", "neuron.py", "--force", cwd=tmp_path)
+    assert forced.returncode == EXIT_OK, forced.stderr
+    assert "1.01" not in target.read_text(encoding="utf-8")
+    again = gradc("compile", "neuron.grad", "-o", "neuron.py", cwd=tmp_path)  # no edit: no force
+    assert again.returncode == EXIT_OK, again.stderr
+
+
 def test_force_overwrites_a_hand_written_file(tmp_path):
     copy_example("neuron", tmp_path)
     target = tmp_path / "neuron.py"

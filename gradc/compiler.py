@@ -28,7 +28,7 @@ from gradc.codegen import (
     tuple_statement,
     unpack_statement,
 )
-from gradc.errors import CompileError
+from gradc.errors import CompileError, CompileErrors
 from gradc.inplace import update_in_place
 from gradc.ir import Function
 from gradc.lower import definitions, expression_def, lower
@@ -86,12 +86,20 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
         definitions(module)  # duplicate defs are reported first
         check_def_names(module)
         reserved = {n for d in module.defs for n in _api_names(d.name)} | set(helper_names())
+        errors: dict[tuple, CompileError] = {}  # one error per def; a callee's error once
         for d in module.defs:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
-            fn = lower(module, d.name, d_wrt)
-            family, nodes = _emit_family(fn, reserved)
+            try:
+                fn = lower(module, d.name, d_wrt)
+                family, nodes = _emit_family(fn, reserved)
+            except CompileError as exc:
+                errors.setdefault((exc.pos, exc.message), exc)
+                continue
             emitted.extend(family)
             used_nodes.extend(nodes)
+        if errors:
+            found = list(errors.values())
+            raise found[0] if len(found) == 1 else CompileErrors(found)
     except CompileError as exc:
         raise exc.located(filename, text) from None
     return render_module(

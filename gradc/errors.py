@@ -53,3 +53,22 @@ class CompileError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+class CompileErrors(CompileError):
+    """Several independent mistakes (in different defs), reported together
+    in the order of the file; the first is also this error's own message."""
+
+    def __init__(self, errors: list[CompileError]):
+        first = errors[0]
+        super().__init__(first.message, first.pos, first.hint)
+        self.errors = errors
+
+    def located(self, filename: str, source: str) -> CompileErrors:
+        super().located(filename, source)
+        for e in self.errors:
+            e.located(filename, source)
+        return self
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in self.errors)

@@ -388,3 +388,20 @@ def test_mutated_examples_compile_or_fail_with_a_position(seed):
             compile_source("".join(text), "m.grad")
         except CompileError as exc:
             assert exc.pos is not None, exc.message
+
+
+def test_errors_in_different_defs_are_all_reported():
+    from gradc import compile_source
+    from gradc.errors import CompileErrors
+
+    source = (
+        "def f(x):\n    return sigmod(x)\n\n"
+        "def g(x: [N], y: [M]):\n    return sum(x + y)\n\n"
+        "def h(x):\n    return f(x) + 1\n"  # f's error again, through the call: reported once
+    )
+    with pytest.raises(CompileErrors) as caught:
+        compile_source(source, "two.grad")
+    rendered = caught.value.render()
+    assert rendered.count("error:") == 2
+    assert rendered.startswith("two.grad:2:12: error: unknown function 'sigmod'")
+    assert "two.grad:5:16: error: shapes [N] and [M] do not broadcast" in rendered

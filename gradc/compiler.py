@@ -106,9 +106,15 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
         emitted,
         helpers_for(used_nodes),
         version=__version__,
-        source_name=PurePath(filename).name,
+        source_name=_printable(PurePath(filename).name),
         source_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
     )
+
+
+def _printable(name: str) -> str:
+    """A file name as it may go into the header comment: a newline in it would
+    end the comment and start code, so control characters are escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def run_passes(fn: Function) -> Function:

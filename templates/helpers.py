@@ -35,17 +35,20 @@ def swish(x):
 
 
 def gelu(x):
-    # The tanh approximation, as PyTorch's gelu(approximate="tanh").
-    inner = 0.7978845608028654 * (x + 0.044715 * x**3)
+    # The tanh approximation, as PyTorch's gelu(approximate="tanh"). tanh is
+    # exactly +-1 beyond |x| = 10, so x is clipped there before it is cubed.
+    c = np.clip(x, -10, 10)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
     return 0.5 * x * (1 + np.tanh(inner))
 
 
 def gelu_grad(x):
-    # d/dx of gelu(x) above.
-    inner = 0.7978845608028654 * (x + 0.044715 * x**3)
+    # d/dx of gelu(x) above; beyond |x| = 10 the second term is exactly 0.
+    c = np.clip(x, -10, 10)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
     t = np.tanh(inner)
-    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * x**2)
-    return 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * d_inner
+    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * c**2)
+    return 0.5 * (1 + t) + 0.5 * c * (1 - t**2) * d_inner
 
 
 def logsumexp(x, axis=None, keepdims=False):

@@ -86,6 +86,18 @@ _FOLD = {
     Op.DIV: lambda a, b: a / b,
     Op.POW: lambda a, b: a**b,
     Op.NEG: lambda a: -a,
+    # a function of a number is a number: np.log(2) would be a float64 scalar,
+    # which widens float32 arrays; 0.6931471805599453 does not
+    Op.EXP: math.exp,
+    Op.LOG: math.log,
+    Op.LOG1P: math.log1p,
+    Op.EXPM1: math.expm1,
+    Op.SQRT: math.sqrt,
+    Op.SIN: math.sin,
+    Op.COS: math.cos,
+    Op.TAN: math.tan,
+    Op.TANH: math.tanh,
+    Op.ABS: abs,
 }
 
 
@@ -274,6 +286,8 @@ def _rebroadcast(graph, value, like, attrs):
 
 
 _RULES = {
+    **{op: (_folded(op),) for op in (Op.EXP, Op.LOG, Op.LOG1P, Op.EXPM1, Op.SQRT)},
+    **{op: (_folded(op),) for op in (Op.SIN, Op.COS, Op.TAN, Op.TANH, Op.ABS)},
     Op.ADD: (_folded(Op.ADD), _add_identities, _lift_broadcast(Op.ADD)),
     Op.SUB: (_folded(Op.SUB), _sub_identities, _lift_broadcast(Op.SUB)),
     Op.MUL: (_folded(Op.MUL), _mul_identities, _lift_broadcast(Op.MUL)),

@@ -140,10 +140,16 @@ def statement_lines(sched: Schedule, lines=None) -> list[str]:
     """`var = expression` (or `var += expression`) for each scheduled line
     (all of them by default)."""
     return [
-        f"{line.var} {line.update or ''}= "
-        + expression(line.node, sched, top=line.node is line.target)
+        f"{line.var} {line.update or ''}= " + _line_expression(line, sched)
         for line in (lines or sched.lines)
     ]
+
+
+def _line_expression(line, sched: Schedule) -> str:
+    text, prec = _spell(line.node, sched, top=line.node is line.target)
+    if line.copy:
+        return f"{text if prec >= ATOM else f'({text})'}.copy()"
+    return text
 
 
 def expression(node: Node, sched: Schedule, top: bool = False) -> str:

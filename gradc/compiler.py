@@ -29,7 +29,7 @@ from gradc.codegen import (
     unpack_statement,
 )
 from gradc.errors import CompileError, CompileErrors
-from gradc.inplace import update_in_place
+from gradc.inplace import own_results, update_in_place
 from gradc.ir import Function
 from gradc.lower import definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
@@ -193,6 +193,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
     joint = schedule(back.roots(), bound, namer, back.adjoints)
     forward_ids = {n.id for n in reachable(back.output)}
     joint = update_in_place(joint, back.roots(), forward_ids)
+    joint = own_results(joint, back.grads, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
     bwd_lines = [ln for ln in joint.lines if ln.target.id not in forward_ids]
     cache = _cache(bwd_lines, joint, forward_ids)
@@ -225,7 +226,9 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
         namer = Namer(reserved)
         bound = bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
-        sched = update_in_place(sched, flat.roots(), {n.id for n in reachable(flat.output)})
+        flat_forward = {n.id for n in reachable(flat.output)}
+        sched = update_in_place(sched, flat.roots(), flat_forward)
+        sched = own_results(sched, flat.grads, flat_forward)
         grads = [sched.name_of(g) for g in flat.grads]
         out_family.append(
             EmittedFunction(

@@ -71,6 +71,23 @@ def update_in_place(sched: Schedule, results: list[Node], forward_ids: set[int])
     return sched
 
 
+def own_results(sched: Schedule, grads: list[Node], forward_ids: set[int]) -> Schedule:
+    """Each returned gradient array belongs to the caller alone: one that is
+    another variable's array (`grad_a = grad_out`, an input, a forward value),
+    a view (`np.broadcast_to`) or returned twice is copied where it is made, so
+    an optimizer may update it in place without touching anything else."""
+    owned = _owned_arrays(sched, forward_ids)
+    seen: set[str] = set()
+    for grad in grads:
+        var = sched.var[grad.id]
+        if grad.shape and (var not in owned or var in seen):
+            line = next((ln for ln in reversed(sched.lines) if ln.var == var), None)
+            if line is not None and line.update is None:
+                line.copy = True
+        seen.add(var)
+    return sched
+
+
 def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line] | None:
     """`v = g op a op b`, g read here for the last time -> `g op= a`, `g op= b`,
     and v is g from then on. Not when v is a gradient the user can name

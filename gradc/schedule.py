@@ -50,6 +50,7 @@ class Line:
     node: Node
     update: str | None = None
     target: Node | None = None
+    copy: bool = False  # `var = node.copy()`: a returned array of its own
 
     def __post_init__(self):
         if self.target is None:

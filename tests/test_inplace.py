@@ -30,6 +30,9 @@ TEMPTING = {
     "returned_then_read": "def f(x: [N]):\n    h = tanh(x)\n    return sum(h * h * x)\n",
     "fan_out_of_variable": "def f(x: [N], W: [N, N]):\n    h = x @ W\n    return sum(h * h) + sum(h)\n",
     "array_output": "def f(x: [N], b: [N]):\n    return sigmoid(x * b) * 3\n",
+    "reduction_gradient_is_a_view": "def f(x: [N, D]) -> [D]:\n    return sum(x, axis=0)\n",
+    "one_gradient_for_two_inputs": "def f(a: [N], b: [N]) -> [N]:\n    return a + b\n",
+    "gradient_is_an_input": "def f(x: [N], y: [N]):\n    return sum(x * y)\n",
     "chain_of_updates": (
         "def f(X: [N, D], W: [D, D]):\n    h = X @ W\n    a = relu(h)\n    b = sigmoid(a)\n"
         "    return sum(b * b)\n"
@@ -68,6 +71,16 @@ def _run(module, name, args, grad_output):
     return out, first
 
 
+def _assert_own_arrays(grads, others, name) -> None:
+    """Every array gradient is writable and shares memory with nothing else:
+    an optimizer may update it in place."""
+    arrays = [g for g in grads if isinstance(g, np.ndarray) and g.ndim]
+    for k, g in enumerate(arrays):
+        assert g.flags.writeable, f"{name}: gradient {k} is read-only"
+        for other in arrays[k + 1 :] + [o for o in others if isinstance(o, np.ndarray)]:
+            assert not np.shares_memory(g, other), f"{name}: gradient {k} shares memory"
+
+
 def _check_program(text: str, monkeypatch) -> None:
     rng = np.random.default_rng(0)
     module = load_source(compile_source(text, "case.grad"), "case")
@@ -87,8 +100,10 @@ def _check_program(text: str, monkeypatch) -> None:
         if hasattr(module, f"{name}_grad"):
             _, flat = getattr(module, f"{name}_grad")(*args)
             _, flat_expected = getattr(plain, f"{name}_grad")(*args)
+            _assert_own_arrays(flat, args, f"{name}_grad")
             for g, e in zip(flat, flat_expected, strict=True):
                 np.testing.assert_array_equal(g, e, err_msg=f"{name}_grad: in place changed it")
+        _assert_own_arrays(grads, [*args, grad_output], name)
         for a, b in zip(args, kept_args, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"{name} changed an input")
         np.testing.assert_array_equal(grad_output, kept_grad_output, err_msg="grad_output changed")

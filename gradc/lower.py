@@ -28,6 +28,7 @@ from gradc.ops import (
 from gradc.passes.simplify import simplify_node
 
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
+_DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,14 @@ class _Lowering:
             raise CompileError(
                 f"{d.name}() returns shape {format_shape(value.shape)}, "
                 f"declared -> {format_shape(declared)}",
+                returned.pos,
+            )
+        want = d.returns.dtype
+        got = {"bool": "int", "weak": want}.get(value.dtype, value.dtype)
+        if d.returns.explicit and got != want:
+            raise CompileError(
+                f"{d.name}() returns {_DTYPE_WORDS[got]} values, declared -> {want}"
+                + (f"[{', '.join(map(str, declared))}]" if declared else ""),
                 returned.pos,
             )
 

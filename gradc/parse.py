@@ -194,7 +194,12 @@ class _ToSyntax(Transformer):
     def tensor_type(self, items):
         dtype, open_bracket, dims, close_bracket = items
         dtype_text = str(dtype) if dtype is not None else "f64"
-        return S.Type(dtype_text, tuple(dims or ()), _span(dtype or open_bracket, close_bracket))
+        return S.Type(
+            dtype_text,
+            tuple(dims or ()),
+            _span(dtype or open_bracket, close_bracket),
+            explicit=dtype is not None,
+        )
 
     def scalar_type(self, items):
         return S.Type(str(items[0]), (), _token_pos(items[0]))

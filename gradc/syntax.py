@@ -18,6 +18,7 @@ class Type:
     dtype: str  # "f64", "f32" or "int"
     dims: tuple[str | int, ...]
     pos: Pos
+    explicit: bool = True  # the dtype was written (`f32[N]`), not the default (`[N]`)
 
 
 @dataclass(frozen=True)

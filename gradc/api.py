@@ -14,6 +14,7 @@ __all__ = ["compile_source", "compile_expression", "load", "load_source", "read_
 def read_source(path: str | Path) -> str:
     """The text of a `.grad` file; bytes that are not UTF-8 are a positioned error."""
     data = Path(path).read_bytes()
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM, as editors on Windows write
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -47,7 +47,11 @@ def _arguments() -> argparse.ArgumentParser:
         "--diff", action="store_true", help="write nothing; print a diff of stale outputs"
     )
     c.add_argument("--force", action="store_true", help="overwrite files gradc did not generate")
-    c.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    # `gradc compile --debug` and `gradc --debug compile` both work: the
+    # subcommand's flag must not reset the top-level one to False
+    c.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     k = commands.add_parser("check", help="check every def's gradients against central differences")
     k.add_argument("source", metavar="SRC.grad")
@@ -55,7 +59,9 @@ def _arguments() -> argparse.ArgumentParser:
     k.add_argument("--dims", metavar="N=4,D=3", help="sizes of named dims (default 3, 4, 5, ...)")
     k.add_argument("--at", metavar="x=0.5,y=2", help="fix inputs (an array is filled)")
     k.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    k.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    k.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
     g = commands.add_parser(
         "graph", help="draw a def's computational graph, with values and gradients (--at)"
@@ -75,7 +81,9 @@ def _arguments() -> argparse.ArgumentParser:
         "--output",
         help="graph.svg, graph.png (need Graphviz) or graph.dot; default DOT on stdout",
     )
-    g.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     return parser
 
 

@@ -57,32 +57,39 @@ def blacken_statement(statement: str) -> str:
 
 
 def _split_sum(statement: str) -> str | None:
-    """`var = a + b - c ...` too long for a line, as black splits it: the
-    right-hand side in parentheses, on one line if it fits there, else one
-    term a line, each after its operator. black keeps those parentheses only
-    when the sum has two or more top-level operators; anything else (or a
+    """`var = a + b - c ...` (or `a * b / c ...`) too long for a line, as black
+    splits it: the right-hand side in parentheses, on one line if it fits
+    there, else one term a line, each after its operator. black splits at the
+    loosest operators (`+ -` before `* / @`) and keeps those parentheses only
+    when there are two or more of them at the top level; anything else (or a
     term still too long) returns None and goes to black."""
     target, sep, rhs = statement.partition(" = ")
     if not sep or not target.isidentifier():
         return None
-    terms, operators = _top_level_terms(rhs)
-    if terms is None or len(operators) < 2:
+    for operators in ("+-", "*/@"):
+        terms, found = _top_level_terms(rhs, operators)
+        if terms is None:
+            return None
+        if found:
+            break
+    if len(found) < 2:
         return None
     body_indent = _INDENT * 2
     if len(body_indent) + len(rhs) <= LINE_LENGTH:
         return f"{target} = (\n{body_indent}{rhs}\n{_INDENT})"
     lines = [body_indent + terms[0]] + [
-        f"{body_indent}{op} {term}" for op, term in zip(operators, terms[1:])
+        f"{body_indent}{op} {term}" for op, term in zip(found, terms[1:])
     ]
     if any(len(line) > LINE_LENGTH for line in lines):
         return None
     return f"{target} = (\n" + "\n".join(lines) + f"\n{_INDENT})"
 
 
-def _top_level_terms(rhs: str):
-    """Split at ` + ` and ` - ` outside brackets; (None, None) if a comparison
-    also stands at the top level (black would split there first)."""
-    terms, operators, depth, start, i = [], [], 0, 0, 0
+def _top_level_terms(rhs: str, operators: str):
+    """Split at ` op ` outside brackets, for each op in `operators`; (None,
+    None) if a comparison also stands at the top level (black would split
+    there first)."""
+    terms, found, depth, start, i = [], [], 0, 0, 0
     while i < len(rhs):
         ch = rhs[i]
         if ch in "([":
@@ -91,14 +98,14 @@ def _top_level_terms(rhs: str):
             depth -= 1
         elif depth == 0 and ch in "<>=!" and rhs[i - 1] == " ":
             return None, None
-        elif depth == 0 and ch in "+-" and rhs[i - 1 : i + 2] in (" + ", " - "):
+        elif depth == 0 and ch in operators and rhs[i - 1 : i + 2] == f" {ch} ":
             terms.append(rhs[start : i - 1])
-            operators.append(ch)
+            found.append(ch)
             start = i + 2
             i += 1
         i += 1
     terms.append(rhs[start:])
-    return terms, operators
+    return terms, found
 
 
 def blacken_signature(name: str, params: list[str]) -> str:

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import hashlib
 import keyword
+import sys
 from pathlib import PurePath
 
 from gradc import __version__
@@ -31,7 +32,7 @@ from gradc.codegen import (
 from gradc.errors import CompileError, CompileErrors
 from gradc.inplace import own_results, update_in_place
 from gradc.ir import Function
-from gradc.lower import definitions, expression_def, lower
+from gradc.lower import MAX_OPERATIONS, definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import COMPOSITES, Op
 from gradc.parse import parse, parse_expression
@@ -67,12 +68,17 @@ def compile_expression(text: str, name: str = "f") -> str:
 def _no_cyclic_gc():
     """A compile makes hundreds of thousands of objects and frees them all at
     the end; the cyclic collector rescanning them as they grow costs a quarter
-    of the time on large programs, and finds nothing to free."""
+    of the time on large programs, and finds nothing to free. Inlining a call
+    recurses (a few frames per level, MAX_CALL_DEPTH levels at most), so the
+    recursion limit is raised for the compile too."""
     enabled = gc.isenabled()
+    limit = sys.getrecursionlimit()
     gc.disable()
+    sys.setrecursionlimit(max(limit, 20 * MAX_CALL_DEPTH + 1000))
     try:
         yield
     finally:
+        sys.setrecursionlimit(limit)
         if enabled:
             gc.enable()
 
@@ -85,12 +91,15 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
         used_nodes = []
         definitions(module)  # duplicate defs are reported first
         check_def_names(module)
+        check_calls(module)
         reserved = {n for d in module.defs for n in _api_names(d.name)} | set(helper_names())
         errors: dict[tuple, CompileError] = {}  # one error per def; a callee's error once
+        operations = 0
         for d in module.defs:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
             try:
-                fn = lower(module, d.name, d_wrt)
+                fn = lower(module, d.name, d_wrt, budget=MAX_OPERATIONS - operations)
+                operations += len(fn.graph.nodes)
                 family, nodes = _emit_family(fn, reserved)
             except CompileError as exc:
                 errors.setdefault((exc.pos, exc.message), exc)
@@ -115,6 +124,57 @@ def _printable(name: str) -> str:
     """A file name as it may go into the header comment: a newline in it would
     end the comment and start code, so control characters are escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+MAX_CALL_DEPTH = 200  # defs calling defs calling defs ...; each level inlines a body
+
+
+def check_calls(module: S.Module) -> None:
+    """Calls between defs: recursion (reported once, at the call in the
+    cycle's first def in file order) and nesting deeper than MAX_CALL_DEPTH."""
+    order = {d.name: i for i, d in enumerate(module.defs)}
+    calls: dict[str, list[S.Call]] = {}
+    for d in module.defs:
+        found = []
+        stack = [stmt.value for stmt in d.body]
+        while stack:
+            e = stack.pop()
+            if isinstance(e, S.Call) and e.func in order:
+                found.append(e)
+            stack.extend(S.children(e))
+        calls[d.name] = sorted(found, key=lambda c: (c.pos.line, c.pos.column))
+    depth: dict[str, int] = {}
+    for d in module.defs:
+        # iterative depth-first search; a def on the current path seen again is a cycle
+        path, iters = [d.name], [iter(calls[d.name])]
+        while path:
+            call = next(iters[-1], None)
+            if call is None:
+                name = path.pop()
+                iters.pop()
+                depth[name] = 1 + max((depth[c.func] for c in calls[name]), default=0)
+                continue
+            if call.func in path:
+                cycle = path[path.index(call.func) :] + [call.func]
+                _report_cycle(cycle, calls, order)
+            if call.func in depth:
+                continue
+            path.append(call.func)
+            iters.append(iter(calls[call.func]))
+        if depth[d.name] > MAX_CALL_DEPTH:
+            raise CompileError(
+                f"calls nest {depth[d.name]} defs deep in '{d.name}' "
+                f"(at most {MAX_CALL_DEPTH}; each call is inlined)",
+                d.pos,
+            )
+
+
+def _report_cycle(cycle: list[str], calls, order) -> None:
+    first = min(cycle[:-1], key=order.get)
+    start = cycle.index(first)
+    cycle = cycle[start:-1] + cycle[:start] + [first]
+    call = next(c for c in calls[first] if c.func == cycle[1])
+    raise CompileError(f"recursion is not supported: {' -> '.join(cycle)}", call.pos)
 
 
 def run_passes(fn: Function) -> Function:

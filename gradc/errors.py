@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -36,23 +37,50 @@ class CompileError(Exception):
         """`file:line:col: error: message`, the source line and a caret."""
         if self.pos is None:
             return f"{self.filename}: error: {self.message}"
-        head = f"{self.filename}:{self.pos.line}:{self.pos.column}: error: {self.message}"
+        message = _shortened(self.message)
+        head = f"{self.filename}:{self.pos.line}:{self.pos.column}: error: {message}"
         lines = self.source.splitlines()
         out = [head]
         if 0 < self.pos.line <= len(lines):
             text = lines[self.pos.line - 1].expandtabs(1)
+            start = self.pos.column - 1
             width = 1
             one_line = self.pos.end_line in (None, self.pos.line)
             if one_line and self.pos.end_column and self.pos.end_column > self.pos.column:
                 width = self.pos.end_column - self.pos.column
-            out.append("    " + text)
-            out.append("    " + " " * (self.pos.column - 1) + "^" * width)
+            text, start, width = _window(text, start, width)
+            out.append("    " + text.translate(_VISIBLE))
+            out.append("    " + " " * start + "^" * width)
         if self.hint:
-            out.append(f"hint: {self.hint}")
+            out.append(f"hint: {_shortened(self.hint)}")
         return "\n".join(out)
 
     def __str__(self) -> str:
         return self.render()
+
+
+# Control characters (a NUL in the file) are shown as their Unicode pictures,
+# one character each, so the caret stays under the right column.
+_VISIBLE = {c: 0x2400 + c for c in range(32)} | {127: 0x2421}
+_WIDTH = 100  # the widest source line shown; longer lines show a window
+
+
+def _window(text: str, start: int, width: int) -> tuple[str, int, int]:
+    """The part of a long line around the caret, marked with '...' where cut."""
+    if len(text) <= _WIDTH:
+        return text, start, width
+    left = max(0, min(start - _WIDTH // 2, len(text) - _WIDTH))
+    shown = text[left : left + _WIDTH]
+    prefix = "..." if left else ""
+    suffix = "..." if left + _WIDTH < len(text) else ""
+    start = start - left + len(prefix)
+    width = max(1, min(width, len(prefix) + len(shown) - start))
+    return prefix + shown + suffix, start, width
+
+
+def _shortened(message: str) -> str:
+    """A message with any very long name (a 1 MB identifier) cut short."""
+    return re.sub(r"[A-Za-z0-9_]{61,}", lambda m: m.group()[:40] + "...", message)
 
 
 class CompileErrors(CompileError):

@@ -27,6 +27,8 @@ from gradc.ops import (
 )
 from gradc.passes.simplify import simplify_node
 
+MAX_OPERATIONS = 30_000  # IR nodes of all the lowered defs of a module together
+
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
 _DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
 
@@ -40,13 +42,16 @@ class _Static:
     pos: Pos
 
 
-def lower(module: S.Module, function: str, wrt: list[str] | None = None) -> Function:
+def lower(
+    module: S.Module, function: str, wrt: list[str] | None = None, budget: int | None = None
+) -> Function:
     """Lower the def called `function` (and every def it calls) to IR.
-    `wrt`, when given, overrides the def's `@wrt(...)`."""
+    `wrt`, when given, overrides the def's `@wrt(...)`; past `budget` IR
+    nodes the program is too large, an error at the statement reached."""
     defs = definitions(module)
     if function not in defs:
         raise CompileError(f"no def named '{function}'")
-    return _Lowering(module, defs).function(defs[function], wrt)
+    return _Lowering(module, defs, budget).function(defs[function], wrt)
 
 
 def definitions(module: S.Module) -> dict[str, S.Def]:
@@ -73,12 +78,14 @@ def expression_def(expr: S.Expr, name: str) -> S.Def:
 
 
 class _Lowering:
-    def __init__(self, module: S.Module, defs: dict[str, S.Def]):
+    def __init__(self, module: S.Module, defs: dict[str, S.Def], budget: int | None = None):
         self.module = module
+        self.budget = budget
         self.defs = defs
         self.graph = Graph()
         self.labels: set[str] = set()
         self._next_suffix: dict[str, int] = {}  # base -> next number to try
+        self.constants: dict[str, Node] = {}  # filled one by one: a constant sees the earlier
         self.constants = self._constants()
 
     # ------------------------------------------------------------ top level
@@ -89,7 +96,7 @@ class _Lowering:
             if c.name in self.defs:
                 raise CompileError(f"'{c.name}' is both a constant and a def", c.pos)
             value = self.expression(c.value, scope=dict(constants))
-            if value.op is not Op.CONST:
+            if not isinstance(value, Node) or value.op is not Op.CONST:
                 raise CompileError(
                     f"top-level constant '{c.name}' must be a number or an arithmetic of numbers",
                     c.value.pos,
@@ -176,15 +183,29 @@ class _Lowering:
 
     def body(self, d: S.Def, scope: dict[str, Node], stack: tuple[str, ...]):
         """The def's return value, and the returned expression."""
-        result = returned = None
+        result = returned = first_return = None
         for stmt in d.body:
             if result is not None:
-                raise CompileError("statement after 'return' is never run", stmt.pos)
+                if isinstance(stmt, S.Return):
+                    raise CompileError(
+                        f"a second 'return': '{d.name}' already returned on line "
+                        f"{first_return.pos.line}",
+                        stmt.pos,
+                    )
+                raise CompileError(
+                    "statement after 'return' is never run", stmt.pos, "'return' comes last"
+                )
             value = _value(self.expression(stmt.value, scope, stack))
+            if self.budget is not None and len(self.graph.nodes) > self.budget:
+                raise CompileError(
+                    "program too large: its defs, with every call inlined, make more than "
+                    f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",
+                    stmt.pos,
+                )
             if isinstance(stmt, S.Assign):
                 scope[stmt.target] = self.graph.name(self._label(stmt.target), value, pos=stmt.pos)
             else:
-                result, returned = value, stmt.value
+                result, returned, first_return = value, stmt.value, stmt
         if result is None:
             raise CompileError(f"def '{d.name}' has no 'return'", d.pos)
         return result, returned
@@ -218,6 +239,8 @@ class _Lowering:
                 return self.constants[e.id]
             if e.id in _STATIC_NAMES:
                 return _Static(_STATIC_NAMES[e.id], e.pos)
+            if e.id in BUILTINS or e.id in COMPOSITES or e.id in self.defs:
+                raise CompileError(f"'{e.id}' is a function: call it, as in {e.id}(x)", e.pos)
             known = list(scope) + list(self.constants)
             raise CompileError(f"undefined name '{e.id}'", e.pos, _did_you_mean(e.id, known))
         if isinstance(e, S.Call):
@@ -227,7 +250,7 @@ class _Lowering:
         if isinstance(e, S.Tuple):
             values = [constant_value(a) if isinstance(a, Node) else None for a in args]
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-                raise CompileError("a tuple may only hold integers, as in axis=(0, 1)", e.pos)
+                raise CompileError("a tuple can only be an axis, as in sum(x, axis=(0, 1))", e.pos)
             return _Static(tuple(values), e.pos)
         args = [_value(a) for a in args]
         if isinstance(e, S.Unary):

@@ -8,14 +8,13 @@ deeply nested input cannot overflow Python's stack.
 from __future__ import annotations
 
 import functools
+import re
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
-    UnexpectedEOF,
     UnexpectedInput,
-    UnexpectedToken,
     VisitError,
 )
 from lark.indenter import DedentError, Indenter
@@ -24,11 +23,15 @@ from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.resources import data_dir
 
+MAX_TOKENS = 100_000
+_TOKEN = re.compile(r"#[^\n]*|[A-Za-z_0-9.]+|\*\*|->|[-+*/@<>=!(),:\[\]]")
+
 
 def parse(source: str, filename: str = "<source>", start: str = "start"):
     """Parse a whole `.grad` file (or, with `start="expr"`, one expression)."""
     text = source if source.endswith("\n") or start != "start" else source + "\n"
     try:
+        _check_size(text)
         module = _parser().parse(text, start=start)
     except VisitError as exc:  # a CompileError raised inside the transformer
         if isinstance(exc.orig_exc, CompileError):
@@ -37,7 +40,7 @@ def parse(source: str, filename: str = "<source>", start: str = "start"):
     except CompileError as exc:
         raise exc.located(filename, source) from None
     except UnexpectedInput as exc:
-        raise _syntax_error(exc).located(filename, source) from None
+        raise _syntax_error(exc, text).located(filename, source) from None
     except DedentError as exc:
         raise CompileError(f"inconsistent indentation: {exc}").located(filename, source) from None
     except LarkError as exc:
@@ -46,6 +49,24 @@ def parse(source: str, filename: str = "<source>", start: str = "start"):
         module.filename = filename
         module.source = source
     return module
+
+
+def _check_size(text: str) -> None:
+    """Refuse, at once, a file too large to compile in seconds: gradc writes
+    flat code, one line per operation, and MAX_TOKENS is about 15,000 of them."""
+    if len(text) < MAX_TOKENS:  # cannot hold that many tokens
+        return
+    count = 0
+    for match in _TOKEN.finditer(text):
+        count += text[match.start()] != "#"  # comments are free
+        if count > MAX_TOKENS:
+            line = text.count("\n", 0, match.start()) + 1
+            column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+            raise CompileError(
+                f"program too large: more than {MAX_TOKENS:,} tokens; "
+                "gradc writes flat code, so split the model",
+                Pos(line, column),
+            )
 
 
 class _GradIndenter(Indenter):
@@ -90,6 +111,9 @@ _TOKEN_WORDS = {
     "$END": "end of file",
     "NAME": "a name",
     "NUMBER": "a number",
+    "INT": "an integer",
+    "DTYPE": "f32, f64 or int",
+    "COMPARE": "a comparison",
     "LPAR": "'('",
     "RPAR": "')'",
     "LSQB": "'['",
@@ -97,6 +121,32 @@ _TOKEN_WORDS = {
     "COLON": "':'",
     "COMMA": "','",
     "EQUAL": "'='",
+    "AT": "'@'",
+    "DOT": "'.'",
+    "MINUS": "'-'",
+    "PLUS": "'+'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "__ANON_0": "'->'",
+    "__ANON_1": "'**'",
+    "DEF": "'def'",
+    "RETURN": "'return'",
+}
+# Tokens that can start an expression: when all of them are expected, say so.
+_OPERAND_STARTS = {"NAME", "NUMBER", "LPAR", "MINUS", "PLUS"}
+# Python statements gradc does not have, and what to write instead.
+_PYTHON_STATEMENTS = {
+    "if": "'if' is not supported; choose values with where(mask, a, b)",
+    "elif": "'elif' is not supported; choose values with where(mask, a, b)",
+    "else": "'else' is not supported; choose values with where(mask, a, b)",
+    "for": "loops are not supported; write the steps out (each assignment is a new value)",
+    "while": "loops are not supported; write the steps out (each assignment is a new value)",
+    "import": "'import' is not needed: the built-ins (exp, sum, softmax, ...) are always there",
+    "from": "'import' is not needed: the built-ins (exp, sum, softmax, ...) are always there",
+    "class": "classes are not supported; a file holds constants and defs",
+    "lambda": "'lambda' is not supported; write a def and call it",
+    "with": "'with' is not supported",
+    "try": "'try' is not supported",
 }
 
 
@@ -104,23 +154,112 @@ def _describe(token_type: str) -> str:
     return _TOKEN_WORDS.get(token_type, token_type.lower())
 
 
-def _syntax_error(exc: UnexpectedInput) -> CompileError:
+def _syntax_error(exc: UnexpectedInput, source: str) -> CompileError:
+    """A positioned, readable message for what Lark could not parse: the
+    common mistakes (an open parenthesis, Python statements gradc does not
+    have, `np.exp`, `x[0]`, `+=`) get a message of their own."""
     pos = Pos(getattr(exc, "line", 0) or 0, getattr(exc, "column", 0) or 0)
-    if isinstance(exc, UnexpectedToken):
-        token = exc.token
-        if token.type == "$END":
-            return CompileError("unexpected end of file (is a parenthesis left open?)", pos)
-        shown = "end of line" if token.type == "_NEWLINE" else repr(str(token))
-        if token.type in ("_INDENT", "_DEDENT"):
-            shown = _describe(token.type)
-        expected = sorted(_describe(t) for t in exc.expected if not t.startswith("__"))
-        tail = f"; expected {', '.join(expected[:6])}" if expected else ""
-        return CompileError(f"unexpected {shown}{tail}", pos)
+    lines = source.splitlines()
     if isinstance(exc, UnexpectedCharacters):
-        return CompileError(f"unexpected character {exc.char!r}", pos)
-    if isinstance(exc, UnexpectedEOF):
-        return CompileError("unexpected end of file (is a parenthesis left open?)", pos)
-    return CompileError("syntax error", pos)
+        return _unexpected_character(exc.char, pos)
+    token = getattr(exc, "token", None)
+    if token is not None and token.type != "$END":
+        pos = _token_pos(token)
+    unclosed = _unclosed_bracket(source, pos)
+    if unclosed is not None and (
+        token is None
+        or token.type in ("$END", "_NEWLINE", "_INDENT", "_DEDENT")
+        or unclosed.line < pos.line
+    ):
+        return CompileError(f"'{_char_at(lines, unclosed)}' is never closed", unclosed)
+    if token is None or token.type == "$END":
+        return CompileError("unexpected end of file", pos)
+    special = _known_mistake(token, lines, pos)
+    if special is not None:
+        return special
+    expected = {t for t in exc.expected if not t.startswith("__IGNORE")}
+    words = sorted(_describe(t) for t in expected - _OPERAND_STARTS)
+    if expected >= _OPERAND_STARTS:
+        words = ["an expression"] + words
+    shown = _describe(token.type) if token.type.startswith("_") else repr(str(token))
+    tail = f"; expected {', '.join(words[:6])}" if words else ""
+    return CompileError(f"unexpected {shown}{tail}", pos)
+
+
+def _unexpected_character(char: str, pos: Pos) -> CompileError:
+    if char == "^":
+        return CompileError("unexpected character '^'", pos, "powers are written x ** 2")
+    if char in "\u2212\u2013":
+        return CompileError(f"unexpected character {char!r}", pos, "did you mean '-'?")
+    if char.isalpha():
+        return CompileError(
+            f"unexpected character {char!r}", pos, "names are ASCII letters, digits and _"
+        )
+    if char in "\"'":
+        return CompileError("unexpected string: the language has no strings", pos)
+    return CompileError(f"unexpected character {char!r}", pos)
+
+
+def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | None:
+    line = lines[pos.line - 1] if 0 < pos.line <= len(lines) else ""
+    first = re.match(r"\s*([A-Za-z_]\w*)", line)
+    if first and first.group(1) in _PYTHON_STATEMENTS:
+        start = Pos(pos.line, first.start(1) + 1, first.end(1) + 1)
+        return CompileError(_PYTHON_STATEMENTS[first.group(1)], start)
+    if token.type == "_INDENT":
+        # the token comes at the end of the line before the indented one
+        number = next(
+            (n for n in range(pos.line + 1, len(lines) + 1) if lines[n - 1].split("#")[0].strip()),
+            pos.line,
+        )
+        text = lines[number - 1]
+        indent = len(text) - len(text.lstrip())
+        return CompileError("unexpected indent", Pos(number, indent + 1, len(text.rstrip()) + 1))
+    if re.match(r"return\b", line):
+        return CompileError("'return' outside a def", Pos(pos.line, 1, 7))
+    augmented = re.match(r"\s*[A-Za-z_]\w*\s*(\*\*|[-+*/@])=", line)
+    if augmented:
+        op = augmented.group(1)
+        return CompileError(
+            f"'{op}=' is not supported",
+            pos,
+            f"write y = y {op} ...: each assignment is a new value",
+        )
+    before = line[: pos.column - 1]
+    prefix = re.search(r"\b(np|numpy|math)\.(\w+)$", before)
+    if token.type == "LPAR" and prefix:
+        start = Pos(pos.line, prefix.start() + 1, prefix.end() + 1)
+        return CompileError(
+            f"call {prefix.group(2)}(...) without '{prefix.group(1)}.'",
+            start,
+            "the built-ins need no prefix",
+        )
+    if token.type == "LSQB" and before.rstrip()[-1:].isalnum():
+        return CompileError(
+            "indexing is not supported", pos, "pick(x, labels) takes one entry of each row"
+        )
+    if token.type == "NAME" and re.fullmatch(r"[fi]\w*\d+", str(token)):
+        return CompileError(f"unknown dtype '{token}'", pos, "the dtypes are f32, f64 and int")
+    return None
+
+
+def _unclosed_bracket(source: str, pos: Pos) -> Pos | None:
+    """The innermost '(' or '[' still open at `pos` (comments skipped)."""
+    stack: list[Pos] = []
+    for number, line in enumerate(source.splitlines()[: pos.line], start=1):
+        line = line.split("#", 1)[0]
+        if number == pos.line:
+            line = line[: pos.column - 1]
+        for column, ch in enumerate(line, start=1):
+            if ch in "([":
+                stack.append(Pos(number, column))
+            elif ch in ")]" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
+def _char_at(lines: list[str], pos: Pos) -> str:
+    return lines[pos.line - 1][pos.column - 1]
 
 
 def _token_pos(token: Token) -> Pos:
@@ -211,6 +350,8 @@ class _ToSyntax(Transformer):
         return str(items[0])
 
     def dim_size(self, items):
+        if len(items[0]) > 18:
+            raise CompileError("a dim this large cannot be an array size", _token_pos(items[0]))
         return int(items[0])
 
     def body(self, items):
@@ -221,7 +362,8 @@ class _ToSyntax(Transformer):
         return S.Assign(str(name), value, _token_pos(name))
 
     def return_(self, items):
-        return S.Return(items[0], items[0].pos)
+        keyword, value = items
+        return S.Return(value, _token_pos(keyword))
 
     def compare(self, items):
         if len(items) > 3:
@@ -286,8 +428,10 @@ class _ToSyntax(Transformer):
 
     def number(self, items):
         text = str(items[0])
-        is_int = text.isdigit()
-        return S.Number(int(text) if is_int else float(text), _token_pos(items[0]))
+        if text.isdigit() and len(text) <= 300:
+            return S.Number(int(text), _token_pos(items[0]))
+        # a longer integer is a float, as Python's 1e999 is (inf, printed np.inf)
+        return S.Number(float(text), _token_pos(items[0]))
 
     def name(self, items):
         return S.Name(str(items[0]), _token_pos(items[0]))

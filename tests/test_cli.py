@@ -381,8 +381,8 @@ BAD_PROGRAMS = {
     "missing_return": ("def f(x):\n    y = x * 2\n", "1:5", ["return"], None),
     "recursion_between_defs": (
         "def f(x):\n    return g(x) + 1\n\ndef g(x):\n    return f(x) * 2\n",
-        "5:12",
-        ["recursion"],
+        "2:12",  # once, at the call in the cycle's first def
+        ["recursion is not supported: f -> g -> f"],
         None,
     ),
     "wrt_names_a_missing_parameter": (

@@ -669,6 +669,11 @@ def _unary_def(name, spelling, grad, helpers=(), builtin=True):
 
 _AXIS = {"axis": None, "keepdims": False}  # a reduction's compile-time arguments
 
+
+def _reduction_def(name, spelling, grad, infer, helpers=()):
+    return OpDef(name, 1, spelling, grad, infer, helpers, True, ("x",), _AXIS)
+
+
 OPS: dict[Op, OpDef] = {
     Op.INPUT: OpDef("input", 0, None, None, _leaf_input),
     Op.CONST: OpDef("constant", 0, None, None, _leaf_const),
@@ -811,49 +816,13 @@ OPS: dict[Op, OpDef] = {
         lambda g, y, a, b: (matmul(g, b), matmul(a, g)),
         _outer,
     ),
-    Op.SUM: OpDef(
-        "sum", 1, _method("sum"), _sum_grad, _sum, builtin=True, params=("x",), attr_params=_AXIS
-    ),
-    Op.MEAN: OpDef(
-        "mean",
-        1,
-        _method("mean"),
-        _mean_grad,
-        _reduce_float,
-        builtin=True,
-        params=("x",),
-        attr_params=_AXIS,
-    ),
-    Op.MAX: OpDef(
-        "max",
-        1,
-        _method("max"),
-        _extreme_grad,
-        _reduce_same,
-        builtin=True,
-        params=("x",),
-        attr_params=_AXIS,
-    ),
-    Op.MIN: OpDef(
-        "min",
-        1,
-        _method("min"),
-        _extreme_grad,
-        _reduce_same,
-        builtin=True,
-        params=("x",),
-        attr_params=_AXIS,
-    ),
-    Op.LOGSUMEXP: OpDef(
-        "logsumexp",
-        1,
-        Spelling(_spell_logsumexp),
-        _logsumexp_grad,
-        _reduce_float,
-        ("logsumexp",),
-        True,
-        ("x",),
-        _AXIS,
+    # reductions: sum(x, axis=None, keepdims=False) and friends
+    Op.SUM: _reduction_def("sum", _method("sum"), _sum_grad, _sum),
+    Op.MEAN: _reduction_def("mean", _method("mean"), _mean_grad, _reduce_float),
+    Op.MAX: _reduction_def("max", _method("max"), _extreme_grad, _reduce_same),
+    Op.MIN: _reduction_def("min", _method("min"), _extreme_grad, _reduce_same),
+    Op.LOGSUMEXP: _reduction_def(
+        "logsumexp", Spelling(_spell_logsumexp), _logsumexp_grad, _reduce_float, ("logsumexp",)
     ),
     Op.BROADCAST_LIKE: OpDef(
         "broadcast_like", 2, Spelling(_spell_broadcast_like), _broadcast_like_grad, _broadcast_like

@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             norms.append(norm)
         print(
             f"epoch {epoch + 1:2d}/{EPOCHS}  loss {np.mean(losses):.4f}  "
-            f"train acc {accuracy(params, X_train, y_train):6.2%}  "
-            f"test acc {accuracy(params, X_test, y_test):6.2%}  "
+            f"train acc {accuracy(params, X_train, y_train):7.2%}  "
+            f"test acc {accuracy(params, X_test, y_test):7.2%}  "
             f"grad norm {np.mean(norms):.3f} (max {max(norms):.2f}, {clipped} clipped)  "
             f"lr {lr:.4f}"
         )

@@ -53,25 +53,25 @@ def gelu_grad(x):
 
 def logsumexp(x, axis=None, keepdims=False):
     # log(sum(exp(x))) with the max taken out first, so exp never overflows.
-    m = np.max(x, axis=axis, keepdims=True)
-    out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    m = x.max(axis=axis, keepdims=True)
+    out = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)[()]
 
 
 def softmax(x, axis):
     # exp(x - max) never overflows and its sum is at least 1.
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis):
     # x - logsumexp(x), computed without overflow.
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def onehot(labels, like):
     # 1 at (i, labels[i]) and 0 elsewhere, with the shape and dtype of `like`.
-    out = np.zeros_like(like)
+    out = np.zeros(like.shape, like.dtype)
     out[np.arange(len(labels)), labels] = 1
     return out

@@ -190,6 +190,9 @@ def _mul_identities(graph, a, b):
 def _div_identities(graph, a, b):
     if is_constant(b, 1):
         return a  # x / 1 -> x
+    if a.op is Op.MUL and a.shape and not a.args[1].shape and not b.shape:
+        # (x * s) / t -> x * (s / t) for scalars s, t: one pass over the array, not two
+        return _make(graph, Op.MUL, a.args[0], _make(graph, Op.DIV, a.args[1], b))
     if a.op is Op.NEG and a.args[0].op is not Op.CONST:
         return _make(graph, Op.NEG, _make(graph, Op.DIV, a.args[0], b))  # (-a) / b -> -(a / b)
     return None

@@ -1,9 +1,10 @@
 """The pipeline, stage by stage (STYLE.md):
 
-    parse -> lower -> differentiate -> passes -> schedule -> codegen
+    parse -> lower -> differentiate -> passes -> schedule -> inplace -> codegen
 
 (lowering builds each node through the simplifier's rewrite rules, so the
-forward graph needs no pass of its own before differentiation.)
+forward graph needs no pass of its own before differentiation; `inplace`
+rewrites scheduled lines into `+=` / `*=` updates of dead gradient arrays.)
 
 `compile_source` is the one entry point; everything else is a stage.
 """

@@ -181,7 +181,9 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
         args.append(f"({text})" if prec < spelling.needed(i) else text)
     attrs = dict(node.attrs)
     if callable(spelling.template):
-        return spelling.template(args, attrs, node), spelling.prec
+        text = spelling.template(args, attrs, node)
+        # a spelling may say its own precedence (`x.shape[0] * x.shape[1]`)
+        return text if isinstance(text, tuple) else (text, spelling.prec)
     shown = {k: literal(v)[0] for k, v in attrs.items() if isinstance(v, (int, float))}
     return spelling.template.format(*args, **shown), spelling.prec
 

@@ -283,7 +283,7 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     if fn.output.shape == ():
-        flat = simplify(back, seed_value=1.0)
+        flat = simplify(back, seed_value=_one(fn.output.dtype))
         namer = Namer(reserved)
         bound = bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
@@ -302,6 +302,16 @@ def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction
         )
         used += reachable(*flat.roots())
     return out_family, used
+
+
+def _one(dtype: str):
+    """f_grad's seed: 1.0, or np.float32(1.0) in a float32 program, whose
+    gradients would otherwise come back as Python floats (float64)."""
+    if dtype != "f32":
+        return 1.0
+    import numpy as np  # only float32 programs need it
+
+    return np.float32(1.0)
 
 
 def _cache(bwd_lines, sched, forward_ids) -> list[str]:

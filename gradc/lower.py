@@ -118,6 +118,8 @@ class _Lowering:
 
         params = dict(scope)  # the body may rebind a parameter's name
         output, returned = self.body(d, scope, stack=(d.name,))
+        if output.op is Op.CONST and isinstance(constant_value(output), int):
+            output = self.graph.constant(float(constant_value(output)), pos=output.pos)  # 2 -> 2.0
         if output.op is not Op.NAME:
             output = self.graph.name(self._label("out"), output, pos=output.pos)
         if d.returns is not None:
@@ -246,7 +248,8 @@ class _Lowering:
         if isinstance(e, S.Call):
             positional, keywords = args[: len(e.args)], args[len(e.args) :]
             named = dict(zip((k.name for k in e.keywords), keywords))
-            return self._call(e, [_value(a) for a in positional], named, scope, stack)
+            # positional arguments may be compile-time ones too: sum(x, (0, 1), True)
+            return self._call(e, positional, named, scope, stack)
         if isinstance(e, S.Tuple):
             values = [constant_value(a) if isinstance(a, Node) else None for a in args]
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -312,7 +315,8 @@ class _Lowering:
             attrs["axis"] = _one_axis(e, attrs["axis"], x)
         if op is Op.TRANSPOSE and len(x.shape) < 2:
             return x  # as NumPy's .T
-        return self.graph.op(op, *values, pos=e.pos, **attrs)
+        # through the rewrite rules, as operators are: exp(2.0) is a number
+        return simplify_node(self.graph, op, tuple(values), tuple(sorted(attrs.items())), e.pos)
 
     def _composite(self, e: S.Call, args, kwargs) -> Node:
         """A built-in made of other ops (`svm_loss`, `mse`, `cross_entropy`);

@@ -182,7 +182,8 @@ def _where(args, attrs, pos):
 
 
 def _leaf_const(args, attrs, pos):
-    return (), "weak"
+    # a Python number; np.float32(1.0) only seeds the gradient of a float32 program
+    return (), "f32" if attrs["kind"] == "float32" else "weak"
 
 
 def _leaf_input(args, attrs, pos):
@@ -449,6 +450,9 @@ def count(x, axis=None):
         whole = [x]
     else:
         whole = [n for n in _inputs(x.graph) if all(d in n.shape for d in symbolic)]
+    if x.op is Op.INPUT and symbolic:  # its own axes: x.size, not x.shape[0] * x.shape[0]
+        by_source[x] = [i for i in axes if not isinstance(x.shape[i], int)]
+        symbolic = []
     for d in symbolic:
         holders = whole or [n for n in _inputs(x.graph) if d in n.shape]
         if not holders:
@@ -587,8 +591,11 @@ _SIMPLE_OPERAND = re.compile(rf"{_SIMPLE_ATOM}(\*\*{_SIMPLE_ATOM})*")
 def _spell_pow(args, attrs, node=None):
     # black's style: `x**2` hugs when both operands are simple (a name, a
     # number or an attribute, maybe negated), `x ** (y - 1)` otherwise
+    # operands; black looks only at the operand next to each `**`, so in
+    # `a**2 ** np.cos(a)` the first power hugs and the second does not
     base, exponent = args
-    if _SIMPLE_OPERAND.fullmatch(base) and _SIMPLE_OPERAND.fullmatch(exponent):
+    first = re.split(r" \*\* ", exponent, maxsplit=1)[0]
+    if _SIMPLE_OPERAND.fullmatch(base) and _SIMPLE_OPERAND.fullmatch(first):
         return f"{base}**{exponent}"
     return f"{base} ** {exponent}"
 
@@ -632,15 +639,16 @@ def _expanded_text(x: str, axis, rank: int) -> str:
 
 
 def _spell_size(args, attrs, node):
+    # `axis` may repeat an axis: mean(x @ x.T) divides by N * N
     (x,) = args
     axis = attrs["axis"]
     if axis == (0,):
         return f"len({x})"
-    if len(axis) == len(node.args[0].shape):
+    if axis == tuple(range(len(node.args[0].shape))):
         return f"{x}.size"
     if len(axis) == 1:
         return f"{x}.shape[{axis[0]}]"
-    return "(" + " * ".join(f"{x}.shape[{i}]" for i in axis) + ")"
+    return " * ".join(f"{x}.shape[{i}]" for i in axis), PRODUCT
 
 
 def _spell_count(args, attrs, node):
@@ -825,7 +833,11 @@ OPS: dict[Op, OpDef] = {
         "logsumexp", Spelling(_spell_logsumexp), _logsumexp_grad, _reduce_float, ("logsumexp",)
     ),
     Op.BROADCAST_LIKE: OpDef(
-        "broadcast_like", 2, Spelling(_spell_broadcast_like), _broadcast_like_grad, _broadcast_like
+        "broadcast_like",
+        2,
+        Spelling(_spell_broadcast_like, ATOM, (0, ATOM)),  # {1}.shape needs an atom
+        _broadcast_like_grad,
+        _broadcast_like,
     ),
     Op.EXPAND: OpDef(
         "expand",

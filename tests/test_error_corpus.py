@@ -85,7 +85,7 @@ REQUIRED = [
     "shape_return_type_mismatch",
     "loss_pick_float_labels",
     "syntax_unknown_dtype",
-    "const_calls_a_function",
+    "const_is_a_function",
     "multi_errors_in_two_defs",
 ]
 

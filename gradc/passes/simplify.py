@@ -98,7 +98,55 @@ _FOLD = {
     Op.TAN: math.tan,
     Op.TANH: math.tanh,
     Op.ABS: abs,
+    Op.SIGMOID: lambda x: 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x)),
+    Op.SOFTPLUS: lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))),
+    Op.LOG_SIGMOID: lambda x: min(x, 0.0) - math.log1p(math.exp(-abs(x))),
+    Op.RELU: lambda x: max(x, 0),
+    Op.HARD_TANH: lambda x: min(max(x, -1), 1),
+    Op.MAXIMUM: max,
+    Op.MINIMUM: min,
+    Op.SIGN: lambda x: (x > 0) - (x < 0),
+    Op.SWISH: lambda x: x * _FOLD[Op.SIGMOID](x),
+    Op.GELU: lambda x: 0.5 * x * (1 + math.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
 }
+
+# Comparisons of numbers are True or False; where() of a known mask picks a side.
+_COMPARE = {
+    Op.LT: lambda a, b: a < b,
+    Op.LE: lambda a, b: a <= b,
+    Op.GT: lambda a, b: a > b,
+    Op.GE: lambda a, b: a >= b,
+    Op.EQ: lambda a, b: a == b,
+    Op.NE: lambda a, b: a != b,
+}
+
+
+def _compared(op):
+    def rule(graph, a, b):
+        if a.op is not Op.CONST or b.op is not Op.CONST:
+            return None
+        return graph.constant(bool(_COMPARE[op](constant_value(a), constant_value(b))))
+
+    return rule
+
+
+def _where_known(graph, mask, a, b):
+    if mask.op is Op.CONST:
+        return a if constant_value(mask) else b  # where(True, a, b) -> a
+    return None
+
+
+def _alpha_folded(negative_side):
+    """leaky_relu / elu of a number (they take alpha as an attribute)."""
+
+    def rule(graph, args, attrs):
+        (x,) = args
+        v = constant_value(x)
+        if v is None or isinstance(v, bool):
+            return None
+        return graph.constant(float(v) if v > 0 else negative_side(float(v), attrs["alpha"]))
+
+    return rule
 
 
 def fold(op: Op, values: list):
@@ -291,6 +339,11 @@ def _rebroadcast(graph, value, like, attrs):
 _RULES = {
     **{op: (_folded(op),) for op in (Op.EXP, Op.LOG, Op.LOG1P, Op.EXPM1, Op.SQRT)},
     **{op: (_folded(op),) for op in (Op.SIN, Op.COS, Op.TAN, Op.TANH, Op.ABS)},
+    **{op: (_folded(op),) for op in (Op.SIGMOID, Op.SOFTPLUS, Op.LOG_SIGMOID, Op.RELU)},
+    **{op: (_folded(op),) for op in (Op.HARD_TANH, Op.MAXIMUM, Op.MINIMUM, Op.SIGN)},
+    **{op: (_folded(op),) for op in (Op.SWISH, Op.GELU)},
+    **{op: (_compared(op),) for op in _COMPARE},
+    Op.WHERE: (_where_known,),
     Op.ADD: (_folded(Op.ADD), _add_identities, _lift_broadcast(Op.ADD)),
     Op.SUB: (_folded(Op.SUB), _sub_identities, _lift_broadcast(Op.SUB)),
     Op.MUL: (_folded(Op.MUL), _mul_identities, _lift_broadcast(Op.MUL)),
@@ -301,6 +354,8 @@ _RULES = {
 
 # Rules of ops with attributes (axes) take (graph, args, attrs).
 _ATTR_RULES = {
+    Op.LEAKY_RELU: (_alpha_folded(lambda v, alpha: alpha * v),),
+    Op.ELU: (_alpha_folded(lambda v, alpha: alpha * math.expm1(v)),),
     Op.SUM: (_sum_rules,),
     Op.EXPAND: (_expand_rules,),
 }

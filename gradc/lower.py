@@ -118,8 +118,7 @@ class _Lowering:
 
         params = dict(scope)  # the body may rebind a parameter's name
         output, returned = self.body(d, scope, stack=(d.name,))
-        if output.op is Op.CONST and isinstance(constant_value(output), int):
-            output = self.graph.constant(float(constant_value(output)), pos=output.pos)  # 2 -> 2.0
+        output = self._float_output(output)
         if output.op is not Op.NAME:
             output = self.graph.name(self._label("out"), output, pos=output.pos)
         if d.returns is not None:
@@ -127,6 +126,17 @@ class _Lowering:
 
         wrt = self._wrt(d, params, wrt_override)
         return Function(d.name, self.graph, inputs, output, wrt)
+
+    def _float_output(self, output: Node) -> Node:
+        """A def returns floats: `return 2` (or a name bound to 2) returns 2.0."""
+        value = output.args[0] if output.op is Op.NAME else output
+        number = constant_value(value)
+        if not isinstance(number, int) or isinstance(number, bool):
+            return output
+        number = self.graph.constant(float(number), pos=value.pos)
+        if output.op is Op.NAME:
+            return self.graph.name(output.attr("label"), number, pos=output.pos)
+        return number
 
     def _wrt(self, d: S.Def, scope: dict[str, Node], override: list[str] | None) -> list[Node]:
         params = {p.name: p for p in d.params}

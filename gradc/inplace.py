@@ -119,7 +119,7 @@ def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:
         return None
     chain = _left_chain(node, sched)
     first = chain[0][1]
-    fresh = first.op not in _NOT_FRESH and sched.name_of(first) is None
+    fresh = _fresh(first) and sched.name_of(first) is None
     if len(chain) < 2 or not fresh or _shape_dtype(first) != _shape_dtype(node):
         return None
     head = Line(line.var, first, target=node)
@@ -147,6 +147,14 @@ def _chain_nodes(node: Node, length: int) -> list[Node]:
     return nodes
 
 
+def _fresh(node: Node) -> bool:
+    """Whether the node's array is new: not a view or another variable's.
+    A broadcast of a scalar is spelled np.full_like, which makes a new array."""
+    if node.op is Op.BROADCAST_LIKE:
+        return node.attr("axis") is None and not node.attr("keepdims")
+    return node.op not in _NOT_FRESH
+
+
 def _shape_dtype(node: Node):
     return node.shape, node.dtype
 
@@ -159,7 +167,7 @@ def _owned_arrays(sched: Schedule, forward_ids: set[int]) -> set[str]:
         node = line.node
         if node.op is Op.NAME and sched.name_of(node.args[0]) is not None:
             shared.add(sched.name_of(node.args[0]))  # `a = b`: a second name for b's array
-        elif node.op not in _NOT_FRESH and node.id not in forward_ids and node.shape:
+        elif _fresh(node) and node.id not in forward_ids and node.shape:
             fresh.add(line.var)
     return fresh - shared
 

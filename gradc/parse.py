@@ -7,6 +7,7 @@ deeply nested input cannot overflow Python's stack.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 
@@ -132,8 +133,12 @@ _TOKEN_WORDS = {
     "DEF": "'def'",
     "RETURN": "'return'",
 }
-# Tokens that can start an expression: when all of them are expected, say so.
+# Groups of tokens named as one when all of a group is expected.
 _OPERAND_STARTS = {"NAME", "NUMBER", "LPAR", "MINUS", "PLUS"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_1", "COMPARE"}
+_GROUPS = (("an expression", _OPERAND_STARTS), ("an operator", _OPERATORS))
+_CLOSERS = {"RPAR", "RSQB"}
+_TRY_DEPTH = 1_000  # parser stack depth up to which expected tokens are tried one by one
 # Python statements gradc does not have, and what to write instead.
 _PYTHON_STATEMENTS = {
     "if": "'if' is not supported; choose values with where(mask, a, b)",
@@ -177,13 +182,42 @@ def _syntax_error(exc: UnexpectedInput, source: str) -> CompileError:
     special = _known_mistake(token, lines, pos)
     if special is not None:
         return special
-    expected = {t for t in exc.expected if not t.startswith("__IGNORE")}
-    words = sorted(_describe(t) for t in expected - _OPERAND_STARTS)
-    if expected >= _OPERAND_STARTS:
-        words = ["an expression"] + words
+    words = _expected_words(_expected(exc, source, pos))
     shown = _describe(token.type) if token.type.startswith("_") else repr(str(token))
-    tail = f"; expected {', '.join(words[:6])}" if words else ""
+    tail = f"; expected {', '.join(words)}" if words else ""
     return CompileError(f"unexpected {shown}{tail}", pos)
+
+
+def _expected(exc: UnexpectedInput, source: str, pos: Pos) -> set[str]:
+    """The tokens that could really come where the error is.
+
+    Lark's `exc.expected` is a row of the LALR table, and LALR merges states,
+    so the row holds tokens that cannot come here (a ')' where no '(' is
+    open, an end of line inside brackets). The interactive parser tries
+    each token on the actual parser stack (a deep stack, from hostile
+    input, would make that slow: then the row is used); the bracket depth
+    of the text is a second guard."""
+    expected = set(exc.expected)
+    interactive = getattr(exc, "interactive_parser", None)
+    if interactive is not None and len(interactive.parser_state.state_stack) <= _TRY_DEPTH:
+        with contextlib.suppress(LarkError):
+            expected = set(interactive.accepts())
+    if _unclosed_bracket(source, pos) is None:
+        expected -= _CLOSERS
+    else:
+        expected.discard("_NEWLINE")  # the indenter drops line breaks inside brackets
+    return {t for t in expected if not t.startswith("__IGNORE")}
+
+
+def _expected_words(expected: set[str]) -> list[str]:
+    """All of `expected`, in words: a complete group is named once ("an
+    operator"), the rest sorted. Nothing is left out: a cut list misleads."""
+    groups, rest = [], set(expected)
+    for word, group in _GROUPS:
+        if expected >= group:
+            groups.append(word)
+            rest -= group
+    return groups + sorted(_describe(t) for t in rest)
 
 
 def _unexpected_character(char: str, pos: Pos) -> CompileError:
@@ -206,6 +240,12 @@ def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | N
     if first and first.group(1) in _PYTHON_STATEMENTS:
         start = Pos(pos.line, first.start(1) + 1, first.end(1) + 1)
         return CompileError(_PYTHON_STATEMENTS[first.group(1)], start)
+    if token.type == "NAME" and str(token) == "if":
+        return CompileError(
+            "'if' is not supported: there are no conditional expressions",
+            pos,
+            _where_hint(line, pos),
+        )
     if token.type == "_INDENT":
         # the token comes at the end of the line before the indented one
         number = next(
@@ -226,7 +266,7 @@ def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | N
             f"write y = y {op} ...: each assignment is a new value",
         )
     before = line[: pos.column - 1]
-    prefix = re.search(r"\b(np|numpy|math)\.(\w+)$", before)
+    prefix = re.search(r"\b((?:np|numpy|math)(?:\.\w+)*)\.(\w+)\s*$", before)
     if token.type == "LPAR" and prefix:
         start = Pos(pos.line, prefix.start() + 1, prefix.end() + 1)
         return CompileError(
@@ -234,6 +274,9 @@ def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | N
             start,
             "the built-ins need no prefix",
         )
+    method = re.search(r"\.\s*([A-Za-z_]\w*)\s*$", before)
+    if token.type == "LPAR" and method:
+        return _method_call(line, method, pos)
     if token.type == "LSQB" and before.rstrip()[-1:].isalnum():
         return CompileError(
             "indexing is not supported", pos, "pick(x, labels) takes one entry of each row"
@@ -241,6 +284,86 @@ def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | N
     if token.type == "NAME" and re.fullmatch(r"[fi]\w*\d+", str(token)):
         return CompileError(f"unknown dtype '{token}'", pos, "the dtypes are f32, f64 and int")
     return None
+
+
+def _where_hint(line: str, pos: Pos) -> str:
+    """`y = a if c else b` -> "... where(c, a, b)", when the line is that simple."""
+    hint = "choose values with where(mask, a, b)"
+    start = re.match(r"\s*(?:[A-Za-z_]\w*\s*=(?!=)|return\b)", line)
+    parts = re.split(r"\belse\b", line.split("#", 1)[0][pos.column + 1 :], maxsplit=1)
+    if start is None or len(parts) != 2:
+        return hint
+    value = line[start.end() : pos.column - 1]
+    mask, other = parts
+    pieces = [p.strip() for p in (mask, value, other)]
+    if all(p and _balanced(p) for p in pieces):
+        return f"{hint}: where({', '.join(pieces)})"
+    return hint
+
+
+def _method_call(line: str, method: re.Match, pos: Pos) -> CompileError:
+    """`x.mean(axis=0)`: the built-ins are functions, `mean(x, axis=0)`."""
+    name = method.group(1)
+    where = Pos(pos.line, method.start(1) + 1, method.end(1) + 1)
+    receiver = _operand_before(line[: method.start()])
+    if name == "T":
+        return CompileError("'.T' is not a function", where, "write x.T, without '()'")
+    if receiver is None:
+        hint = f"call {name}(...) with the value as its first argument"
+        return CompileError("method calls are not supported", where, hint)
+    close = _closing(line, pos.column - 1)
+    arguments = line[pos.column : close].strip() if close is not None else "..."
+    inner = f"{receiver}, {arguments}" if arguments else receiver
+    return CompileError("method calls are not supported", where, f"call {name}({inner})")
+
+
+def _operand_before(text: str) -> str | None:
+    """The operand that `text` ends with: a name (`x`, `x.T`), a call
+    (`exp(x)`) or a parenthesised expression (its parentheses dropped)."""
+    text = text.rstrip()
+    start = len(text)
+    if text.endswith(")"):
+        start = _opening(text, len(text) - 1)
+        if start is None:
+            return None
+    name = re.search(r"[A-Za-z_][\w.]*$", text[:start])
+    if name is not None:
+        start = name.start()
+    operand = text[start:]
+    if not operand:
+        return None
+    if operand.startswith("(") and _closing(operand, 0) == len(operand) - 1:
+        operand = operand[1:-1].strip()
+    return operand or None
+
+
+def _opening(text: str, close: int) -> int | None:
+    """The index of the '(' that the ')' at `close` closes."""
+    depth = 0
+    for i in range(close, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+def _closing(text: str, open_: int) -> int | None:
+    """The index of the ')' that closes the '(' at `open_` on the same line."""
+    depth = 0
+    for i in range(open_, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1, "[": 1, "]": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _unclosed_bracket(source: str, pos: Pos) -> Pos | None:

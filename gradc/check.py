@@ -29,6 +29,7 @@ defined.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -81,16 +82,37 @@ def check_source(
     names = [d.name for d in module.defs]
     if function is not None and function not in names:
         raise CheckError(f"no def named '{function}' in {filename} (defs: {', '.join(names)})")
+    _check_dim_names(dims or {}, module, filename)
     generated = load_source(compile_source(text, filename), "gradc_check")
     results = []
     for d in module.defs:
         if function is None or d.name == function:
-            results.append(_check_def(module, d, generated, dict(dims or {}), at or {}, seed))
+            # NumPy's warnings at a point outside the domain are handled, not printed
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                results.append(_check_def(module, d, generated, dict(dims or {}), at or {}, seed))
     return results
 
 
 class CheckError(Exception):
     """A usage error of `gradc check` (not a failed check)."""
+
+
+def _check_dim_names(dims: dict[str, int], module, filename: str) -> None:
+    """--dims may name only dims the file uses (LANGUAGE.md: a usage error)."""
+    known = _file_dims(module)
+    unknown = [name for name in dims if name not in known]
+    if not unknown:
+        return
+    names = ", ".join(f"'{name}'" for name in unknown)
+    verb = "is not a dim of" if len(unknown) == 1 else "are not dims of"
+    listed = f"its dims: {', '.join(known)}" if known else "it has no named dims"
+    raise CheckError(f"--dims: {names} {verb} {filename} ({listed})")
+
+
+def _file_dims(module) -> list[str]:
+    """The named dims of every def's parameters and `-> TYPE`, in order of first use."""
+    return _named_dims(t for d in module.defs for t in [*(p.type for p in d.params), d.returns])
 
 
 def _check_def(module, d, generated, dims, at, seed) -> DefResult:
@@ -103,31 +125,47 @@ def _check_def(module, d, generated, dims, at, seed) -> DefResult:
         if name not in {p for p, _, _ in params}:
             raise CheckError(f"--at names '{name}', which is not a parameter of '{d.name}'")
     wrt = [params.index(next(p for p in params if p[0] == x.attr("name"))) for x in fn.wrt]
-    result = DefResult(d.name, {k: v for k, v in dims.items() if _uses(d, k)})
+    result = DefResult(d.name, {k: dims[k] for k in _def_dims(d) if k in dims})
     f = getattr(generated, d.name)
     forward = getattr(generated, f"{d.name}_forward")
     backward = getattr(generated, f"{d.name}_backward")
     flat = getattr(generated, f"{d.name}_grad", None)
 
+    # every float input fixed by --at: the point is the user's, drawing again cannot help
+    fixed = bool(at) and all(name in at for name, _, dtype in params if dtype != "int")
     rng = np.random.default_rng(seed)
     for attempt in range(DRAWS):
         args = _draw(params, at, rng, positive=attempt >= DRAWS // 2)
-        out = _quiet(f, args)
-        if out is None or not np.all(np.isfinite(out)):
+        out, problem = _quiet(f, args)
+        if out is None:
+            if fixed:
+                break
             continue
         grad_output = 1.0 if np.shape(out) == () else rng.standard_normal(np.shape(out))
         out, cache = forward(*args)
         grads = backward(grad_output, cache)
-        numeric = [_central(f, args, k, grad_output, STEP)[0] for k in wrt]
-        finer = [_central(f, args, k, grad_output, STEP / 10) for k in wrt]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            numeric = [_central(f, args, k, grad_output, STEP)[0] for k in wrt]
+            finer = [_central(f, args, k, grad_output, STEP / 10) for k in wrt]
+        around = _undefined_around(caught, numeric, finer)
+        if fixed and around:
+            raise CheckError(
+                f"--at {_point(at)} is on the edge of the domain of '{d.name}': within "
+                f"h = {STEP:g} of it, {around}; central differences cannot check it there"
+            )
         floor = _noise_floor(f, args, grad_output)
         smooth = all(
             _max_error(a, b, floor)[0] < 1e-4 and _max_error(left, right, floor)[0] < 1e-3
             for a, (b, left, right) in zip(numeric, finer, strict=True)
         )
-        if smooth or attempt == DRAWS - 1 or at:
+        if smooth or attempt == DRAWS - 1 or (at and not around):
             break
     else:
+        out = None
+    if out is None:
+        if at:
+            raise CheckError(_outside_domain(d.name, at, fixed, problem))
         result.note = "f is not finite at any point tried; give one with --at"
         for k in wrt:
             result.inputs.append(InputResult(params[k][0], _shown(params[k]), math.inf, (), False))
@@ -146,20 +184,56 @@ def _check_def(module, d, generated, dims, at, seed) -> DefResult:
 
 
 def _shape(param, dims: dict[str, int]) -> tuple[int, ...]:
-    """The param's shape in numbers; a dim not in `dims` gets the next size of
-    3, 4, 5, ... (recorded in `dims`)."""
+    """The param's shape in numbers; a dim not in `dims` gets the next default
+    size of 3, 4, 5, ... that no other dim has (recorded in `dims`): giving
+    one dim's size does not move the others, and all stay different."""
     shape = []
     for dim in param.type.dims if param.type else ():
         if isinstance(dim, str):
             if dim not in dims:
-                dims[dim] = max([2, *dims.values()]) + 1
+                taken = set(dims.values())
+                dims[dim] = next(n for n in itertools.count(3) if n not in taken)
             dim = dims[dim]
         shape.append(dim)
     return tuple(shape)
 
 
-def _uses(d, dim: str) -> bool:
-    return any(p.type is not None and dim in p.type.dims for p in d.params)
+def _def_dims(d) -> list[str]:
+    """The named dims of one def's parameters, in order of first use."""
+    return _named_dims(p.type for p in d.params)
+
+
+def _named_dims(types) -> list[str]:
+    names = [dim for t in types if t is not None for dim in t.dims if isinstance(dim, str)]
+    return list(dict.fromkeys(names))
+
+
+def _point(at: dict[str, float]) -> str:
+    return ", ".join(f"{name}={value:g}" for name, value in at.items())
+
+
+def _outside_domain(name: str, at: dict[str, float], fixed: bool, problem: str) -> str:
+    """The usage error for an --at point where f is not defined."""
+    if fixed:
+        return (
+            f"--at {_point(at)} is outside the domain of '{name}' ({problem}): "
+            "nothing can be checked there; give a point where it is defined"
+        )
+    return (
+        f"--at {_point(at)} seems outside the domain of '{name}': it is not defined at "
+        f"any of the {DRAWS} points tried with it ({problem}); give a point where it is defined"
+    )
+
+
+def _undefined_around(caught, *differences) -> str:
+    """Why f is not defined within h of the point ('' when it is)."""
+    for warning in caught:
+        if issubclass(warning.category, RuntimeWarning):
+            return f"NumPy warns: {warning.message}"
+    for values in differences:
+        if not all(np.all(np.isfinite(v)) for v in values):
+            return "its values are not finite"
+    return ""
 
 
 def _shown(param) -> str:
@@ -183,14 +257,20 @@ def _draw(params, at, rng, positive: bool) -> list:
     return args
 
 
-def _quiet(f, args):
-    """f(*args), or None where NumPy warns (a log of a negative number)."""
-    with warnings.catch_warnings(), np.errstate(all="raise"):
+def _quiet(f, args) -> tuple:
+    """(f(*args), ""), or (None, why) where NumPy warns (a log of a negative
+    number) or f is not finite. An underflow to zero is a value, not a warning."""
+    with warnings.catch_warnings(), np.errstate(all="raise", under="ignore"):
         warnings.simplefilter("error")
         try:
-            return f(*args)
-        except (FloatingPointError, ArithmeticError, RuntimeWarning, ValueError):
-            return None
+            out = f(*args)
+        except (FloatingPointError, RuntimeWarning) as exc:
+            return None, f"NumPy: {exc}"
+        except (ArithmeticError, ValueError) as exc:  # 1 / 0.0 on Python floats
+            return None, str(exc) or type(exc).__name__
+    if not np.all(np.isfinite(out)):
+        return None, "its value is not finite"
+    return out, ""
 
 
 def _central(f, args, k, grad_output, h):

@@ -43,10 +43,11 @@ def test_the_real_command_prints_a_table_per_def():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "two_layer_net (N=5, D=3, H=6, C=7)"  # new dims after the largest
+    # the dims not given keep the defaults 3, 4, 5, ..., skipping sizes given to others
+    assert lines[0] == "two_layer_net (N=5, D=3, H=4, C=6)"
     assert lines[1].split() == ["input", "shape", "max", "rel", "error", "result"]
     assert [ln.split()[0] for ln in lines[2:6]] == ["W1", "b1", "W2", "b2"]
-    assert "[3, 6]" in lines[2] and lines[2].endswith("ok")
+    assert "[3, 4]" in lines[2] and lines[2].endswith("ok")
 
 
 @pytest.mark.parametrize(
@@ -134,3 +135,98 @@ def test_a_compile_error_is_positioned(capsys, tmp_path):
     code, _, err = check(capsys, source)
     assert code == 2
     assert err.startswith(f"{source}:2:12: error: unknown function 'sigmod'")
+
+
+# --at: a point outside the function's domain. No check is possible there, so it is
+# a usage error (exit 2, `gradc: error: ...` naming the point), not a failed check
+# (exit 1 would say the generated gradient is wrong, which nothing showed).
+
+
+def write(tmp_path, text: str):
+    source = tmp_path / "f.grad"
+    source.write_text(text)
+    return source
+
+
+def test_a_point_outside_the_domain_is_a_usage_error(capsys, tmp_path):
+    source = write(tmp_path, "def f(x):\n    return sum(sqrt(x))\n")
+    code, out, err = check(capsys, source, "--at", "x=-1")
+    assert code == 2, out + err
+    assert out == ""  # no table: nothing was checked
+    assert err.startswith("gradc: error: --at x=-1 is outside the domain of 'f'"), err
+    assert "invalid value encountered in sqrt" in err
+    assert "give one with --at" not in err and "Warning" not in err
+
+
+def test_a_partly_fixed_point_outside_the_domain_names_the_inputs_given(capsys, tmp_path):
+    source = write(tmp_path, "def f(x, y: [N]):\n    return sum(log(x) * y)\n")
+    code, out, err = check(capsys, source, "--at", "x=-1.5")
+    assert code == 2, out + err
+    assert out == ""
+    assert "--at x=-1.5" in err and "domain of 'f'" in err, err
+    assert "invalid value encountered in log" in err
+
+
+def test_a_point_on_the_edge_of_the_domain_is_a_usage_error(capsys, tmp_path):
+    # sqrt(0) = 0 is defined, but central differences step to sqrt(-h)
+    source = write(tmp_path, "def f(x):\n    return sqrt(x)\n")
+    code, out, err = check(capsys, source, "--at", "x=0")
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith("gradc: error: --at x=0 is on the edge of the domain of 'f'"), err
+    assert "Warning" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "point"),
+    [
+        ("def f(x):\n    return sum(sqrt(x))\n", "x=2"),
+        ("def f(x, y: [N]):\n    return sum(log(x) * y)\n", "x=1.5"),
+        ("def f(x: [N]):\n    return sum(exp(x))\n", "x=-800"),  # underflows to 0: defined
+    ],
+)
+def test_a_point_inside_the_domain_is_checked(capsys, tmp_path, text, point):
+    code, out, err = check(capsys, write(tmp_path, text), "--at", point)
+    assert code == 0, out + err
+    assert "all gradients agree" in out
+
+
+# --dims: LANGUAGE.md, "an unknown dim name is a usage error (exit 2)".
+
+
+def header(out: str) -> str:
+    return out.splitlines()[0]
+
+
+def test_an_unknown_dim_is_a_usage_error(capsys):
+    code, out, err = check(capsys, REPO / "examples/two_layer_net.grad", "--dims", "Q=3")
+    assert code == 2, out + err
+    assert out == ""
+    assert err == (
+        "gradc: error: --dims: 'Q' is not a dim of "
+        f"{REPO / 'examples/two_layer_net.grad'} (its dims: N, D, H, C)\n"
+    )
+
+
+def test_unknown_dims_are_all_named(capsys, tmp_path):
+    source = write(tmp_path, "def f(x):\n    return x * x\n")
+    code, _, err = check(capsys, source, "--dims", "N=4,Q=3")
+    assert code == 2
+    assert "'N', 'Q' are not dims of" in err and "it has no named dims" in err, err
+
+
+@pytest.mark.parametrize(
+    ("dims", "shown"),
+    [
+        (None, "N=3, D=4, H=5, C=6"),
+        ("N=9", "N=9, D=3, H=4, C=5"),  # before: N=9, D=10, H=11, C=12
+        ("N=4", "N=4, D=3, H=5, C=6"),  # 4 is N's: H and C skip it, all stay different
+        ("C=2", "N=3, D=4, H=5, C=2"),
+        ("H=40,D=30", "N=3, D=30, H=40, C=4"),
+    ],
+)
+def test_the_dims_not_given_keep_their_default_sizes(capsys, dims, shown):
+    argv = ["--dims", dims] if dims else []
+    code, out, _ = check(capsys, REPO / "examples/two_layer_net.grad", *argv)
+    assert code == 0, out
+    assert header(out) == f"two_layer_net ({shown})"

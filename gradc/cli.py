@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import os
+import re
+import stat
 import sys
 import tempfile
 import traceback
@@ -37,7 +40,7 @@ def _arguments() -> argparse.ArgumentParser:
     c.add_argument("sources", nargs="*", metavar="SRC.grad")
     c.add_argument("-e", "--expression", help="compile one expression; module source on stdout")
     c.add_argument("--name", default="f", help="function name in expression mode (default f)")
-    c.add_argument("-o", "--output", help="output file (one source); default stdout")
+    c.add_argument("-o", "--output", help="output file (one source); '-' or default: stdout")
     c.add_argument("--outdir", help="write SRC.grad to OUTDIR/SRC.py (many sources)")
     c.add_argument("--wrt", help="comma-separated inputs to differentiate (overrides @wrt)")
     c.add_argument(
@@ -146,6 +149,13 @@ def _compile(args) -> int:
         target = _target(path, args)
         if target is None:
             sys.stdout.write(generated)
+            continue
+        if _is_stream(target):
+            # nothing to read or compare there, and no file to replace atomically
+            if args.check or args.diff:
+                flag = "--check" if args.check else "--diff"
+                raise _UsageError(f"{flag} compares with a file; {target} is not a regular file")
+            _write_stream(target, generated)
             continue
         current = _read_existing(target)
         if current == generated:
@@ -292,11 +302,71 @@ def _read_existing(target: Path) -> str | None:
 
 
 def _target(path: Path, args) -> Path | None:
+    if args.output == "-":
+        return None  # standard output, as without -o
     if args.output:
         return Path(args.output)
     if args.outdir:
         return Path(args.outdir) / (path.stem + ".py")
     return None
+
+
+# Paths that name an open descriptor of this process (/dev/stdout -> /proc/self/fd/1).
+_DESCRIPTOR_PATH = re.compile(r"/dev/std(?P<std>in|out|err)|/(?:dev|proc/self)/fd/(?P<fd>\d+)")
+_STANDARD = {"in": 0, "out": 1, "err": 2}
+
+
+def _descriptor(target: Path) -> int | None:
+    """The descriptor a path like /dev/stdout names, or None."""
+    match = _DESCRIPTOR_PATH.fullmatch(os.path.abspath(target))
+    if match is None:
+        return None
+    return _STANDARD[match["std"]] if match["std"] else int(match["fd"])
+
+
+def _is_stream(target: Path) -> bool:
+    """A descriptor, a FIFO, a device or a socket: written to as it is, never
+    read first (reading a pipe gradc itself writes to never ends) and never
+    replaced by renaming a temporary file over it."""
+    if _descriptor(target) is not None:
+        return True
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return False  # does not exist (yet), or cannot be looked at: a file path
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_stream(target: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    fd = _descriptor(target)
+    try:
+        if fd is not None:
+            # the descriptor as the shell opened it (a `>>` keeps appending)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _write_all(fd, data)
+            return
+        # O_NONBLOCK: a FIFO that nobody reads fails at once (ENXIO) instead of
+        # blocking the open for ever; the writes themselves block as usual
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            os.set_blocking(fd, True)
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            reason = "nothing is reading from it (start the reader first)"
+        else:
+            reason = exc.strerror or str(exc)
+        raise _UsageError(f"cannot write {target}: {reason}") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def write_atomically(target: Path, data: str | bytes) -> None:

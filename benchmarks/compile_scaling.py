@@ -18,6 +18,9 @@ reported). The time spent inside `black.format_str` is recorded during those
 same compiles, on exactly the text gradc hands black, so "black" and "rest"
 add up to the compile time. A linear compiler shows a time ratio close to the
 size ratio (about 3.0 and 3.3 for the default sizes) and a constant s/op.
+
+A program the compiler refuses (gradc caps the operations of a module) is
+reported on its own line with the compiler's message, and the run goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gradc  # noqa: E402
 import gradc.codegen  # noqa: E402
+from gradc.errors import CompileError  # noqa: E402
 
 SIZES = (100, 300, 1_000, 3_000, 10_000)
 BUDGET_SECONDS = 10.0  # the verdict: does the largest program compile in this?
@@ -163,8 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="compiles per program (median)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes: expected comma-separated op counts, got {args.sizes!r}")
+    if any(ops < 1 for ops in sizes):
+        parser.error(f"--sizes: op counts are at least 1, got {args.sizes!r}")
     shapes = [s.strip() for s in args.shapes.split(",")]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        parser.error(f"--shapes: unknown {', '.join(unknown)} (choose from {', '.join(SHAPES)})")
 
     gradc.compile_source(chain_program(10))  # warm up: grammar, templates, imports
 
@@ -176,10 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     largest: dict[str, float] = {}
+    refused: dict[str, str] = {}  # "tree 10,000 ops" -> the compiler's message
     for shape in shapes:
         previous = None
         for ops in sizes:
-            seconds, black_s, output = measure(SHAPES[shape](ops), args.repeat)
+            try:
+                seconds, black_s, output = measure(SHAPES[shape](ops), args.repeat)
+            except CompileError as exc:
+                print(f"{shape:<7} {ops:>6} refused by gradc: {exc.message}", flush=True)
+                refused[f"{shape} {ops:,} ops"] = exc.message
+                continue
             lines = output.count("\n")
             if previous is None:
                 ratio = "-"
@@ -198,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     biggest = max(sizes)
     slow = {s: t for s, t in largest.items() if t >= BUDGET_SECONDS}
     times = ", ".join(f"{s} {t:.1f} s" for s, t in largest.items())
-    if slow:
+    if refused:
+        print(
+            f"VERDICT: INCOMPLETE - gradc refused {len(refused)} program(s): "
+            + "; ".join(f"{name} ({message})" for name, message in refused.items())
+            + (f"; largest compiled: {times}" if times else "")
+        )
+    elif slow:
         print(
             f"VERDICT: FAIL - not every {biggest:,}-op program compiled in under {BUDGET_SECONDS:g} s ({times})"
         )

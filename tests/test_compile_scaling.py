@@ -92,3 +92,34 @@ def test_long_chain_gradients_match_central_differences(compiled, point):
         assert grads[index] == pytest.approx(
             float(numeric), rel=1e-5, abs=1e-8
         ), f"d chain / d {'xab'[index]} at {point}"
+
+
+# The benchmark never ends in a traceback: a program the compiler refuses (the op
+# cap, say) is one line with the compiler's message, and the run goes on.
+
+
+def test_a_refused_program_is_reported_and_the_run_goes_on(monkeypatch, capsys):
+    benchmark = _benchmark()
+    monkeypatch.setitem(benchmark.SHAPES, "typo", lambda ops: "def f(x):\n    return sigmod(x)\n")
+    code = benchmark.main(["--shapes", "typo,chain", "--sizes", "10,20", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    refused = [ln for ln in out.splitlines() if ln.startswith("typo")]
+    assert len(refused) == 2, out
+    assert all("refused" in ln and "unknown function 'sigmod'" in ln for ln in refused), out
+    assert [ln.split()[:2] for ln in out.splitlines() if ln.startswith("chain")] == [
+        ["chain", "10"],
+        ["chain", "20"],
+    ]
+    assert "VERDICT" in out and "typo" in out.split("VERDICT", 1)[1], out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--shapes", "ring"], "--shapes"), (["--sizes", "10,many"], "--sizes")],
+)
+def test_bad_arguments_are_a_usage_message_not_a_traceback(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        _benchmark().main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -24,6 +24,10 @@ def assert_close(actual, expected, what, rtol=RTOL, atol=ATOL):
     assert np.shape(actual) == np.shape(expected), f"{what}: {shapes}"
     actual = np.asarray(actual)
     assert actual.dtype.kind == "f", f"{what}: dtype {actual.dtype}, expected a float"
+    expected = np.asarray(expected)
+    with np.errstate(all="ignore"):  # the fast path; assert_allclose explains a failure
+        if np.all(np.abs(actual - expected) <= atol + rtol * np.abs(expected)):
+            return
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
 
 

@@ -15,7 +15,7 @@ Public API:
 - `parameter_names(source, function)` -> the def's parameter names, in order
 - `torch_forward(source, function, args)` -> output only
 - `central_difference(f, args, index, h=1e-6, grad_output=None)` -> numerical gradient
-- `BUILTINS`: gradc name -> torch implementation
+- `BUILTINS`: gradc name -> torch implementation (from `op_cases.CASES`)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from op_cases import CASES
 
 Tensor = torch.Tensor
 
@@ -41,304 +41,22 @@ _TRANSPOSE_NAME = "__oracle_transpose"
 
 
 # --------------------------------------------------------------------------------------
-# Helpers
+# The built-ins: the torch references of the tests' op table
+
+# gradc name -> torch implementation: the globals every `.grad` def runs with. An op's
+# reference is written once, in its case of `op_cases.CASES`; operators (`+`, `@`,
+# `<`, unary `-`) are Python's own on torch tensors.
+BUILTINS: dict[str, Callable] = {
+    name: case.torch for name, case in CASES.items() if not case.operator
+}
+transpose = BUILTINS["transpose"]
 
 
 def _tensor(x) -> Tensor:
-    """Python numbers become float64 tensors: every built-in accepts `exp(2.0)`."""
+    """Python numbers become float64 tensors (a def may return a constant)."""
     if isinstance(x, Tensor):
         return x
     return torch.as_tensor(x, dtype=torch.float64)
-
-
-def _float(x: Tensor) -> Tensor:
-    """Masks and integers become float64 where a reduction needs floats."""
-    return x if x.is_floating_point() else x.to(torch.float64)
-
-
-def _dims(x: Tensor, axis) -> tuple[int, ...]:
-    """NumPy's `axis` (None, an int or a tuple of ints) as an explicit tuple of dims."""
-    if axis is None:
-        return tuple(range(x.dim()))
-    if isinstance(axis, int):
-        return (axis,)
-    return tuple(axis)
-
-
-def _reduce(x, axis, keepdims: bool, reduction: Callable[[Tensor, tuple[int, ...]], Tensor]):
-    """Apply `reduction(x, dims)` with NumPy's axis semantics.
-
-    torch reads an empty `dim=()` as "reduce over everything", NumPy as "reduce over
-    nothing"; reducing over no axes is the identity in NumPy, so that case never
-    reaches torch.
-    """
-    x = _tensor(x)
-    dims = _dims(x, axis)
-    if not dims:
-        return x
-    result = reduction(x, dims)
-    if keepdims:
-        for dim in sorted(d % x.dim() for d in dims):
-            result = result.unsqueeze(dim)
-    return result
-
-
-# --------------------------------------------------------------------------------------
-# Elementwise built-ins
-
-
-def exp(x):
-    return torch.exp(_tensor(x))
-
-
-def log(x):
-    return torch.log(_tensor(x))
-
-
-def log1p(x):
-    return torch.log1p(_tensor(x))
-
-
-def expm1(x):
-    return torch.expm1(_tensor(x))
-
-
-def sqrt(x):
-    return torch.sqrt(_tensor(x))
-
-
-def abs(x):
-    """abs'(0) = 0: torch differentiates abs as sign(x), and sign(0) = 0."""
-    return torch.abs(_tensor(x))
-
-
-def sin(x):
-    return torch.sin(_tensor(x))
-
-
-def cos(x):
-    return torch.cos(_tensor(x))
-
-
-def tan(x):
-    return torch.tan(_tensor(x))
-
-
-def tanh(x):
-    return torch.tanh(_tensor(x))
-
-
-def sigmoid(x):
-    return torch.sigmoid(_tensor(x))
-
-
-def log_sigmoid(x):
-    """torch's logsigmoid is the stable -softplus(-x): finite up to |x| = 1e4."""
-    return F.logsigmoid(_tensor(x))
-
-
-def softplus(x):
-    """log(1 + exp(x)), computed as logaddexp(0, x).
-
-    Not `F.softplus`: above its `threshold` (20) it returns x itself, with slope
-    exactly 1 instead of sigmoid(x). Not `relu(x) + log1p(exp(-abs(x)))` either: with
-    relu'(0) = abs'(0) = 0 its slope at 0 would be 0 instead of 1/2. logaddexp is
-    stable and its derivative is exactly sigmoid(x) everywhere.
-    """
-    x = _tensor(x)
-    return torch.logaddexp(torch.zeros_like(x), x)
-
-
-def relu(x):
-    """relu'(0) = 0 (torch's convention)."""
-    return torch.relu(_tensor(x))
-
-
-def leaky_relu(x, alpha=0.01):
-    """leaky_relu'(0) = alpha: torch uses the slope of the negative side at 0."""
-    return F.leaky_relu(_tensor(x), negative_slope=alpha)
-
-
-def elu(x, alpha=1.0):
-    """elu'(0) = alpha (torch uses the negative branch, alpha * exp(0), at 0)."""
-    return F.elu(_tensor(x), alpha=alpha)
-
-
-def swish(x):
-    """swish(x) = x * sigmoid(x), as in LANGUAGE.md (torch calls it silu)."""
-    x = _tensor(x)
-    return x * torch.sigmoid(x)
-
-
-def gelu(x):
-    """gelu, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    return F.gelu(_tensor(x), approximate="tanh")
-
-
-def hard_tanh(x):
-    """clip(x, -1, 1) with hard_tanh'(+-1) = 0.
-
-    `F.hardtanh` has that derivative; `torch.clamp` does not (it passes the gradient
-    through at the bounds, slope 1), so clamp must not be used here.
-    """
-    return F.hardtanh(_tensor(x), min_val=-1.0, max_val=1.0)
-
-
-def maximum(a, b):
-    """Elementwise max; at a tie each side gets half the gradient (as torch does)."""
-    return torch.maximum(_tensor(a), _tensor(b))
-
-
-def minimum(a, b):
-    """Elementwise min; at a tie each side gets half the gradient (as torch does)."""
-    return torch.minimum(_tensor(a), _tensor(b))
-
-
-def where(mask, a, b):
-    """`a` where `mask` holds, else `b`; a non-boolean mask means `mask != 0`."""
-    mask = _tensor(mask)
-    if mask.dtype != torch.bool:
-        mask = mask != 0
-    return torch.where(mask, _tensor(a), _tensor(b))
-
-
-# --------------------------------------------------------------------------------------
-# Linear algebra
-
-
-def transpose(x, axes=None):
-    """NumPy's transpose: reverse the axes (no-op on 0-d and 1-d), or permute by `axes`.
-
-    `x.T` is rewritten to this, because torch's `Tensor.T` is deprecated (and warns) for
-    anything but 2-d tensors, whereas NumPy's `.T` reverses the axes of any array.
-    """
-    x = _tensor(x)
-    if axes is None:
-        axes = tuple(reversed(range(x.dim())))
-    return x.permute(*axes)
-
-
-# --------------------------------------------------------------------------------------
-# Reductions
-
-
-def sum(x, axis=None, keepdims=False):
-    return _reduce(x, axis, keepdims, lambda t, dims: torch.sum(t, dim=dims))
-
-
-def mean(x, axis=None, keepdims=False):
-    return _reduce(x, axis, keepdims, lambda t, dims: torch.mean(_float(t), dim=dims))
-
-
-def max(x, axis=None, keepdims=False):
-    """Max reduction; tied maxima share the gradient equally.
-
-    `torch.amax` splits ties equally. `torch.max(x, dim).values` does NOT: it sends
-    the whole gradient to the single index it returns. So amax it is.
-    """
-    return _reduce(x, axis, keepdims, lambda t, dims: torch.amax(t, dim=dims))
-
-
-def min(x, axis=None, keepdims=False):
-    """Min reduction; tied minima share the gradient equally (see `max`)."""
-    return _reduce(x, axis, keepdims, lambda t, dims: torch.amin(t, dim=dims))
-
-
-def logsumexp(x, axis=None, keepdims=False):
-    return _reduce(x, axis, keepdims, lambda t, dims: torch.logsumexp(t, dim=dims))
-
-
-# --------------------------------------------------------------------------------------
-# Neural-net functions
-
-
-def softmax(x, axis=-1):
-    return torch.softmax(_tensor(x), dim=axis)
-
-
-def log_softmax(x, axis=-1):
-    return torch.log_softmax(_tensor(x), dim=axis)
-
-
-def cross_entropy(logits, labels):
-    """Mean over rows of -log_softmax(logits)[i, labels[i]]."""
-    return F.cross_entropy(_tensor(logits), _labels(labels), reduction="mean")
-
-
-def svm_loss(scores, labels, margin=1.0):
-    """CS231n multiclass hinge loss, mean over rows.
-
-    loss_i = sum over j != y_i of max(0, s_ij - s_iy + margin). The hinge is relu, so a
-    margin of exactly 0 gets slope 0 (relu'(0) = 0), which is also what the lecture's
-    vectorized `margins > 0` mask does. The j == y terms are masked out rather than
-    computed: they would equal `margin` and add a constant.
-    """
-    scores = _tensor(scores)
-    labels = _labels(labels)
-    rows = torch.arange(scores.shape[0])
-    correct = scores[rows, labels].unsqueeze(1)
-    margins = torch.relu(scores - correct + margin)
-    not_label = torch.ones_like(scores, dtype=torch.bool)
-    not_label[rows, labels] = False
-    return torch.sum(margins * not_label) / scores.shape[0]
-
-
-def mse(a, b):
-    """Mean of the squared difference."""
-    return torch.mean((_tensor(a) - _tensor(b)) ** 2)
-
-
-def pick(x, labels):
-    """x[arange(N), labels]: row i's entry at column labels[i]."""
-    x = _tensor(x)
-    return x[torch.arange(x.shape[0]), _labels(labels)]
-
-
-def _labels(labels) -> Tensor:
-    return torch.as_tensor(labels, dtype=torch.int64)
-
-
-# gradc name -> torch implementation. These are the globals every `.grad` def runs with.
-BUILTINS: dict[str, Callable] = {
-    # elementwise
-    "exp": exp,
-    "log": log,
-    "log1p": log1p,
-    "expm1": expm1,
-    "sqrt": sqrt,
-    "abs": abs,
-    "sin": sin,
-    "cos": cos,
-    "tan": tan,
-    "tanh": tanh,
-    "sigmoid": sigmoid,
-    "log_sigmoid": log_sigmoid,
-    "softplus": softplus,
-    "relu": relu,
-    "leaky_relu": leaky_relu,
-    "elu": elu,
-    "swish": swish,
-    "gelu": gelu,
-    "hard_tanh": hard_tanh,
-    "maximum": maximum,
-    "minimum": minimum,
-    "where": where,
-    # linear algebra
-    "transpose": transpose,
-    # reductions
-    "sum": sum,
-    "mean": mean,
-    "max": max,
-    "min": min,
-    "logsumexp": logsumexp,
-    # neural nets
-    "softmax": softmax,
-    "log_softmax": log_softmax,
-    "cross_entropy": cross_entropy,
-    "svm_loss": svm_loss,
-    "mse": mse,
-    "pick": pick,
-}
 
 
 # --------------------------------------------------------------------------------------
@@ -349,8 +67,15 @@ def _parse(source: str) -> ast.Module:
     return ast.parse(source, filename="<grad>")
 
 
-def _find_def(module: ast.Module, function: str) -> ast.FunctionDef:
-    defs = {node.name: node for node in module.body if isinstance(node, ast.FunctionDef)}
+@functools.lru_cache(maxsize=2048)
+def _defs(source: str) -> dict[str, ast.FunctionDef]:
+    """The source's defs by name, parsed once (central differences run a source many
+    times); callers only read them."""
+    return {node.name: node for node in _parse(source).body if isinstance(node, ast.FunctionDef)}
+
+
+def _find_def(source: str, function: str) -> ast.FunctionDef:
+    defs = _defs(source)
     if function not in defs:
         raise ValueError(f"no def {function!r} in source; defs are {sorted(defs)}")
     return defs[function]
@@ -394,7 +119,7 @@ class _ToPython(ast.NodeTransformer):
         return node
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=2048)
 def _compile(source: str):
     """The source as plain Python, compiled (cached: central differences re-run it)."""
     module = _ToPython().visit(_parse(source))
@@ -404,7 +129,7 @@ def _compile(source: str):
 
 def _load(source: str, function: str) -> Callable:
     """`function`, from a fresh namespace of the source's defs over the built-ins."""
-    _find_def(_parse(source), function)  # a clear error for a name that is not a def
+    _find_def(source, function)  # a clear error for a name that is not a def
     namespace = {**BUILTINS, _TRANSPOSE_NAME: transpose}
     exec(_compile(source), namespace)  # noqa: S102 - running the source is the point
     return namespace[function]
@@ -412,7 +137,7 @@ def _load(source: str, function: str) -> Callable:
 
 def wrt_from_source(source: str, function: str) -> list[str] | None:
     """Names listed in the def's `@wrt(...)` decorator, or None when it has none."""
-    for decorator in _find_def(_parse(source), function).decorator_list:
+    for decorator in _find_def(source, function).decorator_list:
         if (
             isinstance(decorator, ast.Call)
             and isinstance(decorator.func, ast.Name)
@@ -424,7 +149,7 @@ def wrt_from_source(source: str, function: str) -> list[str] | None:
 
 def parameter_names(source: str, function: str) -> list[str]:
     """The def's parameter names in order (maps `wrt_from_source` names to indices)."""
-    arguments = _find_def(_parse(source), function).args
+    arguments = _find_def(source, function).args
     return [arg.arg for arg in [*arguments.posonlyargs, *arguments.args]]
 
 

@@ -1,0 +1,915 @@
+"""The tests' op table: one case for every op a `.grad` program can use.
+
+Every checker reads this one table:
+
+- `tests/test_ops.py` checks each op against PyTorch (float64 and float32), against
+  central differences, at its kinks and ties, at large inputs, and fails when gradc
+  has an op with no case here (or a case names an op gradc does not have);
+- `tests/oracle.py` runs `.grad` source with the `torch` references below as its
+  built-ins;
+- `tests/test_stability.py` runs each op at its `extremes`;
+- `tests/fuzz_programs.py` builds random programs from the table's functions.
+
+So adding an op to gradc is one row in `gradc/ops.py` and one line here.
+
+A case is keyed by the name users write (`"exp"`, `"@"`, `"neg"` for unary minus) and
+made by a helper named for the op's shape, as tinygrad's `test_gradient.py` does:
+`unary`, `binary`, `comparison`, `where_case`, `power`, `matmul`, `transposition`,
+`reduction`, `along_axis` (softmax), `with_labels` (ops over integer labels),
+`pairwise` (mse). The helper knows which programs exercise an op of that shape
+(`forms`): floats and arrays, every broadcast of two operands, every axis and keepdims.
+A case says:
+
+- `torch`: the reference, with gradc's signature and NumPy's semantics, on tensors
+  (Python numbers are accepted too). For an operator it is Python's operator, which is
+  what the oracle runs;
+- the `Domain` random arguments are drawn from (and, for fuzzing, what lies outside it);
+- `points`: special arguments, checked against PyTorch only;
+- `kinks`: arguments whose derivative LANGUAGE.md pins to PyTorch's convention, with
+  that derivative (a keyword's name stands for its value: leaky_relu'(0) = alpha);
+  central differences stay away from them;
+- `variants`: keyword arguments tried besides the defaults;
+- `extremes`: the inputs at which the op must stay finite, with no NumPy warning
+  (None: not tested at extremes);
+- `differentiable`: False for masks (comparisons).
+
+This module never imports gradc: the oracle and the fuzz generator import it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+# Sizes of the dims that forms use. All differ, so a transposed gradient or a sum over
+# the wrong axis shows; K is the length of an elementwise op's array (its special
+# points are entries of it).
+DIMS = {"N": 3, "D": 4, "H": 5, "C": 6, "K": 8}
+
+
+# --------------------------------------------------------------------------------------
+# Torch references: gradc's built-ins in PyTorch, with NumPy's semantics
+
+
+def _tensor(x) -> Tensor:
+    """Python numbers become float64 tensors: every built-in accepts `exp(2.0)`."""
+    if isinstance(x, Tensor):
+        return x
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
+def _float(x: Tensor) -> Tensor:
+    """Masks and integers become float64 where a reduction needs floats."""
+    return x if x.is_floating_point() else x.to(torch.float64)
+
+
+def _labels(labels) -> Tensor:
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
+def _on_tensors(fn: Callable, arity: int) -> Callable:
+    """`fn` with its first `arity` arguments made tensors (keywords pass through)."""
+
+    @functools.wraps(fn)
+    def call(*args, **keywords):
+        args = [_tensor(a) if k < arity else a for k, a in enumerate(args)]
+        return fn(*args, **keywords)
+
+    return call
+
+
+def _reduce(x, axis, keepdims: bool, reduction: Callable[[Tensor, tuple], Tensor]):
+    """`reduction(x, dims)` with NumPy's `axis` (None, an int or a tuple).
+
+    torch reads an empty `dim=()` as "reduce over everything", NumPy as "reduce over
+    nothing": that case is the identity and never reaches torch.
+    """
+    x = _tensor(x)
+    if axis is None:
+        dims = tuple(range(x.dim()))
+    else:
+        dims = (axis,) if isinstance(axis, int) else tuple(axis)
+    if not dims:
+        return x
+    result = reduction(x, dims)
+    if keepdims:
+        for dim in sorted(d % x.dim() for d in dims):
+            result = result.unsqueeze(dim)
+    return result
+
+
+def softplus(x):
+    """log(1 + exp(x)) as logaddexp(0, x). Not `F.softplus`: above its threshold (20)
+    it returns x itself, with slope exactly 1 instead of sigmoid(x). Not
+    `relu(x) + log1p(exp(-abs(x)))`: with relu'(0) = abs'(0) = 0 its slope at 0 would
+    be 0, not 1/2."""
+    return torch.logaddexp(torch.zeros_like(x), x)
+
+
+def leaky_relu(x, alpha=0.01):
+    """leaky_relu'(0) = alpha: torch takes the negative side's slope at 0."""
+    return F.leaky_relu(x, negative_slope=alpha)
+
+
+def elu(x, alpha=1.0):
+    """elu'(0) = alpha: torch takes the negative branch, alpha * exp(0), at 0."""
+    return F.elu(x, alpha=alpha)
+
+
+def swish(x):
+    """x * sigmoid(x), as LANGUAGE.md defines it (torch calls it silu)."""
+    return x * torch.sigmoid(x)
+
+
+def gelu(x):
+    """The tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return F.gelu(x, approximate="tanh")
+
+
+def hard_tanh(x):
+    """clip(x, -1, 1) with hard_tanh'(+-1) = 0. `F.hardtanh` has that derivative;
+    `torch.clamp` does not (slope 1 at the bounds)."""
+    return F.hardtanh(x, min_val=-1.0, max_val=1.0)
+
+
+def where(mask, a, b):
+    """`a` where `mask` holds, else `b`; a float mask means `mask != 0`."""
+    if mask.dtype != torch.bool:
+        mask = mask != 0
+    return torch.where(mask, a, b)
+
+
+def transpose(x, axes=None):
+    """NumPy's transpose: the axes reversed (nothing to do for 0-d and 1-d), or
+    permuted by `axes`. The oracle runs `x.T` as this: torch's `Tensor.T` warns for
+    anything but 2-d tensors."""
+    x = _tensor(x)
+    return x.permute(tuple(reversed(range(x.dim()))) if axes is None else tuple(axes))
+
+
+def reduce_sum(x, axis=None, keepdims=False):
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.sum(t, dim=dims))
+
+
+def reduce_mean(x, axis=None, keepdims=False):
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.mean(_float(t), dim=dims))
+
+
+def reduce_max(x, axis=None, keepdims=False):
+    """Tied maxima share the gradient equally: `torch.amax` does that;
+    `torch.max(x, dim).values` sends it all to the one index it returns."""
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.amax(t, dim=dims))
+
+
+def reduce_min(x, axis=None, keepdims=False):
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.amin(t, dim=dims))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.logsumexp(t, dim=dims))
+
+
+def softmax(x, axis=-1):
+    return torch.softmax(_tensor(x), dim=axis)
+
+
+def log_softmax(x, axis=-1):
+    return torch.log_softmax(_tensor(x), dim=axis)
+
+
+def cross_entropy(logits, labels):
+    """Mean over rows of -log_softmax(logits)[i, labels[i]]."""
+    return F.cross_entropy(_tensor(logits), _labels(labels), reduction="mean")
+
+
+def svm_loss(scores, labels, margin=1.0):
+    """CS231n's multiclass hinge, mean over rows: sum over j != y_i of
+    max(0, s_ij - s_iy + margin). The hinge is relu (slope 0 at exactly 0, as the
+    lecture's `margins > 0` mask); the j == y_i terms are masked out."""
+    scores, labels = _tensor(scores), _labels(labels)
+    rows = torch.arange(scores.shape[0])
+    margins = torch.relu(scores - scores[rows, labels].unsqueeze(1) + margin)
+    not_label = torch.ones_like(scores, dtype=torch.bool)
+    not_label[rows, labels] = False
+    return torch.sum(margins * not_label) / scores.shape[0]
+
+
+def mse(a, b):
+    return torch.mean((_tensor(a) - _tensor(b)) ** 2)
+
+
+def pick(x, labels):
+    """x[arange(N), labels]."""
+    x = _tensor(x)
+    return x[torch.arange(x.shape[0]), _labels(labels)]
+
+
+# --------------------------------------------------------------------------------------
+# Domains and extremes
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Random arguments are uniform in [low, high] (`signed`: |x| is, with a random
+    sign). `kind` says what lies outside, for fuzzing: "anywhere" (every finite x is
+    fine), "above" (undefined below the domain: log, sqrt; fuzzing passes positive
+    values or values inside it), "near" (overflow or poles away from it: exp, tan;
+    fuzzing squashes the argument into it)."""
+
+    low: float
+    high: float
+    kind: str = "anywhere"
+    signed: bool = False
+
+    def sample(self, rng: np.random.Generator, shape=()):
+        x = rng.uniform(self.low, self.high, size=shape)
+        return x * rng.choice([-1.0, 1.0], size=shape) if self.signed else x
+
+
+def near(low, high) -> Domain:
+    return Domain(low, high, "near")
+
+
+def above(low, high) -> Domain:
+    return Domain(low, high, "above")
+
+
+def away_from_zero(low, high) -> Domain:
+    return Domain(low, high, "away_from_zero", signed=True)
+
+
+WIDE = Domain(-3.0, 3.0)
+
+
+@dataclass(frozen=True)
+class Extremes:
+    """Inputs at which an op must give finite values and gradients and raise no NumPy
+    warning, and `why` the range is what it is. `values` are numbers for a unary op,
+    argument pairs for a binary one, and for any other op a pattern that fills each
+    float argument; `f32` are float32 numbers (float32 overflows sooner)."""
+
+    values: tuple
+    why: str
+    f32: tuple = ()
+
+
+MAX = float(np.finfo(np.float64).max)  # 1.8e308
+NORMAL = float(np.finfo(np.float64).tiny)  # 2.2e-308, the smallest normal float64
+DENORMAL = 5e-324  # the smallest positive float64
+EPS = float(np.finfo(np.float64).eps)
+F32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
+
+# Symmetric in sign: 0 and -0.0, denormal and tiny, exp's edges, 1e4, huge.
+_POSITIVE_CORE = (DENORMAL, NORMAL, 1e-300, 1.0, 40.0, 700.0, 709.0, 710.0, 745.0, 1e3, 1e4)
+CORE = (
+    *(-v for v in reversed((*_POSITIVE_CORE, 1e300, MAX))),
+    -0.0,
+    0.0,
+    *_POSITIVE_CORE,
+    1e300,
+    MAX,
+)
+F32_CORE = (
+    *(-v for v in (F32_MAX, 1e4, 1e3, 100.0, 88.0, 80.0, 1.0, 1e-30, 1e-45)),
+    0.0,
+    *(1e-45, 1e-30, 1.0, 80.0, 88.0, 100.0, 1e3, 1e4, F32_MAX),
+)
+
+EVERY = Extremes(
+    CORE,
+    "every finite x: bounded, or growing at most linearly, with a bounded derivative",
+    F32_CORE,
+)
+EXP_RANGE = Extremes(
+    tuple(v for v in CORE if v <= 709.0),
+    "x <= 709: exp(709.78) is the largest float64, exp(710) is inf",
+    (-1e4, -100.0, -88.0, -1.0, 0.0, 1e-45, 1.0, 80.0, 88.0),  # float32: exp(89) is inf
+)
+EXPM1_RANGE = Extremes(
+    EXP_RANGE.values,
+    "x <= 709, as exp (its derivative)",
+    (-1e4, -100.0, -1.0, -1e-45, 0.0, 1e-45, 1.0, 80.0, 88.0),
+)
+LOG_RANGE = Extremes(
+    (NORMAL, 1e-300, 1e-20, 1.0, 700.0, 1e4, 1e300, MAX),
+    "x >= 2.2e-308 (normal): log(0) = -inf, log' = 1/x overflows for a denormal x",
+    (float(np.finfo(np.float32).tiny), 1e-30, 1.0, 1e4, F32_MAX),
+)
+LOG1P_RANGE = Extremes(
+    (-1 + EPS / 2, -0.5, -1e-300, -DENORMAL, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
+    "x > -1: log1p(-1) = -inf; 1/(1 + x) is finite for every float64 above -1",
+    (-0.5, -1e-30, 0.0, 1e-45, 1.0, 1e4, F32_MAX),
+)
+SQRT_RANGE = Extremes(
+    (DENORMAL, NORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
+    "x > 0: sqrt'(0) is inf; 1/(2*sqrt(5e-324)) = 2.2e161 is fine",
+    (1e-45, 1e-30, 1.0, 1e4, F32_MAX),
+)
+TAN_RANGE = Extremes(
+    # float64's pi/2 (tan = 1.6e16) and the float64 nearest to any multiple of pi/2
+    # (6381956970095103 * 2**797, 4.7e-19 away from it: tan = -2.1e18)
+    (*CORE, np.pi / 2, -np.pi / 2, 6381956970095103 * 2.0**797),
+    "every finite x: no float64 is a pole; the nearest (last value) has |tan| = 2.1e18, "
+    "so tan' = 1 + tan**2 < 5e36",
+    (-1e4, -1.5, -1e-30, 0.0, 1e-30, 1.5, 1e4, float(np.float32(np.pi / 2))),
+)
+GELU_RANGE = Extremes(
+    (*(v for v in CORE if abs(v) <= 1e4), -1e100, 1e100),
+    "|x| < 5.6e102: the tanh approximation's x**3 overflows beyond "
+    "(test_stability.py::test_gelu_past_the_cube_overflow)",
+    (-1e12, -1e4, -80.0, -1.0, 0.0, 1e-45, 1.0, 80.0, 1e4, 1e12),
+)
+
+
+def _pairs(values) -> tuple:
+    return tuple((a, b) for a in values for b in values)
+
+
+SUMMABLE = Extremes(
+    _pairs((-1e300, -1e4, -700.0, -1e-300, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 700.0, 1e4)),
+    "|a|, |b| <= MAX/2: a + b fits",
+)
+MULTIPLIABLE = Extremes(
+    _pairs((-1e150, -1e4, -1.0, -1e-300, -DENORMAL, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e150)),
+    "|a * b| <= MAX",
+)
+ORDERED = Extremes(
+    _pairs((-MAX, -1e4, -1e-300, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 1e4, MAX)),
+    "every finite pair: the result is one of the arguments",
+)
+DIVISIONS = Extremes(
+    (
+        *(
+            (a, b)
+            for a in (-1e4, -1.0, -1e-300, -0.0, 0.0, DENORMAL, 1e-300, 1.0, 1e4)
+            for b in (-1e4, -1.0, -1e-100, 1e-100, 1.0, 1e4)
+        ),
+        # -a/b**2 would be 1e-300/0: the rule's -y/b is -1e300, exact
+        (1e-300, 1e-300),
+        (-1e-300, 1e-300),
+        (1e300, 1e300),
+        (MAX, MAX),
+    ),
+    "b != 0 and a/b, 1/b and a/b**2 fit",
+)
+POWERS = Extremes(
+    (
+        *((1e-300, 0.5), (1e-300, 2.0), (1e4, 30.0), (1e4, -30.0), (2.0, 1000.0)),
+        *((2.0, -1000.0), (1.0, 1e4), (1.0, -1e4), (0.5, 1e4), (1e300, 1.0), (1e300, 0.0)),
+        *((1e300, -1.0), (700.0, 0.5)),
+    ),
+    "a > 0 and a**b, b * a**(b-1) and a**b * log(a) fit "
+    "(a = 0: test_stability.py::test_variable_power_of_a_zero_base)",
+)
+# Integers, so that sums and products of them are exact in any order.
+LOGITS = Extremes(
+    (1e4, -1e4, 0.0, -1e4, 1e4, 1e4, -745.0, 40.0, -1e4, 710.0),
+    "logits of +-1e4 (LANGUAGE.md: the softmax family and cross_entropy stay finite)",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Cases and the programs (forms) that exercise them
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a form: a float (scalar when `shape` is ()) drawn from `domain`,
+    integer labels (`domain` None), or a fixed `value`."""
+
+    name: str
+    shape: tuple = ()
+    domain: Domain | None = WIDE
+    value: tuple | None = None
+
+    def annotated(self, dtype: str = "") -> str:
+        dims = "[" + ", ".join(str(d) for d in self.shape) + "]"
+        if self.domain is None:
+            return f"{self.name}: int{dims}"
+        if not self.shape:
+            return f"{self.name}: {dtype}" if dtype else self.name
+        return f"{self.name}: {dtype}{dims}"
+
+    def size(self) -> tuple:
+        return tuple(DIMS.get(d, d) for d in self.shape)
+
+
+@dataclass(frozen=True)
+class Form:
+    """One program that exercises op `op`: `def f(params): return expr`. `points` are
+    argument tuples checked against PyTorch only; `kinks` pairs of (arguments, PyTorch's
+    gradient there); `avoid(*floats)` marks entries too near a kink for a central
+    difference; `ties`: fixed tied values, so torch's convention is the only reference."""
+
+    op: str
+    params: tuple
+    expr: str
+    points: tuple = ()
+    kinks: tuple = ()
+    avoid: Callable | None = None
+    ties: bool = False
+    classes: str | int = "C"  # the range of integer labels
+
+    @property
+    def id(self) -> str:
+        tied = " (tied values)" if self.ties else ""
+        return f"{self.expr} | {', '.join(p.annotated() for p in self.params)}{tied}"
+
+    def source(self, dtype: str = "") -> str:
+        """The program; `dtype` "f32" declares every float parameter float32."""
+        params = ", ".join(p.annotated(dtype) for p in self.params)
+        return f"def f({params}):\n    return {self.expr}\n"
+
+    @property
+    def elementwise_array(self) -> bool:
+        """Every float parameter is a [K] array: special points fit in as entries."""
+        return all(p.shape == ("K",) for p in self.params)
+
+    def arguments(self, rng: np.random.Generator) -> list:
+        """float64 arguments (Python floats for scalars) and int64 labels, with no
+        entry near a kink."""
+        classes = DIMS.get(self.classes, self.classes)
+        for _ in range(200):
+            args = []
+            for p in self.params:
+                if p.value is not None:
+                    args.append(np.array(p.value, dtype=np.float64))
+                elif p.domain is None:
+                    args.append(rng.integers(0, classes, size=p.size()))
+                else:
+                    x = p.domain.sample(rng, p.size())
+                    args.append(float(x) if p.shape == () else x)
+            floats = [a for a, p in zip(args, self.params) if p.domain is not None]
+            if self.avoid is None or not np.any(self.avoid(*floats)):
+                return args
+        raise AssertionError(f"{self.id}: cannot draw arguments away from the kinks")
+
+    def with_points(self, args: list) -> list:
+        """`args` with the special points (kinks too) as the first entries."""
+        args = [np.array(a, dtype=np.float64) for a in args]
+        points = [p for p, _ in self.kinks] + list(self.points)
+        for row, point in enumerate(points):
+            for k, value in enumerate(point):
+                args[k][row] = value
+        return args
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One op of the table; `forms(name)` are the programs that exercise it."""
+
+    kind: str
+    torch: Callable
+    domains: tuple = (WIDE, WIDE)
+    points: tuple = ()
+    kinks: tuple = ()  # (arguments, gradient) pairs; a str gradient names a keyword
+    variants: tuple = ()  # dicts of keyword arguments
+    extremes: Extremes | None = EVERY
+    differentiable: bool = True
+    operator: bool = False
+    avoid: Callable | None = None
+    ties: bool = False
+    extra: tuple = field(default=())  # more forms of the op: (expression in x, domain, points)
+
+    def calls(self, name: str, args: str = "x") -> list[tuple[str, dict]]:
+        """The op applied to `args`, with its defaults and with each variant:
+        [("leaky_relu(x)", {}), ("leaky_relu(x, alpha=0.2)", {"alpha": 0.2})]."""
+        if self.operator:
+            return [(_spell(name, args.split(", ")), {})]
+        out = [(f"{name}({args})", {})]
+        for keywords in self.variants:
+            text = ", ".join(f"{k}={v!r}" for k, v in keywords.items())
+            out.append((f"{name}({args}, {text})", keywords))
+        return out
+
+    def defaults(self) -> dict:
+        """The reference's keyword defaults: gradc's (the reference has its signature)."""
+        try:
+            parameters = inspect.signature(self.torch).parameters.values()
+        except (TypeError, ValueError):  # a builtin torch function: no keywords of gradc's
+            return {}
+        return {p.name: p.default for p in parameters if p.default is not p.empty}
+
+    def forms(self, name: str) -> list[Form]:
+        return _FORMS[self.kind](name, self)
+
+
+def _spell(name: str, args: list[str]) -> str:
+    if name == "neg":
+        return f"-{args[0]}"
+    return f" {name} ".join(args)
+
+
+def _as_tuple(x) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _kinks(kinks: dict) -> tuple:
+    return tuple((_as_tuple(x), _as_tuple(d)) for x, d in kinks.items())
+
+
+def _away_from(xs) -> Callable | None:
+    """For a unary op: entries within 0.05 of a kink."""
+    if not xs:
+        return None
+    return lambda x: functools.reduce(np.logical_or, [np.abs(x - k) < 0.05 for k in xs])
+
+
+def ties(a, b, *rest):
+    """Entries where a maximum, minimum or comparison is within 0.05 of a tie."""
+    return np.abs(a - b) < 0.05
+
+
+def mask_flips(c, *rest):
+    """Entries where a mask on `c` is within 0.05 of flipping."""
+    return np.abs(c) < 0.05
+
+
+def unary(reference, domain=WIDE, *, points=(), kinks=None, variants=(), extremes=EVERY):
+    """An elementwise f(x)."""
+    domain = Domain(*domain) if isinstance(domain, tuple) else domain
+    return OpCase(
+        "unary",
+        _on_tensors(reference, 1),
+        (domain,),
+        tuple(_as_tuple(p) for p in points),
+        _kinks(kinks or {}),
+        variants,
+        extremes,
+        avoid=_away_from(list(kinks or {})),
+    )
+
+
+def negation(reference, **options):
+    """Unary minus: `-x`."""
+    return _replace(unary(reference, **options), operator=True)
+
+
+def binary(reference, *domains, points=(), kinks=None, avoid=None, extremes=None, op=False):
+    """An elementwise f(a, b) (an operator with `op`), with NumPy broadcasting."""
+    domains = tuple(Domain(*d) if isinstance(d, tuple) else d for d in domains)
+    domains += (WIDE,) * (2 - len(domains))
+    return OpCase(
+        "binary",
+        _on_tensors(reference, 2),
+        domains,
+        points,
+        _kinks(kinks or {}),
+        extremes=extremes,
+        operator=op,
+        avoid=avoid,
+    )
+
+
+def arithmetic(reference, *domains, **options):
+    return binary(reference, *domains, op=True, **options)
+
+
+def power(reference, base, exponent, *, points=(), extremes=None, exponents=()):
+    """`a ** b`, and `extra` forms with a constant exponent or base."""
+    case = arithmetic(reference, base, exponent, points=points, extremes=extremes)
+    return _replace(case, kind="power", extra=exponents)
+
+
+def comparison(reference):
+    """A comparison: a mask, not differentiable, used as a number and in `where`."""
+    points = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (0.0, 0.0))
+    return OpCase(
+        "comparison",
+        _on_tensors(reference, 2),
+        points=points,
+        extremes=ORDERED,
+        differentiable=False,
+        operator=True,
+        avoid=ties,
+    )
+
+
+def where_case(reference):
+    """where(mask, a, b): a mask from a comparison, or a float (nonzero is true)."""
+    points = ((1.0, 2.0, 3.0), (-1.0, 2.0, 3.0), (0.0, 2.0, 3.0))
+    return OpCase(
+        "where", _on_tensors(reference, 3), (WIDE,) * 3, points, extremes=ORDERED, avoid=mask_flips
+    )
+
+
+def matmul(reference):
+    return OpCase("matmul", reference, extremes=LOGITS, operator=True)
+
+
+def transposition(reference):
+    return OpCase("transpose", reference, extremes=LOGITS)
+
+
+def reduction(reference, *, ties=False):
+    """sum(x, axis=None, keepdims=False) and friends; `ties`: tied maxima or minima
+    share the gradient equally."""
+    return OpCase("reduction", reference, extremes=LOGITS, ties=ties)
+
+
+def along_axis(reference):
+    """softmax(x, axis=-1) and friends."""
+    return OpCase("along_axis", reference, extremes=LOGITS)
+
+
+def with_labels(reference, *, variants=()):
+    """An op over x: [N, C] and integer labels y: int[N]."""
+    return OpCase("labels", reference, variants=variants, extremes=LOGITS)
+
+
+def pairwise(reference):
+    """A loss of two arrays of one shape."""
+    return OpCase("pairwise", reference, extremes=LOGITS)
+
+
+def _replace(case: OpCase, **changes) -> OpCase:
+    return OpCase(**{**case.__dict__, **changes})
+
+
+# Constant exponents and bases of `**`: (expression in x, domain, special points).
+EXPONENTS = (
+    ("x ** 2", WIDE, (0.0,)),
+    ("x ** 3", WIDE, (0.0, -1.0)),
+    ("x ** -2", away_from_zero(0.05, 4.0), ()),
+    ("x ** -1", away_from_zero(0.2, 4.0), ()),
+    ("x ** 0.5", above(0.05, 4.0), ()),
+    ("x ** -1.5", above(0.05, 4.0), ()),
+    ("x ** 2.5", above(0.05, 4.0), (0.0,)),
+    ("x ** 0", WIDE, (0.0,)),
+    ("x ** 1", WIDE, ()),
+    ("x ** 2.0", WIDE, ()),
+    ("2 ** x", WIDE, ()),
+)
+POSITIVE = above(0.05, 4.0)
+TIE_SPLIT = {(1.0, 1.0): (0.5, 0.5), (0.0, 0.0): (0.5, 0.5), (-2.0, -2.0): (0.5, 0.5)}
+
+# --------------------------------------------------------------------------------------
+# The table
+
+# fmt: off
+CASES: dict[str, OpCase] = {
+    # elementwise functions
+    "exp":         unary(torch.exp, near(-5.0, 5.0), points=(0.0,), extremes=EXP_RANGE),
+    "log":         unary(torch.log, POSITIVE, points=(1.0, 1e-3), extremes=LOG_RANGE),
+    "log1p":       unary(torch.log1p, above(-0.9, 4.0), points=(0.0, 1e-12), extremes=LOG1P_RANGE),
+    "expm1":       unary(torch.expm1, near(-5.0, 5.0), points=(0.0, -40.0), extremes=EXPM1_RANGE),
+    "sqrt":        unary(torch.sqrt, POSITIVE, points=(1.0, 1e-6), extremes=SQRT_RANGE),
+    "abs":         unary(torch.abs, points=(-0.0,), kinks={0.0: 0.0}),
+    "sin":         unary(torch.sin, (-6.0, 6.0), points=(0.0, np.pi)),
+    "cos":         unary(torch.cos, (-6.0, 6.0), points=(0.0, np.pi / 2)),
+    "tan":         unary(torch.tan, near(-1.3, 1.3), points=(0.0, -1.5), extremes=TAN_RANGE),
+    "tanh":        unary(torch.tanh, (-4.0, 4.0), points=(0.0, 20.0)),
+    "sigmoid":     unary(torch.sigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
+    "log_sigmoid": unary(F.logsigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
+    "softplus":    unary(softplus, (-8.0, 8.0), points=(0.0, 30.0)),
+    "relu":        unary(torch.relu, points=(-0.0,), kinks={0.0: 0.0}),
+    "leaky_relu":  unary(leaky_relu, points=(-0.0,), kinks={0.0: "alpha"}, variants=({"alpha": 0.2},)),
+    "elu":         unary(elu, points=(-40.0,), kinks={0.0: "alpha"}, variants=({"alpha": 0.5},)),
+    "swish":       unary(swish, (-6.0, 6.0), points=(0.0, -30.0)),
+    "gelu":        unary(gelu, (-4.0, 4.0), points=(0.0, -6.0), extremes=GELU_RANGE),
+    "hard_tanh":   unary(hard_tanh, points=(0.0,), kinks={-1.0: 0.0, 1.0: 0.0}),
+    "maximum":     binary(torch.maximum, points=((1.0, -1.0),), kinks=TIE_SPLIT, avoid=ties, extremes=ORDERED),
+    "minimum":     binary(torch.minimum, points=((1.0, -1.0),), kinks=TIE_SPLIT, avoid=ties, extremes=ORDERED),
+    "where":       where_case(where),
+    # operators
+    "neg":         negation(operator.neg, points=(0.0,)),
+    "+":           arithmetic(operator.add, extremes=SUMMABLE),
+    "-":           arithmetic(operator.sub, extremes=SUMMABLE),
+    "*":           arithmetic(operator.mul, points=((0.0, 2.0),), extremes=MULTIPLIABLE),
+    "/":           arithmetic(operator.truediv, WIDE, away_from_zero(0.3, 3.0), points=((0.0, 2.0),), extremes=DIVISIONS),
+    "**":          power(operator.pow, above(0.2, 3.0), (-2.0, 2.0), points=((1.0, 0.0), (2.0, 3.0)), extremes=POWERS, exponents=EXPONENTS),
+    "@":           matmul(operator.matmul),
+    "<":           comparison(operator.lt),
+    "<=":          comparison(operator.le),
+    ">":           comparison(operator.gt),
+    ">=":          comparison(operator.ge),
+    "==":          comparison(operator.eq),
+    "!=":          comparison(operator.ne),
+    # linear algebra, reductions, neural nets
+    "transpose":     transposition(transpose),
+    "sum":           reduction(reduce_sum),
+    "mean":          reduction(reduce_mean),
+    "max":           reduction(reduce_max, ties=True),
+    "min":           reduction(reduce_min, ties=True),
+    "logsumexp":     reduction(logsumexp),
+    "softmax":       along_axis(softmax),
+    "log_softmax":   along_axis(log_softmax),
+    "cross_entropy": with_labels(cross_entropy),
+    "svm_loss":      with_labels(svm_loss, variants=({"margin": 0.5}, {"margin": 0.0})),
+    "pick":          with_labels(pick),
+    "mse":           pairwise(mse),
+}
+# fmt: on
+
+# gradc's ops that no program names: they appear in the generated code of the
+# built-ins above (mostly in gradients), and are checked through them.
+INTERNAL = {
+    "input": "a parameter of a def (a leaf)",
+    "constant": "a number in the source (a leaf)",
+    "name": "the identity that gives a value its name, and its gradient grad_<name>",
+    "zeros_like": "the gradient of an input the output does not depend on",
+    "sign": "abs's derivative",
+    "gelu_grad": "gelu's derivative",
+    "outer": "the gradient of a vector @ matrix product",
+    "broadcast_like": "the gradient of a reduction, broadcast back",
+    "expand": "keepdims for a reduction's gradient (x[:, None]); svm_loss's margins",
+    "size": "mean's divisor, read off an input's shape at run time",
+    "count": "how many entries tie for max and min, which share its gradient",
+    "onehot": "the gradient of pick and cross_entropy",
+}
+
+
+# --------------------------------------------------------------------------------------
+# Forms of each kind of case
+
+
+def _params(names, shapes, domains) -> tuple:
+    return tuple(Param(n, s, d) for n, s, d in zip(names, shapes, domains))
+
+
+def _kink_gradients(case: OpCase, keywords: dict) -> tuple:
+    """The case's kinks with keyword names ("alpha") replaced by the call's values."""
+    values = {**case.defaults(), **keywords}
+    return tuple(
+        (x, tuple(values[d] if isinstance(d, str) else d for d in g)) for x, g in case.kinks
+    )
+
+
+def _unary_forms(name: str, case: OpCase) -> list[Form]:
+    forms = []
+    for expr, keywords in case.calls(name):
+        kinks = _kink_gradients(case, keywords)
+        for shape in [(), ("K",)]:
+            x = Param("x", shape, case.domains[0])
+            forms.append(Form(name, (x,), expr, case.points, kinks, case.avoid))
+    return forms
+
+
+# Two operands: floats, arrays (with the special points), a scalar with an array, and
+# 2-D broadcasts along each axis (a transposed gradient or a wrong sum shows).
+BROADCASTS = [
+    ((), ()),
+    (("K",), ("K",)),
+    ((), ("K",)),
+    (("K",), ()),
+    (("N", "C"), ("C",)),
+    (("N", "C"), ("N", 1)),
+    (("N", 1), (1, "C")),
+]
+
+
+def _binary_forms(name: str, case: OpCase) -> list[Form]:
+    ((expr, _),) = case.calls(name, "a, b")
+    return [
+        Form(name, _params("ab", shapes, case.domains), expr, case.points, case.kinks, case.avoid)
+        for shapes in BROADCASTS
+    ]
+
+
+def _power_forms(name: str, case: OpCase) -> list[Form]:
+    forms = _binary_forms(name, case)
+    for expr, domain, points in case.extra:
+        for shape in [(), ("K",)]:
+            forms.append(Form(name, (Param("x", shape, domain),), expr, _as_tuple_each(points)))
+    return forms
+
+
+def _as_tuple_each(points) -> tuple:
+    return tuple(_as_tuple(p) for p in points)
+
+
+def _comparison_forms(name: str, case: OpCase) -> list[Form]:
+    """The mask as a number, and in `where`; the ties that tell `<` from `<=` among
+    the special points."""
+    shapes = {
+        f"(a {name} b) * (a * b)": [BROADCASTS[0], BROADCASTS[1], BROADCASTS[2]],
+        f"where(a {name} b, a * b, a - b)": [BROADCASTS[0], BROADCASTS[1], BROADCASTS[4]],
+    }
+    return [
+        Form(name, _params("ab", s, case.domains), expr, case.points, avoid=case.avoid)
+        for expr, options in shapes.items()
+        for s in options
+    ]
+
+
+def _where_forms(name: str, case: OpCase) -> list[Form]:
+    shapes = [((),) * 3, (("K",),) * 3, ((), ("K",), ("K",)), (("K",), (), ("K",))]
+    shapes += [(("K",), ("K",), ()), (("N", "C"), ("C",), ("N", 1))]
+    forms = []
+    for expr in ["where(c > 0, a, b)", "where(c, a * b, a - b)"]:
+        for s in shapes:
+            params = _params("cab", s, case.domains)
+            forms.append(Form(name, params, expr, case.points, avoid=case.avoid))
+    return forms
+
+
+def _matmul_forms(name: str, case: OpCase) -> list[Form]:
+    shapes = [(("N", "D"), ("D", "H")), (("D",), ("D", "H")), (("N", "D"), ("D",))]
+    shapes += [(("D",), ("D",)), ((3, "D"), ("D", 2))]
+    return [Form(name, _params("ab", s, (WIDE, WIDE)), "a @ b") for s in shapes]
+
+
+def _transpose_forms(name: str, case: OpCase) -> list[Form]:
+    exprs = [("transpose(x)", ("N", "D")), ("x.T", ("N", "D")), ("x.T", ("D",))]
+    exprs += [("transpose(x)", ("D",)), ("transpose(x)", ())]
+    return [Form(name, (Param("x", shape),), expr) for expr, shape in exprs]
+
+
+# Integer-valued, so maxima and minima repeat: every row, and columns 1 and 3, have
+# tied maxima; row 1 has tied minima; row 2 is one value throughout.
+TIED = ((3.0, 1.0, 3.0, 3.0), (0.0, -2.0, -2.0, 3.0), (1.0, 1.0, 1.0, 1.0))
+TIED_VECTOR = (2.0, 5.0, 5.0, -1.0)
+
+
+def _reduction_call(name, axis=None, keepdims=False, positional=False) -> str:
+    if positional:
+        return f"{name}(x, {axis!r})"
+    extra = ("" if axis is None else f", axis={axis!r}") + (", keepdims=True" if keepdims else "")
+    return f"{name}(x{extra})"
+
+
+def _reduction_forms(name: str, case: OpCase) -> list[Form]:
+    matrix, vector = Param("x", ("N", "D")), Param("x", ("D",))
+    axes = [(axis, keepdims) for axis in [None, 0, 1, (0, 1)] for keepdims in [False, True]]
+    axes += [(-1, False), (-2, True), ((1, 0), False), ((-1, 0), True)]
+    forms = [Form(name, (matrix,), _reduction_call(name, a, keepdims)) for a, keepdims in axes]
+    forms += [Form(name, (matrix,), _reduction_call(name, 1, positional=True))]
+    forms += [Form(name, (matrix,), f"{name}(x, axis=None, keepdims=False)")]
+    forms += [
+        Form(name, (vector,), _reduction_call(name, axis, keepdims))
+        for axis, keepdims in [(None, False), (0, False), (-1, True)]
+    ]
+    cube = Param("x", ("N", "D", "H"))
+    forms += [Form(name, (cube,), _reduction_call(name, (0, 2)))]
+    forms += [Form(name, (cube,), _reduction_call(name, 1, True))]
+    forms += [Form(name, (Param("x"),), f"{name}(x)")]
+    if case.ties:
+        tied = Param("x", ("N", "D"), value=TIED)
+        forms += [
+            Form(name, (tied,), _reduction_call(name, axis, keepdims), ties=True)
+            for axis, keepdims in [
+                (None, False),
+                (0, False),
+                (1, True),
+                (-1, False),
+                ((0, 1), True),
+            ]
+        ]
+        tied_vector = Param("x", ("D",), value=TIED_VECTOR)
+        forms += [Form(name, (tied_vector,), f"{name}(x)", ties=True)]
+    return forms
+
+
+def _along_axis_forms(name: str, case: OpCase) -> list[Form]:
+    matrix, vector = Param("x", ("N", "C")), Param("x", ("C",))
+    forms = [
+        Form(name, (matrix,), f"{name}(x{extra})")
+        for extra in ["", ", axis=-1", ", axis=0", ", axis=1", ", axis=-2"]
+    ]
+    return forms + [Form(name, (vector,), f"{name}(x{extra})") for extra in ["", ", axis=0"]]
+
+
+def _labels_forms(name: str, case: OpCase) -> list[Form]:
+    x, y = Param("x", ("N", "C")), Param("y", ("N",), None)
+    forms = [Form(name, (x, y), expr) for expr, _ in case.calls(name, "x, y")]
+    small = (Param("x", (3, 4)), Param("y", (3,), None))
+    return forms + [Form(name, small, f"{name}(x, y)", classes=4)]
+
+
+def _pairwise_forms(name: str, case: OpCase) -> list[Form]:
+    shapes = [(("N", "C"), ("N", "C")), (("N",), ("N",)), ((), ()), (("N", "C"), ("C",))]
+    return [Form(name, _params("ab", s, (WIDE, WIDE)), f"{name}(a, b)") for s in shapes]
+
+
+_FORMS = {
+    "unary": _unary_forms,
+    "binary": _binary_forms,
+    "power": _power_forms,
+    "comparison": _comparison_forms,
+    "where": _where_forms,
+    "matmul": _matmul_forms,
+    "transpose": _transpose_forms,
+    "reduction": _reduction_forms,
+    "along_axis": _along_axis_forms,
+    "labels": _labels_forms,
+    "pairwise": _pairwise_forms,
+}
+
+FORMS: list[Form] = [form for name, case in CASES.items() for form in case.forms(name)]
+
+
+def names(*kinds: str, operators: bool = False) -> tuple[str, ...]:
+    """The table's ops of these kinds, in table order: functions, or operators."""
+    return tuple(n for n, c in CASES.items() if c.kind in kinds and c.operator == operators)
+
+
+__all__ = ["CASES", "DIMS", "FORMS", "INTERNAL", "Domain", "Extremes", "Form", "OpCase", "names"]

@@ -15,7 +15,8 @@ in float32, values and gradients against mpmath.
 
 Every other op is required finite only where its mathematical value *and* derivative are
 finite float64 numbers: exp(710) is inf, log(0) is -inf, 1/x overflows for a denormal x.
-Each op's table entry below states its range and why.
+Each op's case in tests/op_cases.py states its range (`extremes`) and why; the ops tested
+here are the table's, so a new op is tested at its extremes too.
 
 Two things are not held against the generated code:
 
@@ -50,15 +51,11 @@ from gradc.api import load, load_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import op_cases  # noqa: E402
+from op_cases import CASES, CORE, DENORMAL, EPS, MAX, names  # noqa: E402
 from oracle import parameter_names, torch_reference, wrt_from_source  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-MAX = float(np.finfo(np.float64).max)  # 1.8e308
-NORMAL = float(np.finfo(np.float64).tiny)  # 2.2e-308, the smallest normal float64
-DENORMAL = 5e-324  # the smallest positive float64
-EPS = float(np.finfo(np.float64).eps)
-F32_MAX = float(np.finfo(np.float32).max)  # 3.4e38
 
 RTOL = 1e-6  # against the 200-bit reference
 ATOL = 1e-300  # results that underflow into denormals keep only a few bits
@@ -189,266 +186,154 @@ def mp_step(condition) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# Elementwise ops: the range each must be finite on, and why
+# Elementwise ops: every one of the table (tests/op_cases.py) at its `extremes`
 
-# Symmetric in sign: 0 and -0.0, denormal and tiny, exp's edges, 1e4, huge.
-CORE = (
-    *(-v for v in (MAX, 1e300, 1e4, 1e3, 745.0, 710.0, 709.0, 700.0, 40.0, 1.0)),
-    *(-v for v in (1e-300, NORMAL, DENORMAL)),
-    -0.0,
-    0.0,
-    DENORMAL,
-    NORMAL,
-    1e-300,
-    1.0,
-    40.0,
-    700.0,
-    709.0,
-    710.0,
-    745.0,
-    1e3,
-    1e4,
-    1e300,
-    MAX,
-)
-F32_CORE = (
-    *(-v for v in (F32_MAX, 1e4, 1e3, 100.0, 88.0, 80.0, 1.0, 1e-30, 1e-45)),
-    0.0,
-    *(1e-45, 1e-30, 1.0, 80.0, 88.0, 100.0, 1e3, 1e4, F32_MAX),
-)
+# 200-bit references of the table's elementwise ops, by name: x (and the call's
+# keywords) -> (value, derivative). An op of the table without one is held to PyTorch's
+# float64 values instead: a new op is tested at its extremes all the same.
+
+
+def _leaky(x, alpha=0.01):
+    return (x, 1) if x > 0 else (M.mpf(alpha) * x, M.mpf(alpha))
+
+
+def _elu(x, alpha=1.0):
+    return (x, 1) if x > 0 else (M.mpf(alpha) * M.expm1(x), M.mpf(alpha) * M.exp(x))
+
+
+UNARY_REFERENCES = {
+    "sigmoid": lambda x: (mp_sigmoid(x), mp_sigmoid(x) * mp_sigmoid(-x)),
+    "log_sigmoid": lambda x: (-mp_log1pexp(-x), mp_sigmoid(-x)),
+    "softplus": lambda x: (mp_log1pexp(x), mp_sigmoid(x)),
+    "swish": lambda x: (x * mp_sigmoid(x), mp_sigmoid(x) * (1 + x * mp_sigmoid(-x))),
+    "tanh": lambda x: (M.tanh(x), 1 / M.cosh(x) ** 2),
+    "elu": _elu,
+    "relu": lambda x: (max(x, 0), mp_step(x > 0)),
+    "leaky_relu": _leaky,
+    "hard_tanh": lambda x: (min(max(x, -1), 1), mp_step(abs(x) < 1)),
+    "abs": lambda x: (abs(x), M.sign(x)),
+    "neg": lambda x: (-x, -1),
+    "sin": lambda x: (M.sin(x), M.cos(x)),
+    "cos": lambda x: (M.cos(x), -M.sin(x)),
+    "tan": lambda x: (M.tan(x), 1 + M.tan(x) ** 2),
+    "gelu": lambda x: (mp_gelu(x), mp_gelu_grad(x)),
+    "exp": lambda x: (M.exp(x), M.exp(x)),
+    "expm1": lambda x: (M.expm1(x), M.exp(x)),
+    "log": lambda x: (M.log(x), 1 / x),
+    "log1p": lambda x: (M.log1p(x), 1 / (1 + x)),
+    "sqrt": lambda x: (M.sqrt(x), 1 / (2 * M.sqrt(x))),
+}
+# Their derivatives are lecture formulas that cancel in the tail (see the docstring).
+CANCELS = {"sigmoid", "tanh"}
 
 
 @dataclass(frozen=True)
 class Unary:
     """`expr` over x, finite (value and derivative) on every value of `values`, for the
-    reason `why`; `value` and `derivative` are its 200-bit reference. `cancel`: its
-    derivative is a lecture formula that cancels in the tail (see the docstring)."""
+    reason `why`; `reference(x)` is (value, derivative) in 200 bits (None: PyTorch's).
+    `cancel`: its derivative cancels in the tail (see the docstring)."""
 
     id: str
     expr: str
     values: tuple[float, ...]
     why: str
-    value: Callable
-    derivative: Callable
+    reference: Callable | None
     f32_values: tuple[float, ...] = ()
     cancel: bool = False
 
 
-EVERY = "every finite x: bounded, or growing at most linearly, with a bounded derivative"
+def table_unary() -> list[Unary]:
+    """Each elementwise op of the table, with its defaults and each keyword variant."""
+    cases = []
+    for name in names("unary") + names("unary", operators=True):
+        case, reference = CASES[name], UNARY_REFERENCES.get(name)
+        if case.extremes is None:
+            continue
+        for expr, keywords in case.calls(name):
+            bound = reference and functools.partial(reference, **keywords)
+            extremes = case.extremes
+            cases.append(
+                Unary(
+                    expr, expr, extremes.values, extremes.why, bound, extremes.f32, name in CANCELS
+                )
+            )
+    return cases
 
 
-def _leaky(alpha):
-    return (lambda x: x if x > 0 else alpha * x, lambda x: 1 if x > 0 else alpha)
-
-
-def _elu(alpha):
-    return (
-        lambda x: x if x > 0 else alpha * M.expm1(x),
-        lambda x: 1 if x > 0 else alpha * M.exp(x),
-    )
-
-
-UNARY = [
-    # The contract's stable functions (and the activations built on them): every input.
+# Powers by a constant: the value and c * x**(c - 1) must fit.
+POWERS_OF_X = [
     Unary(
-        "sigmoid",
-        "sigmoid(x)",
-        CORE,
-        EVERY + " (the helper exponentiates only -|x|)",
-        mp_sigmoid,
-        lambda x: mp_sigmoid(x) * mp_sigmoid(-x),
-        F32_CORE,
-        cancel=True,
-    ),
-    Unary(
-        "log_sigmoid",
-        "log_sigmoid(x)",
-        CORE,
-        EVERY + " (logaddexp)",
-        lambda x: -mp_log1pexp(-x),
-        lambda x: mp_sigmoid(-x),
-        F32_CORE,
-    ),
-    Unary(
-        "softplus",
-        "softplus(x)",
-        CORE,
-        EVERY + " (logaddexp)",
-        mp_log1pexp,
-        mp_sigmoid,
-        F32_CORE,
-    ),
-    Unary(
-        "swish",
-        "swish(x)",
-        CORE,
-        EVERY,
-        lambda x: x * mp_sigmoid(x),
-        lambda x: mp_sigmoid(x) * (1 + x * mp_sigmoid(-x)),
-        F32_CORE,
-    ),
-    Unary("tanh", "tanh(x)", CORE, EVERY, M.tanh, lambda x: 1 / M.cosh(x) ** 2, F32_CORE, True),
-    Unary("elu", "elu(x)", CORE, EVERY + " (expm1 of min(x, 0))", *_elu(1), F32_CORE),
-    Unary("elu_alpha", "elu(x, alpha=0.5)", CORE, EVERY, *_elu(M.mpf(0.5)), F32_CORE),
-    Unary("relu", "relu(x)", CORE, EVERY, lambda x: max(x, 0), lambda x: mp_step(x > 0), F32_CORE),
-    Unary("leaky_relu", "leaky_relu(x)", CORE, EVERY, *_leaky(M.mpf(0.01)), F32_CORE),
-    Unary("leaky_relu_alpha", "leaky_relu(x, alpha=0.2)", CORE, EVERY, *_leaky(M.mpf(0.2))),
-    Unary(
-        "hard_tanh",
-        "hard_tanh(x)",
-        CORE,
-        EVERY,
-        lambda x: min(max(x, -1), 1),
-        lambda x: mp_step(abs(x) < 1),
-        F32_CORE,
-    ),
-    Unary("abs", "abs(x)", CORE, EVERY, abs, M.sign, F32_CORE),
-    Unary("neg", "-x", CORE, EVERY, lambda x: -x, lambda x: -1, F32_CORE),
-    Unary("sin", "sin(x)", CORE, EVERY, M.sin, M.cos, F32_CORE),
-    Unary("cos", "cos(x)", CORE, EVERY, M.cos, lambda x: -M.sin(x), F32_CORE),
-    Unary(
-        "tan",
-        "tan(x)",
-        # float64's pi/2 (tan = 1.6e16) and the float64 nearest to any multiple of
-        # pi/2 (6381956970095103 * 2**797, 4.7e-19 away from it: tan = -2.1e18)
-        (*CORE, np.pi / 2, -np.pi / 2, 6381956970095103 * 2.0**797),
-        "every finite x: no float64 is a pole; the nearest (last value) has |tan| = 2.1e18, "
-        "so tan' = 1 + tan**2 < 5e36",
-        M.tan,
-        lambda x: 1 + M.tan(x) ** 2,
-        (-1e4, -1.5, -1e-30, 0.0, 1e-30, 1.5, 1e4, float(np.float32(np.pi / 2))),
-    ),
-    Unary(
-        "gelu",
-        "gelu(x)",
-        (*(v for v in CORE if abs(v) <= 1e4), -1e100, 1e100),
-        "|x| < 5.6e102: the tanh approximation's x**3 overflows beyond "
-        "(test_gelu_past_the_cube_overflow)",
-        mp_gelu,
-        mp_gelu_grad,
-        (-1e12, -1e4, -80.0, -1.0, 0.0, 1e-45, 1.0, 80.0, 1e4, 1e12),
-    ),
-    # Unbounded functions: finite where the value and the derivative fit.
-    Unary(
-        "exp",
-        "exp(x)",
-        tuple(v for v in CORE if v <= 709.0),
-        "x <= 709: exp(709.78) is the largest float64, exp(710) is inf",
-        M.exp,
-        M.exp,
-        (-1e4, -100.0, -88.0, -1.0, 0.0, 1e-45, 1.0, 80.0, 88.0),  # float32: exp(89) is inf
-    ),
-    Unary(
-        "expm1",
-        "expm1(x)",
-        tuple(v for v in CORE if v <= 709.0),
-        "x <= 709, as exp (its derivative)",
-        M.expm1,
-        M.exp,
-        (-1e4, -100.0, -1.0, -1e-45, 0.0, 1e-45, 1.0, 80.0, 88.0),
-    ),
-    Unary(
-        "log",
-        "log(x)",
-        (NORMAL, 1e-300, 1e-20, 1.0, 700.0, 1e4, 1e300, MAX),
-        "x >= 2.2e-308 (normal): log(0) = -inf, log' = 1/x overflows for a denormal x",
-        M.log,
-        lambda x: 1 / x,
-        (float(np.finfo(np.float32).tiny), 1e-30, 1.0, 1e4, F32_MAX),
-    ),
-    Unary(
-        "log1p",
-        "log1p(x)",
-        (-1 + EPS / 2, -0.5, -1e-300, -DENORMAL, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
-        "x > -1: log1p(-1) = -inf; 1/(1 + x) is finite for every float64 above -1",
-        M.log1p,
-        lambda x: 1 / (1 + x),
-        (-0.5, -1e-30, 0.0, 1e-45, 1.0, 1e4, F32_MAX),
-    ),
-    Unary(
-        "sqrt",
-        "sqrt(x)",
-        (DENORMAL, NORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
-        "x > 0: sqrt'(0) is inf; 1/(2*sqrt(5e-324)) = 2.2e161 is fine",
-        M.sqrt,
-        lambda x: 1 / (2 * M.sqrt(x)),
-        (1e-45, 1e-30, 1.0, 1e4, F32_MAX),
-    ),
-    # Powers by a constant: the value and c * x**(c - 1) must fit.
-    Unary(
-        "pow_2",
+        "x ** 2",
         "x ** 2",
         (-1e154, -1e4, -700.0, -1e-300, -DENORMAL, 0.0, DENORMAL, 1e-300, 700.0, 1e4, 1e154),
         "|x| <= 1.3e154: x**2 fits",
-        lambda x: x**2,
-        lambda x: 2 * x,
+        lambda x: (x**2, 2 * x),
         (-1e19, -1e4, 0.0, 1e-45, 1e4, 1e19),
     ),
     Unary(
-        "pow_3",
+        "x ** 3",
         "x ** 3",
         (-5e102, -1e4, -1e-300, 0.0, DENORMAL, 1e-300, 1e4, 5e102),
         "|x| <= 5.6e102: x**3 fits",
-        lambda x: x**3,
-        lambda x: 3 * x**2,
+        lambda x: (x**3, 3 * x**2),
     ),
     Unary(
-        "pow_minus_1",
+        "x ** -1",
         "x ** -1",
         (-MAX, -1e4, -1.0, -1e-154, 1e-154, 1.0, 1e4, MAX),
         "|x| >= 7.5e-155: x**-2 (the derivative) fits; x = 0 is a pole",
-        lambda x: 1 / x,
-        lambda x: -1 / x**2,
+        lambda x: (1 / x, -1 / x**2),
     ),
     Unary(
-        "pow_minus_2",
+        "x ** -2",
         "x ** -2",
         (-1e300, -1e4, -1e-100, 1e-100, 1.0, 1e4, 1e300),
         "|x| >= 1.6e-103: 2 * x**-3 (the derivative) fits",
-        lambda x: x**-2,
-        lambda x: -2 / x**3,
+        lambda x: (x**-2, -2 / x**3),
     ),
     Unary(
-        "pow_half",
+        "x ** 0.5",
         "x ** 0.5",
         (DENORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
         "x > 0, as sqrt",
-        M.sqrt,
-        lambda x: 1 / (2 * M.sqrt(x)),
+        lambda x: (M.sqrt(x), 1 / (2 * M.sqrt(x))),
     ),
     Unary(
-        "pow_2_5",
+        "x ** 2.5",
         "x ** 2.5",
         (0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e100, 1e123),
         "0 <= x <= 1.7e123: x**2.5 fits",
-        lambda x: x**2.5 if x else 0,
-        lambda x: 2.5 * x**1.5 if x else 0,
+        lambda x: (x**2.5 if x else 0, 2.5 * x**1.5 if x else 0),
     ),
     Unary(
-        "pow_minus_1_5",
+        "x ** -1.5",
         "x ** -1.5",
         (1e-120, 1e-20, 1.0, 1e4, 1e300, MAX),
         "x >= 4.6e-124: 1.5 * x**-2.5 (the derivative) fits",
-        lambda x: x**-1.5,
-        lambda x: -1.5 * x**-2.5,
+        lambda x: (x**-1.5, -1.5 * x**-2.5),
     ),
     Unary(
-        "constant_base",
+        "2 ** x",
         "2 ** x",
         (-1e4, -1074.0, -1.0, -1e-300, 0.0, DENORMAL, 1e-300, 1.0, 700.0, 1023.0),
         "x < 1024: 2**1024 is inf",
-        lambda x: M.mpf(2) ** x,
-        lambda x: M.mpf(2) ** x * M.log(2),
+        lambda x: (M.mpf(2) ** x, M.mpf(2) ** x * M.log(2)),
         (-1e4, -149.0, 0.0, 1.0, 127.0),
     ),
 ]
 
+UNARY = table_unary() + POWERS_OF_X
+
 
 def unary_reference(case: Unary, values):
-    return (
-        to_float([case.value(M.mpf(v)) for v in values]),
-        to_float([case.derivative(M.mpf(v)) for v in values]),
-    )
+    """(values, derivatives) at `values`: 200-bit, or PyTorch's in float64."""
+    if case.reference is None:
+        source = f"def f(x):\n    return {case.expr}\n"
+        x = np.array(values, dtype=np.float64)
+        value, (slope,) = torch_reference(source, "f", [x], grad_output=np.ones(x.shape))
+        return np.asarray(value, dtype=np.float64), np.asarray(slope, dtype=np.float64)
+    pairs = [case.reference(M.mpf(v)) for v in values]
+    return to_float([p[0] for p in pairs]), to_float([p[1] for p in pairs])
 
 
 def unary_param(cases):
@@ -498,176 +383,109 @@ def test_unary_in_float32(case: Unary):
     assert_matches(grad, g * derivative, f"{case.id}' at {x}", F32_RTOL, F32_ATOL)
 
 
-def test_unary_table_covers_every_elementwise_builtin():
-    exprs = " ".join(c.expr for c in UNARY)
-    for name in (
-        "exp log log1p expm1 sqrt abs sin cos tan tanh sigmoid log_sigmoid softplus relu "
-        "leaky_relu elu swish gelu hard_tanh"
-    ).split():
-        assert f"{name}(" in exprs, name
-
-
 # --------------------------------------------------------------------------------------
-# Binary elementwise ops
-
-
-def _pairs(values):
-    return tuple((a, b) for a in values for b in values)
-
-
-SUMMABLE = (
-    -1e300,
-    -1e4,
-    -700.0,
-    -1e-300,
-    -DENORMAL,
-    -0.0,
-    0.0,
-    DENORMAL,
-    1e-300,
-    700.0,
-    1e4,
-    1e300,
-)
-MULTIPLIABLE = (-1e150, -1e4, -1.0, -1e-300, -DENORMAL, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e150)
-ORDERED = (-MAX, -1e4, -1e-300, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 1e4, MAX)
-DIVISIONS = (
-    *(
-        (a, b)
-        for a in (-1e4, -1.0, -1e-300, -0.0, 0.0, DENORMAL, 1e-300, 1.0, 1e4)
-        for b in (-1e4, -1.0, -1e-100, 1e-100, 1.0, 1e4)
-    ),
-    # -a/b**2 would be 1e-300/0: the rule's -y/b is -1e300, exact
-    (1e-300, 1e-300),
-    (-1e-300, 1e-300),
-    (1e300, 1e300),
-    (MAX, MAX),
-)
-POWERS = (
-    (1e-300, 0.5),
-    (1e-300, 2.0),
-    (1e4, 30.0),
-    (1e4, -30.0),
-    (2.0, 1000.0),
-    (2.0, -1000.0),
-    (1.0, 1e4),
-    (1.0, -1e4),
-    (0.5, 1e4),
-    (1e300, 1.0),
-    (1e300, 0.0),
-    (1e300, -1.0),
-    (700.0, 0.5),
-)
+# Binary elementwise ops, comparisons and where: the table's, at its extremes
 
 
 def _tie_split(a, b, win):
     return M.mpf(0.5) if a == b else mp_step(win(a, b))
 
 
+# (a, b) -> (value, d/da, d/db) in 200 bits, by op (None: PyTorch's float64 values).
+BINARY_REFERENCES = {
+    "+": lambda a, b: (a + b, 1, 1),
+    "-": lambda a, b: (a - b, 1, -1),
+    "*": lambda a, b: (a * b, b, a),
+    "/": lambda a, b: (a / b, 1 / b, -a / b**2),
+    "**": lambda a, b: (a**b, b * a ** (b - 1), a**b * M.log(a)),
+    "maximum": lambda a, b: (
+        max(a, b),
+        _tie_split(a, b, lambda u, v: u > v),
+        _tie_split(b, a, lambda u, v: u > v),
+    ),
+    "minimum": lambda a, b: (
+        min(a, b),
+        _tie_split(a, b, lambda u, v: u < v),
+        _tie_split(b, a, lambda u, v: u < v),
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Binary:
     """`expr` over a and b, finite (value and both partials) at every pair of `points`
-    for the reason `why`; `value` and `partials` are the reference."""
+    for the reason `why`; `reference(a, b)` is (value, d/da, d/db) in 200 bits (None:
+    PyTorch's)."""
 
     id: str
     expr: str
     points: tuple[tuple[float, float], ...]
     why: str
-    value: Callable
-    partials: Callable
+    reference: Callable | None
 
 
-BINARY = [
-    Binary(
-        "add",
-        "a + b",
-        _pairs(SUMMABLE),
-        "|a|, |b| <= MAX/2: a + b fits",
-        lambda a, b: a + b,
-        lambda a, b: (1, 1),
-    ),
-    Binary(
-        "sub",
-        "a - b",
-        _pairs(SUMMABLE),
-        "as add",
-        lambda a, b: a - b,
-        lambda a, b: (1, -1),
-    ),
-    Binary(
-        "mul",
-        "a * b",
-        _pairs(MULTIPLIABLE),
-        "|a * b| <= MAX",
-        lambda a, b: a * b,
-        lambda a, b: (b, a),
-    ),
-    Binary(
-        "div",
-        "a / b",
-        DIVISIONS,
-        "b != 0 and a/b, 1/b and a/b**2 fit",
-        lambda a, b: a / b,
-        lambda a, b: (1 / b, -a / b**2),
-    ),
-    Binary(
-        "pow_variable",
-        "a ** b",
-        POWERS,
-        "a > 0 and a**b, b * a**(b-1) and a**b * log(a) fit "
-        "(a = 0: test_variable_power_of_a_zero_base)",
-        lambda a, b: a**b,
-        lambda a, b: (b * a ** (b - 1), a**b * M.log(a)),
-    ),
-    Binary(
-        "maximum",
-        "maximum(a, b)",
-        _pairs(ORDERED),
-        EVERY + "; ties split the gradient",
-        max,
-        lambda a, b: (_tie_split(a, b, lambda u, v: u > v), _tie_split(b, a, lambda u, v: u > v)),
-    ),
-    Binary(
-        "minimum",
-        "minimum(a, b)",
-        _pairs(ORDERED),
-        EVERY + "; ties split the gradient",
-        min,
-        lambda a, b: (_tie_split(a, b, lambda u, v: u < v), _tie_split(b, a, lambda u, v: u < v)),
-    ),
-    Binary(
-        "where_comparison",
-        "where(a > b, a, b)",
-        _pairs(ORDERED),
-        EVERY,
-        lambda a, b: a if a > b else b,
-        lambda a, b: (mp_step(a > b), mp_step(not a > b)),
-    ),
-    Binary(
-        "where_float_mask",
-        "where(a, a, -b)",
-        _pairs(ORDERED),
-        EVERY + "; a nonzero float is a true mask",
-        lambda a, b: a if a != 0 else -b,
-        lambda a, b: (mp_step(a != 0), -mp_step(a == 0)),
-    ),
+def _chosen_by(compare):
+    """where(a OP b, a, b) in 200 bits: the comparison is the table's own (Python's)."""
+    return lambda a, b: (
+        a if compare(a, b) else b,
+        mp_step(compare(a, b)),
+        mp_step(not compare(a, b)),
+    )
+
+
+def table_binary() -> list[Binary]:
+    """Each binary op of the table at its extremes; each comparison choosing in `where`;
+    `where` with a float mask (nonzero is true)."""
+    cases = []
+    for name in names("binary", "power") + names("binary", "power", operators=True):
+        case = CASES[name]
+        ((expr, _),) = case.calls(name, "a, b")
+        if case.extremes is not None:
+            extremes = case.extremes
+            cases.append(
+                Binary(name, expr, extremes.values, extremes.why, BINARY_REFERENCES.get(name))
+            )
+    for name in names("comparison", operators=True):
+        extremes = CASES[name].extremes
+        reference = _chosen_by(CASES[name].torch)
+        cases.append(
+            Binary(name, f"where(a {name} b, a, b)", extremes.values, extremes.why, reference)
+        )
+    for name in names("where"):
+        extremes = CASES[name].extremes
+
+        def float_mask(a, b):
+            return (a if a != 0 else -b, mp_step(a != 0), -mp_step(a == 0))
+
+        cases.append(Binary(name, f"{name}(a, a, -b)", extremes.values, extremes.why, float_mask))
+    return cases
+
+
+BINARY = table_binary() + [
     Binary(
         "mask_times",
         "(a <= b) * b + (a != b) * 0.5 * a",
-        _pairs(ORDERED),
-        EVERY + " (|b + a/2| fits where a < b)",
-        lambda a, b: mp_step(a <= b) * b + mp_step(a != b) * a / 2,
-        lambda a, b: (mp_step(a != b) / M.mpf(2), mp_step(a <= b)),
-    ),
+        op_cases.ORDERED.values,
+        op_cases.ORDERED.why + " (|b + a/2| fits where a < b)",
+        lambda a, b: (
+            mp_step(a <= b) * b + mp_step(a != b) * a / 2,
+            mp_step(a != b) / M.mpf(2),
+            mp_step(a <= b),
+        ),
+    )
 ]
 
 
 def binary_reference(case: Binary, points):
+    if case.reference is None:
+        source = f"def f(a: [N], b: [N]):\n    return {case.expr}\n"
+        a, b = (np.array(column, dtype=np.float64) for column in zip(*points, strict=True))
+        value, grads = torch_reference(source, "f", [a, b], grad_output=np.ones(a.shape))
+        return (np.asarray(value, dtype=np.float64), *grads)
     values, grads_a, grads_b = [], [], []
     for a, b in points:
-        a, b = M.mpf(a), M.mpf(b)
-        da, db = case.partials(a, b)
-        values.append(case.value(a, b))
+        value, da, db = case.reference(M.mpf(a), M.mpf(b))
+        values.append(value)
         grads_a.append(da)
         grads_b.append(db)
     return to_float(values), to_float(grads_a), to_float(grads_b)
@@ -780,7 +598,7 @@ def mp_softmax_family(x: np.ndarray, axis):
 
 @pytest.mark.parametrize("keepdims", [False, True], ids=["", "keepdims"])
 @pytest.mark.parametrize("axis", AXES, ids=lambda a: f"axis={a}")
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "logsumexp"])
+@pytest.mark.parametrize("name", names("reduction"))
 def test_reduction_of_extremes(name, axis, keepdims):
     """Finite values and gradients along each axis, with and without keepdims;
     logsumexp (value and softmax gradient) equal to the 200-bit reference."""
@@ -802,13 +620,19 @@ def test_reduction_of_extremes(name, axis, keepdims):
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1], ids=lambda a: f"axis={a}")
-@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("name", names("along_axis"))
 def test_softmax_family_of_extremes(name, axis):
-    """softmax and log_softmax of MIXED along each axis: finite, equal to the reference
-    (the Jacobian products up to CANCEL times the size of the axis)."""
-    module = compiled(f"def f(x: [N, C]):\n    return {name}(x, axis={axis})\n")
+    """softmax and log_softmax (each op along an axis) of MIXED along each axis:
+    finite, equal to the reference (the Jacobian products up to CANCEL times the size
+    of the axis; an op with no 200-bit reference here: PyTorch's)."""
+    source = f"def f(x: [N, C]):\n    return {name}(x, axis={axis})\n"
     g = grad_pattern(MIXED.shape)
-    out, (grad,) = run_everywhere(module, "f", [MIXED], g)
+    out, (grad,) = run_everywhere(compiled(source), "f", [MIXED], g)
+    if name not in ("softmax", "log_softmax"):
+        ref_out, (ref_grad,) = torch_reference(source, "f", [MIXED], grad_output=g)
+        assert_matches(out, ref_out, f"{name}(axis={axis})", atol=CANCEL * 2e4)
+        assert_matches(grad, ref_grad, f"{name}'(axis={axis})", atol=CANCEL * 2e4)
+        return
     _, p, logp = mp_softmax_family(MIXED, axis)
     gm = np.vectorize(M.mpf, otypes=[object])(g)
     expected = np.empty(MIXED.shape, object)
@@ -828,15 +652,19 @@ def test_softmax_family_of_extremes(name, axis):
     assert_matches(grad, to_float(expected), f"{name}'(axis={axis})", atol=cancel)
 
 
-@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+@pytest.mark.parametrize("name", ["logsumexp", *names("along_axis")])
 def test_softmax_family_of_each_extreme_row_as_a_vector(name):
     """1-D inputs (the default axis): each row of MIXED on its own."""
-    module = compiled(f"def f(x: [N]):\n    return {name}(x)\n")
+    source = f"def f(x: [N]):\n    return {name}(x)\n"
+    module = compiled(source)
     for row in MIXED:
         g = None if name == "logsumexp" else grad_pattern(row.shape)
         out, (grad,) = run_everywhere(module, "f", [row], g)
         lse, p, logp = mp_softmax_family(row, None)
-        if name == "logsumexp":
+        if name not in ("logsumexp", "softmax", "log_softmax"):  # no 200-bit reference
+            ref_out, _ = torch_reference(source, "f", [row], grad_output=g)
+            assert_matches(out, ref_out, f"{name}({row})", atol=CANCEL * 2e4)
+        elif name == "logsumexp":
             assert_matches(out, float(lse[0]), f"logsumexp({row})")
             assert_matches(grad, to_float(p), f"logsumexp'({row})")
         elif name == "softmax":
@@ -845,7 +673,7 @@ def test_softmax_family_of_each_extreme_row_as_a_vector(name):
             assert_matches(out, to_float(logp), f"log_softmax({row})", atol=CANCEL)
 
 
-@pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
+@pytest.mark.parametrize("name", ["logsumexp", *names("along_axis")])
 def test_softmax_family_in_float32(name):
     """float32 logits of +-1e4 and +-80 (exp(89) is inf in float32): float32 results,
     finite, close to the same program's float64 results."""
@@ -990,38 +818,45 @@ def test_cross_entropy_in_float32():
     assert_matches(grad, to_float(expected), "cross_entropy' float32", F32_RTOL, F32_ATOL)
 
 
+# The table's ops over labels and its pairwise losses, with each keyword variant.
 LOSSES = [
-    ("svm_loss", "def f(x: [N, C], y: int[N]):\n    return svm_loss(x, y)\n"),
-    ("svm_loss_no_margin", "def f(x: [N, C], y: int[N]):\n    return svm_loss(x, y, margin=0.0)\n"),
-    ("pick", "def f(x: [N, C], y: int[N]):\n    return sum(pick(x, y))\n"),
-    ("mse", "def f(x: [N, C], t: [N, C]):\n    return mse(x, t)\n"),
+    form
+    for name in names("labels", "pairwise")
+    for form in CASES[name].forms(name)
+    if all(p.shape == ("N", "C") or p.domain is None for p in form.params)
 ]
 
 
 @pytest.mark.parametrize("scale", [1e4, 1e100, 1e-300], ids=lambda s: f"scale={s:g}")
-@pytest.mark.parametrize(("name", "source"), LOSSES, ids=[n for n, _ in LOSSES])
-def test_loss_at_extreme_scales(name, source, scale):
-    """svm_loss, pick and mse of scores ~1e4, ~1e100 (mse: (1e100)**2 = 1e200 fits) and
-    ~1e-300 (mse underflows to 0): finite, equal to PyTorch's."""
+@pytest.mark.parametrize("form", LOSSES, ids=[f.expr for f in LOSSES])
+def test_loss_at_extreme_scales(form, scale):
+    """svm_loss, pick, cross_entropy and mse of scores ~1e4, ~1e100 (mse: (1e100)**2 =
+    1e200 fits) and ~1e-300 (mse underflows to 0): finite, equal to PyTorch's."""
     r = np.random.default_rng(0)
+    source = form.source()
     x = r.normal(size=(5, 3)) * scale
     second = r.integers(0, 3, 5) if "int" in source else r.normal(size=(5, 3)) * scale
-    out, grads = run_everywhere(compiled(source), "f", [x, second])
-    ref_out, ref_grads = torch_reference(source, "f", [x, second])
-    assert_matches(out, ref_out, f"{name} at scale {scale:g}", atol=0)
+    out_shape = np.shape(compiled(source).f(x, second))
+    g = grad_pattern(out_shape) if out_shape else None
+    out, grads = run_everywhere(compiled(source), "f", [x, second], g)
+    ref_out, ref_grads = torch_reference(source, "f", [x, second], grad_output=g)
+    what = f"{form.expr} at scale {scale:g}"
+    assert_matches(out, ref_out, what, atol=0 if form.op != "cross_entropy" else CANCEL)
     for grad, ref in zip(grads, ref_grads, strict=True):
-        assert_matches(grad, ref, f"{name}' at scale {scale:g}", atol=ATOL)
+        assert_matches(grad, ref, f"{what}, gradient", atol=ATOL)
 
 
 # --------------------------------------------------------------------------------------
 # Linear algebra
 
+# The table's products (every form of each), and a Gram matrix through transposes.
 MATMULS = [
-    ("matrix_matrix", "def f(a: [N, K], b: [K, M]):\n    return a @ b\n", (3, 4), (4, 2)),
-    ("matrix_vector", "def f(a: [N, K], b: [K]):\n    return a @ b\n", (3, 4), (4,)),
-    ("vector_matrix", "def f(a: [K], b: [K, M]):\n    return a @ b\n", (4,), (4, 2)),
-    ("dot", "def f(a: [K], b: [K]):\n    return a @ b\n", (4,), (4,)),
-    ("gram", "def f(a: [N, K], b: [N, K]):\n    return transpose(a.T @ b)\n", (3, 4), (3, 4)),
+    (form.id, form.source(), form.params[0].size(), form.params[1].size())
+    for name in names("matmul", operators=True)
+    for form in CASES[name].forms(name)
+]
+MATMULS += [
+    ("gram", "def f(a: [N, K], b: [N, K]):\n    return transpose(a.T @ b)\n", (3, 4), (3, 4))
 ]
 
 

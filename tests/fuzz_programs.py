@@ -10,12 +10,16 @@ an expression of a given shape and only builds what gradc's shape rules accept, 
 every program it makes must compile. Each program also comes as `source32`, the same
 text with every float parameter declared `f32`.
 
-Values stay in safe domains, so that gradients can be compared with PyTorch and with
-central differences in float64 without NumPy warnings: every expression carries a
-bound on its absolute value, arguments of `log`, `sqrt`, `/` and `**` are made
-positive by construction (`softplus(e) + 0.1`, `1 + e * e`, `exp(e)`), `exp` and `tan`
-get bounded arguments (`tanh` first when needed), and a value whose bound grows too
-large is squashed (`tanh`, `sigmoid`, `sin`, ...). Kinks (relu at 0, a tie of
+The functions, reductions and comparisons are those of the op table
+(`tests/op_cases.py`), so a new op in the table is fuzzed too. Values stay in safe
+domains, so that gradients can be compared with PyTorch and with central differences
+in float64 without NumPy warnings: every expression carries a bound on its absolute
+value (a function's from its torch reference); the argument of a function defined only
+above some value (the case's domain: `log`, `sqrt`, `log1p`), of `/` and of `**` is
+made to lie there by construction (`softplus(e) + 0.1`, `1 + e * e`, `exp(e)`, a `tanh`
+scaled into the domain); a function that overflows or has poles away from its domain
+(`exp`, `tan`) gets a bounded argument (`tanh` first when needed); and a value whose
+bound grows too large is squashed (`tanh`, `sigmoid`, `sin`, ...). Kinks (relu at 0, a tie of
 `maximum`, a flip of a `where` mask) are left in: random points avoid them almost
 surely, and the checks recognise the rare point that lands within a step of one.
 
@@ -24,8 +28,8 @@ well-formed programs mutated (a token deleted, duplicated, swapped or replaced, 
 made unknown, a dim renamed, a line re-indented, deleted or duplicated). gradc must
 compile each or reject it with a positioned `CompileError`.
 
-Nothing here imports gradc: a program is only text plus what the checks need to call
-it (each def's parameters and shapes, and the sizes of the dims).
+Nothing here imports gradc (nor does op_cases): a program is only text plus what the
+checks need to call it (each def's parameters and shapes, and the sizes of the dims).
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from hypothesis import strategies as st
+from op_cases import CASES, names
 
 Shape = tuple  # of dims: a name ("N"), or a literal size (1 broadcasts, 2 does not)
 
@@ -63,15 +69,30 @@ LABEL_NAMES = ("y", "labels")
 DEF_NAMES = ("f", "g", "layer", "block", "affine", "head")
 CONSTANTS = (("reg", "1e-3"), ("eps", "0.5"), ("scale", "2 * 0.75"), ("shift", "-1.5"))
 
-UNARY_FUNCTIONS = (
-    "neg", "exp", "expm1", "log", "log1p", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-    "sigmoid", "log_sigmoid", "softplus", "relu", "leaky_relu", "elu", "swish", "gelu",
-    "hard_tanh", "softmax", "log_softmax", "pos",
-)  # fmt: skip
+# The functions programs are made of are the op table's (tests/op_cases.py): a new op
+# in the table is fuzzed without a change here. Each case's domain says how an argument
+# is kept where the function is defined; its torch reference bounds the result.
+ELEMENTWISE = names("unary")  # f(x): exp, log, ..., hard_tanh
+ALONG_AXIS = names("along_axis")  # f(x, axis=-1): softmax, log_softmax
+EXTREMA = names("binary")  # f(a, b): maximum, minimum
+UNARY_FUNCTIONS = ("neg", *ELEMENTWISE, *ALONG_AXIS, "pos")  # neg and pos: -e and +e
 SQUASHES = ("tanh", "sigmoid", "sin", "cos", "hard_tanh", "softsign")
-COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
-REDUCTIONS = ("sum", "mean", "max", "min", "logsumexp")
+COMPARISONS = names("comparison", operators=True)
+REDUCTIONS = names("reduction")
 NUMBERS = (("2", 2.0), ("0.5", 0.5), ("3.0", 3.0), ("1e-2", 0.01), ("1.5", 1.5), (".25", 0.25))
+# Constants a keyword argument may name (`leaky_relu(h, alpha=reg)`): the positive ones.
+POSITIVE_CONSTANTS = tuple(
+    (name, value) for name, text in CONSTANTS if (value := float(eval(text))) > 0  # noqa: S307
+)
+
+
+@functools.lru_cache(maxsize=65536)
+def result_bound(op: str, low: float, high: float, keywords: tuple) -> float:
+    """A bound on |op(x)| for x in [low, high], from the op's torch reference on a fine
+    grid (with a margin: between grid points a smooth function moves little)."""
+    grid = torch.linspace(low, high, 257, dtype=torch.float64)
+    values = CASES[op].torch(grid, **dict(keywords))
+    return 1.05 * float(torch.max(torch.abs(values))) + 0.01
 
 
 # --------------------------------------------------------------------------------------
@@ -486,113 +507,95 @@ class DefBuilder:
         return self.leaf(shape, [v for v in self.visible() if v.shape == shape])
 
     def _unary(self, shape, depth):
-        ops = [op for op in UNARY_FUNCTIONS if op not in ("softmax", "log_softmax") or shape]
+        ops = [op for op in UNARY_FUNCTIONS if op not in ALONG_AXIS or shape]
         op = self.pick(ops)
         self.features.add(op)
         e = self.expr(shape, depth)
-        b = e.bound
         if op == "neg":
-            return Expr(f"-{wrap(e, UNARY)}", shape, b, UNARY, e.const)
+            return Expr(f"-{wrap(e, UNARY)}", shape, e.bound, UNARY, e.const)
         if op == "pos":
-            return Expr(f"+{wrap(e, UNARY)}", shape, b, UNARY, e.const)
-        if op in ("exp", "expm1"):
-            e = self.bounded(e, 3.0)
-            return call(op, e, shape=shape, bound=math.exp(e.bound))
-        if op == "log":
-            return self.log_of_positive(e)
-        if op == "log1p":
-            how = self.pick(("square", "exp", "softplus", "tanh"))
-            if how == "square":
-                inner = binary("*", e, e, shape, b * b)
-            elif how == "exp":
-                e = self.bounded(e, 3.0)
-                inner = call("exp", e, shape=shape, bound=math.exp(e.bound))
-            elif how == "softplus":
-                inner = call("softplus", e, shape=shape, bound=b + 1)
+            return Expr(f"+{wrap(e, UNARY)}", shape, e.bound, UNARY, e.const)
+        if op in ALONG_AXIS:
+            return self.along_axis(op, e)
+        return self.elementwise(op, e)
+
+    def elementwise(self, op: str, e: Expr) -> Expr:
+        """`op(e)`, with `e` brought into the op's domain first where the function is
+        not defined everywhere, and maybe a keyword of the case's variants."""
+        case = CASES[op]
+        inner, low, high = self.into_domain(e, case.domains[0])
+        args: list = []
+        keywords = {}
+        options = sorted({k for variant in case.variants for k in variant})
+        if options and self.chance(50):
+            keyword = self.pick(options)
+            values = [repr(float(v[keyword])) for v in case.variants if keyword in v]
+            values += [n for n, _ in POSITIVE_CONSTANTS if any(v.name == n for v in self.scope)]
+            text = self.pick(values)
+            self.features.add(f"{op}_{keyword}")
+            if self.chance(50):
+                args.append(text)
             else:
-                inner = binary(
-                    "*", number("0.9", 0.9), call("tanh", e, shape=shape, bound=1.0), shape, 0.9
-                )
-            return call("log1p", inner, shape=shape, bound=max(3.0, math.log1p(inner.bound)))
-        if op == "sqrt":
-            return self.sqrt_of_positive(e)
-        if op == "tan":
-            inner = (
-                self.bounded(e, 1.0) if self.chance(50) else call("tanh", e, shape=shape, bound=1.0)
-            )
-            return call("tan", inner, shape=shape, bound=1.6)
-        if op in ("sin", "cos", "tanh", "sigmoid", "hard_tanh"):
-            return call(op, e, shape=shape, bound=1.0)
-        if op in ("log_sigmoid", "softplus"):
-            return call(op, e, shape=shape, bound=b + 1)
-        if op in ("leaky_relu", "elu"):
-            alphas = (
-                ("0.1", "0.01", "2.0", "reg", "eps")
-                if op == "leaky_relu"
-                else ("0.5", "1.0", "eps")
-            )
-            alphas = tuple(
-                a for a in alphas if a[0].isdigit() or any(v.name == a for v in self.scope)
-            )
-            if self.chance(50):
-                return call(op, e, shape=shape, bound=2 * b + 2)
-            alpha = self.pick(alphas)
-            self.features.add(f"{op}_alpha")
-            if self.chance(50):
-                return call(op, e, alpha, shape=shape, bound=2 * b + 2)
-            return call(op, e, shape=shape, bound=2 * b + 2, alpha=alpha)
-        if op in ("softmax", "log_softmax"):
-            rank = len(shape)
-            axis = self.pick([None, *range(-rank, rank)])
-            bound = 1.0 if op == "softmax" else 2 * b + 2
-            if axis is None:
-                return call(op, e, shape=shape, bound=bound)
-            self.features.add("softmax_axis")
-            if self.chance(25):
-                return call(op, e, str(axis), shape=shape, bound=bound)
-            return call(op, e, shape=shape, bound=bound, axis=str(axis))
-        return call(op, e, shape=shape, bound=b + 1)  # abs relu swish gelu
-
-    def log_of_positive(self, e: Expr) -> Expr:
-        shape, b = e.shape, e.bound
-        how = self.pick(("softplus", "square", "exp", "sigmoid"))
-        if how == "softplus":
-            c, value = self.pick((("0.1", 0.1), ("0.5", 0.5), ("1", 1.0)))
-            sp = call("softplus", e, shape=shape, bound=b + 1)
-            inner = binary("+", sp, number(c, value), shape, b + 1 + value)
-            return call("log", inner, shape=shape, bound=max(abs(math.log(value)), math.log(b + 2)))
-        if how == "square":
-            inner = binary("+", number("1", 1.0), binary("*", e, e, shape, b * b), shape, 1 + b * b)
-            return call("log", inner, shape=shape, bound=math.log(1 + b * b))
-        if how == "exp":
-            e = self.bounded(e, 3.0)
-            return call(
-                "log",
-                call("exp", e, shape=shape, bound=math.exp(e.bound)),
-                shape=shape,
-                bound=e.bound,
-            )
-        return call("log", call("sigmoid", e, shape=shape, bound=1.0), shape=shape, bound=b + 1)
-
-    def sqrt_of_positive(self, e: Expr) -> Expr:
-        shape, b = e.shape, e.bound
-        how = self.pick(("softplus", "square", "exp"))
-        if how == "softplus":
-            inner = binary(
-                "+",
-                call("softplus", e, shape=shape, bound=b + 1),
-                number("0.1", 0.1),
-                shape,
-                b + 1.1,
-            )
-        elif how == "square":
-            inner = binary(
-                "+", binary("*", e, e, shape, b * b), number("0.5", 0.5), shape, b * b + 0.5
-            )
+                keywords[keyword] = text
+            value = dict(POSITIVE_CONSTANTS).get(text) or float(text)
+            bound = result_bound(op, low, high, ((keyword, value),))
         else:
+            bound = result_bound(op, low, high, ())
+        return call(op, inner, *args, shape=e.shape, bound=bound, **keywords)
+
+    def into_domain(self, e: Expr, domain) -> tuple[Expr, float, float]:
+        """`e`, or an expression of it whose values lie where `domain` says the function
+        is defined, and the interval those values lie in."""
+        shape = e.shape
+        if domain.kind == "anywhere":
+            return e, -e.bound, e.bound
+        if domain.kind == "near":  # squashed into the domain (exp's result stays < 21)
+            e = self.bounded(e, min(-domain.low, domain.high, 3.0))
+            return e, -e.bound, e.bound
+        # "above" (and "away_from_zero"): above the domain's lower end
+        low = domain.low if domain.kind == "above" else 0.0
+        how = self.pick(("softplus", "square", "exp", "tanh"))
+        if how == "tanh":  # anywhere in the domain, below 0 too (log1p)
+            mid, half = (domain.low + domain.high) / 2, (domain.high - domain.low) / 2
+            scaled = binary(
+                "*", number(repr(half), half), call("tanh", e, shape=shape, bound=1.0), shape, half
+            )
+            bound = max(abs(domain.low), abs(domain.high))
+            return (
+                binary("+", number(repr(mid), mid), scaled, shape, bound),
+                domain.low,
+                domain.high,
+            )
+        if how == "softplus":  # in [c, b + 1 + c]
+            c, lo = self.pick((("0.1", 0.1), ("0.5", 0.5), ("1", 1.0)))
+            hi = e.bound + 1 + lo
+            sp = call("softplus", e, shape=shape, bound=e.bound + 1)
+            inner = binary("+", sp, number(c, lo), shape, hi)
+        elif how == "square":  # in [1, 1 + b**2]
+            lo, hi = 1.0, 1 + e.bound**2
+            inner = binary("+", number("1", 1.0), binary("*", e, e, shape, e.bound**2), shape, hi)
+        else:  # in [exp(-b), exp(b)]
             e = self.bounded(e, 3.0)
-            inner = call("exp", e, shape=shape, bound=math.exp(e.bound))
-        return call("sqrt", inner, shape=shape, bound=math.sqrt(inner.bound))
+            lo, hi = math.exp(-e.bound), math.exp(e.bound)
+            inner = call("exp", e, shape=shape, bound=hi)
+        bound = max(abs(low + lo), abs(low + hi))
+        if low > 0:
+            inner = binary("+", number(repr(low), low), inner, shape, bound)
+        elif low < 0:
+            inner = binary("-", inner, number(repr(-low), -low), shape, bound)
+        return inner, low + lo, low + hi
+
+    def along_axis(self, op: str, e: Expr) -> Expr:
+        """`op(e, axis=...)` (softmax and friends), along some axis or the default."""
+        rank = len(e.shape)
+        axis = self.pick([None, *range(-rank, rank)])
+        bound = 2 * e.bound + 2  # |log_softmax| <= 2 max|x| + log(4); softmax <= 1
+        if axis is None:
+            return call(op, e, shape=e.shape, bound=bound)
+        self.features.add(f"{op}_axis")
+        if self.chance(25):
+            return call(op, e, str(axis), shape=e.shape, bound=bound)
+        return call(op, e, shape=e.shape, bound=bound, axis=str(axis))
 
     def operand_shapes(self, shape: Shape) -> tuple[Shape, Shape]:
         """Two possible shapes that broadcast to `shape` (mostly `shape` itself)."""
@@ -684,7 +687,7 @@ class DefBuilder:
         return binary("**", base, exponent, shape, max(base.bound, 2.0))
 
     def _extremum(self, shape, depth):
-        op = self.pick(("maximum", "minimum"))
+        op = self.pick(EXTREMA)
         self.features.add(op)
         a_shape, b_shape = self.operand_shapes(shape)
         a, b = self.expr(a_shape, depth), self.expr(b_shape, self.draw(st.integers(0, depth)))

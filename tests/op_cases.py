@@ -551,7 +551,7 @@ def unary(reference, domain=WIDE, *, points=(), kinks=None, variants=(), extreme
 
 def negation(reference, **options):
     """Unary minus: `-x`."""
-    return _replace(unary(reference, **options), operator=True)
+    return _replace(unary(reference, **options), torch=reference, operator=True)
 
 
 def binary(reference, *domains, points=(), kinks=None, avoid=None, extremes=None, op=False):
@@ -560,7 +560,7 @@ def binary(reference, *domains, points=(), kinks=None, avoid=None, extremes=None
     domains += (WIDE,) * (2 - len(domains))
     return OpCase(
         "binary",
-        _on_tensors(reference, 2),
+        reference if op else _on_tensors(reference, 2),
         domains,
         points,
         _kinks(kinks or {}),
@@ -585,7 +585,7 @@ def comparison(reference):
     points = ((1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (0.0, 0.0))
     return OpCase(
         "comparison",
-        _on_tensors(reference, 2),
+        reference,
         points=points,
         extremes=ORDERED,
         differentiable=False,

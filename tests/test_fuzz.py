@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from checks import assert_close, strict_numpy  # noqa: E402
 from fuzz_programs import DefInfo, Program, ill_formed_sources, programs  # noqa: E402
+from op_cases import CASES, names  # noqa: E402
 from oracle import BUILTINS, torch_forward, torch_reference  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-9  # against torch (see the module docstring)
@@ -82,16 +83,19 @@ COMMON = dict(deadline=None, database=None, suppress_health_check=list(HealthChe
 CI = settings(derandomize=True, **COMMON)
 LONG = settings(derandomize=False, **COMMON)
 
-# Everything a program can exercise; the CI profile must use each at least once.
-OPERATORS = {"+", "-", "*", "/", "**", "@", ".T", "neg", "pos"}
-COMPARISON_OPS = {"<", "<=", ">", ">=", "==", "!="}
+# Everything a program can exercise; the CI profile must use each at least once: every
+# op of the table (tests/op_cases.py), each keyword of its variants and each axis
+# argument of a softmax-like op, and the language's structure.
+OPERATORS = {".T", "pos"} | set(names("unary", "binary", "power", "matmul", operators=True))
+COMPARISON_OPS = set(names("comparison", operators=True))
+KEYWORDS = {f"{n}_{k}" for n in names("unary") for v in CASES[n].variants for k in v}
+KEYWORDS |= {f"{n}_axis" for n in names("along_axis")}
 STRUCTURE = {
     "call", "keyword_call", "reassign", "statements", "several_defs", "array_output",
     "wrt", "labels", "constant", "broadcast", "keepdims", "axis_tuple", "positional_axis",
-    "softmax_axis", "svm_margin", "leaky_relu_alpha", "elu_alpha", "return_type",
-    "mask_arithmetic", "variable_exponent", "squash",
+    "svm_margin", "return_type", "mask_arithmetic", "variable_exponent", "squash",
 }  # fmt: skip
-EVERYTHING = set(BUILTINS) | OPERATORS | COMPARISON_OPS | STRUCTURE
+EVERYTHING = set(BUILTINS) | OPERATORS | COMPARISON_OPS | KEYWORDS | STRUCTURE
 
 
 @dataclass

@@ -1036,6 +1036,19 @@ def test_tied_maxima_share_the_gradient_equally():
     np.testing.assert_allclose(ref, expected, rtol=1e-15)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="gradc bug: a mask times an integer literal, `(x > 0) * 2`, is returned as an "
+    "integer (int64 array, or Python int), though a def returns floats (found by the long "
+    "fuzz profile)",
+)
+@pytest.mark.parametrize("params", ["x: [N]", "x"])
+def test_a_mask_times_an_integer_is_returned_as_a_float(params):
+    source = f"def f({params}):\n    return (x > 0) * 2\n"
+    x = np.array([1.0, -1.0, 2.0]) if params != "x" else 1.0
+    assert np.asarray(compiled(source).f(x)).dtype == np.float64
+
+
 def test_scalar_gradient_is_the_sum_over_the_array():
     """Spelled out for `a * x`: grad_a = sum(grad_output * x), a float-shaped value."""
     module = compiled("def f(a, x: [N]):\n    return a * x\n")

@@ -839,14 +839,14 @@ def _reduction_call(name, axis=None, keepdims=False, positional=False) -> str:
 
 def _reduction_forms(name: str, case: OpCase) -> list[Form]:
     matrix, vector = Param("x", ("N", "D")), Param("x", ("D",))
-    axes = [(axis, keepdims) for axis in [None, 0, 1, (0, 1)] for keepdims in [False, True]]
-    axes += [(-1, False), (-2, True), ((1, 0), False), ((-1, 0), True)]
+    axes = [(None, True), (0, False), (0, True), (1, False), (1, True), ((0, 1), False)]
+    axes += [((0, 1), True), (-1, False), (-2, True), ((1, 0), False), ((-1, 0), True)]
     forms = [Form(name, (matrix,), _reduction_call(name, a, keepdims)) for a, keepdims in axes]
-    forms += [Form(name, (matrix,), _reduction_call(name, 1, positional=True))]
     forms += [Form(name, (matrix,), f"{name}(x, axis=None, keepdims=False)")]
+    forms += [Form(name, (matrix,), _reduction_call(name, 1, positional=True))]
     forms += [
         Form(name, (vector,), _reduction_call(name, axis, keepdims))
-        for axis, keepdims in [(None, False), (0, False), (-1, True)]
+        for axis, keepdims in [(None, False), (-1, True)]
     ]
     cube = Param("x", ("N", "D", "H"))
     forms += [Form(name, (cube,), _reduction_call(name, (0, 2)))]

@@ -101,7 +101,7 @@ def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
             try:
                 fn = lower(module, d.name, d_wrt, budget=MAX_OPERATIONS - operations)
-                operations += len(fn.graph.nodes)
+                operations += fn.graph.operations
                 families.append(_family(d, fn, reserved))
             except CompileError as exc:
                 errors.setdefault((exc.pos, exc.message), exc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gradc.errors import CompileError, Pos
-from gradc.ops import OPS, Op
+from gradc.ops import LEAF, OPS, Op
 
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
 _NO_ATTRS: dict = {}
@@ -91,6 +91,9 @@ class Graph:
     # The function's inputs (not the gradient seed), in creation order: the
     # values whose shapes a size can be read from at run time (`len(y)`).
     inputs: list[Node] = field(default_factory=list)
+    # How many nodes compute something: not inputs, constants or names (the
+    # size limit of a program counts these).
+    operations: int = 0
 
     def copy(self) -> Graph:
         """A new graph with the same nodes (same ids), so that adding to it
@@ -102,6 +105,7 @@ class Graph:
             new.nodes.append(node)
             new._interned[(n.op, n.attrs, *[a.id for a in args])] = node
         new.inputs = [new.nodes[x.id] for x in self.inputs]
+        new.operations = self.operations
         return new
 
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
@@ -123,6 +127,8 @@ class Graph:
         self._interned[key] = node
         if op is Op.INPUT and not node.attr("seed"):
             self.inputs.append(node)
+        if spec.group != LEAF:
+            self.operations += 1
         return node
 
     def position(self, start: int, pos: Pos | None) -> None:

@@ -33,7 +33,7 @@ from gradc.ops import (
 )
 from gradc.rewrites import simplify_node
 
-MAX_OPERATIONS = 30_000  # IR nodes of all the lowered defs of a module together
+MAX_OPERATIONS = 30_000  # operations (not inputs, constants or names) of all the lowered defs
 
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
 _DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
@@ -52,8 +52,9 @@ def lower(
     module: S.Module, function: str, wrt: list[str] | None = None, budget: int | None = None
 ) -> Function:
     """Lower the def called `function` (and every def it calls) to IR.
-    `wrt`, when given, overrides the def's `@wrt(...)`; past `budget` IR
-    nodes the program is too large, an error at the statement reached."""
+    `wrt`, when given, overrides the def's `@wrt(...)`; past `budget`
+    operations (inputs, constants and names are free) the program is too
+    large, an error at the statement reached."""
     defs = definitions(module)
     if function not in defs:
         raise CompileError(f"no def named '{function}'")
@@ -215,7 +216,7 @@ class _Lowering:
                     "statement after 'return' is never run", stmt.pos, "'return' comes last"
                 )
             value = _value((yield self.expression(stmt.value, scope, stack)))
-            if self.budget is not None and len(self.graph.nodes) > self.budget:
+            if self.budget is not None and self.graph.operations > self.budget:
                 raise CompileError(
                     "program too large: its defs, with every call inlined, make more than "
                     f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",

@@ -498,11 +498,14 @@ def _pow_grad(g, y, a, b):
             return (g, None)
         # d(a**c)/da = c * a**(c-1), with c-1 folded now
         return (g * c * a ** (c - 1), None)
-    # d(a**b)/da = b * a**(b-1);  d(a**b)/db = a**b * log(a), which is 0 at a = 0
-    # (y = 0 there, and PyTorch's value) rather than 0 * log(0) = nan
+    # d(a**b)/db = a**b * log(a), which is 0 at a = 0 (y = 0 there, or b = 0,
+    # and PyTorch's value) rather than 0 * log(0) = nan
     if a.op is Op.CONST:
-        return (g * b * a ** (b - 1), None if a.attr("value") == 0 else g * y * log(a))
-    return (g * b * a ** (b - 1), g * y * log(where(equal(a, 0), 1, a)))
+        return (None, None if a.attr("value") == 0 else g * y * log(a))
+    # d(a**b)/da = b * a**(b-1), which is 0 where b = 0, as PyTorch; there
+    # a**1 stands in for a**-1, which divides by zero at a = 0
+    da = g * b * a ** where(equal(b, 0), 1, b - 1)
+    return (da, g * y * log(where(equal(a, 0), 1, a)))
 
 
 def _maximum_grad(g, y, a, b):

@@ -28,74 +28,6 @@ from dataclasses import dataclass, field
 
 from gradc.errors import CompileError
 
-
-class Op(enum.IntEnum):  # IntEnum: hashed as an int, and the IR hashes ops a lot
-    # Leaves and bookkeeping
-    INPUT = enum.auto()
-    CONST = enum.auto()
-    NAME = enum.auto()
-    ZEROS_LIKE = enum.auto()
-    # Arithmetic
-    ADD = enum.auto()
-    SUB = enum.auto()
-    MUL = enum.auto()
-    DIV = enum.auto()
-    POW = enum.auto()
-    NEG = enum.auto()
-    # Elementwise functions
-    EXP = enum.auto()
-    LOG = enum.auto()
-    LOG1P = enum.auto()
-    EXPM1 = enum.auto()
-    SQRT = enum.auto()
-    ABS = enum.auto()
-    SIGN = enum.auto()
-    SIN = enum.auto()
-    COS = enum.auto()
-    TAN = enum.auto()
-    TANH = enum.auto()
-    SIGMOID = enum.auto()
-    LOG_SIGMOID = enum.auto()
-    SOFTPLUS = enum.auto()
-    RELU = enum.auto()
-    LEAKY_RELU = enum.auto()
-    ELU = enum.auto()
-    SWISH = enum.auto()
-    GELU = enum.auto()
-    GELU_GRAD = enum.auto()
-    HARD_TANH = enum.auto()
-    MAXIMUM = enum.auto()
-    MINIMUM = enum.auto()
-    WHERE = enum.auto()
-    # Comparisons (masks)
-    LT = enum.auto()
-    LE = enum.auto()
-    GT = enum.auto()
-    GE = enum.auto()
-    EQ = enum.auto()
-    NE = enum.auto()
-    # Linear algebra
-    MATMUL = enum.auto()
-    TRANSPOSE = enum.auto()
-    OUTER = enum.auto()
-    # Reductions and their adjoints
-    SUM = enum.auto()
-    MEAN = enum.auto()
-    MAX = enum.auto()
-    MIN = enum.auto()
-    LOGSUMEXP = enum.auto()
-    BROADCAST_LIKE = enum.auto()
-    EXPAND = enum.auto()
-    SIZE = enum.auto()
-    COUNT = enum.auto()
-    # Neural-net functions
-    SOFTMAX = enum.auto()
-    LOG_SOFTMAX = enum.auto()
-    CROSS_ENTROPY = enum.auto()
-    PICK = enum.auto()
-    ONEHOT = enum.auto()
-
-
 NOT_DIFFERENTIABLE = "not differentiable"
 
 # The groups of the op table (docs/language.md lists the built-ins by group).
@@ -731,114 +663,119 @@ def _elu_value(x, alpha):
 # ---------------------------------------------------------------- the table
 
 # fmt: off
-OPS: dict[Op, OpDef] = {
-    Op.INPUT: OpDef("input", 0, None, None, _leaf_input, group=LEAF, view=True),
-    Op.CONST: OpDef("constant", 0, None, None, _leaf_const, group=LEAF, view=True),
+_ROWS: dict[str, OpDef] = {
+    "INPUT": OpDef("input", 0, None, None, _leaf_input, group=LEAF, view=True),
+    "CONST": OpDef("constant", 0, None, None, _leaf_const, group=LEAF, view=True),
     # A name is the identity; its adjoint gets the name grad_<name>.
-    Op.NAME: OpDef(
+    "NAME": OpDef(
         "name", 1, None, lambda g, y, x, label: (g.graph.name("grad_" + label, g),), _same,
         group=LEAF, view=True,
     ),
-    Op.ZEROS_LIKE: internal("zeros_like", 1, "np.zeros_like({0})", _same),
-    Op.ADD: binary("+", lambda g, y, a, b: (g, g), operator.add, chain="sum"),
-    Op.SUB: binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),
-    Op.MUL: binary("*", _mul_grad, operator.mul, chain="product"),
+    "ZEROS_LIKE": internal("zeros_like", 1, "np.zeros_like({0})", _same),
+    "ADD": binary("+", lambda g, y, a, b: (g, g), operator.add, chain="sum"),
+    "SUB": binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),
+    "MUL": binary("*", _mul_grad, operator.mul, chain="product"),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
-    Op.DIV: binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
-    Op.POW: binary("**", _pow_grad, operator.pow),
-    Op.NEG: linear("-", 1, "-{0}", lambda g, x: (-g,), _elementwise, group=ARITHMETIC,
+    "DIV": binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
+    "POW": binary("**", _pow_grad, operator.pow),
+    "NEG": linear("-", 1, "-{0}", lambda g, x: (-g,), _elementwise, group=ARITHMETIC,
                    fold=operator.neg),
-    Op.EXP: unary("exp", lambda g, y, x: (g * y,), math.exp),
-    Op.LOG: unary("log", lambda g, y, x: (g / x,), math.log),
-    Op.LOG1P: unary("log1p", lambda g, y, x: (g / (1 + x),), math.log1p),
+    "EXP": unary("exp", lambda g, y, x: (g * y,), math.exp),
+    "LOG": unary("log", lambda g, y, x: (g / x,), math.log),
+    "LOG1P": unary("log1p", lambda g, y, x: (g / (1 + x),), math.log1p),
     # exp(x), not y + 1: y + 1 cancels for very negative x
-    Op.EXPM1: unary("expm1", lambda g, y, x: (g * exp(x),), math.expm1),
-    Op.SQRT: unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt),
+    "EXPM1": unary("expm1", lambda g, y, x: (g * exp(x),), math.expm1),
+    "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt),
     # sign(0) = 0 gives abs'(0) = 0, as PyTorch
-    Op.ABS: unary("abs", lambda g, y, x: (g * sign(x),), abs),
-    Op.SIGN: unary("sign", NOT_DIFFERENTIABLE, lambda x: (x > 0) - (x < 0), builtin=False),
-    Op.SIN: unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
-    Op.COS: unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
-    Op.TAN: unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
-    Op.TANH: unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
-    Op.SIGMOID: unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
+    "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs),
+    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: (x > 0) - (x < 0), builtin=False),
+    "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
+    "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
+    "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
+    "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
+    "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
                       helpers=("sigmoid",)),
     # d log(sigmoid(x)) = sigmoid(-x): exact where 1 - sigmoid(x) would cancel
-    Op.LOG_SIGMOID: unary("log_sigmoid", lambda g, y, x: (g * sigmoid(-x),),
+    "LOG_SIGMOID": unary("log_sigmoid", lambda g, y, x: (g * sigmoid(-x),),
                           lambda x: min(x, 0.0) - math.log1p(math.exp(-abs(x))),
                           helpers=("log_sigmoid",)),
-    Op.SOFTPLUS: unary("softplus", lambda g, y, x: (g * sigmoid(x),),
+    "SOFTPLUS": unary("softplus", lambda g, y, x: (g * sigmoid(x),),
                        lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))),
                        helpers=("softplus",)),
     # y > 0 exactly where x > 0, so relu'(0) = 0 as PyTorch
-    Op.RELU: unary("relu", lambda g, y, x: (g * greater(y, 0),), lambda x: max(x, 0),
+    "RELU": unary("relu", lambda g, y, x: (g * greater(y, 0),), lambda x: max(x, 0),
                    spelling="np.maximum({0}, 0)"),
-    Op.LEAKY_RELU: unary("leaky_relu", lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
+    "LEAKY_RELU": unary("leaky_relu", lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
                          _leaky_relu_value, spelling="leaky_relu({0}, {alpha})",
                          helpers=("leaky_relu",), alpha=0.01),
     # for x <= 0, d/dx alpha*(exp(x)-1) = alpha*exp(x); exp of min(x, 0) never overflows
-    Op.ELU: unary("elu",
+    "ELU": unary("elu",
                   lambda g, y, x, alpha: (where(greater(x, 0), g, g * alpha * exp(minimum(x, 0))),),
                   _elu_value, spelling="elu({0}, {alpha})", helpers=("elu",),
                   alpha=1.0),
     # d/dx x*s(x) = s + x*s*(1-s) = s + y*(1-s)
-    Op.SWISH: unary("swish", lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
+    "SWISH": unary("swish", lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
                     lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish")),
-    Op.GELU: unary("gelu", lambda g, y, x: (g * gelu_grad(x),), _gelu_value, helpers=("gelu",)),
-    Op.GELU_GRAD: unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False),
+    "GELU": unary("gelu", lambda g, y, x: (g * gelu_grad(x),), _gelu_value, helpers=("gelu",)),
+    "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False),
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
-    Op.HARD_TANH: unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
+    "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
                         lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)"),
-    Op.MAXIMUM: OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
+    "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max),
-    Op.MINIMUM: OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
+    "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=min),
-    Op.WHERE: OpDef("where", 3, "np.where({0}, {1}, {2})",
+    "WHERE": OpDef("where", 3, "np.where({0}, {1}, {2})",
                     lambda g, y, m, a, b: (None, where(m, g, 0), where(m, 0, g)), _where,
                     builtin=True, params=("mask", "a", "b"), group=ELEMENTWISE),
-    Op.LT: comparison("<", operator.lt),
-    Op.LE: comparison("<=", operator.le),
-    Op.GT: comparison(">", operator.gt),
-    Op.GE: comparison(">=", operator.ge),
-    Op.EQ: comparison("==", operator.eq),
-    Op.NE: comparison("!=", operator.ne),
-    Op.MATMUL: OpDef("@", 2, "{0} @ {1}", _matmul_grad, _matmul, group=LINEAR_ALGEBRA),
-    Op.TRANSPOSE: linear("transpose", 1, "{0}.T", lambda g, x: (transpose(g),), _transpose,
+    "LT": comparison("<", operator.lt),
+    "LE": comparison("<=", operator.le),
+    "GT": comparison(">", operator.gt),
+    "GE": comparison(">=", operator.ge),
+    "EQ": comparison("==", operator.eq),
+    "NE": comparison("!=", operator.ne),
+    "MATMUL": OpDef("@", 2, "{0} @ {1}", _matmul_grad, _matmul, group=LINEAR_ALGEBRA),
+    "TRANSPOSE": linear("transpose", 1, "{0}.T", lambda g, x: (transpose(g),), _transpose,
                          view=True, builtin=True, params=("x",), group=LINEAR_ALGEBRA),
     # d(a b^T)/da = g @ b, d(a b^T)/db = a @ g
-    Op.OUTER: internal("outer", 2, "np.outer({0}, {1})", _outer,
+    "OUTER": internal("outer", 2, "np.outer({0}, {1})", _outer,
                        grad=lambda g, y, a, b: (matmul(g, b), matmul(a, g))),
     # reductions: sum(x, axis=None, keepdims=False) and friends
-    Op.SUM: reduction("sum", _sum_grad, _sum),
-    Op.MEAN: reduction("mean", _mean_grad, _reduce_float),
-    Op.MAX: reduction("max", _extreme_grad, _reduce_same),
-    Op.MIN: reduction("min", _extreme_grad, _reduce_same),
-    Op.LOGSUMEXP: reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
+    "SUM": reduction("sum", _sum_grad, _sum),
+    "MEAN": reduction("mean", _mean_grad, _reduce_float),
+    "MAX": reduction("max", _extreme_grad, _reduce_same),
+    "MIN": reduction("min", _extreme_grad, _reduce_same),
+    "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
                             ("logsumexp",)),
     # np.full_like makes a new array; np.broadcast_to a read-only view
-    Op.BROADCAST_LIKE: linear("broadcast_like", 2, _spell_broadcast_like, _broadcast_like_adjoint,
+    "BROADCAST_LIKE": linear("broadcast_like", 2, _spell_broadcast_like, _broadcast_like_adjoint,
                               _broadcast_like,
                               view=lambda axis, keepdims: axis is not None or keepdims),
-    Op.EXPAND: linear("expand", 1, _spell_expand, lambda g, x, axis: (reduce_sum(g, axis),),
+    "EXPAND": linear("expand", 1, _spell_expand, lambda g, x, axis: (reduce_sum(g, axis),),
                       _expand, view=True),
-    Op.SIZE: internal("size", 1, _spell_size, _size, view=True),
+    "SIZE": internal("size", 1, _spell_size, _size, view=True),
     # the number of True entries, as a float of x's dtype (so float32 stays float32)
-    Op.COUNT: internal("count", 2, _spell_count, _count),
-    Op.SOFTMAX: OpDef("softmax", 1, _spell_with_axis("softmax"), _softmax_grad, _softmax,
+    "COUNT": internal("count", 2, _spell_count, _count),
+    "SOFTMAX": OpDef("softmax", 1, _spell_with_axis("softmax"), _softmax_grad, _softmax,
                       ("softmax",), True, ("x",), {"axis": -1}, group=NEURAL_NET),
-    Op.LOG_SOFTMAX: OpDef("log_softmax", 1, _spell_with_axis("log_softmax"), _log_softmax_grad,
+    "LOG_SOFTMAX": OpDef("log_softmax", 1, _spell_with_axis("log_softmax"), _log_softmax_grad,
                           _softmax, ("log_softmax",), True, ("x",), {"axis": -1},
                           group=NEURAL_NET),
     # cross_entropy(logits, labels) lowers to this op over log_softmax(logits)
-    Op.CROSS_ENTROPY: internal("cross_entropy", 3, "-" + _PICK.replace("{0}", "{2}") + ".mean()",
+    "CROSS_ENTROPY": internal("cross_entropy", 3, "-" + _PICK.replace("{0}", "{2}") + ".mean()",
                                _cross_entropy, grad=_cross_entropy_grad),
-    Op.PICK: OpDef("pick", 2, _PICK, _pick_grad, _pick, builtin=True, params=("x", "labels"),
+    "PICK": OpDef("pick", 2, _PICK, _pick_grad, _pick, builtin=True, params=("x", "labels"),
                    group=NEURAL_NET),
-    Op.ONEHOT: internal("onehot", 2, "onehot({0}, {1})", _onehot, helpers=("onehot",)),
+    "ONEHOT": internal("onehot", 2, "onehot({0}, {1})", _onehot, helpers=("onehot",)),
 }
 # fmt: on
 
 # ---------------------------------------------------------------- derived from the rows
+
+# Op.EXP, Op.ADD, ...: one member per row, in the table's order. IntEnum:
+# hashed as an int, and the IR hashes ops a lot.
+Op = enum.IntEnum("Op", list(_ROWS), module=__name__)
+OPS: dict[Op, OpDef] = {Op[name]: row for name, row in _ROWS.items()}
 
 # The operators of the source language: `a + b` is Op.ADD, `a < b` is Op.LT.
 OPERATORS: dict[str, Op] = {

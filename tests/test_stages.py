@@ -210,7 +210,15 @@ def test_a_missing_rule_is_an_error_naming_the_op(monkeypatch):
 # ---------------------------------------------------------------- simplify
 
 
-@pytest.mark.parametrize("module", ["gradc.passes.simplify", "gradc.rewrites"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "gradc.passes.simplify",
+        "gradc.passes.specialize_seed",
+        "gradc.passes.update_in_place",
+        "gradc.rewrites",
+    ],
+)
 def test_doctests(module):
     # the package re-exports the function under the module's name, so import the module itself
     result = doctest.testmod(importlib.import_module(module))

@@ -1,4 +1,4 @@
-"""update_in_place: reuse arrays that are dead, as hand-written backprop does.
+r"""update_in_place: reuse arrays that are dead, as hand-written backprop does.
 
 A pass over scheduled lines (it needs to know which values have a variable
 and where each is read for the last time), run after the schedule.
@@ -21,9 +21,16 @@ gradient in place). Two rewrites of the lines, on arrays only:
       grad_h *= h > 0                    instead of   grad_t0 = grad_h * (h > 0)
 
 Both evaluate in the same order as the expression they replace, so the
-results are bit for bit the same. Only arrays this function allocated in its
-backward part are updated: never an input, `grad_output`, a forward value
-(it may be in the cache), a view (`.T`, `x[:, None]`, `np.broadcast_to`) or an
+results are bit for bit the same.
+
+>>> from gradc import compile_source
+>>> src = "def f(x: [N], W: [N, N]):\n    h = relu(W @ x)\n    return sum(h * W)\n"
+>>> backward = compile_source(src).split("def f_backward")[1].split("def f_grad")[0]
+>>> [line.strip() for line in backward.splitlines() if "*=" in line or "+=" in line]
+['grad_h *= h > 0', 'grad_W += np.outer(grad_h, x)']
+
+Only arrays this function allocated in its backward part are updated: never
+an input, `grad_output`, a forward value (it may be in the cache), a view (`.T`, `x[:, None]`, `np.broadcast_to`) or an
 array that two variables share (`grad_w2 = grad_s3`), and never one that is
 read again or returned.
 """

@@ -1,5 +1,9 @@
 """Stage 3: reverse-mode differentiation of a lowered function, in IR.
 
+The gradient is built in a copy of the function's graph: the forward
+function is never changed, and one lowered function can be differentiated
+with several seeds (or drawn by `gradc graph`) independently.
+
 Walk the forward graph in reverse topological order; each node's adjoint is
 the sum of the contributions its users sent (fan-out *adds*), and the op
 table's rule turns it into contributions for the node's arguments (chain rule:
@@ -13,14 +17,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gradc.errors import CompileError
-from gradc.ir import Function, Node
+from gradc.ir import Function, Node, reachable
 from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op, format_shape, reduce_sum
 
 
-def differentiate(fn: Function, seed: Node) -> Function:
-    """Add the gradients of `fn.output` (seeded with `seed`, e.g. 1.0 or
-    grad_output) with respect to `fn.wrt` to the graph."""
-    graph = fn.graph
+def differentiate(fn: Function) -> Function:
+    """A new function with the gradients of `fn.output`, seeded with an input
+    `grad_output` of the output's shape, with respect to `fn.wrt`; `fn` is
+    left as it is."""
+    graph = fn.graph.copy()
+    fn = _moved(fn, graph)
+    seed = graph.seed(fn.output.shape, fn.output.dtype)
     order = reachable(fn.output)
     wrt_ids = {x.id for x in fn.wrt}
     needs = {}  # id -> node: the nodes that depend on a differentiated input
@@ -39,19 +46,20 @@ def differentiate(fn: Function, seed: Node) -> Function:
     adjoints: list[tuple[Node, Node]] = []
 
     def finish_input(x: Node) -> None:
-        graph.default_pos = x.pos
+        made = len(graph.nodes)
         total = total_of(contributions.get(x.id))
         if total is None:
             total = graph.op(Op.ZEROS_LIKE, x)
         finished[x.id] = graph.name("grad_" + x.attr("name"), total)
+        graph.position(made, x.pos)
 
     for node in reversed(order):
         if node.id not in needs or node.op is Op.INPUT:
             continue
+        made = len(graph.nodes)
         g = total_of(contributions.get(node.id))
         if g is not None and node.op is not Op.NAME and g.op is not Op.NAME:
             adjoints.append((node, g))
-        graph.default_pos = node.pos
         local = _contributions(node, g) if g is not None else [None] * len(node.args)
         for arg, c in zip(node.args, local):
             if arg.id not in needs:
@@ -61,12 +69,24 @@ def differentiate(fn: Function, seed: Node) -> Function:
             pending[arg.id] -= 1
             if arg.op is Op.INPUT and pending[arg.id] == 0 and arg.id in wrt_ids:
                 finish_input(arg)
+        # a gradient node points at the source it differentiates
+        graph.position(made, node.pos)
 
     for x in fn.wrt:
         if x.id not in finished:  # unused, or the output itself
             finish_input(x)
-    graph.default_pos = None
     return replace(fn, seed=seed, grads=[finished[x.id] for x in fn.wrt], adjoints=adjoints)
+
+
+def _moved(fn: Function, graph) -> Function:
+    """`fn` with its nodes taken from `graph`, a copy of its own graph."""
+    return replace(
+        fn,
+        graph=graph,
+        inputs=[graph.nodes[x.id] for x in fn.inputs],
+        output=graph.nodes[fn.output.id],
+        wrt=[graph.nodes[x.id] for x in fn.wrt],
+    )
 
 
 def _contributions(node: Node, g: Node) -> list[Node | None]:
@@ -75,7 +95,13 @@ def _contributions(node: Node, g: Node) -> list[Node | None]:
         return [None] * len(node.args)
     if rule is None:
         raise CompileError(f"internal: no derivative rule for {node.op.name}", node.pos)
-    return list(rule(g, node, *node.args, **dict(node.attrs)))
+    try:
+        return list(rule(g, node, *node.args, **dict(node.attrs)))
+    except CompileError as exc:
+        # a rule's nodes carry no position: the error is at what it differentiates
+        if exc.pos is None:
+            exc.pos = node.pos
+        raise
 
 
 def total_of(parts: list[Node] | None) -> Node | None:
@@ -111,17 +137,3 @@ def sum_to(g: Node, shape: tuple) -> Node:
     if stretched:
         g = reduce_sum(g, stretched, keepdims=True)
     return g
-
-
-def reachable(*roots: Node) -> list[Node]:
-    """Every node the roots depend on, in topological (creation) order.
-    Iterative, so deep graphs cannot overflow the stack."""
-    seen: dict[int, Node] = {}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen[node.id] = node
-        stack.extend(node.args)
-    return [seen[i] for i in sorted(seen)]

@@ -18,24 +18,32 @@ import ast
 import functools
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 
 import black
 import jinja2
 
 from gradc.ir import Node
-from gradc.ops import ATOM, OPS, UNARY, Op
+from gradc.ops import OPS, Op
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
 
 
 @dataclass
 class EmittedFunction:
+    """One generated function, as the template lays it out: the cache
+    unpacked (`unpack`), the body's statements, the cache packed (`cache`),
+    and `returns`, followed by the tuple `returned` when there is one."""
+
     name: str
     params: list[str]
     doc: str
     body: list[str]
-    signature: str = ""
+    returns: str
+    returned: list[str] | None = None
+    unpack: list[str] | None = None
+    cache: list[str] | None = None
 
 
 LINE_LENGTH = black.Mode().line_length
@@ -174,18 +182,120 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
         return _spell(node.args[0], sched)
     if node.op is Op.CONST:
         return literal(node.attr("value"))
-    spelling = OPS[node.op].spelling
+    form = _form(node)
     args = []
     for i, arg in enumerate(node.args):
         text, prec = _spell(arg, sched)
-        args.append(f"({text})" if prec < spelling.needed(i) else text)
-    attrs = dict(node.attrs)
-    if callable(spelling.template):
-        text = spelling.template(args, attrs, node)
-        # a spelling may say its own precedence (`x.shape[0] * x.shape[1]`)
-        return text if isinstance(text, tuple) else (text, spelling.prec)
-    shown = {k: literal(v)[0] for k, v in attrs.items() if isinstance(v, (int, float))}
-    return spelling.template.format(*args, **shown), spelling.prec
+        args.append(f"({text})" if prec < form.needs[i] else text)
+    if form.power:
+        return _hugged_power(*args), form.prec
+    return _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text), form.prec
+
+
+# ---------------------------------------------------------------- precedence
+# An op's row gives only its spelling's text; Python's precedence is read off
+# that text here, once per op and attributes: what the whole expression
+# binds as, and how tightly each argument must bind where it stands.
+
+ATOM = 100
+POWER = 15
+UNARY = 14
+PRODUCT = 13
+SUM = 12
+COMPARISON = 9
+_OPERATOR_PREC = {
+    ast.Add: SUM,
+    ast.Sub: SUM,
+    ast.Mult: PRODUCT,
+    ast.Div: PRODUCT,
+    ast.MatMult: PRODUCT,
+    ast.Pow: POWER,
+}
+_PLACEHOLDER = re.compile(r"_gradc_arg([0-9]+)_")
+
+
+@dataclass(frozen=True)
+class _Form:
+    text: str  # the spelling, with a placeholder for each argument
+    prec: int  # the precedence of the whole expression
+    needs: tuple[int, ...]  # the precedence each argument needs, unparenthesized
+    power: bool  # `a ** b`: black hugs simple operands (`x**2`)
+
+
+def _form(node: Node) -> _Form:
+    """The form of `node`'s spelling. Spellings look only at the op, its
+    attributes and the ranks of the node and its arguments: the memo key."""
+    key = (node.op, node.attrs, len(node.shape), *(len(a.shape) for a in node.args))
+    form = _FORMS.get(key)
+    if form is None:
+        form = _FORMS[key] = _form_of(node)
+    return form
+
+
+_FORMS: dict[tuple, _Form] = {}
+
+
+def _form_of(node: Node) -> _Form:
+    spelling = OPS[node.op].spelling
+    holders = [f"_gradc_arg{i}_" for i in range(len(node.args))]
+    if callable(spelling):
+        text = spelling(holders, dict(node.attrs), node)
+    else:
+        shown = {k: literal(v)[0] for k, v in node.attrs if isinstance(v, (int, float))}
+        text = spelling.format(*holders, **shown)
+    tree = ast.parse(text, mode="eval").body
+    needs = [0] * len(holders)
+    for parent in ast.walk(tree):
+        for child in ast.iter_child_nodes(parent):
+            if isinstance(child, ast.Name) and _PLACEHOLDER.fullmatch(child.id):
+                index = int(_PLACEHOLDER.fullmatch(child.id).group(1))
+                needs[index] = max(needs[index], _needed(parent, child))
+    power = isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Pow)
+    return _Form(text, _precedence(tree), tuple(needs), power)
+
+
+def _precedence(tree: ast.expr) -> int:
+    if isinstance(tree, ast.BinOp):
+        return _OPERATOR_PREC[type(tree.op)]
+    if isinstance(tree, ast.UnaryOp):
+        return UNARY
+    if isinstance(tree, ast.Compare):
+        return COMPARISON
+    return ATOM
+
+
+def _needed(parent: ast.expr, child: ast.expr) -> int:
+    """The precedence `child` needs to stand in `parent` without parentheses."""
+    if isinstance(parent, ast.BinOp):
+        prec = _OPERATOR_PREC[type(parent.op)]
+        if isinstance(parent.op, ast.Pow):  # right-associative; `2 ** -x` is fine
+            return POWER + 1 if child is parent.left else POWER - 1
+        return prec if child is parent.left else prec + 1
+    if isinstance(parent, ast.UnaryOp):
+        return POWER + 1  # -(x**2), as black writes it, never -x**2
+    if isinstance(parent, ast.Compare):
+        return COMPARISON + 1  # no chained comparisons
+    if isinstance(parent, (ast.Attribute, ast.Subscript)) and child is parent.value:
+        return ATOM
+    if isinstance(parent, ast.Call) and child is parent.func:
+        return ATOM
+    return 0  # an argument, an index, a tuple element
+
+
+_SIMPLE_ATOM = r"-?([A-Za-z_][A-Za-z0-9_.]*|[0-9][0-9.e+-]*)"
+# a chain of hugged powers (`b**c`) is as simple to black as its parts
+_SIMPLE_OPERAND = re.compile(rf"{_SIMPLE_ATOM}(\*\*{_SIMPLE_ATOM})*")
+
+
+def _hugged_power(base: str, exponent: str) -> str:
+    """black's style: `x**2` hugs when both operands are simple (a name, a
+    number or an attribute, maybe negated), `x ** (y - 1)` otherwise; black
+    looks only at the operand next to each `**`, so in `a**2 ** np.cos(a)`
+    the first power hugs and the second does not."""
+    first = re.split(r" \*\* ", exponent, maxsplit=1)[0]
+    if _SIMPLE_OPERAND.fullmatch(base) and _SIMPLE_OPERAND.fullmatch(first):
+        return f"{base}**{exponent}"
+    return f"{base} ** {exponent}"
 
 
 def literal(value) -> tuple[str, int]:
@@ -229,6 +339,12 @@ def _template() -> jinja2.Template:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
     )
+    env.filters.update(
+        blacken=blacken_statement,
+        signature=blacken_signature,
+        tuple_statement=tuple_statement,
+        unpack_statement=unpack_statement,
+    )
     return env.get_template("module.py.jinja")
 
 
@@ -240,16 +356,6 @@ def render_module(
     source_sha256: str,
 ) -> str:
     body_text = "\n".join(line for fn in functions for line in fn.body) + "\n".join(helpers)
-    functions = [
-        EmittedFunction(
-            fn.name,
-            fn.params,
-            fn.doc,
-            [blacken_statement(line) for line in fn.body],
-            signature=blacken_signature(fn.name, fn.params),
-        )
-        for fn in functions
-    ]
     text = _template().render(
         version=version,
         source_name=source_name,

@@ -1,46 +1,68 @@
 """The pipeline, stage by stage (STYLE.md):
 
-    parse -> lower -> differentiate -> passes -> schedule -> inplace -> codegen
+    parse -> lower -> differentiate -> passes -> schedule -> line passes -> codegen
 
-(lowering builds each node through the simplifier's rewrite rules, so the
-forward graph needs no pass of its own before differentiation; `inplace`
-rewrites scheduled lines into `+=` / `*=` updates of dead gradient arrays.)
-
-`compile_source` is the one entry point; everything else is a stage.
+`build_families` is the one builder: it turns a parsed module into each def's
+generated family (f, f_forward, f_backward, f_grad) and the IR they were
+made from. `compile_source`, `gradc check` and `gradc graph` all call it;
+none of them runs the stages by hand.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import keyword
-import sys
+from dataclasses import dataclass
 from pathlib import PurePath
 
 from gradc import __version__
 from gradc import syntax as S
-from gradc.autodiff import differentiate, reachable
-from gradc.codegen import (
-    EmittedFunction,
-    helper_names,
-    helpers_for,
-    render_module,
-    statement_lines,
-    tuple_statement,
-    unpack_statement,
-)
+from gradc.autodiff import differentiate
+from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_module, statement_lines
 from gradc.errors import CompileError, CompileErrors
-from gradc.inplace import own_results, update_in_place
-from gradc.ir import Function
-from gradc.lower import MAX_OPERATIONS, definitions, expression_def, lower
+from gradc.ir import Function, Node, Schedule, reachable
+from gradc.lower import COMPOSITES, MAX_OPERATIONS, definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
-from gradc.ops import COMPOSITES, Op
+from gradc.ops import Op
 from gradc.parse import parse, parse_expression
-from gradc.passes import PIPELINE, simplify
+from gradc.passes import LINE_PASSES, PIPELINE, specialize_seed
 from gradc.schedule import RESERVED, Namer, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
+
+
+@dataclass
+class Family:
+    """One def's generated functions, and the IR each was made from."""
+
+    definition: S.Def
+    forward: Function  # lowered: what f computes
+    backward: Function  # differentiated, after the passes: f_forward / f_backward
+    flat: Function | None  # f_backward's with the seed 1: f_grad (scalar outputs)
+    functions: list[EmittedFunction]
+    nodes: list[Node]  # every node the generated code spells (for its helpers)
+
+
+@dataclass
+class Compiled:
+    """A module's families, in the order of its defs."""
+
+    module: S.Module
+    families: list[Family]
+
+    def family(self, name: str) -> Family:
+        return next(f for f in self.families if f.definition.name == name)
+
+    def source(self) -> str:
+        """The generated module's text."""
+        text = self.module.source
+        return render_module(
+            [fn for family in self.families for fn in family.functions],
+            helpers_for([n for family in self.families for n in family.nodes]),
+            version=__version__,
+            source_name=_printable(PurePath(self.module.filename).name),
+            source_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        )
 
 
 def compile_source(
@@ -49,9 +71,7 @@ def compile_source(
     wrt: list[str] | None = None,
 ) -> str:
     """Compile the text of a `.grad` file to the source of a Python module."""
-    with _no_cyclic_gc():
-        module = parse(text, filename)
-        return _compile_module(module, text, filename, wrt)
+    return build_families(parse(text, filename), wrt).source()
 
 
 def compile_expression(text: str, name: str = "f") -> str:
@@ -59,37 +79,18 @@ def compile_expression(text: str, name: str = "f") -> str:
     filename = "<expression>"
     if not (name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):
         raise CompileError(f"function name {name!r} is not a valid Python identifier")
-    with _no_cyclic_gc():
-        expr = parse_expression(text, filename)
-        module = S.Module(filename, text, defs=[expression_def(expr, name)])
-        return _compile_module(module, text, filename, None)
+    expr = parse_expression(text, filename)
+    module = S.Module(filename, text, defs=[expression_def(expr, name)])
+    return build_families(module).source()
 
 
-@contextlib.contextmanager
-def _no_cyclic_gc():
-    """A compile makes hundreds of thousands of objects and frees them all at
-    the end; the cyclic collector rescanning them as they grow costs a quarter
-    of the time on large programs, and finds nothing to free. Inlining a call
-    recurses (a few frames per level, MAX_CALL_DEPTH levels at most), so the
-    recursion limit is raised for the compile too."""
-    enabled = gc.isenabled()
-    limit = sys.getrecursionlimit()
-    gc.disable()
-    sys.setrecursionlimit(max(limit, 20 * MAX_CALL_DEPTH + 1000))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(limit)
-        if enabled:
-            gc.enable()
-
-
-def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
+def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
+    """Every def of `module`, compiled to its generated family. Errors in
+    independent defs are reported together, positioned in the module's file."""
     try:
         if wrt is not None:
             _check_wrt_override(module, wrt)
-        emitted: list[EmittedFunction] = []
-        used_nodes = []
+        families: list[Family] = []
         definitions(module)  # duplicate defs are reported first
         check_def_names(module)
         check_calls(module)
@@ -100,25 +101,16 @@ def _compile_module(module: S.Module, text: str, filename: str, wrt) -> str:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
             try:
                 fn = lower(module, d.name, d_wrt, budget=MAX_OPERATIONS - operations)
-                operations += len(fn.graph.nodes)
-                family, nodes = _emit_family(fn, reserved)
+                operations += fn.graph.operations
+                families.append(_family(d, fn, reserved))
             except CompileError as exc:
                 errors.setdefault((exc.pos, exc.message), exc)
-                continue
-            emitted.extend(family)
-            used_nodes.extend(nodes)
         if errors:
             found = list(errors.values())
             raise found[0] if len(found) == 1 else CompileErrors(found)
     except CompileError as exc:
-        raise exc.located(filename, text) from None
-    return render_module(
-        emitted,
-        helpers_for(used_nodes),
-        version=__version__,
-        source_name=_printable(PurePath(filename).name),
-        source_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-    )
+        raise exc.located(module.filename, module.source) from None
+    return Compiled(module, families)
 
 
 def _printable(name: str) -> str:
@@ -184,6 +176,12 @@ def run_passes(fn: Function) -> Function:
     return fn
 
 
+def run_line_passes(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
+    for line_pass in LINE_PASSES:
+        sched = line_pass(sched, fn, forward_ids)
+    return sched
+
+
 def check_def_names(module: S.Module) -> None:
     """Each def's functions keep the def's name in the generated module. A
     def name is API, so instead of renaming it silently, a name that would
@@ -220,98 +218,91 @@ def _check_wrt_override(module: S.Module, names: list[str]) -> None:
         raise CompileError(f"--wrt {','.join(names)}: no def has all of these parameters")
 
 
-def _emit_family(fn: Function, reserved: set[str]) -> tuple[list[EmittedFunction], list]:
+def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     """f, f_forward, f_backward and (for a scalar output) f_grad."""
     base = fn.name
-    out_family = []
-
-    def bind_inputs(namer: Namer, f: Function) -> dict[int, str]:
-        return {x.id: namer.claim(x.attr("name")) for x in f.inputs}
+    functions = []
 
     # f: the forward pass alone.
     namer = Namer(reserved)
-    bound = bind_inputs(namer, fn)
+    bound = _bind_inputs(namer, fn)
     params = [bound[x.id] for x in fn.inputs]
     plain = schedule([fn.output], bound, namer)
     out_var = plain.name_of(fn.output)
-    out_family.append(
+    functions.append(
         EmittedFunction(
             base,
             params,
             f"Forward pass: returns {out_var}.",
-            statement_lines(plain) + [f"return {out_var}"],
+            statement_lines(plain),
+            returns=f"return {out_var}",
         )
     )
-    used = reachable(fn.output)
+    nodes = reachable(fn.output)
 
     # f_forward / f_backward: one schedule, split at the cache.
-    # Differentiated once; f_grad below is this with the seed set to 1.0.
-    back = run_passes(differentiate(fn, fn.graph.seed(fn.output.shape, fn.output.dtype)))
+    # Differentiated once; f_grad below is this with the seed set to 1.
+    back = run_passes(differentiate(fn))
     namer = Namer(reserved)
-    bound = bind_inputs(namer, back)
-    if back.seed is not None:
-        bound[back.seed.id] = namer.claim_exact("grad_output")
+    bound = _bind_inputs(namer, back)
+    bound[back.seed.id] = namer.claim_exact("grad_output")
     joint = schedule(back.roots(), bound, namer, back.adjoints)
     forward_ids = {n.id for n in reachable(back.output)}
-    joint = update_in_place(joint, back.roots(), forward_ids)
-    joint = own_results(joint, back.grads, forward_ids)
+    joint = run_line_passes(joint, back, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
     bwd_lines = [ln for ln in joint.lines if ln.target.id not in forward_ids]
     cache = _cache(bwd_lines, joint, forward_ids)
     grad_vars = [joint.name_of(g) for g in back.grads]
     wrt_names = ", ".join(bound[x.id] for x in back.wrt)
     out_var = joint.name_of(back.output)
-    out_family.append(
+    functions.append(
         EmittedFunction(
             f"{base}_forward",
             params,
             f"Forward pass: returns ({out_var}, cache) for {base}_backward.",
-            statement_lines(joint, fwd_lines)
-            + [tuple_statement("cache = ", cache), f"return {out_var}, cache"],
+            statement_lines(joint, fwd_lines),
+            cache=cache,
+            returns=f"return {out_var}, cache",
         )
     )
-    unpack = [unpack_statement(cache, "cache")] if cache else []
-    out_family.append(
+    functions.append(
         EmittedFunction(
             f"{base}_backward",
             ["grad_output", "cache"],
             f"Backward pass: grad_output is d(loss)/d({out_var}); returns gradients for ({wrt_names}).",
-            unpack + statement_lines(joint, bwd_lines) + [tuple_statement("return ", grad_vars)],
+            statement_lines(joint, bwd_lines),
+            unpack=cache,
+            returns="return ",
+            returned=grad_vars,
         )
     )
-    used += reachable(*back.roots())
+    nodes += reachable(*back.roots())
 
     # f_grad: forward and backward flat in one function, for a scalar output.
+    flat = None
     if fn.output.shape == ():
-        flat = simplify(back, seed_value=_one(fn.output.dtype))
+        flat = specialize_seed(back)
         namer = Namer(reserved)
-        bound = bind_inputs(namer, flat)
+        bound = _bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
-        flat_forward = {n.id for n in reachable(flat.output)}
-        sched = update_in_place(sched, flat.roots(), flat_forward)
-        sched = own_results(sched, flat.grads, flat_forward)
-        grads = [sched.name_of(g) for g in flat.grads]
-        out_family.append(
+        sched = run_line_passes(sched, flat, {n.id for n in reachable(flat.output)})
+        out_var = sched.name_of(flat.output)
+        functions.append(
             EmittedFunction(
                 f"{base}_grad",
                 params,
-                f"Returns {sched.name_of(flat.output)} and its gradients for ({wrt_names}).",
-                statement_lines(sched)
-                + [tuple_statement(f"return {sched.name_of(flat.output)}, ", grads)],
+                f"Returns {out_var} and its gradients for ({wrt_names}).",
+                statement_lines(sched),
+                returns=f"return {out_var}, ",
+                returned=[sched.name_of(g) for g in flat.grads],
             )
         )
-        used += reachable(*flat.roots())
-    return out_family, used
+        nodes += reachable(*flat.roots())
+    return Family(d, fn, back, flat, functions, nodes)
 
 
-def _one(dtype: str):
-    """f_grad's seed: 1.0, or np.float32(1.0) in a float32 program, whose
-    gradients would otherwise come back as Python floats (float64)."""
-    if dtype != "f32":
-        return 1.0
-    import numpy as np  # only float32 programs need it
-
-    return np.float32(1.0)
+def _bind_inputs(namer: Namer, fn: Function) -> dict[int, str]:
+    return {x.id: namer.claim(x.attr("name")) for x in fn.inputs}
 
 
 def _cache(bwd_lines, sched, forward_ids) -> list[str]:

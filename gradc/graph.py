@@ -48,16 +48,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradc import __version__
-from gradc.autodiff import differentiate, reachable
+from gradc.autodiff import differentiate
 from gradc.codegen import helper_names, helpers_for, literal, statement_lines
-from gradc.compiler import compile_source, run_passes
+from gradc.compiler import build_families
 from gradc.errors import CompileError
-from gradc.ir import Function, Graph, Node
-from gradc.lower import lower
+from gradc.ir import Function, Graph, Line, Node, Schedule, reachable
 from gradc.ops import OPS, Op, format_shape
 from gradc.parse import parse
-from gradc.passes import simplify
-from gradc.schedule import Line, Namer, Schedule, schedule
+from gradc.schedule import Namer, schedule
 
 VALUE_COLOUR = "#1a7f37"  # forward values: green, as in the lecture's figure
 GRADIENT_COLOUR = "#cf222e"  # gradients: red
@@ -82,20 +80,26 @@ def graph_dot(
     """The DOT text of the picture of `function` (default: the file's last
     def), with values and gradients at the point `at` (input name -> number)
     when it or `dims` is given."""
-    compile_source(text, filename)  # the picture exists only for what gradc compiles
-    module = parse(text, filename)
+    # the picture exists only for what gradc compiles, and shows what it compiled
+    compiled = build_families(parse(text, filename))
+    module = compiled.module
     if not module.defs:
         raise GraphError(f"{filename} has no def to draw")
     name = function if function is not None else module.defs[-1].name
+    if name not in {d.name for d in module.defs}:
+        raise CompileError(f"no def named '{name}'").located(filename, text)
+    family = compiled.family(name)
     reserved = _generated_names(module)
     try:
-        fn = lower(module, name)
+        fn = family.forward
         wants_values = at is not None or bool(dims)
         values = _Point(fn, at or {}, dims or {}, seed) if wants_values else None
         drawing = _Drawing(fn, values)
         drawing.forward(_schedule_of(fn, [fn.output], reserved))
         if backward:
-            shown = _gradient_function(fn)
+            # the function whose code gradc generates for the gradients:
+            # f_grad's for a scalar output, f_backward's otherwise
+            shown = family.flat or family.backward
             drawing.backward(shown, _schedule_of(shown, shown.roots(), reserved))
     except CompileError as exc:
         raise exc.located(filename, text) from None
@@ -142,13 +146,6 @@ def _schedule_of(fn: Function, roots: list[Node], reserved: set[str]) -> Schedul
     if fn.seed is not None and fn.seed.op is Op.INPUT:
         bound[fn.seed.id] = namer.claim_exact("grad_output")
     return schedule(roots, bound, namer, fn.adjoints or ())
-
-
-def _gradient_function(fn: Function) -> Function:
-    """The function whose code gradc generates for the gradients: f_grad's
-    for a scalar output, f_backward's otherwise (compiler._emit_family)."""
-    back = run_passes(differentiate(fn, fn.graph.seed(fn.output.shape, fn.output.dtype)))
-    return simplify(back, seed_value=1.0) if fn.output.shape == () else back
 
 
 # ---------------------------------------------------------------- values at a point
@@ -370,7 +367,7 @@ class _Drawing:
         if self.point is not None:
             tappable = {(u.id, i) for u, i, a in edges if a.op is not Op.CONST}
             copy, new, taps = _tapped(fn, tappable)
-            copy = differentiate(copy, copy.graph.seed(copy.output.shape, copy.output.dtype))
+            copy = differentiate(copy)  # the same node ids, gradients added
             tap_grads = _tap_gradients(copy.graph, taps)
             computed = self.point.evaluate(copy, [copy.output, *tap_grads.values()])
             values = {n.id: computed[new[n.id].id] for n in nodes}

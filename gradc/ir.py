@@ -1,4 +1,5 @@
-"""The IR: a hash-consed DAG of `Node`s, one per distinct value.
+"""The IR: a hash-consed DAG of `Node`s, one per distinct value, and, once
+scheduled, the lines of a function body (`Schedule`).
 
 `Graph.op` is the only way to make a node. It infers the node's shape and
 dtype from the op table and returns the existing node when the same op has
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gradc.errors import CompileError, Pos
-from gradc.ops import OPS, Op
+from gradc.ops import LEAF, OPS, Op
 
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
 _NO_ATTRS: dict = {}
@@ -87,9 +88,25 @@ class Node:
 class Graph:
     nodes: list[Node] = field(default_factory=list)
     _interned: dict = field(default_factory=dict)
-    # The position given to nodes made without one (set while a derivative
-    # rule runs, so a gradient node points at the source it differentiates).
-    default_pos: Pos | None = None
+    # The function's inputs (not the gradient seed), in creation order: the
+    # values whose shapes a size can be read from at run time (`len(y)`).
+    inputs: list[Node] = field(default_factory=list)
+    # How many nodes compute something: not inputs, constants or names (the
+    # size limit of a program counts these).
+    operations: int = 0
+
+    def copy(self) -> Graph:
+        """A new graph with the same nodes (same ids), so that adding to it
+        leaves this one as it is; node i of the copy is node i here."""
+        new = Graph()
+        for n in self.nodes:
+            args = tuple(new.nodes[a.id] for a in n.args)
+            node = Node(n.id, n.op, args, n.attrs, n.shape, n.dtype, n.pos, new)
+            new.nodes.append(node)
+            new._interned[(n.op, n.attrs, *[a.id for a in args])] = node
+        new.inputs = [new.nodes[x.id] for x in self.inputs]
+        new.operations = self.operations
+        return new
 
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
         """The node for `op(*args, **attrs)`, made at most once."""
@@ -101,7 +118,6 @@ class Graph:
         found = self._interned.get(key)
         if found is not None:
             return found
-        pos = pos or self.default_pos
         spec = OPS[op]
         if spec.arity is not None and len(args) != spec.arity:
             raise CompileError(f"{spec.name} takes {spec.arity} arguments, got {len(args)}", pos)
@@ -109,7 +125,19 @@ class Graph:
         node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
         self.nodes.append(node)
         self._interned[key] = node
+        if op is Op.INPUT and not node.attr("seed"):
+            self.inputs.append(node)
+        if spec.group != LEAF:
+            self.operations += 1
         return node
+
+    def position(self, start: int, pos: Pos | None) -> None:
+        """Give `pos` to the nodes made since node `start` that have none (the
+        nodes a derivative rule or a composite built-in made for one source
+        expression)."""
+        for node in self.nodes[start:]:
+            if node.pos is None:
+                node.pos = pos
 
     def constant(self, value: int | float, pos: Pos | None = None) -> Node:
         # Keyed by type and repr so that 2 and 2.0 (and 0.0 and -0.0) stay apart.
@@ -126,6 +154,35 @@ class Graph:
     def name(self, label: str, value: Node, pos: Pos | None = None) -> Node:
         """Bind `value` to a source name; the schedule gives it its own line."""
         return self.op(Op.NAME, value, pos=pos, label=label)
+
+
+@dataclass
+class Line:
+    """`var = node`, or with `update` ("+", "*", ...) `var += node`. After
+    the line, `var` holds `target` (the node itself for a plain line)."""
+
+    var: str
+    node: Node
+    update: str | None = None
+    target: Node | None = None
+    copy: bool = False  # `var = node.copy()`: a returned array of its own
+
+    def __post_init__(self):
+        if self.target is None:
+            self.target = self.node
+
+
+@dataclass
+class Schedule:
+    lines: list[Line]
+    var: dict[int, str] = field(default_factory=dict)  # node id -> variable
+    # values given a line only so that their gradient's name means something
+    # (`t0` for `grad_t0`): they can go back inline if that gradient loses its name
+    named_for_gradient: dict[int, int] = field(default_factory=dict)  # value id -> grad id
+    names: set[str] = field(default_factory=set)  # variables that hold a NAME: `h`, `grad_h`
+
+    def name_of(self, node: Node) -> str | None:
+        return self.var.get(node.id)
 
 
 @dataclass
@@ -146,6 +203,20 @@ class Function:
 
     def roots(self) -> list[Node]:
         return [self.output] + list(self.grads or [])
+
+
+def reachable(*roots: Node) -> list[Node]:
+    """Every node the roots depend on, in topological (creation) order.
+    Iterative, so deep graphs cannot overflow the stack."""
+    seen: dict[int, Node] = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen[node.id] = node
+        stack.extend(node.args)
+    return [seen[i] for i in sorted(seen)]
 
 
 def constant_value(node: Node):

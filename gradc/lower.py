@@ -10,24 +10,30 @@ assignment is a new value.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.ir import Function, Graph, Node, constant_value
 from gradc.ops import (
-    BINARY_OPS,
     BUILTINS,
-    COMPOSITES,
+    OPERATORS,
     OPS,
     REDUCTIONS,
     Op,
+    check_labels,
+    count,
+    expand,
     format_shape,
     full_axis,
+    pick,
+    reduce_sum,
+    relu,
 )
-from gradc.passes.simplify import simplify_node
+from gradc.rewrites import simplify_node
 
-MAX_OPERATIONS = 30_000  # IR nodes of all the lowered defs of a module together
+MAX_OPERATIONS = 30_000  # operations (not inputs, constants or names) of all the lowered defs
 
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
 _DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
@@ -46,8 +52,9 @@ def lower(
     module: S.Module, function: str, wrt: list[str] | None = None, budget: int | None = None
 ) -> Function:
     """Lower the def called `function` (and every def it calls) to IR.
-    `wrt`, when given, overrides the def's `@wrt(...)`; past `budget` IR
-    nodes the program is too large, an error at the statement reached."""
+    `wrt`, when given, overrides the def's `@wrt(...)`; past `budget`
+    operations (inputs, constants and names are free) the program is too
+    large, an error at the statement reached."""
     defs = definitions(module)
     if function not in defs:
         raise CompileError(f"no def named '{function}'")
@@ -95,7 +102,7 @@ class _Lowering:
         for c in self.module.constants:
             if c.name in self.defs:
                 raise CompileError(f"'{c.name}' is both a constant and a def", c.pos)
-            value = self.expression(c.value, scope=dict(constants))
+            value = _run(self.expression(c.value, scope=dict(constants)))
             if not isinstance(value, Node) or value.op is not Op.CONST:
                 raise CompileError(
                     f"top-level constant '{c.name}' must be a number or an arithmetic of numbers",
@@ -117,7 +124,7 @@ class _Lowering:
             inputs.append(node)
 
         params = dict(scope)  # the body may rebind a parameter's name
-        output, returned = self.body(d, scope, stack=(d.name,))
+        output, returned = _run(self.body(d, scope, stack=(d.name,)))
         output = self._float_output(output)
         if output.op is not Op.NAME:
             output = self.graph.name(self._label("out"), output, pos=output.pos)
@@ -194,7 +201,8 @@ class _Lowering:
     # ------------------------------------------------------------ statements
 
     def body(self, d: S.Def, scope: dict[str, Node], stack: tuple[str, ...]):
-        """The def's return value, and the returned expression."""
+        """The def's return value, and the returned expression (a lowering
+        step: see `_run`)."""
         result = returned = first_return = None
         for stmt in d.body:
             if result is not None:
@@ -207,8 +215,8 @@ class _Lowering:
                 raise CompileError(
                     "statement after 'return' is never run", stmt.pos, "'return' comes last"
                 )
-            value = _value(self.expression(stmt.value, scope, stack))
-            if self.budget is not None and len(self.graph.nodes) > self.budget:
+            value = _value((yield self.expression(stmt.value, scope, stack)))
+            if self.budget is not None and self.graph.operations > self.budget:
                 raise CompileError(
                     "program too large: its defs, with every call inlined, make more than "
                     f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",
@@ -224,8 +232,9 @@ class _Lowering:
 
     # ------------------------------------------------------------ expressions
 
-    def expression(self, expr: S.Expr, scope: dict[str, Node], stack: tuple[str, ...] = ()) -> Node:
-        """Lower one expression, without recursion on its depth."""
+    def expression(self, expr: S.Expr, scope: dict[str, Node], stack: tuple[str, ...] = ()):
+        """Lower one expression, without recursion on its depth (a lowering
+        step: a call to a def asks `_run` for the inlined body's value)."""
         results: list[Node] = []
         work: list[tuple[S.Expr, bool]] = [(expr, False)]
         while work:
@@ -237,7 +246,12 @@ class _Lowering:
                 continue
             args = results[len(results) - len(kids) :]
             del results[len(results) - len(kids) :]
-            results.append(self._node(e, args, scope, stack))
+            if isinstance(e, S.Call) and e.func in self.defs:
+                positional, keywords = args[: len(e.args)], args[len(e.args) :]
+                named = dict(zip((k.name for k in e.keywords), keywords))
+                results.append((yield self._inline(self.defs[e.func], e, positional, named, stack)))
+            else:
+                results.append(self._node(e, args, scope, stack))
         return results[0]
 
     def _node(self, e: S.Expr, args: list, scope, stack) -> Node | _Static:
@@ -269,7 +283,7 @@ class _Lowering:
         if isinstance(e, S.Unary):
             return self._fold(Op.NEG, args, e.pos) if e.op == "-" else args[0]
         if isinstance(e, S.Binary):
-            return self._fold(BINARY_OPS.get(e.op, Op.MATMUL), args, e.pos)
+            return self._fold(OPERATORS[e.op], args, e.pos)
         if isinstance(e, S.Attribute):
             if e.attr == "T":
                 (x,) = args
@@ -284,8 +298,6 @@ class _Lowering:
         return simplify_node(self.graph, op, tuple(args), (), pos)
 
     def _call(self, e: S.Call, args: list[Node], kwargs: dict[str, Node], scope, stack) -> Node:
-        if e.func in self.defs:
-            return self._inline(self.defs[e.func], e, args, kwargs, stack)
         if e.func in BUILTINS:
             return self._builtin(BUILTINS[e.func], e, args, kwargs)
         if e.func in COMPOSITES:
@@ -337,11 +349,15 @@ class _Lowering:
         def label(base: str, value: Node) -> Node:
             return self.graph.name(self._label(base), value, pos=e.pos)
 
-        self.graph.default_pos = e.pos
+        made = len(self.graph.nodes)
         try:
-            return composite.build(label, *values, **attrs)
-        finally:
-            self.graph.default_pos = None
+            value = composite.build(_Built(label, e.pos), *values, **attrs)
+        except CompileError as exc:
+            if exc.pos is None:  # a shape error in one of the ops it is made of
+                exc.pos = e.pos
+            raise
+        self.graph.position(made, e.pos)  # its nodes point at the call
+        return value
 
     def _arguments(self, e: S.Call, params, attr_params: dict, args, kwargs):
         """Bind a built-in's arguments: the values, and the compile-time
@@ -374,10 +390,30 @@ class _Lowering:
         for p in params:
             bound[p] = _value(bound[p])
         dims = _bind_dims(d, e, bound)
-        result, returned = self.body(d, dict(bound), stack + (d.name,))
+        result, returned = yield self.body(d, dict(bound), stack + (d.name,))
         if d.returns is not None:
             self._check_return(d, result, returned, dims)
         return result
+
+
+def _run(step: Generator):
+    """The value of a lowering step. A step (a def's body, an expression, an
+    inlined call) is a generator that yields a sub-step when it needs its
+    value, and is sent that value back. The steps wait on an explicit stack,
+    so calls nested MAX_CALL_DEPTH deep need no Python recursion (and no
+    raised recursion limit)."""
+    waiting: list[Generator] = []
+    value = None
+    while True:
+        try:
+            sub = step.send(value)
+        except StopIteration as done:
+            if not waiting:
+                return done.value
+            step, value = waiting.pop(), done.value
+            continue
+        waiting.append(step)
+        step, value = sub, None
 
 
 def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
@@ -494,3 +530,58 @@ def _keyword_pos(e: S.Call, name: str) -> Pos:
 def _did_you_mean(name: str, known) -> str | None:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+# ---------------------------------------------------------------- built-ins made of other ops
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A built-in that lowers to several ops. `build(call, *args, **attrs)`
+    returns its value; `call.label(base, node)` names an intermediate the
+    reader will want to see (`log_probs`, `margins`); `call.pos` is where the
+    built-in is called."""
+
+    params: tuple[str, ...]
+    attr_params: dict
+    build: Callable
+
+
+@dataclass(frozen=True)
+class _Built:
+    label: Callable
+    pos: Pos
+
+
+def _build_cross_entropy(call, logits, labels):
+    # log_softmax once: the loss picks from it, and the fused gradient reads
+    # it back as probabilities (see ops._cross_entropy_grad).
+    check_labels(logits, labels, "cross_entropy()", call.pos)
+    log_probs = call.label("log_probs", logits.graph.op(Op.LOG_SOFTMAX, logits, axis=1))
+    return logits.graph.op(Op.CROSS_ENTROPY, logits, labels, log_probs)
+
+
+def _build_svm_loss(call, scores, labels, margin):
+    # CS231n's multiclass hinge: mean over rows of
+    # sum_j max(0, s_j - s_label + margin) over j != label. The label's own
+    # column adds max(0, margin) to every row; it is taken back out at the end.
+    check_labels(scores, labels, "svm_loss()", call.pos)
+    diff = scores - expand(pick(scores, labels), (1,))
+    margins = call.label("margins", relu(diff + margin if margin else diff))
+    loss = reduce_sum(margins) / count(scores, (0,))
+    return loss - margin if margin > 0 else loss
+
+
+def _build_mse(call, a, b):
+    diff = a - b
+    squared = diff * diff
+    if not squared.shape:
+        return squared
+    return squared.graph.op(Op.MEAN, squared, axis=None, keepdims=False)
+
+
+COMPOSITES: dict[str, Composite] = {
+    "cross_entropy": Composite(("logits", "labels"), {}, _build_cross_entropy),
+    "svm_loss": Composite(("scores", "labels"), {"margin": 1.0}, _build_svm_loss),
+    "mse": Composite(("a", "b"), {}, _build_mse),
+}

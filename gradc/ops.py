@@ -1,128 +1,76 @@
-"""The op table: every op's source name, shape rule, Python spelling and
-local-derivative rule, side by side.
+"""The op table: one row per op, with everything the compiler knows about it.
+
+A row says the op's source name, its shape rule, its Python spelling, its
+local-derivative rule, its value on Python numbers (constant folding), whether
+its result may share memory with an argument (a view), its group, and how it
+is called from source. Every set of ops any stage needs (the reductions, the
+operators the parser knows, the views the in-place pass must not touch, the
+chains of `+ -` and `* /`) is derived from the rows, so adding an op is adding
+a row. The rows are filled by helpers named for the rule's shape, as JAX's
+`defjvp` / `deflinear`: `unary`, `binary`, `comparison`, `reduction`, `linear`.
 
 A derivative rule takes the upstream gradient `g`, the op's output `y` and its
-arguments, and returns one contribution per argument: an IR node, or `None`
-for a symbolic zero (nothing is built for it). Rules return IR, never strings;
-strings appear only in the spellings, which the code generator fills in.
-Broadcasting is undone centrally (`autodiff.sum_to`), so rules may return a
-contribution of the broadcast shape.
+arguments (and attributes as keywords), and returns one contribution per
+argument: an IR node, or `None` for a symbolic zero (nothing is built for it).
+Rules return IR, never strings; strings appear only in the spellings, which
+the code generator fills in (Python's precedence is the code generator's
+business: it reads it off the spelling). Broadcasting is undone centrally
+(`autodiff.sum_to`), so rules may return a contribution of the broadcast shape.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import re
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gradc.errors import CompileError
 
-
-class Op(enum.IntEnum):  # IntEnum: hashed as an int, and the IR hashes ops a lot
-    # Leaves and bookkeeping
-    INPUT = enum.auto()
-    CONST = enum.auto()
-    NAME = enum.auto()
-    ZEROS_LIKE = enum.auto()
-    # Arithmetic
-    ADD = enum.auto()
-    SUB = enum.auto()
-    MUL = enum.auto()
-    DIV = enum.auto()
-    POW = enum.auto()
-    NEG = enum.auto()
-    # Elementwise functions
-    EXP = enum.auto()
-    LOG = enum.auto()
-    LOG1P = enum.auto()
-    EXPM1 = enum.auto()
-    SQRT = enum.auto()
-    ABS = enum.auto()
-    SIGN = enum.auto()
-    SIN = enum.auto()
-    COS = enum.auto()
-    TAN = enum.auto()
-    TANH = enum.auto()
-    SIGMOID = enum.auto()
-    LOG_SIGMOID = enum.auto()
-    SOFTPLUS = enum.auto()
-    RELU = enum.auto()
-    LEAKY_RELU = enum.auto()
-    ELU = enum.auto()
-    SWISH = enum.auto()
-    GELU = enum.auto()
-    GELU_GRAD = enum.auto()
-    HARD_TANH = enum.auto()
-    MAXIMUM = enum.auto()
-    MINIMUM = enum.auto()
-    WHERE = enum.auto()
-    # Comparisons (masks)
-    LT = enum.auto()
-    LE = enum.auto()
-    GT = enum.auto()
-    GE = enum.auto()
-    EQ = enum.auto()
-    NE = enum.auto()
-    # Linear algebra
-    MATMUL = enum.auto()
-    TRANSPOSE = enum.auto()
-    OUTER = enum.auto()
-    # Reductions and their adjoints
-    SUM = enum.auto()
-    MEAN = enum.auto()
-    MAX = enum.auto()
-    MIN = enum.auto()
-    LOGSUMEXP = enum.auto()
-    BROADCAST_LIKE = enum.auto()
-    EXPAND = enum.auto()
-    SIZE = enum.auto()
-    COUNT = enum.auto()
-    # Neural-net functions
-    SOFTMAX = enum.auto()
-    LOG_SOFTMAX = enum.auto()
-    CROSS_ENTROPY = enum.auto()
-    PICK = enum.auto()
-    ONEHOT = enum.auto()
-
-
-# Python operator precedence, as the printer needs it.
-ATOM = 100
-POWER = 15
-UNARY = 14
-PRODUCT = 13
-SUM_PREC = 12
-COMPARISON = 9
-
 NOT_DIFFERENTIABLE = "not differentiable"
 
-
-@dataclass(frozen=True)
-class Spelling:
-    """How an op is written in Python: a template over its arguments ({0}, {1},
-    ...) and attributes ({alpha}), the precedence of the result, and the
-    precedence each argument needs to go without parentheses."""
-
-    template: str | Callable
-    prec: int = ATOM
-    arg_prec: tuple[int, ...] | int = 0
-
-    def needed(self, index: int) -> int:
-        return self.arg_prec if isinstance(self.arg_prec, int) else self.arg_prec[index]
+# The groups of the op table (docs/language.md lists the built-ins by group).
+LEAF = "leaf"
+ARITHMETIC = "arithmetic"
+ELEMENTWISE = "elementwise"
+COMPARISON_GROUP = "comparison"
+LINEAR_ALGEBRA = "linear algebra"
+REDUCTION = "reduction"
+NEURAL_NET = "neural net"
+INTERNAL = "internal"  # made by derivative rules and lowering, never written in source
 
 
 @dataclass(frozen=True)
 class OpDef:
+    """One row of the op table."""
+
     name: str  # the name users write (for messages and the built-in table)
     arity: int | None
-    spelling: Spelling | None
-    grad: Callable | str | None
+    # How the op is written in Python: a template over its arguments ({0},
+    # {1}, ...) and attributes ({alpha}), or a function (args, attrs, node)
+    # -> text for spellings that depend on the attributes.
+    spelling: str | Callable | None
+    grad: Callable | str | None  # the derivative rule, or NOT_DIFFERENTIABLE
     infer: Callable = None  # (args, attrs, pos) -> (shape, dtype)
     helpers: tuple[str, ...] = ()  # helper functions the spelling calls
     builtin: bool = False  # callable by name from source
     params: tuple[str, ...] = ()  # positional parameter names, for messages
     attr_params: dict = field(default_factory=dict)  # compile-time keyword params
+    group: str = INTERNAL
+    # The value on Python numbers, fold(*values, **attrs), for constant
+    # folding; None: never folded.
+    fold: Callable | None = None
+    # Whether the result may share memory with an argument or is not an array
+    # of its own (`x.T`, `np.broadcast_to`): the in-place pass never updates
+    # it. A function of the attributes where the spelling depends on them.
+    view: bool | Callable = False
+    # Ops of one chain (`+ -`, `* /`) are written `a + b - c` without
+    # parentheses and have an in-place form (`x += b`, `x -= c`).
+    chain: str | None = None
+
+    def is_view(self, attrs: dict) -> bool:
+        return self.view(**attrs) if callable(self.view) else self.view
 
 
 # ---------------------------------------------------------------- shapes
@@ -270,7 +218,7 @@ def _softmax(args, attrs, pos):
     return args[0].shape, _float_dtype(args[0])
 
 
-def _check_labels(x, labels, what, pos):
+def check_labels(x, labels, what, pos):
     if len(x.shape) != 2:
         raise CompileError(
             f"{what} takes a 2-D array [N, C] and labels [N]; got {format_shape(x.shape)}", pos
@@ -292,13 +240,13 @@ def _check_labels(x, labels, what, pos):
 
 def _pick(args, attrs, pos):
     x, labels = args
-    _check_labels(x, labels, "pick()", pos)
+    check_labels(x, labels, "pick()", pos)
     return (x.shape[0],), x.dtype
 
 
 def _cross_entropy(args, attrs, pos):
     logits, labels, _ = args
-    _check_labels(logits, labels, "cross_entropy()", pos)
+    check_labels(logits, labels, "cross_entropy()", pos)
     return (), _float_dtype(logits)
 
 
@@ -421,17 +369,13 @@ def broadcast_like(g, x, axis, keepdims):
     return _apply(Op.BROADCAST_LIKE, g, shape_source(x), axis=axis, keepdims=keepdims)
 
 
-def _inputs(graph):
-    return [n for n in graph.nodes if n.op is Op.INPUT and not n.attr("seed")]
-
-
 def shape_source(x):
     """A value with x's shape and dtype that is cheapest to keep for the
     backward pass: x itself if it is an input, else an input like it (so a
     gradient that needs only x's shape does not keep x alive), else x."""
     if x.op is Op.INPUT:
         return x
-    for node in _inputs(x.graph):
+    for node in x.graph.inputs:
         if node.shape == x.shape and node.dtype == x.dtype:
             return node
     return x
@@ -449,12 +393,12 @@ def count(x, axis=None):
     if x.op is Op.INPUT:
         whole = [x]
     else:
-        whole = [n for n in _inputs(x.graph) if all(d in n.shape for d in symbolic)]
+        whole = [n for n in x.graph.inputs if all(d in n.shape for d in symbolic)]
     if x.op is Op.INPUT and symbolic:  # its own axes: x.size, not x.shape[0] * x.shape[0]
         by_source[x] = [i for i in axes if not isinstance(x.shape[i], int)]
         symbolic = []
     for d in symbolic:
-        holders = whole or [n for n in _inputs(x.graph) if d in n.shape]
+        holders = whole or [n for n in x.graph.inputs if d in n.shape]
         if not holders:
             raise CompileError(f"internal: no input has the dimension {d}")
         source = min(holders, key=lambda n: len(n.shape))
@@ -486,11 +430,14 @@ def _pow_grad(g, y, a, b):
             return (g, None)
         # d(a**c)/da = c * a**(c-1), with c-1 folded now
         return (g * c * a ** (c - 1), None)
-    # d(a**b)/da = b * a**(b-1);  d(a**b)/db = a**b * log(a), which is 0 at a = 0
-    # (y = 0 there, and PyTorch's value) rather than 0 * log(0) = nan
+    # d(a**b)/db = a**b * log(a), which is 0 at a = 0 (y = 0 there, or b = 0,
+    # and PyTorch's value) rather than 0 * log(0) = nan
     if a.op is Op.CONST:
-        return (g * b * a ** (b - 1), None if a.attr("value") == 0 else g * y * log(a))
-    return (g * b * a ** (b - 1), g * y * log(where(equal(a, 0), 1, a)))
+        return (None, None if a.attr("value") == 0 else g * y * log(a))
+    # d(a**b)/da = b * a**(b-1), which is 0 where b = 0, as PyTorch; there
+    # a**1 stands in for a**-1, which divides by zero at a = 0
+    da = g * b * a ** where(equal(b, 0), 1, b - 1)
+    return (da, g * y * log(where(equal(a, 0), 1, a)))
 
 
 def _maximum_grad(g, y, a, b):
@@ -510,7 +457,7 @@ def _sum_grad(g, y, x, axis, keepdims):
     return (broadcast_like(g, x, axis=axis, keepdims=keepdims),)
 
 
-def _broadcast_like_grad(g, y, value, like, axis, keepdims):
+def _broadcast_like_adjoint(g, value, like, axis, keepdims):
     # the adjoint of broadcasting is summing over the broadcast axes
     return (_apply(Op.SUM, g, axis=axis, keepdims=keepdims), None)
 
@@ -563,41 +510,11 @@ def _pick_grad(g, y, x, labels):
 
 
 # ---------------------------------------------------------------- spellings
-
-
-def _binary(symbol: str, prec: int, right_assoc: bool = False) -> Spelling:
-    left, right = (prec + 1, prec - 1) if right_assoc else (prec, prec + 1)
-    return Spelling("{0} " + symbol + " {1}", prec, (left, right))
-
-
-def _comparison(symbol: str) -> Spelling:
-    # operands of a comparison are parenthesized if they are comparisons: no chains
-    return Spelling("{0} " + symbol + " {1}", COMPARISON, COMPARISON + 1)
-
-
-def _call(name: str) -> Spelling:
-    return Spelling(name + "({0})")
+# Only the text: the code generator reads Python's precedence off it.
 
 
 def _axis_text(axis) -> str:
     return str(axis[0]) if len(axis) == 1 else "(" + ", ".join(map(str, axis)) + ")"
-
-
-_SIMPLE_ATOM = r"-?([A-Za-z_][A-Za-z0-9_.]*|[0-9][0-9.e+-]*)"
-# a chain of hugged powers (`b**c`) is as simple to black as its parts
-_SIMPLE_OPERAND = re.compile(rf"{_SIMPLE_ATOM}(\*\*{_SIMPLE_ATOM})*")
-
-
-def _spell_pow(args, attrs, node=None):
-    # black's style: `x**2` hugs when both operands are simple (a name, a
-    # number or an attribute, maybe negated), `x ** (y - 1)` otherwise
-    # operands; black looks only at the operand next to each `**`, so in
-    # `a**2 ** np.cos(a)` the first power hugs and the second does not
-    base, exponent = args
-    first = re.split(r" \*\* ", exponent, maxsplit=1)[0]
-    if _SIMPLE_OPERAND.fullmatch(base) and _SIMPLE_OPERAND.fullmatch(first):
-        return f"{base}**{exponent}"
-    return f"{base} ** {exponent}"
 
 
 def _reduction_args(attrs) -> str:
@@ -606,15 +523,13 @@ def _reduction_args(attrs) -> str:
     return ", ".join(parts + (["keepdims=True"] if keepdims else []))
 
 
-def _method(name: str) -> Spelling:
+def _method(name: str) -> Callable:
     """A reduction as an ndarray method: `grad_h.sum(axis=0)`. Its argument
     always has an axis to reduce, so it is an array, never a Python float."""
-    return Spelling(
-        lambda args, attrs, node: f"{args[0]}.{name}({_reduction_args(attrs)})", ATOM, ATOM
-    )
+    return lambda args, attrs, node: f"{args[0]}.{name}({_reduction_args(attrs)})"
 
 
-def _spell_logsumexp(args, attrs, node=None):
+def _spell_logsumexp(args, attrs, node):
     extra = _reduction_args(attrs)
     return f"logsumexp({args[0]}{', ' if extra else ''}{extra})"
 
@@ -625,7 +540,7 @@ def _spell_broadcast_like(args, attrs, node):
     if axis is None and not keepdims:
         return f"np.full_like({like}, {g})"
     if not keepdims:
-        g = _expanded_text(g if g.isidentifier() else f"({g})", axis, len(node.shape))
+        g = _expanded_text(g, axis, len(node.shape))
     return f"np.broadcast_to({g}, {like}.shape)"
 
 
@@ -646,9 +561,7 @@ def _spell_size(args, attrs, node):
         return f"len({x})"
     if axis == tuple(range(len(node.args[0].shape))):
         return f"{x}.size"
-    if len(axis) == 1:
-        return f"{x}.shape[{axis[0]}]"
-    return " * ".join(f"{x}.shape[{i}]" for i in axis), PRODUCT
+    return " * ".join(f"{x}.shape[{i}]" for i in axis)
 
 
 def _spell_count(args, attrs, node):
@@ -657,301 +570,226 @@ def _spell_count(args, attrs, node):
     return f"{mask}.sum({extra}{', ' if extra else ''}dtype={like}.dtype)"
 
 
-def _spell_with_axis(helper: str) -> Spelling:
-    return Spelling(lambda args, attrs, node: f"{helper}({args[0]}, axis={attrs['axis']})")
+def _spell_with_axis(helper: str) -> Callable:
+    return lambda args, attrs, node: f"{helper}({args[0]}, axis={attrs['axis']})"
 
 
-def _spell_pick(args, attrs, node=None):
-    x, labels = args
-    return f"{x}[np.arange(len({labels})), {labels}]"
+_PICK = "{0}[np.arange(len({1})), {1}]"
 
 
-def _spell_cross_entropy(args, attrs, node=None):
-    _, labels, log_probs = args
-    return f"-{_spell_pick([log_probs, labels], attrs)}.mean()"
+# ---------------------------------------------------------------- row helpers
 
 
-def _unary_def(name, spelling, grad, helpers=(), builtin=True):
-    return OpDef(name, 1, spelling, grad, _elementwise, helpers, builtin, ("x",))
+def unary(name, grad, fold=None, spelling=None, helpers=(), builtin=True, alpha=None) -> OpDef:
+    """An elementwise function of one argument: `np.<name>(x)` unless the
+    spelling says otherwise, or `name(x)` when it is a generated helper.
+    `alpha`: the default of a compile-time `alpha=` keyword argument."""
+    if spelling is None:
+        spelling = f"{name}({{0}})" if helpers else f"np.{name}({{0}})"
+    return OpDef(
+        name,
+        1,
+        spelling,
+        grad,
+        _elementwise,
+        helpers,
+        builtin,
+        ("x",),
+        {} if alpha is None else {"alpha": alpha},
+        group=ELEMENTWISE if builtin else INTERNAL,
+        fold=fold,
+    )
+
+
+def binary(symbol, grad, fold, chain=None) -> OpDef:
+    """An arithmetic operator `a <symbol> b`, with NumPy's broadcasting."""
+    spelling = "{0} " + symbol + " {1}"
+    return OpDef(symbol, 2, spelling, grad, _elementwise, group=ARITHMETIC, fold=fold, chain=chain)
+
+
+def comparison(symbol, fold) -> OpDef:
+    """`a <symbol> b`: a mask, not differentiable."""
+    spelling = "{0} " + symbol + " {1}"
+    return OpDef(
+        symbol, 2, spelling, NOT_DIFFERENTIABLE, _compare, group=COMPARISON_GROUP, fold=fold
+    )
 
 
 _AXIS = {"axis": None, "keepdims": False}  # a reduction's compile-time arguments
 
 
-def _reduction_def(name, spelling, grad, infer, helpers=()):
-    return OpDef(name, 1, spelling, grad, infer, helpers, True, ("x",), _AXIS)
+def reduction(name, grad, infer, spelling=None, helpers=()) -> OpDef:
+    """`name(x, axis=None, keepdims=False)`, spelled as the ndarray method."""
+    spelling = spelling or _method(name)
+    return OpDef(name, 1, spelling, grad, infer, helpers, True, ("x",), _AXIS, group=REDUCTION)
 
 
-OPS: dict[Op, OpDef] = {
-    Op.INPUT: OpDef("input", 0, None, None, _leaf_input),
-    Op.CONST: OpDef("constant", 0, None, None, _leaf_const),
+def linear(name, arity, spelling, adjoint, infer, view=False, **row) -> OpDef:
+    """An op linear in its arguments: its rule is its adjoint (transpose),
+    which needs neither the output nor anything but the upstream gradient
+    and the arguments' shapes, as JAX's `deflinear`."""
+    return OpDef(
+        name,
+        arity,
+        spelling,
+        lambda g, y, *args, **attrs: adjoint(g, *args, **attrs),
+        infer,
+        view=view,
+        **row,
+    )
+
+
+def internal(name, arity, spelling, infer, grad=NOT_DIFFERENTIABLE, helpers=(), view=False):
+    """An op that derivative rules or lowering make; never written in source."""
+    return OpDef(name, arity, spelling, grad, infer, helpers, view=view)
+
+
+def _sigmoid_value(x):
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _gelu_value(x):
+    return 0.5 * x * (1 + math.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+
+
+def _leaky_relu_value(x, alpha):
+    return float(x) if x > 0 else alpha * float(x)
+
+
+def _elu_value(x, alpha):
+    return float(x) if x > 0 else alpha * math.expm1(float(x))
+
+
+# ---------------------------------------------------------------- the table
+
+# fmt: off
+_ROWS: dict[str, OpDef] = {
+    "INPUT": OpDef("input", 0, None, None, _leaf_input, group=LEAF, view=True),
+    "CONST": OpDef("constant", 0, None, None, _leaf_const, group=LEAF, view=True),
     # A name is the identity; its adjoint gets the name grad_<name>.
-    Op.NAME: OpDef(
-        "name",
-        1,
-        None,
-        lambda g, y, x, label: (g.graph.name("grad_" + label, g),),
-        _same,
+    "NAME": OpDef(
+        "name", 1, None, lambda g, y, x, label: (g.graph.name("grad_" + label, g),), _same,
+        group=LEAF, view=True,
     ),
-    Op.ZEROS_LIKE: OpDef(
-        "zeros_like", 1, Spelling("np.zeros_like({0})"), NOT_DIFFERENTIABLE, _same
-    ),
-    Op.ADD: OpDef("+", 2, _binary("+", SUM_PREC), lambda g, y, a, b: (g, g), _elementwise),
-    Op.SUB: OpDef("-", 2, _binary("-", SUM_PREC), lambda g, y, a, b: (g, -g), _elementwise),
-    Op.MUL: OpDef("*", 2, _binary("*", PRODUCT), _mul_grad, _elementwise),
+    "ZEROS_LIKE": internal("zeros_like", 1, "np.zeros_like({0})", _same),
+    "ADD": binary("+", lambda g, y, a, b: (g, g), operator.add, chain="sum"),
+    "SUB": binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),
+    "MUL": binary("*", _mul_grad, operator.mul, chain="product"),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
-    Op.DIV: OpDef(
-        "/", 2, _binary("/", PRODUCT), lambda g, y, a, b: (g / b, -g * y / b), _elementwise
-    ),
-    Op.POW: OpDef(
-        "**", 2, Spelling(_spell_pow, POWER, (POWER + 1, POWER - 1)), _pow_grad, _elementwise
-    ),
-    # -(x**2), as black writes it, never -x**2
-    Op.NEG: OpDef("-", 1, Spelling("-{0}", UNARY, POWER + 1), lambda g, y, x: (-g,), _elementwise),
-    Op.EXP: _unary_def("exp", _call("np.exp"), lambda g, y, x: (g * y,)),
-    Op.LOG: _unary_def("log", _call("np.log"), lambda g, y, x: (g / x,)),
-    Op.LOG1P: _unary_def("log1p", _call("np.log1p"), lambda g, y, x: (g / (1 + x),)),
+    "DIV": binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
+    "POW": binary("**", _pow_grad, operator.pow),
+    "NEG": linear("-", 1, "-{0}", lambda g, x: (-g,), _elementwise, group=ARITHMETIC,
+                   fold=operator.neg),
+    "EXP": unary("exp", lambda g, y, x: (g * y,), math.exp),
+    "LOG": unary("log", lambda g, y, x: (g / x,), math.log),
+    "LOG1P": unary("log1p", lambda g, y, x: (g / (1 + x),), math.log1p),
     # exp(x), not y + 1: y + 1 cancels for very negative x
-    Op.EXPM1: _unary_def("expm1", _call("np.expm1"), lambda g, y, x: (g * exp(x),)),
-    Op.SQRT: _unary_def("sqrt", _call("np.sqrt"), lambda g, y, x: (g / (2 * y),)),
+    "EXPM1": unary("expm1", lambda g, y, x: (g * exp(x),), math.expm1),
+    "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt),
     # sign(0) = 0 gives abs'(0) = 0, as PyTorch
-    Op.ABS: _unary_def("abs", _call("np.abs"), lambda g, y, x: (g * sign(x),)),
-    Op.SIGN: _unary_def("sign", _call("np.sign"), NOT_DIFFERENTIABLE, builtin=False),
-    Op.SIN: _unary_def("sin", _call("np.sin"), lambda g, y, x: (g * cos(x),)),
-    Op.COS: _unary_def("cos", _call("np.cos"), lambda g, y, x: (-g * sin(x),)),
-    Op.TAN: _unary_def("tan", _call("np.tan"), lambda g, y, x: (g * (1 + y**2),)),
-    Op.TANH: _unary_def("tanh", _call("np.tanh"), lambda g, y, x: (g * (1 - y**2),)),
-    Op.SIGMOID: _unary_def(
-        "sigmoid", _call("sigmoid"), lambda g, y, x: (g * (1 - y) * y,), ("sigmoid",)
-    ),
+    "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs),
+    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: (x > 0) - (x < 0), builtin=False),
+    "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
+    "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
+    "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
+    "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
+    "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
+                      helpers=("sigmoid",)),
     # d log(sigmoid(x)) = sigmoid(-x): exact where 1 - sigmoid(x) would cancel
-    Op.LOG_SIGMOID: _unary_def(
-        "log_sigmoid", _call("log_sigmoid"), lambda g, y, x: (g * sigmoid(-x),), ("log_sigmoid",)
-    ),
-    Op.SOFTPLUS: _unary_def(
-        "softplus", _call("softplus"), lambda g, y, x: (g * sigmoid(x),), ("softplus",)
-    ),
+    "LOG_SIGMOID": unary("log_sigmoid", lambda g, y, x: (g * sigmoid(-x),),
+                          lambda x: min(x, 0.0) - math.log1p(math.exp(-abs(x))),
+                          helpers=("log_sigmoid",)),
+    "SOFTPLUS": unary("softplus", lambda g, y, x: (g * sigmoid(x),),
+                       lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))),
+                       helpers=("softplus",)),
     # y > 0 exactly where x > 0, so relu'(0) = 0 as PyTorch
-    Op.RELU: _unary_def(
-        "relu", Spelling("np.maximum({0}, 0)"), lambda g, y, x: (g * greater(y, 0),)
-    ),
-    Op.LEAKY_RELU: OpDef(
-        "leaky_relu",
-        1,
-        Spelling("leaky_relu({0}, {alpha})"),
-        lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
-        _elementwise,
-        ("leaky_relu",),
-        True,
-        ("x",),
-        {"alpha": 0.01},
-    ),
+    "RELU": unary("relu", lambda g, y, x: (g * greater(y, 0),), lambda x: max(x, 0),
+                   spelling="np.maximum({0}, 0)"),
+    "LEAKY_RELU": unary("leaky_relu", lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
+                         _leaky_relu_value, spelling="leaky_relu({0}, {alpha})",
+                         helpers=("leaky_relu",), alpha=0.01),
     # for x <= 0, d/dx alpha*(exp(x)-1) = alpha*exp(x); exp of min(x, 0) never overflows
-    Op.ELU: OpDef(
-        "elu",
-        1,
-        Spelling("elu({0}, {alpha})"),
-        lambda g, y, x, alpha: (where(greater(x, 0), g, g * alpha * exp(minimum(x, 0))),),
-        _elementwise,
-        ("elu",),
-        True,
-        ("x",),
-        {"alpha": 1.0},
-    ),
+    "ELU": unary("elu",
+                  lambda g, y, x, alpha: (where(greater(x, 0), g, g * alpha * exp(minimum(x, 0))),),
+                  _elu_value, spelling="elu({0}, {alpha})", helpers=("elu",),
+                  alpha=1.0),
     # d/dx x*s(x) = s + x*s*(1-s) = s + y*(1-s)
-    Op.SWISH: _unary_def(
-        "swish",
-        _call("swish"),
-        lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
-        ("sigmoid", "swish"),
-    ),
-    Op.GELU: _unary_def("gelu", _call("gelu"), lambda g, y, x: (g * gelu_grad(x),), ("gelu",)),
-    Op.GELU_GRAD: _unary_def(
-        "gelu_grad", _call("gelu_grad"), NOT_DIFFERENTIABLE, ("gelu_grad",), builtin=False
-    ),
+    "SWISH": unary("swish", lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
+                    lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish")),
+    "GELU": unary("gelu", lambda g, y, x: (g * gelu_grad(x),), _gelu_value, helpers=("gelu",)),
+    "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False),
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
-    Op.HARD_TANH: _unary_def(
-        "hard_tanh", Spelling("np.clip({0}, -1, 1)"), lambda g, y, x: (g * less(absolute(x), 1),)
-    ),
-    Op.MAXIMUM: OpDef(
-        "maximum",
-        2,
-        Spelling("np.maximum({0}, {1})"),
-        _maximum_grad,
-        _elementwise,
-        builtin=True,
-        params=("a", "b"),
-    ),
-    Op.MINIMUM: OpDef(
-        "minimum",
-        2,
-        Spelling("np.minimum({0}, {1})"),
-        _minimum_grad,
-        _elementwise,
-        builtin=True,
-        params=("a", "b"),
-    ),
-    Op.WHERE: OpDef(
-        "where",
-        3,
-        Spelling("np.where({0}, {1}, {2})"),
-        lambda g, y, m, a, b: (None, where(m, g, 0), where(m, 0, g)),
-        _where,
-        builtin=True,
-        params=("mask", "a", "b"),
-    ),
-    Op.LT: OpDef("<", 2, _comparison("<"), NOT_DIFFERENTIABLE, _compare),
-    Op.LE: OpDef("<=", 2, _comparison("<="), NOT_DIFFERENTIABLE, _compare),
-    Op.GT: OpDef(">", 2, _comparison(">"), NOT_DIFFERENTIABLE, _compare),
-    Op.GE: OpDef(">=", 2, _comparison(">="), NOT_DIFFERENTIABLE, _compare),
-    Op.EQ: OpDef("==", 2, _comparison("=="), NOT_DIFFERENTIABLE, _compare),
-    Op.NE: OpDef("!=", 2, _comparison("!="), NOT_DIFFERENTIABLE, _compare),
-    Op.MATMUL: OpDef("@", 2, _binary("@", PRODUCT), _matmul_grad, _matmul),
-    Op.TRANSPOSE: OpDef(
-        "transpose",
-        1,
-        Spelling("{0}.T", ATOM, ATOM),
-        lambda g, y, x: (transpose(g),),
-        _transpose,
-        builtin=True,
-        params=("x",),
-    ),
+    "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
+                        lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)"),
+    "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
+                      builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max),
+    "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
+                      builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=min),
+    "WHERE": OpDef("where", 3, "np.where({0}, {1}, {2})",
+                    lambda g, y, m, a, b: (None, where(m, g, 0), where(m, 0, g)), _where,
+                    builtin=True, params=("mask", "a", "b"), group=ELEMENTWISE),
+    "LT": comparison("<", operator.lt),
+    "LE": comparison("<=", operator.le),
+    "GT": comparison(">", operator.gt),
+    "GE": comparison(">=", operator.ge),
+    "EQ": comparison("==", operator.eq),
+    "NE": comparison("!=", operator.ne),
+    "MATMUL": OpDef("@", 2, "{0} @ {1}", _matmul_grad, _matmul, group=LINEAR_ALGEBRA),
+    "TRANSPOSE": linear("transpose", 1, "{0}.T", lambda g, x: (transpose(g),), _transpose,
+                         view=True, builtin=True, params=("x",), group=LINEAR_ALGEBRA),
     # d(a b^T)/da = g @ b, d(a b^T)/db = a @ g
-    Op.OUTER: OpDef(
-        "outer",
-        2,
-        Spelling("np.outer({0}, {1})"),
-        lambda g, y, a, b: (matmul(g, b), matmul(a, g)),
-        _outer,
-    ),
+    "OUTER": internal("outer", 2, "np.outer({0}, {1})", _outer,
+                       grad=lambda g, y, a, b: (matmul(g, b), matmul(a, g))),
     # reductions: sum(x, axis=None, keepdims=False) and friends
-    Op.SUM: _reduction_def("sum", _method("sum"), _sum_grad, _sum),
-    Op.MEAN: _reduction_def("mean", _method("mean"), _mean_grad, _reduce_float),
-    Op.MAX: _reduction_def("max", _method("max"), _extreme_grad, _reduce_same),
-    Op.MIN: _reduction_def("min", _method("min"), _extreme_grad, _reduce_same),
-    Op.LOGSUMEXP: _reduction_def(
-        "logsumexp", Spelling(_spell_logsumexp), _logsumexp_grad, _reduce_float, ("logsumexp",)
-    ),
-    Op.BROADCAST_LIKE: OpDef(
-        "broadcast_like",
-        2,
-        Spelling(_spell_broadcast_like, ATOM, (0, ATOM)),  # {1}.shape needs an atom
-        _broadcast_like_grad,
-        _broadcast_like,
-    ),
-    Op.EXPAND: OpDef(
-        "expand",
-        1,
-        Spelling(_spell_expand, ATOM, ATOM),
-        lambda g, y, x, axis: (reduce_sum(g, axis),),
-        _expand,
-    ),
-    Op.SIZE: OpDef("size", 1, Spelling(_spell_size, ATOM, ATOM), NOT_DIFFERENTIABLE, _size),
+    "SUM": reduction("sum", _sum_grad, _sum),
+    "MEAN": reduction("mean", _mean_grad, _reduce_float),
+    "MAX": reduction("max", _extreme_grad, _reduce_same),
+    "MIN": reduction("min", _extreme_grad, _reduce_same),
+    "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
+                            ("logsumexp",)),
+    # np.full_like makes a new array; np.broadcast_to a read-only view
+    "BROADCAST_LIKE": linear("broadcast_like", 2, _spell_broadcast_like, _broadcast_like_adjoint,
+                              _broadcast_like,
+                              view=lambda axis, keepdims: axis is not None or keepdims),
+    "EXPAND": linear("expand", 1, _spell_expand, lambda g, x, axis: (reduce_sum(g, axis),),
+                      _expand, view=True),
+    "SIZE": internal("size", 1, _spell_size, _size, view=True),
     # the number of True entries, as a float of x's dtype (so float32 stays float32)
-    Op.COUNT: OpDef("count", 2, Spelling(_spell_count, ATOM, ATOM), NOT_DIFFERENTIABLE, _count),
-    Op.SOFTMAX: OpDef(
-        "softmax",
-        1,
-        _spell_with_axis("softmax"),
-        _softmax_grad,
-        _softmax,
-        ("softmax",),
-        True,
-        ("x",),
-        {"axis": -1},
-    ),
-    Op.LOG_SOFTMAX: OpDef(
-        "log_softmax",
-        1,
-        _spell_with_axis("log_softmax"),
-        _log_softmax_grad,
-        _softmax,
-        ("log_softmax",),
-        True,
-        ("x",),
-        {"axis": -1},
-    ),
-    Op.CROSS_ENTROPY: OpDef(
-        "cross_entropy",
-        3,
-        Spelling(_spell_cross_entropy, UNARY, (0, 0, ATOM)),
-        _cross_entropy_grad,
-        _cross_entropy,
-    ),
-    Op.PICK: OpDef(
-        "pick",
-        2,
-        Spelling(_spell_pick, ATOM, (ATOM, 0)),
-        _pick_grad,
-        _pick,
-        builtin=True,
-        params=("x", "labels"),
-    ),
-    Op.ONEHOT: OpDef(
-        "onehot", 2, Spelling("onehot({0}, {1})"), NOT_DIFFERENTIABLE, _onehot, ("onehot",)
-    ),
+    "COUNT": internal("count", 2, _spell_count, _count),
+    "SOFTMAX": OpDef("softmax", 1, _spell_with_axis("softmax"), _softmax_grad, _softmax,
+                      ("softmax",), True, ("x",), {"axis": -1}, group=NEURAL_NET),
+    "LOG_SOFTMAX": OpDef("log_softmax", 1, _spell_with_axis("log_softmax"), _log_softmax_grad,
+                          _softmax, ("log_softmax",), True, ("x",), {"axis": -1},
+                          group=NEURAL_NET),
+    # cross_entropy(logits, labels) lowers to this op over log_softmax(logits)
+    "CROSS_ENTROPY": internal("cross_entropy", 3, "-" + _PICK.replace("{0}", "{2}") + ".mean()",
+                               _cross_entropy, grad=_cross_entropy_grad),
+    "PICK": OpDef("pick", 2, _PICK, _pick_grad, _pick, builtin=True, params=("x", "labels"),
+                   group=NEURAL_NET),
+    "ONEHOT": internal("onehot", 2, "onehot({0}, {1})", _onehot, helpers=("onehot",)),
 }
+# fmt: on
 
-BINARY_OPS = {
-    "+": Op.ADD,
-    "-": Op.SUB,
-    "*": Op.MUL,
-    "/": Op.DIV,
-    "**": Op.POW,
-    "<": Op.LT,
-    "<=": Op.LE,
-    ">": Op.GT,
-    ">=": Op.GE,
-    "==": Op.EQ,
-    "!=": Op.NE,
+# ---------------------------------------------------------------- derived from the rows
+
+# Op.EXP, Op.ADD, ...: one member per row, in the table's order. IntEnum:
+# hashed as an int, and the IR hashes ops a lot.
+Op = enum.IntEnum("Op", list(_ROWS), module=__name__)
+OPS: dict[Op, OpDef] = {Op[name]: row for name, row in _ROWS.items()}
+
+# The operators of the source language: `a + b` is Op.ADD, `a < b` is Op.LT.
+OPERATORS: dict[str, Op] = {
+    spec.name: op
+    for op, spec in OPS.items()
+    if spec.arity == 2
+    and spec.group in (ARITHMETIC, COMPARISON_GROUP, LINEAR_ALGEBRA)
+    and not spec.builtin
 }
-
 BUILTINS: dict[str, Op] = {spec.name: op for op, spec in OPS.items() if spec.builtin}
-
-REDUCTIONS = {Op.SUM, Op.MEAN, Op.MAX, Op.MIN, Op.LOGSUMEXP}
-
-
-# ---------------------------------------------------------------- built-ins made of other ops
-
-
-@dataclass(frozen=True)
-class Composite:
-    """A built-in that lowers to several ops. `build(label, *args, **attrs)`
-    returns its value; `label(base, node)` names an intermediate the reader
-    will want to see (`log_probs`, `margins`)."""
-
-    params: tuple[str, ...]
-    attr_params: dict
-    build: Callable
-
-
-def _build_cross_entropy(label, logits, labels):
-    # log_softmax once: the loss picks from it, and the fused gradient reads
-    # it back as probabilities (see _cross_entropy_grad).
-    _check_labels(logits, labels, "cross_entropy()", logits.graph.default_pos)
-    log_probs = label("log_probs", _apply(Op.LOG_SOFTMAX, logits, axis=1))
-    return _apply(Op.CROSS_ENTROPY, logits, labels, log_probs)
-
-
-def _build_svm_loss(label, scores, labels, margin):
-    # CS231n's multiclass hinge: mean over rows of
-    # sum_j max(0, s_j - s_label + margin) over j != label. The label's own
-    # column adds max(0, margin) to every row; it is taken back out at the end.
-    _check_labels(scores, labels, "svm_loss()", scores.graph.default_pos)
-    diff = scores - expand(pick(scores, labels), (1,))
-    margins = label("margins", relu(diff + margin if margin else diff))
-    loss = reduce_sum(margins) / count(scores, (0,))
-    return loss - margin if margin > 0 else loss
-
-
-def _build_mse(label, a, b):
-    diff = a - b
-    squared = diff * diff
-    return _apply(Op.MEAN, squared, axis=None, keepdims=False) if squared.shape else squared
-
-
-COMPOSITES: dict[str, Composite] = {
-    "cross_entropy": Composite(("logits", "labels"), {}, _build_cross_entropy),
-    "svm_loss": Composite(("scores", "labels"), {"margin": 1.0}, _build_svm_loss),
-    "mse": Composite(("a", "b"), {}, _build_mse),
+REDUCTIONS = frozenset(op for op, spec in OPS.items() if spec.group == REDUCTION)
+# The ops of each op's chain: `a + b - c` is one chain of ADD and SUB.
+CHAINS: dict[Op, tuple[Op, ...]] = {
+    op: tuple(o for o, s in OPS.items() if s.chain == spec.chain)
+    for op, spec in OPS.items()
+    if spec.chain
 }

@@ -16,22 +16,14 @@ from __future__ import annotations
 
 import builtins
 import keyword
-from dataclasses import dataclass, field
 
-from gradc.autodiff import reachable
-from gradc.ir import Node
-from gradc.ops import Op
+from gradc.ir import Line, Node, Schedule, reachable
+from gradc.ops import CHAINS, Op
 
 # A line holds at most this many ops, nested at most this deep (a sum or
 # product chain `a + b + c` counts as one level), before a temporary is made.
 MAX_INLINE_OPS = 24
 MAX_NESTING = 6
-_CHAINS = {
-    Op.ADD: (Op.ADD, Op.SUB),
-    Op.SUB: (Op.ADD, Op.SUB),
-    Op.MUL: (Op.MUL, Op.DIV),
-    Op.DIV: (Op.MUL, Op.DIV),
-}
 
 RESERVED = (
     set(keyword.kwlist)
@@ -39,35 +31,6 @@ RESERVED = (
     | set(dir(builtins))
     | {"np", "numpy", "cache", "grad_output"}
 )
-
-
-@dataclass
-class Line:
-    """`var = node`, or with `update` ("+", "*", ...) `var += node`. After
-    the line, `var` holds `target` (the node itself for a plain line)."""
-
-    var: str
-    node: Node
-    update: str | None = None
-    target: Node | None = None
-    copy: bool = False  # `var = node.copy()`: a returned array of its own
-
-    def __post_init__(self):
-        if self.target is None:
-            self.target = self.node
-
-
-@dataclass
-class Schedule:
-    lines: list[Line]
-    var: dict[int, str] = field(default_factory=dict)  # node id -> variable
-    # values given a line only so that their gradient's name means something
-    # (`t0` for `grad_t0`): they can go back inline if that gradient loses its name
-    named_for_gradient: dict[int, int] = field(default_factory=dict)  # value id -> grad id
-    names: set[str] = field(default_factory=set)  # variables that hold a NAME: `h`, `grad_h`
-
-    def name_of(self, node: Node) -> str | None:
-        return self.var.get(node.id)
 
 
 class Namer:
@@ -189,6 +152,6 @@ def _nesting(node: Node, depth: dict[int, int]) -> int:
     for i, arg in enumerate(node.args):
         if arg.id not in depth:  # a leaf or a variable
             continue
-        chained = i == 0 and arg.op in _CHAINS.get(node.op, ())
+        chained = i == 0 and arg.op in CHAINS.get(node.op, ())
         deepest = max(deepest, depth[arg.id] + (0 if chained else 1))
     return max(deepest, 1)

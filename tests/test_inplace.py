@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import gradc.compiler
+import gradc.passes
 from gradc import compile_source
 from gradc.api import load_source
 from gradc.parse import parse
@@ -84,7 +85,7 @@ def _assert_own_arrays(grads, others, name) -> None:
 def _check_program(text: str, monkeypatch) -> None:
     rng = np.random.default_rng(0)
     module = load_source(compile_source(text, "case.grad"), "case")
-    monkeypatch.setattr(gradc.compiler, "update_in_place", lambda sched, *rest: sched)
+    monkeypatch.setattr(gradc.compiler, "LINE_PASSES", (gradc.passes.own_results,))
     plain = load_source(compile_source(text, "case.grad"), "plain")
     monkeypatch.undo()
     for name in _defs(text):

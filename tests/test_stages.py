@@ -13,13 +13,13 @@ import pytest
 from gradc import compile_source
 from gradc import syntax as S
 from gradc.api import load_source
-from gradc.autodiff import differentiate, reachable
+from gradc.autodiff import differentiate
 from gradc.errors import CompileError
-from gradc.ir import Graph
-from gradc.lower import lower
-from gradc.ops import BUILTINS, COMPOSITES, NOT_DIFFERENTIABLE, OPS, Op
+from gradc.ir import Graph, reachable
+from gradc.lower import COMPOSITES, lower
+from gradc.ops import BUILTINS, NOT_DIFFERENTIABLE, OPS, Op
 from gradc.parse import parse
-from gradc.passes.simplify import simplify_node
+from gradc.rewrites import simplify_node
 from gradc.schedule import Namer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -204,15 +204,24 @@ def test_a_missing_rule_is_an_error_naming_the_op(monkeypatch):
     monkeypatch.setitem(OPS, Op.SIN, replace(OPS[Op.SIN], grad=None))
     fn = lower(parse("def f(x):\n    return sin(x)\n"), "f")
     with pytest.raises(CompileError, match="SIN"):
-        differentiate(fn, fn.graph.constant(1.0))
+        differentiate(fn)
 
 
 # ---------------------------------------------------------------- simplify
 
 
-def test_simplify_doctest():
+@pytest.mark.parametrize(
+    "module",
+    [
+        "gradc.passes.simplify",
+        "gradc.passes.specialize_seed",
+        "gradc.passes.update_in_place",
+        "gradc.rewrites",
+    ],
+)
+def test_doctests(module):
     # the package re-exports the function under the module's name, so import the module itself
-    result = doctest.testmod(importlib.import_module("gradc.passes.simplify"))
+    result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -346,7 +355,7 @@ def test_every_node_keeps_a_source_position():
 
     src = "def f(x, y):\n    h = tanh(x * y)\n    return sigmoid(h) + maximum(h, y) ** 2\n"
     fn = lower(parse(src, "p.grad"), "f")
-    back = simplify(differentiate(fn, fn.graph.seed((), "f64")))
+    back = simplify(differentiate(fn))
     for node in reachable(*back.roots()):
         if node.op not in (Op.CONST,) and not (node.op is Op.INPUT and node.attr("seed")):
             assert node.pos is not None, node

@@ -1,4 +1,7 @@
-"""Stage 5b: reuse arrays that are dead, as hand-written backprop does.
+r"""update_in_place: reuse arrays that are dead, as hand-written backprop does.
+
+A pass over scheduled lines (it needs to know which values have a variable
+and where each is read for the last time), run after the schedule.
 
 Every line of a schedule makes a new array, and a local variable keeps it
 alive until the function returns; a backward pass written that way holds
@@ -18,38 +21,31 @@ gradient in place). Two rewrites of the lines, on arrays only:
       grad_h *= h > 0                    instead of   grad_t0 = grad_h * (h > 0)
 
 Both evaluate in the same order as the expression they replace, so the
-results are bit for bit the same. Only arrays this function allocated in its
-backward part are updated: never an input, `grad_output`, a forward value
-(it may be in the cache), a view (`.T`, `x[:, None]`, `np.broadcast_to`) or an
+results are bit for bit the same.
+
+>>> from gradc import compile_source
+>>> src = "def f(x: [N], W: [N, N]):\n    h = relu(W @ x)\n    return sum(h * W)\n"
+>>> backward = compile_source(src).split("def f_backward")[1].split("def f_grad")[0]
+>>> [line.strip() for line in backward.splitlines() if "*=" in line or "+=" in line]
+['grad_h *= h > 0', 'grad_W += np.outer(grad_h, x)']
+
+Only arrays this function allocated in its backward part are updated: never
+an input, `grad_output`, a forward value (it may be in the cache), a view (`.T`, `x[:, None]`, `np.broadcast_to`) or an
 array that two variables share (`grad_w2 = grad_s3`), and never one that is
 read again or returned.
 """
 
 from __future__ import annotations
 
-from gradc.ir import Node
-from gradc.ops import Op
-from gradc.schedule import Line, Schedule
-
-# Ops whose result may share memory with an argument, or is not an array.
-_NOT_FRESH = {
-    Op.INPUT,
-    Op.CONST,
-    Op.NAME,
-    Op.TRANSPOSE,
-    Op.EXPAND,
-    Op.BROADCAST_LIKE,
-    Op.SIZE,
-}
-_CHAINS = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}
-_SAME_KIND = {Op.ADD: (Op.ADD, Op.SUB), Op.SUB: (Op.ADD, Op.SUB)}
-_SAME_KIND.update({Op.MUL: (Op.MUL, Op.DIV), Op.DIV: (Op.MUL, Op.DIV)})
+from gradc.ir import Function, Line, Node, Schedule
+from gradc.ops import CHAINS, OPS, Op
 
 
-def update_in_place(sched: Schedule, results: list[Node], forward_ids: set[int]) -> Schedule:
-    """Rewrite `sched`'s lines where it is safe (see the module docstring).
-    `results` are returned, so are never updated; nodes in `forward_ids`
-    belong to the forward pass and are left alone."""
+def update_in_place(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
+    """Rewrite `sched`'s lines, which compute `fn`, where it is safe (see the
+    module docstring). Its results are returned, so are never updated; nodes
+    in `forward_ids` belong to the forward pass and are left alone."""
+    results = fn.roots()
     last_read: dict[str, int] = {}
     for i, names in enumerate(_reads(sched)):
         for name in names:
@@ -71,14 +67,14 @@ def update_in_place(sched: Schedule, results: list[Node], forward_ids: set[int])
     return sched
 
 
-def own_results(sched: Schedule, grads: list[Node], forward_ids: set[int]) -> Schedule:
+def own_results(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
     """Each returned gradient array belongs to the caller alone: one that is
     another variable's array (`grad_a = grad_out`, an input, a forward value),
     a view (`np.broadcast_to`) or returned twice is copied where it is made, so
     an optimizer may update it in place without touching anything else."""
     owned = _owned_arrays(sched, forward_ids)
     seen: set[str] = set()
-    for grad in grads:
+    for grad in fn.grads:
         var = sched.var[grad.id]
         if grad.shape and (var not in owned or var in seen):
             line = next((ln for ln in reversed(sched.lines) if ln.var == var), None)
@@ -93,7 +89,7 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
     and v is g from then on. Not when v is a gradient the user can name
     (`grad_<name>` keeps its name)."""
     node = line.node
-    if node.op not in _CHAINS or line.var in sched.names:
+    if node.op not in CHAINS or line.var in sched.names:
         return None
     chain = _left_chain(node, sched)
     if len(chain) == 2 and node.op in (Op.MUL, Op.ADD) and sched.name_of(chain[0][1]) not in owned:
@@ -109,7 +105,7 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
         if held == old:  # the result, and any NAME sharing its line
             sched.var[node_id] = var
     last_read[var] = last_read.get(old, i)
-    return [Line(var, operand, _CHAINS[op], target=node) for op, operand in chain[1:]]
+    return [Line(var, operand, OPS[op].name, target=node) for op, operand in chain[1:]]
 
 
 def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:
@@ -123,14 +119,14 @@ def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:
     if len(chain) < 2 or not fresh or _shape_dtype(first) != _shape_dtype(node):
         return None
     head = Line(line.var, first, target=node)
-    return [head] + [Line(line.var, n, _CHAINS[op], target=node) for op, n in chain[1:]]
+    return [head] + [Line(line.var, n, OPS[op].name, target=node) for op, n in chain[1:]]
 
 
 def _left_chain(node: Node, sched: Schedule) -> list[tuple[Op | None, Node]]:
     """`a - b + c` as [(None, a), (SUB, b), (ADD, c)]: the operands of a chain of
     one kind of op, through the inline nodes on its left."""
     chain = []
-    kinds = _SAME_KIND[node.op]
+    kinds = CHAINS[node.op]
     while node.op in kinds and (not chain or sched.name_of(node) is None):
         chain.append((node.op, node.args[1]))
         node = node.args[0]
@@ -148,11 +144,8 @@ def _chain_nodes(node: Node, length: int) -> list[Node]:
 
 
 def _fresh(node: Node) -> bool:
-    """Whether the node's array is new: not a view or another variable's.
-    A broadcast of a scalar is spelled np.full_like, which makes a new array."""
-    if node.op is Op.BROADCAST_LIKE:
-        return node.attr("axis") is None and not node.attr("keepdims")
-    return node.op not in _NOT_FRESH
+    """Whether the node's array is new: not a view or another variable's."""
+    return not OPS[node.op].is_view(dict(node.attrs))
 
 
 def _shape_dtype(node: Node):

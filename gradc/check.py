@@ -37,9 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradc.api import load_source
-from gradc.compiler import compile_source
-from gradc.errors import CompileError
-from gradc.lower import lower
+from gradc.compiler import build_families
 from gradc.ops import format_shape
 from gradc.parse import parse
 
@@ -83,14 +81,16 @@ def check_source(
     if function is not None and function not in names:
         raise CheckError(f"no def named '{function}' in {filename} (defs: {', '.join(names)})")
     _check_dim_names(dims or {}, module, filename)
-    generated = load_source(compile_source(text, filename), "gradc_check")
+    compiled = build_families(module)
+    generated = load_source(compiled.source(), "gradc_check")
     results = []
     for d in module.defs:
         if function is None or d.name == function:
             # NumPy's warnings at a point outside the domain are handled, not printed
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                results.append(_check_def(module, d, generated, dict(dims or {}), at or {}, seed))
+                fn = compiled.family(d.name).forward
+                results.append(_check_def(fn, d, generated, dict(dims or {}), at or {}, seed))
     return results
 
 
@@ -115,11 +115,7 @@ def _file_dims(module) -> list[str]:
     return _named_dims(t for d in module.defs for t in [*(p.type for p in d.params), d.returns])
 
 
-def _check_def(module, d, generated, dims, at, seed) -> DefResult:
-    try:
-        fn = lower(module, d.name)
-    except CompileError as exc:
-        raise exc.located(module.filename, module.source) from None
+def _check_def(fn, d, generated, dims, at, seed) -> DefResult:
     params = [(p.name, _shape(p, dims), p.type.dtype if p.type else "f64") for p in d.params]
     for name in at:
         if name not in {p for p, _, _ in params}:

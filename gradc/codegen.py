@@ -74,6 +74,8 @@ def _split_sum(statement: str) -> str | None:
     target, sep, rhs = statement.partition(" = ")
     if not sep or not target.isidentifier():
         return None
+    if not any(f" {op} " in rhs for op in "+-*/@"):
+        return None  # nothing to split at (found at C speed, not char by char)
     for operators in ("+-", "*/@"):
         terms, found = _top_level_terms(rhs, operators)
         if terms is None:

@@ -99,7 +99,7 @@ class CheckError(Exception):
 
 
 def _check_dim_names(dims: dict[str, int], module, filename: str) -> None:
-    """--dims may name only dims the file uses (LANGUAGE.md: a usage error)."""
+    """--dims may name only dims the file uses (docs/language.md: a usage error)."""
     known = _file_dims(module)
     unknown = [name for name in dims if name not in known]
     if not unknown:

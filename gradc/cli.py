@@ -1,4 +1,4 @@
-"""The `gradc` command (LANGUAGE.md: exit 0 success, 1 a check failed or a
+"""The `gradc` command (docs/language.md: exit 0 success, 1 a check failed or a
 file is stale, 2 a compile or usage error)."""
 
 from __future__ import annotations

@@ -692,6 +692,7 @@ _ROWS: dict[str, OpDef] = {
     "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
     "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
     "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
+    "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x),
     "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
     "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
                       helpers=("sigmoid",)),

@@ -405,9 +405,6 @@ def _span(*items) -> Pos:
     return Pos(first.line, first.column, last.end_column, end_line)
 
 
-_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "**"}
-
-
 class _ToSyntax(Transformer):
     """One method per aliased grammar alternative. It runs inside the LALR
     parser as each rule is reduced, so no tree is built and nothing recurses."""

@@ -4,7 +4,7 @@
 call an earlier one, which gradc inlines), each with float scalar and array parameters
 over the symbolic dims N, D, C (plus the literal dims 1 and 2) and sometimes integer
 labels `y: int[...]`; assignments that reassign names (parameters too) and use values
-several times; and expressions drawn from every op of LANGUAGE.md (comparisons as the
+several times; and expressions drawn from every op of docs/language.md (comparisons as the
 masks of `where` and as numbers, `(x > 0) * h`). The generator is typed: it asks for
 an expression of a given shape and only builds what gradc's shape rules accept, so
 every program it makes must compile. Each program also comes as `source32`, the same

@@ -25,7 +25,7 @@ A case says:
   what the oracle runs;
 - the `Domain` random arguments are drawn from (and, for fuzzing, what lies outside it);
 - `points`: special arguments, checked against PyTorch only;
-- `kinks`: arguments whose derivative LANGUAGE.md pins to PyTorch's convention, with
+- `kinks`: arguments whose derivative docs/language.md pins to PyTorch's convention, with
   that derivative (a keyword's name stands for its value: leaky_relu'(0) = alpha);
   central differences stay away from them;
 - `variants`: keyword arguments tried besides the defaults;
@@ -126,7 +126,7 @@ def elu(x, alpha=1.0):
 
 
 def swish(x):
-    """x * sigmoid(x), as LANGUAGE.md defines it (torch calls it silu)."""
+    """x * sigmoid(x), as docs/language.md defines it (torch calls it silu)."""
     return x * torch.sigmoid(x)
 
 
@@ -309,6 +309,11 @@ LOG1P_RANGE = Extremes(
     "x > -1: log1p(-1) = -inf; 1/(1 + x) is finite for every float64 above -1",
     (-0.5, -1e-30, 0.0, 1e-45, 1.0, 1e4, F32_MAX),
 )
+SQUARE_RANGE = Extremes(
+    (-1e154, -1e4, -1.0, -DENORMAL, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e154),
+    "|x| <= 1e154: x * x overflows beyond sqrt(MAX) = 1.3e154",
+    (-1e19, -1.0, 0.0, 1e-45, 1.0, 1e4, 1e19),  # float32: sqrt(3.4e38) = 1.8e19
+)
 SQRT_RANGE = Extremes(
     (DENORMAL, NORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
     "x > 0: sqrt'(0) is inf; 1/(2*sqrt(5e-324)) = 2.2e161 is fine",
@@ -373,7 +378,7 @@ POWERS = Extremes(
 # Integers, so that sums and products of them are exact in any order.
 LOGITS = Extremes(
     (1e4, -1e4, 0.0, -1e4, 1e4, 1e4, -745.0, 40.0, -1e4, 710.0),
-    "logits of +-1e4 (LANGUAGE.md: the softmax family and cross_entropy stay finite)",
+    "logits of +-1e4 (docs/language.md: the softmax family and cross_entropy stay finite)",
 )
 
 
@@ -667,6 +672,7 @@ CASES: dict[str, OpCase] = {
     "sin":         unary(torch.sin, (-6.0, 6.0), points=(0.0, np.pi)),
     "cos":         unary(torch.cos, (-6.0, 6.0), points=(0.0, np.pi / 2)),
     "tan":         unary(torch.tan, near(-1.3, 1.3), points=(0.0, -1.5), extremes=TAN_RANGE),
+    "square":      unary(torch.square, points=(0.0,), extremes=SQUARE_RANGE),
     "tanh":        unary(torch.tanh, (-4.0, 4.0), points=(0.0, 20.0)),
     "sigmoid":     unary(torch.sigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
     "log_sigmoid": unary(F.logsigmoid, (-8.0, 8.0), points=(0.0, -30.0)),

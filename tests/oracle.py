@@ -3,7 +3,7 @@
 A `.grad` file is syntactically valid Python: `def f(x: [N, D], y: int[N]) -> [N]:`,
 `@wrt(W1, b1)`, `reg = 1e-3`, `x.T`, `a @ b`. So the oracle parses it with Python's
 own `ast` module, strips decorators and annotations, and executes it in a namespace
-whose names are PyTorch implementations of gradc's built-ins (LANGUAGE.md). Autograd
+whose names are PyTorch implementations of gradc's built-ins (docs/language.md). Autograd
 then gives reference gradients that share no code with gradc: this module must never
 import the `gradc` package.
 

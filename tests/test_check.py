@@ -191,7 +191,7 @@ def test_a_point_inside_the_domain_is_checked(capsys, tmp_path, text, point):
     assert "all gradients agree" in out
 
 
-# --dims: LANGUAGE.md, "an unknown dim name is a usage error (exit 2)".
+# --dims: docs/language.md, "an unknown dim name is a usage error (exit 2)".
 
 
 def header(out: str) -> str:

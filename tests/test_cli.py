@@ -3,7 +3,7 @@
 Every test runs the installed console script (or `python -m gradc`) in a
 subprocess, in a temporary directory, exactly as a user would: exit codes,
 what lands on stdout and stderr, and which files are (not) written are the
-contract of LANGUAGE.md, "Command line and Python API".
+contract of docs/language.md, "Command line and Python API".
 """
 
 from __future__ import annotations
@@ -558,7 +558,7 @@ def test_expression_name_that_is_not_an_identifier_is_a_usage_error(tmp_path, na
     ids=["def_named_like_a_helper", "def_named_np", "def_named_like_a_generated_function"],
 )
 def test_colliding_def_names_are_an_error_or_work(tmp_path, source, function, args, expected):
-    """LANGUAGE.md: names that would collide with np, helpers or generated
+    """docs/language.md: names that would collide with np, helpers or generated
     names are renamed. For a def (whose name is API) the compiler may instead
     refuse with a positioned error; what it must not do is exit 0 with a
     module whose functions silently compute something else."""

@@ -22,7 +22,7 @@ from gradc.api import load_source
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-# The oracle sits next to this file (as in test_oracle.py).
+# The oracle sits next to this file (as in test_ops.py).
 sys.path.insert(0, str(HERE))
 
 from oracle import central_difference  # noqa: E402

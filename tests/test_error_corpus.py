@@ -8,7 +8,7 @@ what `gradc compile NAME.grad` prints on stderr for it (one behaviour per file, 
 (a) the exit code is 2, stdout is empty, nothing is written (`out/` stays empty, not even
     a temporary file) and stderr holds no "Traceback" and no "internal error";
 (b) stderr is exactly the expected text;
-(c) stderr reads as LANGUAGE.md promises, checked against the program itself so that a
+(c) stderr reads as docs/language.md promises, checked against the program itself so that a
     golden never just records whatever gradc prints today: every error is a block
     `NAME.grad:LINE:COL: error: message`, then the program's line LINE (indented by four
     spaces), then a caret line whose first `^` is under column COL and whose carets end

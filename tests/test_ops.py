@@ -10,7 +10,7 @@ broadcast of two operands, every axis and keepdims, keyword variants). For each 
   gradient), and agree with central differences of the generated `f`; `f_grad` equals
   `f_backward` seeded with 1;
 - special points: at each op's kinks and ties (as floats, and as entries of an array)
-  the gradients equal torch's, and the derivative is the one LANGUAGE.md pins to
+  the gradients equal torch's, and the derivative is the one docs/language.md pins to
   PyTorch's convention (relu'(0) = 0, leaky_relu'(0) = alpha, abs'(0) = 0,
   hard_tanh'(+-1) = 0, ties split equally);
 - float32: the program with every float parameter `f32` gives float32 values and
@@ -777,7 +777,7 @@ SCALAR_PROGRAMS = [
         + "".join(f"    x{k + 1} = sin(x{k}) + x{k}\n" for k in range(40)).replace("x0", "x")
         + "    return x40\n",
     ),
-    # Names the generated code also uses must not change the meaning (LANGUAGE.md: they
+    # Names the generated code also uses must not change the meaning (docs/language.md: they
     # are renamed).
     *scalar_program(
         "parameter_named_grad_output",

@@ -1,6 +1,6 @@
 """Shape mistakes are compile errors at the offending expression, naming the shapes.
 
-LANGUAGE.md: "Shapes are inferred and checked at compile time: a mismatch is a compile
+docs/language.md: "Shapes are inferred and checked at compile time: a mismatch is a compile
 error at the offending expression." For each program below, `compile_source` raises
 `CompileError` whose position is the start of the offending expression (the `@`
 expression, not the start of its line) and whose message names the shapes involved as

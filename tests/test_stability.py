@@ -7,7 +7,7 @@ Inputs: |x| up to 1e4 and, where the formulas allow, up to the largest float64
 -0.0; exp's overflow edge (+-700, +-709, +-710, -745); mixtures of all of these in one
 array; logits ~1e4 with labels for the losses; float32 variants.
 
-LANGUAGE.md: "sigmoid, log_sigmoid, softplus, logsumexp, softmax, log_softmax and
+docs/language.md: "sigmoid, log_sigmoid, softplus, logsumexp, softmax, log_softmax and
 cross_entropy give finite results and raise no NumPy warning for finite float64 inputs up
 to |x| = 1e4". Those are required finite at *every* input here (their formulas stay finite
 up to 1.8e308) and are tested hardest: along every axis, with keepdims, in combinations,
@@ -24,7 +24,7 @@ Two things are not held against the generated code:
   avoids it (sigmoid(-1e4) *is* exp(-1e4)), and NumPy's default ignores it. `strict()` is
   `np.errstate(all="raise")` with underflow alone let through.
 - Cancellation a few float64 ulps of the gradient's scale deep. The lecture formulas
-  LANGUAGE.md prints, sigmoid' = (1 - y) * y and tanh' = 1 - y**2, give 0 where the true
+  docs/language.md prints, sigmoid' = (1 - y) * y and tanh' = 1 - y**2, give 0 where the true
   derivative is below ~1e-16 (sigmoid'(40) = 4.2e-18); softmax's J^T g = y * (g - <g, y>),
   log_softmax's and cross_entropy's 1 - p give 0 where p rounds to 1. PyTorch computes
   the same. Those gradients, log_softmax and cross_entropy values (log(1 + tiny) rounds

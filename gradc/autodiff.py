@@ -21,14 +21,21 @@ from gradc.ir import Function, Node, reachable
 from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op, format_shape, reduce_sum
 
 
-def differentiate(fn: Function) -> Function:
+def differentiate(fn: Function, first_only: bool = False) -> Function:
     """A new function with the gradients of `fn.output`, seeded with an input
     `grad_output` of the output's shape, with respect to `fn.wrt`; `fn` is
-    left as it is."""
+    left as it is. A def with several outputs gets one seed per output
+    (`grad_out0`, `grad_out1`, ...; none for an integer output), or, with
+    `first_only`, one for the first (f_grad's)."""
     graph = fn.graph.copy()
     fn = _moved(fn, graph)
-    seed = graph.seed(fn.output.shape, fn.output.dtype)
-    order = reachable(fn.output)
+    seeds: list[Node | None] = []
+    for i, out in enumerate(fn.outputs):
+        name = f"grad_out{i}" if fn.several else "grad_output"
+        wanted = not (first_only and i) and out.dtype not in ("int", "bool")
+        seeds.append(graph.seed(out.shape, out.dtype, name) if wanted else None)
+    seed = seeds[0] if seeds[0] is not None else graph.seed((), "f64", "grad_out0")
+    order = reachable(*fn.outputs)
     wrt_ids = {x.id for x in fn.wrt}
     needs = {}  # id -> node: the nodes that depend on a differentiated input
     for node in order:
@@ -41,7 +48,10 @@ def differentiate(fn: Function) -> Function:
             if arg.id in needs:
                 pending[arg.id] = pending.get(arg.id, 0) + 1
 
-    contributions: dict[int, list[Node]] = {fn.output.id: [seed]}
+    contributions: dict[int, list[Node]] = {}
+    for out, s in zip(fn.outputs, seeds):
+        if s is not None:
+            contributions.setdefault(out.id, []).append(s)
     finished: dict[int, Node] = {}
     adjoints: list[tuple[Node, Node]] = []
 
@@ -75,7 +85,13 @@ def differentiate(fn: Function) -> Function:
     for x in fn.wrt:
         if x.id not in finished:  # unused, or the output itself
             finish_input(x)
-    return replace(fn, seed=seed, grads=[finished[x.id] for x in fn.wrt], adjoints=adjoints)
+    return replace(
+        fn,
+        seed=seed,
+        other_seeds=seeds[1:],
+        grads=[finished[x.id] for x in fn.wrt],
+        adjoints=adjoints,
+    )
 
 
 def _moved(fn: Function, graph) -> Function:
@@ -85,6 +101,7 @@ def _moved(fn: Function, graph) -> Function:
         graph=graph,
         inputs=[graph.nodes[x.id] for x in fn.inputs],
         output=graph.nodes[fn.output.id],
+        others=[graph.nodes[x.id] for x in fn.others],
         wrt=[graph.nodes[x.id] for x in fn.wrt],
     )
 

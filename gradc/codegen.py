@@ -156,10 +156,30 @@ def unpack_statement(names: list[str], value: str) -> str:
 def statement_lines(sched: Schedule, lines=None) -> list[str]:
     """`var = expression` (or `var += expression`) for each scheduled line
     (all of them by default)."""
-    return [
-        f"{line.var} {line.update or ''}= " + _line_expression(line, sched)
-        for line in (lines or sched.lines)
-    ]
+    out = []
+    for line in lines or sched.lines:
+        if OPS[line.node.op].statement and line.node is line.target and not line.update:
+            out += _statements(line, sched)
+        else:
+            out.append(f"{line.var} {line.update or ''}= " + _line_expression(line, sched))
+    return out
+
+
+def _statements(line, sched: Schedule) -> list[str]:
+    """The lines of a statement op (`grad_x = np.zeros_like(x)`, then
+    `grad_x[1:3] = grad_h`). An indexed assignment starts from a copy of the
+    old value, unless that is an array made for it alone (`np.zeros(...)`)."""
+    node = line.node
+    args = [expression(a, sched) for a in node.args]
+    if node.op in (Op.SET_INDEX, Op.ADD_AT):
+        base = node.args[0]
+        if sched.name_of(base) == line.var:  # updated in place (schedule)
+            return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)[1:]
+        fresh = sched.name_of(base) is None and not OPS[base.op].is_view(dict(base.attrs))
+        if not fresh:
+            text, prec = _spell(base, sched)
+            args[0] = f"{text if prec >= ATOM else f'({text})'}.copy()"
+    return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)
 
 
 def _line_expression(line, sched: Schedule) -> str:
@@ -211,6 +231,7 @@ _OPERATOR_PREC = {
     ast.Mult: PRODUCT,
     ast.Div: PRODUCT,
     ast.MatMult: PRODUCT,
+    ast.FloorDiv: PRODUCT,
     ast.Pow: POWER,
 }
 _PLACEHOLDER = re.compile(r"_gradc_arg([0-9]+)_")

@@ -219,7 +219,7 @@ def _check_wrt_override(module: S.Module, names: list[str]) -> None:
 
 
 def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
-    """f, f_forward, f_backward and (for a scalar output) f_grad."""
+    """f, f_forward, f_backward and (for a scalar first output) f_grad."""
     base = fn.name
     functions = []
 
@@ -227,50 +227,71 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     namer = Namer(reserved)
     bound = _bind_inputs(namer, fn)
     params = [bound[x.id] for x in fn.inputs]
-    plain = schedule([fn.output], bound, namer)
-    out_var = plain.name_of(fn.output)
+    plain = schedule(fn.outputs, bound, namer)
+    outs = _returned(plain, fn)
     functions.append(
         EmittedFunction(
             base,
             params,
-            f"Forward pass: returns {out_var}.",
+            f"Forward pass: returns {outs}.",
             statement_lines(plain),
-            returns=f"return {out_var}",
+            returns=f"return {outs}",
         )
     )
-    nodes = reachable(fn.output)
+    nodes = reachable(*fn.outputs)
 
     # f_forward / f_backward: one schedule, split at the cache.
     # Differentiated once; f_grad below is this with the seed set to 1.
     back = run_passes(differentiate(fn))
     namer = Namer(reserved)
     bound = _bind_inputs(namer, back)
-    bound[back.seed.id] = namer.claim_exact("grad_output")
+    seed_names = []
+    for i, seed in enumerate(back.seeds()):
+        name = namer.claim_exact(f"grad_out{i}" if fn.several else "grad_output")
+        seed_names.append(name)
+        if seed is not None:
+            bound[seed.id] = name
     joint = schedule(back.roots(), bound, namer, back.adjoints)
-    forward_ids = {n.id for n in reachable(back.output)}
+    forward_ids = {n.id for n in reachable(*back.outputs)}
     joint = run_line_passes(joint, back, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
     bwd_lines = [ln for ln in joint.lines if ln.target.id not in forward_ids]
     cache = _cache(bwd_lines, joint, forward_ids)
     grad_vars = [joint.name_of(g) for g in back.grads]
     wrt_names = ", ".join(bound[x.id] for x in back.wrt)
-    out_var = joint.name_of(back.output)
+    outs = _returned(joint, back)
+    defaults = []
+    if fn.several:
+        # `None` for an output's gradient means zero
+        for seed, out, name in zip(back.seeds(), back.outputs, seed_names):
+            if seed is None or seed.id not in {n.id for n in reachable(*back.grads)}:
+                continue
+            var = joint.name_of(out)
+            zero = f"np.zeros_like({var})" if out.shape else "0.0"
+            defaults.append(f"{name} = {zero} if {name} is None else {name}")
+            if out.shape and var not in cache:
+                cache.append(var)
     functions.append(
         EmittedFunction(
             f"{base}_forward",
             params,
-            f"Forward pass: returns ({out_var}, cache) for {base}_backward.",
+            f"Forward pass: returns ({outs}, cache) for {base}_backward.",
             statement_lines(joint, fwd_lines),
             cache=cache,
-            returns=f"return {out_var}, cache",
+            returns=f"return ({outs}), cache" if fn.several else f"return {outs}, cache",
         )
+    )
+    what = (
+        f"{', '.join(seed_names)} are d(loss)/d({outs}) (None: zero)"
+        if fn.several
+        else f"grad_output is d(loss)/d({outs})"
     )
     functions.append(
         EmittedFunction(
             f"{base}_backward",
-            ["grad_output", "cache"],
-            f"Backward pass: grad_output is d(loss)/d({out_var}); returns gradients for ({wrt_names}).",
-            statement_lines(joint, bwd_lines),
+            seed_names + ["cache"],
+            f"Backward pass: {what}; returns gradients for ({wrt_names}).",
+            defaults + statement_lines(joint, bwd_lines),
             unpack=cache,
             returns="return ",
             returned=grad_vars,
@@ -280,25 +301,39 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     flat = None
-    if fn.output.shape == ():
-        flat = specialize_seed(back)
+    if fn.output.shape == () and fn.output.dtype not in ("int", "bool"):
+        flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
         namer = Namer(reserved)
         bound = _bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
-        sched = run_line_passes(sched, flat, {n.id for n in reachable(flat.output)})
-        out_var = sched.name_of(flat.output)
+        sched = run_line_passes(sched, flat, {n.id for n in reachable(*flat.outputs)})
+        outs = _returned(sched, flat)
         functions.append(
             EmittedFunction(
                 f"{base}_grad",
                 params,
-                f"Returns {out_var} and its gradients for ({wrt_names}).",
+                (
+                    f"Returns {outs} and the gradients of {sched.name_of(flat.output)} "
+                    f"for ({wrt_names})."
+                    if fn.several
+                    else f"Returns {outs} and its gradients for ({wrt_names})."
+                ),
                 statement_lines(sched),
-                returns=f"return {out_var}, ",
+                returns=f"return ({outs}), " if fn.several else f"return {outs}, ",
                 returned=[sched.name_of(g) for g in flat.grads],
             )
         )
         nodes += reachable(*flat.roots())
     return Family(d, fn, back, flat, functions, nodes)
+
+
+def _returned(sched: Schedule, fn: Function) -> str:
+    """The outputs as the return statement writes them: `out`, or
+    `loss, scores` (`loss,` for a tuple of one)."""
+    names = [sched.name_of(o) for o in fn.outputs]
+    if not fn.several:
+        return names[0]
+    return ", ".join(names) + ("," if len(names) == 1 else "")
 
 
 def _bind_inputs(namer: Namer, fn: Function) -> dict[int, str]:

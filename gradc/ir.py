@@ -146,10 +146,10 @@ class Graph:
     def input(self, name: str, shape: Shape = (), dtype: str = "f64", pos: Pos | None = None):
         return self.op(Op.INPUT, pos=pos, name=name, shape=shape, dtype=dtype, seed=False)
 
-    def seed(self, shape: Shape, dtype: str) -> Node:
+    def seed(self, shape: Shape, dtype: str, name: str = "grad_output") -> Node:
         """The upstream gradient `grad_output` that f_backward receives: an
         input, but never the same node as a parameter of the same name."""
-        return self.op(Op.INPUT, name="grad_output", shape=shape, dtype=dtype, seed=True)
+        return self.op(Op.INPUT, name=name, shape=shape, dtype=dtype, seed=True)
 
     def name(self, label: str, value: Node, pos: Pos | None = None) -> Node:
         """Bind `value` to a source name; the schedule gives it its own line."""
@@ -193,16 +193,35 @@ class Function:
     name: str
     graph: Graph
     inputs: list[Node]
-    output: Node
+    output: Node  # the first output (`return loss, scores`: loss)
     wrt: list[Node]
     seed: Node | None = None
     grads: list[Node] | None = None
     # (value, its adjoint) for unnamed values, so a gradient that needs a line
     # of its own can be called grad_<value's name>.
     adjoints: list[tuple[Node, Node]] | None = None
+    # `return loss, scores`: the outputs after the first, and their seeds
+    # (None for an output that gets no gradient: an integer one, or every
+    # other output in f_grad, which differentiates the first alone)
+    others: list[Node] = field(default_factory=list)
+    other_seeds: list[Node | None] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[Node]:
+        return [self.output] + list(self.others)
+
+    @property
+    def several(self) -> bool:
+        """Whether the def returns a tuple (even of one value)."""
+        return bool(self.others) or self.tuple_output
+
+    tuple_output: bool = False
+
+    def seeds(self) -> list[Node | None]:
+        return [self.seed] + list(self.other_seeds)
 
     def roots(self) -> list[Node]:
-        return [self.output] + list(self.grads or [])
+        return self.outputs + list(self.grads or [])
 
 
 def reachable(*roots: Node) -> list[Node]:

@@ -13,17 +13,20 @@ import difflib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
+from gradc import dims as D
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.ir import Function, Graph, Node, constant_value
 from gradc.ops import (
     BUILTINS,
+    CONSTRUCTOR,
     OPERATORS,
     OPS,
     REDUCTIONS,
     Op,
     check_labels,
     count,
+    dim_value,
     expand,
     format_shape,
     full_axis,
@@ -41,10 +44,36 @@ _DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
 
 @dataclass(frozen=True)
 class _Static:
-    """A compile-time argument that is not a number (`True`, `None`, a tuple
-    such as `(0, 1)`): only a built-in's keyword argument may be one."""
+    """A compile-time argument that is not a number (`True`, `None`, a
+    string, `...`): only a built-in's argument or an index may be one."""
 
     value: object
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class _Dim:
+    """A size known at compile time up to its dims: `N`, `4*H`, `D // 4`
+    (`gradc.dims`). It becomes a value (`N = len(x)`) only where one is
+    needed; in shapes, slices and indices it stays a dim."""
+
+    value: D.DimValue
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class _Tuple:
+    """`(N, T, H)`, `return loss, scores`, `a, b = f(x)`: several values."""
+
+    items: tuple
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """`a:b:s` in a subscript: each bound a value, or None."""
+
+    bounds: tuple
     pos: Pos
 
 
@@ -92,6 +121,8 @@ class _Lowering:
         self.graph = Graph()
         self.labels: set[str] = set()
         self._next_suffix: dict[str, int] = {}  # base -> next number to try
+        self._dim_nodes: dict = {}  # dim -> its value node (`N = len(x)`)
+        self.float_dtype = "f64"  # the program's: constructors make arrays of it
         self.constants: dict[str, Node] = {}  # filled one by one: a constant sees the earlier
         self.constants = self._constants()
 
@@ -124,15 +155,42 @@ class _Lowering:
             inputs.append(node)
 
         params = dict(scope)  # the body may rebind a parameter's name
+        floats = [x.dtype for x in inputs if x.dtype in ("f32", "f64")]
+        self.float_dtype = "f32" if floats and all(f == "f32" for f in floats) else "f64"
+        for p in d.params:  # a dim name is its size: sum(x) / N
+            for dim in p.type.dims if p.type else ():
+                if isinstance(dim, str) and dim not in scope:
+                    scope[dim] = _Dim(dim, p.type.pos)
         output, returned = _run(self.body(d, scope, stack=(d.name,)))
-        output = self._float_output(output)
-        if output.op is not Op.NAME:
-            output = self.graph.name(self._label("out"), output, pos=output.pos)
-        if d.returns is not None:
-            self._check_return(d, output, returned, {})
+        if isinstance(output, _Tuple):
+            if d.returns is not None:
+                raise CompileError(
+                    f"{d.name}() returns {len(output.items)} values; '-> TYPE' declares one",
+                    d.returns.pos,
+                    "drop the '-> TYPE' of a def that returns a tuple",
+                )
+            outputs = [self._named_output(o, f"out{i}") for i, o in enumerate(output.items)]
+        else:
+            outputs = [self._named_output(output, "out")]
+            if d.returns is not None:
+                self._check_return(d, outputs[0], returned, {})
 
         wrt = self._wrt(d, params, wrt_override)
-        return Function(d.name, self.graph, inputs, output, wrt)
+        return Function(
+            d.name,
+            self.graph,
+            inputs,
+            outputs[0],
+            wrt,
+            others=outputs[1:],
+            tuple_output=isinstance(output, _Tuple),
+        )
+
+    def _named_output(self, output, base: str) -> Node:
+        output = self._float_output(self._as_node(output))
+        if output.op is not Op.NAME:
+            output = self.graph.name(self._label(base), output, pos=output.pos)
+        return output
 
     def _float_output(self, output: Node) -> Node:
         """A def returns floats: `return 2` (or a name bound to 2) returns 2.0."""
@@ -201,8 +259,8 @@ class _Lowering:
     # ------------------------------------------------------------ statements
 
     def body(self, d: S.Def, scope: dict[str, Node], stack: tuple[str, ...]):
-        """The def's return value, and the returned expression (a lowering
-        step: see `_run`)."""
+        """The def's return value (a value or a `_Tuple`), and the returned
+        expression (a lowering step: see `_run`)."""
         result = returned = first_return = None
         for stmt in d.body:
             if result is not None:
@@ -215,7 +273,7 @@ class _Lowering:
                 raise CompileError(
                     "statement after 'return' is never run", stmt.pos, "'return' comes last"
                 )
-            value = _value((yield self.expression(stmt.value, scope, stack)))
+            value = yield self.expression(stmt.value, scope, stack)
             if self.budget is not None and self.graph.operations > self.budget:
                 raise CompileError(
                     "program too large: its defs, with every call inlined, make more than "
@@ -223,12 +281,70 @@ class _Lowering:
                     stmt.pos,
                 )
             if isinstance(stmt, S.Assign):
-                scope[stmt.target] = self.graph.name(self._label(stmt.target), value, pos=stmt.pos)
+                scope[stmt.target] = self._bound(stmt.target, value, stmt.pos)
+            elif isinstance(stmt, S.Unpack):
+                self._unpack(stmt, value, scope)
+            elif isinstance(stmt, S.IndexAssign):
+                indices = yield self.expression(S.Tuple(stmt.indices, stmt.pos), scope, stack)
+                self._index_assign(stmt, indices.items, value, scope)
             else:
-                result, returned, first_return = value, stmt.value, stmt
+                result, returned, first_return = self._returned(value, stmt), stmt.value, stmt
         if result is None:
             raise CompileError(f"def '{d.name}' has no 'return'", d.pos)
         return result, returned
+
+    def _bound(self, name: str, value, pos: Pos):
+        """What `name = value` puts in scope: a value gets the user's name
+        (its line in the generated code); a dim or a tuple stays as it is."""
+        if isinstance(value, (_Dim, _Tuple)):
+            return value
+        return self.graph.name(self._label(name), self._as_node(value), pos=pos)
+
+    def _returned(self, value, stmt: S.Return):
+        if isinstance(value, _Tuple):
+            return _Tuple(tuple(self._as_node(v) for v in value.items), value.pos)
+        return self._as_node(value)
+
+    def _unpack(self, stmt: S.Unpack, value, scope) -> None:
+        targets = stmt.targets
+        if not isinstance(value, _Tuple):
+            raise CompileError(
+                f"cannot unpack one value into {len(targets)} names",
+                stmt.value.pos,
+                "the right side must give a tuple: a, b = f(x) with f returning two values",
+            )
+        if len(value.items) != len(targets):
+            raise CompileError(
+                f"cannot unpack {len(value.items)} values into {len(targets)} names",
+                stmt.pos,
+                f"write {len(value.items)} names on the left",
+            )
+        seen = set()
+        for target in targets:
+            if target.id in seen:
+                raise CompileError(f"'{target.id}' is assigned twice here", target.pos)
+            seen.add(target.id)
+        # the right side is evaluated first: a, b = b, a swaps
+        for target, item in zip(targets, value.items):
+            scope[target.id] = self._bound(target.id, item, target.pos)
+
+    def _index_assign(self, stmt: S.IndexAssign, items, value, scope) -> None:
+        """`out[idx] = v` / `out[idx] += v`: a new value of `out`."""
+        name = stmt.target.id
+        old = scope.get(name)
+        if old is None:
+            self._node(stmt.target, [], scope, ())  # undefined name: its error
+        if not isinstance(old, Node):
+            raise CompileError(f"'{name}' is not an array: it cannot be assigned into", stmt.pos)
+        index, rest = self._index(old, items, stmt.pos)
+        op = Op.ADD_AT if stmt.op == "+" else Op.SET_INDEX
+        value = self._as_node(value)
+        if value.dtype in ("f32", "f64") and old.dtype == "int":
+            raise CompileError(
+                f"cannot assign float values into the integer array '{name}'", stmt.pos
+            )
+        node = self.graph.op(op, old, value, *rest, pos=stmt.pos, index=index)
+        scope[name] = self.graph.name(self._label(name), node, pos=stmt.pos)
 
     # ------------------------------------------------------------ expressions
 
@@ -254,13 +370,14 @@ class _Lowering:
                 results.append(self._node(e, args, scope, stack))
         return results[0]
 
-    def _node(self, e: S.Expr, args: list, scope, stack) -> Node | _Static:
+    def _node(self, e: S.Expr, args: list, scope, stack):
         g = self.graph
         if isinstance(e, S.Number):
             return g.constant(e.value, pos=e.pos)
         if isinstance(e, S.Name):
             if e.id in scope:
-                return scope[e.id]
+                found = scope[e.id]
+                return _Dim(found.value, e.pos) if isinstance(found, _Dim) else found
             if e.id in self.constants:
                 return self.constants[e.id]
             if e.id in _STATIC_NAMES:
@@ -275,21 +392,235 @@ class _Lowering:
             # positional arguments may be compile-time ones too: sum(x, (0, 1), True)
             return self._call(e, positional, named, scope, stack)
         if isinstance(e, S.Tuple):
-            values = [constant_value(a) if isinstance(a, Node) else None for a in args]
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-                raise CompileError("a tuple can only be an axis, as in sum(x, axis=(0, 1))", e.pos)
-            return _Static(tuple(values), e.pos)
-        args = [_value(a) for a in args]
+            return _Tuple(tuple(args), e.pos)
+        if isinstance(e, S.String):
+            return _Static(e.value, e.pos)
+        if isinstance(e, S.Ellipsis_):
+            return _Static(Ellipsis, e.pos)
+        if isinstance(e, S.Slice):
+            it = iter(args)
+            bounds = tuple(next(it) if b is not None else None for b in (e.start, e.stop, e.step))
+            return _Slice(bounds, e.pos)
+        if isinstance(e, S.Subscript):
+            x = args[0]
+            if isinstance(x, _Tuple):
+                return self._tuple_item(x, args[1:], e)
+            x = self._as_node(x)
+            index, rest = self._index(x, args[1:], e.pos)
+            return g.op(Op.INDEX, x, *rest, pos=e.pos, index=index)
         if isinstance(e, S.Unary):
+            if isinstance(args[0], _Dim):
+                return args[0] if e.op == "+" else _Dim(D.neg(args[0].value), e.pos)
+            args = [self._as_node(a) for a in args]
             return self._fold(Op.NEG, args, e.pos) if e.op == "-" else args[0]
         if isinstance(e, S.Binary):
+            dim = self._dim_arithmetic(e, args)
+            if dim is not None:
+                return dim
+            args = [self._as_node(a) for a in args]
             return self._fold(OPERATORS[e.op], args, e.pos)
         if isinstance(e, S.Attribute):
+            (x,) = [self._as_node(a) for a in args]
             if e.attr == "T":
-                (x,) = args
                 return g.op(Op.TRANSPOSE, x, pos=e.pos) if len(x.shape) > 1 else x
             raise CompileError(f"values have no attribute '{e.attr}' (only '.T' exists)", e.pos)
         raise CompileError(f"internal: cannot lower {type(e).__name__}", getattr(e, "pos", None))
+
+    # ------------------------------------------------------------ dims, tuples, indices
+
+    def _as_node(self, x) -> Node:
+        """`x` as a value: a dim becomes its size (`N = len(x)`); True, None,
+        a string or a tuple cannot be one."""
+        if isinstance(x, Node):
+            return x
+        if isinstance(x, _Dim):
+            return self._dim_node(x.value, x.pos)
+        if isinstance(x, _Tuple):
+            raise CompileError(
+                f"a tuple of {len(x.items)} values cannot be used as one value",
+                x.pos,
+                "unpack it (a, b = ...) or index it (t[0])",
+            )
+        if isinstance(x, _Slice):
+            raise CompileError("a slice a:b can only be an index, as in x[a:b]", x.pos)
+        return _value(x)
+
+    def _compile_time(self, given):
+        """A built-in's compile-time argument as a Python value: a number, a
+        string, True/None, a dim's size, or a tuple of those."""
+        if isinstance(given, _Static):
+            return given.value
+        if isinstance(given, _Dim):
+            return given.value
+        if isinstance(given, _Tuple):
+            return tuple(self._compile_time(item) for item in given.items)
+        if isinstance(given, _Slice):
+            raise CompileError("a slice a:b can only be an index, as in x[a:b]", given.pos)
+        return constant_value(given)
+
+    def _dim_node(self, d, pos) -> Node:
+        """The size `d` as a value. A dim name the user writes gets a line
+        under its own name (`N = len(x)`), once."""
+        if isinstance(d, int):
+            return self.graph.constant(d, pos=pos)
+        node = self._dim_nodes.get(d)
+        if node is None:
+            made = len(self.graph.nodes)
+            if isinstance(d, (D.Dim, D.Floor)):
+                node = dim_value(self.graph, d, lambda atom: self._dim_node(atom, pos))
+            else:
+                node = self.graph.name(self._label(d), dim_value(self.graph, d), pos=pos)
+            self.graph.position(made, pos)
+            self._dim_nodes[d] = node
+        return node
+
+    def _dim_arithmetic(self, e: S.Binary, args) -> _Dim | None:
+        """`4 * H`, `D // NH`, `T - 1`: dims and integers stay a dim."""
+        if e.op not in ("+", "-", "*", "//") or not any(isinstance(a, _Dim) for a in args):
+            return None
+        values = []
+        for a in args:
+            if isinstance(a, _Dim):
+                values.append(a.value)
+                continue
+            v = constant_value(a) if isinstance(a, Node) else None
+            if not isinstance(v, int) or isinstance(v, bool):
+                return None
+            values.append(v)
+        if e.op == "//" and values[1] == 0:
+            raise CompileError("division by zero", e.pos)
+        combine = {"+": D.add, "-": D.sub, "*": D.mul, "//": D.floordiv}[e.op]
+        return _Dim(combine(*values), e.pos)
+
+    def _tuple_item(self, t: _Tuple, items, e: S.Subscript):
+        if len(items) != 1 or not isinstance(items[0], Node):
+            raise CompileError("a tuple takes one integer index, as in t[0]", e.pos)
+        k = constant_value(items[0])
+        if not isinstance(k, int) or isinstance(k, bool) or not -len(t.items) <= k < len(t.items):
+            raise CompileError(
+                f"index out of range for a tuple of {len(t.items)} values", items[0].pos
+            )
+        return t.items[k]
+
+    def _index(self, x: Node, items, pos: Pos):
+        """The entries of x[items] (see ops.index_shape) and their argument
+        nodes, `...` expanded; shapes and ranges are checked by the op."""
+        if not x.shape:
+            raise CompileError("a scalar cannot be indexed", pos)
+        ellipses = [i for i, it in enumerate(items) if _is_static(it, Ellipsis)]
+        if len(ellipses) > 1:
+            raise CompileError("an index can have only one '...'", items[ellipses[1]].pos)
+        taken = sum(not _is_static(it, None) and not _is_static(it, Ellipsis) for it in items)
+        if taken > len(x.shape):
+            raise CompileError(
+                f"too many indices ({taken}) for an array of shape {format_shape(x.shape)}", pos
+            )
+        full = (None, None, None)
+        entries, rest = [], []
+        for item in items:
+            if _is_static(item, Ellipsis):
+                entries += [("slice", *full)] * (len(x.shape) - taken)
+            elif _is_static(item, None):
+                entries.append(("new",))
+            elif isinstance(item, _Slice):
+                statics = []
+                for b in item.bounds:
+                    if b is None:
+                        statics.append(None)
+                        continue
+                    static, node = self._integer(b, "a slice bound")
+                    statics.append(static)
+                    rest.append(node)
+                entries.append(("slice", *statics))
+            else:
+                if isinstance(item, Node) and item.shape:
+                    if item.dtype != "int":
+                        kind = "a mask" if item.dtype == "bool" else "float values"
+                        raise CompileError(
+                            f"an array index must hold integers, not {kind}",
+                            item.pos,
+                            "declare it int[...]; for a mask, use where(mask, a, b)",
+                        )
+                    entries.append(("array",))
+                    rest.append(item)
+                    continue
+                static, node = self._integer(item, "an index")
+                entries.append(("int", static))
+                rest.append(node)
+        return tuple(entries), rest
+
+    def _integer(self, v, what: str):
+        """(compile-time size or None, node) of an integer index or bound."""
+        if isinstance(v, _Dim):
+            return v.value, self._dim_node(v.value, v.pos)
+        if isinstance(v, Node):
+            k = constant_value(v)
+            if isinstance(k, int) and not isinstance(k, bool):
+                return k, v
+            if k is None and v.dtype == "int" and not v.shape:
+                return None, v  # an integer known only at run time
+        pos = getattr(v, "pos", None)
+        shown = f" (got {constant_value(v)!r})" if isinstance(v, Node) and v.op is Op.CONST else ""
+        raise CompileError(
+            f"{what} must be an integer{shown}",
+            pos,
+            "indices are integers, dims and their arithmetic (+ - * //)",
+        )
+
+    def _shape(self, v, e: S.Call):
+        """A constructor's shape: a dim, an integer or a tuple of them, as
+        (compile-time shape, the nodes that spell it)."""
+        items = v.items if isinstance(v, _Tuple) else (v,)
+        shape, nodes = [], []
+        for item in items:
+            static, node = self._integer(item, f"{e.func}(): a shape entry")
+            if static is None or isinstance(static, int) and static < 0:
+                raise CompileError(
+                    f"{e.func}(): a shape entry must be a dim or a non-negative integer",
+                    getattr(item, "pos", e.pos),
+                )
+            shape.append(static)
+            nodes.append(node)
+        return tuple(shape), nodes
+
+    def _constructor(self, op: Op, e: S.Call, args, kwargs) -> Node:
+        spec = OPS[op]
+        attr_params = spec.attr_params
+        if op in (Op.ZEROS_LIKE, Op.ONES_LIKE):
+            values, _ = self._arguments(e, spec.params, {}, args, kwargs)
+            return self.graph.op(op, *values, pos=e.pos)
+        bound = self._bind(f"{e.func}()", list(spec.params) + list(attr_params), e, args, kwargs)
+        missing = [p for p in spec.params if p not in bound]
+        if missing:
+            raise CompileError(f"{e.func}() is missing argument '{missing[0]}'", e.pos)
+        dtype = self.float_dtype
+        if bound.get("dtype") is not None:
+            given = bound["dtype"]
+            text = given.value if isinstance(given, _Static) else None
+            if text not in ("f32", "f64", "int"):
+                raise CompileError(
+                    f'{e.func}(): dtype must be "f32", "f64" or "int"', _keyword_pos(e, "dtype")
+                )
+            dtype = text
+        if op is Op.ARANGE:
+            dtype = dtype if bound.get("dtype") is not None else "int"
+        first = bound[spec.params[0]]
+        if op in (Op.ARANGE, Op.EYE):
+            if isinstance(first, _Tuple):
+                raise CompileError(f"{e.func}() takes one size, not a tuple", e.pos)
+            (n,), nodes = self._shape(first, e)
+            shape = (n,) if op is Op.ARANGE else (n, n)
+            return self.graph.op(op, *nodes, pos=e.pos, shape=shape, dtype=dtype)
+        shape, nodes = self._shape(first, e)
+        attrs = {"shape": shape, "dtype": dtype}
+        if op is Op.FULL:
+            fill = constant_value(self._as_node(bound["value"]))
+            if fill is None or isinstance(fill, bool):
+                raise CompileError(
+                    "full(): the value must be a number known at compile time", e.pos
+                )
+            attrs["fill"] = float(fill) if dtype != "int" else fill
+        return self.graph.op(op, *nodes, pos=e.pos, **attrs)
 
     def _fold(self, op: Op, args: list[Node], pos: Pos) -> Node:
         """Make `op(*args)` through the simplifier's rewrite rules (so numbers
@@ -298,6 +629,8 @@ class _Lowering:
         return simplify_node(self.graph, op, tuple(args), (), pos)
 
     def _call(self, e: S.Call, args: list[Node], kwargs: dict[str, Node], scope, stack) -> Node:
+        if e.func in BUILTINS and OPS[BUILTINS[e.func]].group == CONSTRUCTOR:
+            return self._constructor(BUILTINS[e.func], e, args, kwargs)
         if e.func in BUILTINS:
             return self._builtin(BUILTINS[e.func], e, args, kwargs)
         if e.func in COMPOSITES:
@@ -366,7 +699,7 @@ class _Lowering:
         missing = [p for p in params if p not in bound]
         if missing:
             raise CompileError(f"{e.func}() is missing argument '{missing[0]}'", e.pos)
-        values = [_value(bound[p]) for p in params]
+        values = [self._as_node(bound[p]) for p in params]
         attrs = {}
         for name, default in attr_params.items():
             given = bound.get(name)
@@ -374,7 +707,7 @@ class _Lowering:
                 attrs[name] = default
                 continue
             where = _keyword_pos(e, name) if name in kwargs else e.pos
-            value = given.value if isinstance(given, _Static) else constant_value(given)
+            value = self._compile_time(given)
             attrs[name] = _attribute(e.func, name, default, value, where)
         return values, attrs
 
@@ -388,9 +721,12 @@ class _Lowering:
         if missing:
             raise CompileError(f"{d.name}() is missing argument '{missing[0]}'", e.pos)
         for p in params:
-            bound[p] = _value(bound[p])
+            bound[p] = self._as_node(bound[p])
         dims = _bind_dims(d, e, bound)
-        result, returned = yield self.body(d, dict(bound), stack + (d.name,))
+        scope = dict(bound)
+        for name, size in dims.items():  # the callee's dims are the caller's sizes
+            scope.setdefault(name, _Dim(size, e.pos))
+        result, returned = yield self.body(d, scope, stack + (d.name,))
         if d.returns is not None:
             self._check_return(d, result, returned, dims)
         return result
@@ -457,11 +793,21 @@ def _argument_pos(d: S.Def, e: S.Call, param: str) -> Pos:
     return next((k.value.pos for k in e.keywords if k.name == param), e.pos)
 
 
+def _is_static(x, value) -> bool:
+    return isinstance(x, _Static) and x.value is value
+
+
 def _value(x) -> Node:
     """`x` as a value; True, None or a tuple are only keyword arguments."""
     if isinstance(x, _Static):
-        if isinstance(x.value, tuple):
-            raise CompileError("a tuple can only be an axis, as in sum(x, axis=(0, 1))", x.pos)
+        if isinstance(x.value, str):
+            raise CompileError(
+                "a string is not a value: it can only be a built-in's argument",
+                x.pos,
+                'as in gelu(x, approximate="none")',
+            )
+        if x.value is Ellipsis:
+            raise CompileError("'...' can only be an index, as in x[..., 0]", x.pos)
         raise CompileError(
             f"'{x.value}' can only be a keyword argument, as in sum(x, keepdims=True)", x.pos
         )
@@ -477,7 +823,11 @@ def _attribute(func: str, name: str, default, value, pos: Pos):
         return value
     if name == "axis":
         ok = value is None or isinstance(value, int) and not isinstance(value, bool)
-        ok = ok or isinstance(value, tuple) and default is None
+        ok = ok or (
+            isinstance(value, tuple)
+            and default is None
+            and all(isinstance(a, int) and not isinstance(a, bool) for a in value)
+        )
         if not ok:
             what = "an integer, a tuple of integers or None" if default is None else "an integer"
             raise CompileError(f"{func}(): axis must be {what}", pos)

@@ -26,6 +26,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gradc import dims
 from gradc.errors import CompileError
 
 NOT_DIFFERENTIABLE = "not differentiable"
@@ -38,6 +39,8 @@ COMPARISON_GROUP = "comparison"
 LINEAR_ALGEBRA = "linear algebra"
 REDUCTION = "reduction"
 NEURAL_NET = "neural net"
+CONSTRUCTOR = "constructor"
+INDEXING = "indexing"
 INTERNAL = "internal"  # made by derivative rules and lowering, never written in source
 
 
@@ -68,6 +71,11 @@ class OpDef:
     # Ops of one chain (`+ -`, `* /`) are written `a + b - c` without
     # parentheses and have an in-place form (`x += b`, `x -= c`).
     chain: str | None = None
+    # A statement op is written as statements, not an expression:
+    # spelling(args, attrs, node, var) -> lines that leave the value in
+    # `var` (`grad_x = np.zeros_like(x)`, `grad_x[:, 1:3] = grad_h`). It
+    # always gets a line of its own.
+    statement: bool = False
 
     def is_view(self, attrs: dict) -> bool:
         return self.view(**attrs) if callable(self.view) else self.view
@@ -254,6 +262,153 @@ def _onehot(args, attrs, pos):
     return args[1].shape, args[1].dtype
 
 
+def _floordiv(args, attrs, pos):
+    for a in args:
+        if a.dtype not in ("int", "weak") or a.shape:
+            raise CompileError("'//' takes integers and dims (sizes), not arrays or floats", pos)
+    return (), "weak"
+
+
+# ---------------------------------------------------------------- indexing
+# An index is a tuple of entries, one per item between the brackets (the
+# `...` already expanded): ("int", k), ("slice", start, stop, step),
+# ("new",) for None, ("array",) for an integer array (a gather). k and the
+# bounds are the compile-time sizes (int or dim) or None for a missing
+# bound; each one that is not None is also an argument of the node after
+# the array(s) it indexes, whose text the spelling writes.
+
+
+def index_arguments(index) -> int:
+    """How many argument nodes an index's entries take."""
+    return sum(1 if e[0] in ("int", "array") else sum(b is not None for b in e[1:]) for e in index)
+
+
+def slice_length(d, start, stop, step, pos):
+    """The length of d[start:stop:step], with dims; None when unknown."""
+    if step is None:
+        step = 1
+    if not isinstance(step, int) or step == 0:
+        raise CompileError("a slice's step must be a nonzero integer", pos)
+    if isinstance(d, int) and all(isinstance(b, (int, type(None))) for b in (start, stop)):
+        return len(range(*slice(start, stop, step).indices(d)))
+    if step < 0:
+        if start is None and stop is None:
+            return dims.floordiv(dims.add(d, -step - 1), -step)
+        raise CompileError(
+            "a reversed slice of a symbolic dim must be the whole axis (x[::-1])", pos
+        )
+
+    def normal(b, default):
+        if b is None:
+            return default
+        if isinstance(b, int) and b < 0:
+            return dims.add(d, b)
+        return b
+
+    span = dims.sub(normal(stop, d), normal(start, 0))
+    return span if step == 1 else dims.floordiv(dims.add(span, step - 1), step)
+
+
+def index_shape(shape, index, arrays, pos):
+    """The shape of x[index] for x of `shape`; `arrays` are the shapes of
+    the integer-array entries, in order."""
+    out: list = []
+    axis = 0
+    array_at, last = None, None
+    array_shapes = iter(arrays)
+    gathered: list = []
+    for e in index:
+        kind = e[0]
+        if kind == "new":
+            out.append(1)
+            last = kind
+            continue
+        if axis >= len(shape):
+            raise CompileError(f"too many indices for an array of shape {format_shape(shape)}", pos)
+        d = shape[axis]
+        if kind == "int":
+            k = e[1]
+            if isinstance(d, int) and isinstance(k, int) and not -d <= k < d:
+                raise CompileError(
+                    f"index {k} is out of range for axis {axis} of size {d} "
+                    f"(shape {format_shape(shape)})",
+                    pos,
+                    f"the valid indices are {-d} to {d - 1}",
+                )
+        elif kind == "slice":
+            n = slice_length(d, *e[1:], pos)
+            if isinstance(n, int) and n == 0 and isinstance(d, int):
+                bounds = _bound_text(["" if b is None else str(b) for b in e[1:]])
+                raise CompileError(
+                    f"slice [{bounds}] of axis {axis} (size {d}) is empty",
+                    pos,
+                    f"the axis has indices 0 to {d - 1}; NumPy would give an empty array",
+                )
+            out.append(n)
+        else:  # array
+            if array_at is None:
+                array_at = len(out)
+            elif last != "array":
+                raise CompileError(
+                    "integer-array indices must be next to each other (x[:, ids, ids2])", pos
+                )
+            gathered.append(next(array_shapes))
+        last = kind
+        axis += 1
+    out += shape[axis:]
+    if array_at is not None:
+        out[array_at:array_at] = broadcast_shapes(gathered, pos)
+    return tuple(out)
+
+
+def entry_arguments(index, rest):
+    """Each entry of `index` with its argument nodes (texts), in order."""
+    rest = iter(rest)
+    for e in index:
+        if e[0] in ("int", "array"):
+            yield e, [next(rest)]
+        elif e[0] == "slice":
+            yield e, [next(rest) if b is not None else None for b in e[1:]]
+        else:
+            yield e, []
+
+
+def _arrays(index, rest):
+    return [a[0].shape for e, a in entry_arguments(index, rest) if e[0] == "array"]
+
+
+def _index(args, attrs, pos):
+    x = args[0]
+    index = attrs["index"]
+    for e, a in entry_arguments(index, args[1:]):
+        if e[0] == "array" and a[0].dtype != "int":
+            raise CompileError("an array index must be integers (declare it int[...])", pos)
+    return index_shape(x.shape, index, _arrays(index, args[1:]), pos), x.dtype
+
+
+def _index_grad(args, attrs, pos):
+    g, like = args[:2]
+    return like.shape, g.dtype
+
+
+def _set_index(args, attrs, pos):
+    base, value = args[:2]
+    index = attrs["index"]
+    region = index_shape(base.shape, index, _arrays(index, args[2:]), pos)
+    broadcast_shapes([region, value.shape], pos)
+    if len(value.shape) > len(region):
+        raise CompileError(
+            f"cannot assign a value of shape {format_shape(value.shape)} to a region of "
+            f"shape {format_shape(region)}",
+            pos,
+        )
+    return base.shape, base.dtype
+
+
+def _constructor(args, attrs, pos):
+    return attrs["shape"], attrs["dtype"]
+
+
 # ---------------------------------------------------------------- builders used by rules
 
 
@@ -381,6 +536,52 @@ def shape_source(x):
     return x
 
 
+def index(x, rest, index):
+    """x[index], the index's argument nodes in `rest`."""
+    return x.graph.op(Op.INDEX, x, *rest, index=index)
+
+
+def dim_value(graph, d, atom_node=None):
+    """The size `d` (an int, a dim name, or dim arithmetic: `gradc.dims`) as
+    a value computed at run time from the inputs' shapes. `atom_node(name)`
+    gives a dim name's node (default: read off the smallest input that has
+    it, `len(x)` or `x.shape[1]`)."""
+    if isinstance(d, int):
+        return graph.constant(d)
+    if atom_node is None:
+        atom_node = lambda name: _dim_of_inputs(graph, name)  # noqa: E731
+    if isinstance(d, dims.Floor):
+        return graph.op(
+            Op.FLOORDIV, dim_value(graph, d.num, atom_node), dim_value(graph, d.den, atom_node)
+        )
+    if isinstance(d, dims.Dim):
+        total = None
+        for monomial in sorted(d.poly, key=lambda m: (-len(m), m)):
+            c = d.poly[monomial]
+            term = None
+            for atom in monomial:
+                value = dim_value(graph, atom, atom_node)
+                term = value if term is None else term * value
+            if term is None:
+                term = graph.constant(abs(c))
+            elif abs(c) != 1:
+                term = graph.constant(abs(c)) * term
+            if total is None:
+                total = -term if c < 0 else term
+            else:
+                total = total - term if c < 0 else total + term
+        return total
+    return atom_node(d)
+
+
+def _dim_of_inputs(graph, name):
+    holders = [n for n in graph.inputs if name in n.shape]
+    if not holders:
+        raise CompileError(f"internal: no input has the dimension {name}")
+    source = min(holders, key=lambda n: len(n.shape))
+    return _apply(Op.SIZE, source, axis=(source.shape.index(name),))
+
+
 def count(x, axis=None):
     """How many elements `axis` of x spans (all of x for None): a Python int
     when the dims are numbers, else an IR value read off the shape of the
@@ -505,6 +706,25 @@ def _cross_entropy_grad(g, y, logits, labels, log_probs):
     return ((probs - onehot(labels, log_probs)) * g / count(logits, (0,)), None, None)
 
 
+def _index_grad_rule(g, y, x, *rest, index):
+    # zeros of x's shape with g where x was read; a gather's repeated ids add up
+    like = shape_source(x)
+    return (g.graph.op(Op.INDEX_GRAD, g, like, *rest, index=index),) + (None,) * len(rest)
+
+
+def _set_index_grad(g, y, base, value, *rest, index):
+    # the old value is overwritten there: its gradient is zero in the region
+    zero = g.graph.constant(0)
+    return (
+        g.graph.op(Op.SET_INDEX, g, zero, *rest, index=index),
+        g.graph.op(Op.INDEX, g, *rest, index=index),
+    ) + (None,) * len(rest)
+
+
+def _add_at_grad(g, y, base, value, *rest, index):
+    return (g, g.graph.op(Op.INDEX, g, *rest, index=index)) + (None,) * len(rest)
+
+
 def _pick_grad(g, y, x, labels):
     return (onehot(labels, x) * expand(g, (1,)), None)
 
@@ -575,6 +795,91 @@ def _spell_with_axis(helper: str) -> Callable:
 
 
 _PICK = "{0}[np.arange(len({1})), {1}]"
+
+
+def _bound_text(bounds) -> str:
+    start, stop, step = (b or "" for b in bounds)
+    return f"{start}:{stop}:{step}" if step else f"{start}:{stop}"
+
+
+def index_text(index, rest) -> str:
+    """The text between the brackets of x[index]."""
+    parts = []
+    for e, texts in entry_arguments(index, rest):
+        if e[0] == "new":
+            parts.append("None")
+        elif e[0] == "slice":
+            parts.append(_bound_text(texts))
+        else:
+            parts.append(texts[0])
+    return ", ".join(parts)
+
+
+def _has_array(index) -> bool:
+    return any(e[0] == "array" for e in index)
+
+
+def _at_text(index, rest) -> str:
+    """The index as np.add.at takes it: `ids`, or np.s_[...] with slices."""
+    text = index_text(index, rest)
+    return text if len(index) == 1 else f"np.s_[{text}]"
+
+
+def _spell_index(args, attrs, node):
+    return f"{args[0]}[{index_text(attrs['index'], args[1:])}]"
+
+
+def _spell_index_grad(args, attrs, node, var):
+    g, like, *rest = args
+    index = attrs["index"]
+    if _has_array(index):
+        last = f"np.add.at({var}, {_at_text(index, rest)}, {g})"
+    else:
+        last = f"{var}[{index_text(index, rest)}] = {g}"
+    return [f"{var} = np.zeros_like({like})", last]
+
+
+def _spell_set_index(args, attrs, node, var):
+    base, value, *rest = args
+    return [f"{var} = {base}", f"{var}[{index_text(attrs['index'], rest)}] = {value}"]
+
+
+def _spell_add_at(args, attrs, node, var):
+    base, value, *rest = args
+    index = attrs["index"]
+    if _has_array(index):
+        last = f"np.add.at({var}, {_at_text(index, rest)}, {value})"
+    else:
+        last = f"{var}[{index_text(index, rest)}] += {value}"
+    return [f"{var} = {base}", last]
+
+
+_NUMPY_DTYPES = {"f64": "", "f32": "np.float32", "int": "int"}
+
+
+def _spell_constructor(name):
+    def spell(args, attrs, node):
+        shape = "(" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
+        dtype = _NUMPY_DTYPES[attrs["dtype"]]
+        extra = f", {literal_text(attrs['fill'])}" if name == "full" else ""
+        return f"np.{name}({shape}{extra}{f', dtype={dtype}' if dtype else ''})"
+
+    return spell
+
+
+def literal_text(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
+    return repr(value)
+
+
+def _spell_eye(args, attrs, node):
+    dtype = _NUMPY_DTYPES[attrs["dtype"]]
+    return f"np.eye({args[0]}{f', dtype={dtype}' if dtype else ''})"
+
+
+def _spell_like(name):
+    return lambda args, attrs, node: f"np.{name}_like({args[0]})"
 
 
 # ---------------------------------------------------------------- row helpers
@@ -671,13 +976,47 @@ _ROWS: dict[str, OpDef] = {
         "name", 1, None, lambda g, y, x, label: (g.graph.name("grad_" + label, g),), _same,
         group=LEAF, view=True,
     ),
-    "ZEROS_LIKE": internal("zeros_like", 1, "np.zeros_like({0})", _same),
+    # constructors: constants, never differentiated
+    "ZEROS_LIKE": OpDef("zeros_like", 1, "np.zeros_like({0})", NOT_DIFFERENTIABLE, _same,
+                         builtin=True, params=("x",), group=CONSTRUCTOR),
+    "ONES_LIKE": OpDef("ones_like", 1, "np.ones_like({0})", NOT_DIFFERENTIABLE, _same,
+                        builtin=True, params=("x",), group=CONSTRUCTOR),
+    "ZEROS": OpDef("zeros", None, _spell_constructor("zeros"), NOT_DIFFERENTIABLE, _constructor,
+                    builtin=True, params=("shape",), attr_params={"dtype": None},
+                    group=CONSTRUCTOR),
+    "ONES": OpDef("ones", None, _spell_constructor("ones"), NOT_DIFFERENTIABLE, _constructor,
+                   builtin=True, params=("shape",), attr_params={"dtype": None},
+                    group=CONSTRUCTOR),
+    "FULL": OpDef("full", None, _spell_constructor("full"), NOT_DIFFERENTIABLE, _constructor,
+                   builtin=True, params=("shape", "value"), attr_params={"dtype": None},
+                   group=CONSTRUCTOR),
+    "ARANGE": OpDef("arange", 1, "np.arange({0})", NOT_DIFFERENTIABLE, _constructor,
+                     builtin=True, params=("n",), attr_params={"dtype": None},
+                     group=CONSTRUCTOR),
+    "EYE": OpDef("eye", 1, _spell_eye, NOT_DIFFERENTIABLE, _constructor,
+                  builtin=True, params=("n",), attr_params={"dtype": None},
+                     group=CONSTRUCTOR),
+    # indexing: x[i, a:b, None], E[ids]; indexed assignment out[idx] = v, out[idx] += v
+    "INDEX": OpDef("index", None, _spell_index, _index_grad_rule, _index, group=INDEXING,
+                    view=lambda index: not _has_array(index)),
+    "INDEX_GRAD": OpDef("index_grad", None, _spell_index_grad,
+                         lambda g, y, g0, like, *rest, index: (
+                             g.graph.op(Op.INDEX, g, *rest, index=index), None
+                         ) + (None,) * len(rest),
+                         _index_grad, statement=True),
+    "SET_INDEX": OpDef("set_index", None, _spell_set_index, _set_index_grad, _set_index,
+                        group=INDEXING, statement=True),
+    "ADD_AT": OpDef("add_at", None, _spell_add_at, _add_at_grad, _set_index, group=INDEXING,
+                     statement=True),
+
     "ADD": binary("+", lambda g, y, a, b: (g, g), operator.add, chain="sum"),
     "SUB": binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),
     "MUL": binary("*", _mul_grad, operator.mul, chain="product"),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
     "DIV": binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
     "POW": binary("**", _pow_grad, operator.pow),
+    "FLOORDIV": OpDef("//", 2, "{0} // {1}", NOT_DIFFERENTIABLE, _floordiv, group=ARITHMETIC,
+                       fold=operator.floordiv),
     "NEG": linear("-", 1, "-{0}", lambda g, x: (-g,), _elementwise, group=ARITHMETIC,
                    fold=operator.neg),
     "EXP": unary("exp", lambda g, y, x: (g * y,), math.exp),

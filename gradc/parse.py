@@ -25,7 +25,7 @@ from gradc.errors import CompileError, Pos
 from gradc.resources import data_dir
 
 MAX_TOKENS = 100_000
-_TOKEN = re.compile(r"#[^\n]*|[A-Za-z_0-9.]+|\*\*|->|[-+*/@<>=!(),:\[\]]")
+_TOKEN = re.compile(r"#[^\n]*|[A-Za-z_0-9.]+|\*\*|//|->|[-+*/@<>=!(),:\[\]]")
 
 
 def parse(source: str, filename: str = "<source>", start: str = "start"):
@@ -130,11 +130,14 @@ _TOKEN_WORDS = {
     "SLASH": "'/'",
     "__ANON_0": "'->'",
     "__ANON_1": "'**'",
+    "AUGOP": "'+=', '-=', '*=' or '/='",
+    "ELLIPSIS": "'...'",
+    "STRING": "a string",
     "DEF": "'def'",
     "RETURN": "'return'",
 }
 # Groups of tokens named as one when all of a group is expected.
-_OPERAND_STARTS = {"NAME", "NUMBER", "LPAR", "MINUS", "PLUS"}
+_OPERAND_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "MINUS", "PLUS"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_1", "COMPARE"}
 _GROUPS = (("an expression", _OPERAND_STARTS), ("an operator", _OPERATORS))
 _CLOSERS = {"RPAR", "RSQB"}
@@ -230,7 +233,9 @@ def _unexpected_character(char: str, pos: Pos) -> CompileError:
             f"unexpected character {char!r}", pos, "names are ASCII letters, digits and _"
         )
     if char in "\"'":
-        return CompileError("unexpected string: the language has no strings", pos)
+        return CompileError(
+            "unterminated string", pos, "a string is one line, in matching quotes, without '\\'"
+        )
     return CompileError(f"unexpected character {char!r}", pos)
 
 
@@ -257,7 +262,7 @@ def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | N
         return CompileError("unexpected indent", Pos(number, indent + 1, len(text.rstrip()) + 1))
     if re.match(r"return\b", line):
         return CompileError("'return' outside a def", Pos(pos.line, 1, 7))
-    augmented = re.match(r"\s*[A-Za-z_]\w*\s*(\*\*|[-+*/@])=", line)
+    augmented = re.match(r"\s*[A-Za-z_]\w*\s*(\*\*|@|//)=", line)
     if augmented:
         op = augmented.group(1)
         return CompileError(
@@ -277,10 +282,6 @@ def _known_mistake(token: Token, lines: list[str], pos: Pos) -> CompileError | N
     method = re.search(r"\.\s*([A-Za-z_]\w*)\s*$", before)
     if token.type == "LPAR" and method:
         return _method_call(line, method, pos)
-    if token.type == "LSQB" and before.rstrip()[-1:].isalnum():
-        return CompileError(
-            "indexing is not supported", pos, "pick(x, labels) takes one entry of each row"
-        )
     if token.type == "NAME" and re.fullmatch(r"[fi]\w*\d+", str(token)):
         return CompileError(f"unknown dtype '{token}'", pos, "the dtypes are f32, f64 and int")
     return None
@@ -480,6 +481,59 @@ class _ToSyntax(Transformer):
     def assign(self, items):
         name, value = items
         return S.Assign(str(name), value, _token_pos(name))
+
+    def unpack(self, items):
+        *names, value = [i for i in items if i is not None]
+        targets = tuple(S.Name(str(n), _token_pos(n)) for n in names)
+        return S.Unpack(targets, value, _span(names[0], names[-1]))
+
+    def index_assign(self, items):
+        name, _open, indices, close, value = items
+        target = S.Name(str(name), _token_pos(name))
+        return S.IndexAssign(target, tuple(indices), value, None, _span(name, close))
+
+    def aug_assign(self, items):
+        # x += e means x = x + e: a new value, as every assignment
+        name, op, value = items
+        target = S.Name(str(name), _token_pos(name))
+        combined = S.Binary(str(op)[0], target, value, _span(name, value))
+        return S.Assign(str(name), combined, _token_pos(name))
+
+    def index_aug_assign(self, items):
+        name, _open, indices, close, op, value = items
+        target = S.Name(str(name), _token_pos(name))
+        if str(op) != "+=":
+            raise CompileError(
+                f"'{op}' on an indexed target is not supported",
+                _token_pos(op),
+                "write out[idx] += v (a scatter-add) or out[idx] = out[idx] * v",
+            )
+        return S.IndexAssign(target, tuple(indices), value, "+", _span(name, close))
+
+    def tuple_list(self, items):
+        elements = tuple(e for e in items if e is not None)
+        return S.Tuple(elements, _span(elements[0], elements[-1]))
+
+    def subscript(self, items):
+        value, _open, indices, close = items
+        return S.Subscript(value, tuple(indices), _span(value, close))
+
+    def subscripts(self, items):
+        return [i for i in items if i is not None]
+
+    def slice(self, items):
+        start, colon, stop, step = items
+        located = [i for i in (start, colon, stop, step) if i is not None]
+        return S.Slice(start, stop, step, _span(located[0], located[-1]))
+
+    def ellipsis(self, items):
+        return S.Ellipsis_(_token_pos(items[0]))
+
+    def string(self, items):
+        return S.String(str(items[0])[1:-1], _token_pos(items[0]))
+
+    def floordiv(self, items):
+        return self._binary(items, "//")
 
     def return_(self, items):
         keyword, value = items

@@ -18,7 +18,7 @@ import builtins
 import keyword
 
 from gradc.ir import Line, Node, Schedule, reachable
-from gradc.ops import CHAINS, Op
+from gradc.ops import CHAINS, OPS, Op
 
 # A line holds at most this many ops, nested at most this deep (a sum or
 # product chain `a + b + c` counts as one level), before a temporary is made.
@@ -118,7 +118,11 @@ def schedule(
         inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
         inline_depth = _nesting(node, depth)
         value = adjoint_of.get(node.id)
-        if value is not None and value.id in sched.var:
+        reused = _reusable_base(node, sched, uses)
+        if reused is not None:
+            # out[:, t] = h updates out's array: nothing else reads the old value
+            sched.var[node.id] = reused
+        elif value is not None and value.id in sched.var:
             sched.var[node.id] = namer.claim("grad_" + sched.var[value.id])
             if value.id in only_named:
                 sched.named_for_gradient[value.id] = node.id
@@ -129,9 +133,11 @@ def schedule(
             or inline_size > MAX_INLINE_OPS
             or inline_depth > MAX_NESTING
             or node.id in needs_line
+            or OPS[node.op].statement
         ):
             if node.id in needs_line and not (
-                uses.get(node.id, 0) > 1
+                OPS[node.op].statement
+                or uses.get(node.id, 0) > 1
                 or inline_size > MAX_INLINE_OPS
                 or inline_depth > MAX_NESTING
             ):
@@ -143,6 +149,25 @@ def schedule(
             continue
         sched.lines.append(Line(sched.var[node.id], node))
     return sched
+
+
+def _reusable_base(node: Node, sched: Schedule, uses: dict[int, int]) -> str | None:
+    """The variable of an indexed assignment's old value when the assignment
+    may update that array in place: its only use, an array this function
+    made (not an input, not a view)."""
+    if node.op not in (Op.SET_INDEX, Op.ADD_AT):
+        return None
+    base = node.args[0]
+    var = sched.name_of(base)
+    if var is None or uses.get(base.id, 0) != 1:
+        return None
+    while base.op is Op.NAME:
+        base = base.args[0]
+        if uses.get(base.id, 0) != 1 and sched.name_of(base) != var:
+            return None
+    if base.op is Op.INPUT or OPS[base.op].is_view(dict(base.attrs)):
+        return None
+    return var
 
 
 def _nesting(node: Node, depth: dict[int, int]) -> int:

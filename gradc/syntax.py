@@ -72,13 +72,47 @@ class Call:
 
 @dataclass(frozen=True)
 class Tuple:
-    """`(0, 1)`: only meaningful as a compile-time argument (`axis=(0, 1)`)."""
+    """`(N, T, H)`, `axis=(0, 1)`, `return loss, scores`: several values."""
 
     elements: tuple[Expr, ...]
     pos: Pos
 
 
-Expr = Number | Name | Unary | Binary | Attribute | Call | Tuple
+@dataclass(frozen=True)
+class String:
+    """`"ij,jk->ik"`, `approximate="none"`: only a compile-time argument."""
+
+    value: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Slice:
+    """`a:b:s` inside a subscript; a missing bound is None."""
+
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Ellipsis_:
+    """`...` inside a subscript."""
+
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Subscript:
+    """`x[i, a:b, ..., None]`, `E[ids]`."""
+
+    value: Expr
+    indices: tuple[Expr | Slice | Ellipsis_, ...]
+    pos: Pos
+
+
+Expr = Number | Name | Unary | Binary | Attribute | Call | Tuple | String | Subscript
 
 
 @dataclass(frozen=True)
@@ -89,9 +123,33 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class Unpack:
+    """`a, b = f(x)`: one name per value of a tuple."""
+
+    targets: tuple[Name, ...]
+    value: Expr
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class IndexAssign:
+    """`out[:, t] = h` (op None) or `out[idx] += v` (op "+"): a new value of
+    `target` equal to the old one with that region replaced (or added to)."""
+
+    target: Name
+    indices: tuple[Expr | Slice | Ellipsis_, ...]
+    value: Expr
+    op: str | None
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Return:
     value: Expr
     pos: Pos
+
+
+Statement = Assign | Unpack | IndexAssign | Return
 
 
 @dataclass(frozen=True)
@@ -107,7 +165,7 @@ class Def:
     params: tuple[Param, ...]
     returns: Type | None
     wrt: tuple[Name, ...] | None
-    body: tuple[Assign | Return, ...]
+    body: tuple[Statement, ...]
     pos: Pos
 
 
@@ -138,4 +196,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return expr.args + tuple(k.value for k in expr.keywords)
     if isinstance(expr, Tuple):
         return expr.elements
+    if isinstance(expr, Subscript):
+        return (expr.value, *expr.indices)
+    if isinstance(expr, Slice):
+        return tuple(e for e in (expr.start, expr.stop, expr.step) if e is not None)
     return ()

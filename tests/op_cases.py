@@ -722,7 +722,6 @@ INTERNAL = {
     "input": "a parameter of a def (a leaf)",
     "constant": "a number in the source (a leaf)",
     "name": "the identity that gives a value its name, and its gradient grad_<name>",
-    "zeros_like": "the gradient of an input the output does not depend on",
     "sign": "abs's derivative",
     "gelu_grad": "gelu's derivative",
     "outer": "the gradient of a vector @ matrix product",
@@ -731,6 +730,23 @@ INTERNAL = {
     "size": "mean's divisor, read off an input's shape at run time",
     "count": "how many entries tie for max and min, which share its gradient",
     "onehot": "the gradient of pick and cross_entropy",
+    "index_grad": "the gradient of x[...]: zeros with the gradient at the index",
+}
+
+# Ops whose meaning is syntax or a constant rather than a function of floats: each
+# is checked against PyTorch by whole programs in the test file named here.
+ELSEWHERE = {
+    "index": "tests/test_arrays.py",  # x[i, a:b, None], E[ids]
+    "set_index": "tests/test_arrays.py",  # out[:, t] = h
+    "add_at": "tests/test_arrays.py",  # out[ids] += v
+    "//": "tests/test_arrays.py",  # D // NH, sizes only
+    "zeros": "tests/test_arrays.py",
+    "ones": "tests/test_arrays.py",
+    "full": "tests/test_arrays.py",
+    "zeros_like": "tests/test_arrays.py",
+    "ones_like": "tests/test_arrays.py",
+    "arange": "tests/test_arrays.py",
+    "eye": "tests/test_arrays.py",
 }
 
 

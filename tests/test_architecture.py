@@ -21,7 +21,7 @@ from gradc import compile_source
 PACKAGE = Path(gradc.__file__).resolve().parent
 
 LAYERS = [
-    {"errors", "syntax", "ops", "ir", "rewrites", "resources"},
+    {"errors", "syntax", "dims", "ops", "ir", "rewrites", "resources"},
     {"parse"},
     {"lower"},
     {"autodiff"},
@@ -93,7 +93,7 @@ def test_no_module_imports_a_later_stage(module):
 def test_the_layer_check_catches_a_backward_import(tmp_path):
     backwards = tmp_path / "lower.py"
     backwards.write_text("from gradc.passes.simplify import simplify\n")
-    (imported, _), = _imports(backwards)
+    ((imported, _),) = _imports(backwards)
     assert _layer(_stage(imported)) > _layer("lower")
 
 

@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import op_cases  # noqa: E402
 from checks import assert_close, assert_grads_close, function_body, strict_numpy  # noqa: E402
-from op_cases import CASES, DIMS, FORMS, INTERNAL, WIDE, Domain, Form  # noqa: E402
+from op_cases import CASES, DIMS, ELSEWHERE, FORMS, INTERNAL, WIDE, Domain, Form  # noqa: E402
 from oracle import (  # noqa: E402
     central_difference,
     parameter_names,
@@ -68,6 +68,7 @@ from oracle import (  # noqa: E402
     wrt_from_source,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 FD_RTOL, FD_ATOL = 1e-5, 1e-6  # against central differences (h = 1e-6)
 F32_RTOL, F32_ATOL = 1e-4, 1e-5  # float32 against torch's float32
 FLOAT_SAMPLES, ARRAY_SAMPLES = 5, 2  # random points per form
@@ -104,7 +105,9 @@ def table_problems(cases=CASES, internal=INTERNAL) -> list[str]:
             internal_rows[row.name] = row
     where = "tests/op_cases.py"
     problems = [
-        f"gradc's op {n!r} has no case in {where} CASES" for n in reachable if n not in cases
+        f"gradc's op {n!r} has no case in {where} CASES"
+        for n in reachable
+        if n not in cases and n not in ELSEWHERE
     ]
     problems += [
         f"the case {n!r} in {where} names no op of gradc" for n in cases if n not in reachable
@@ -112,8 +115,14 @@ def table_problems(cases=CASES, internal=INTERNAL) -> list[str]:
     problems += [
         f"gradc's internal op {n!r} is in neither CASES nor INTERNAL of {where}"
         for n in internal_rows
-        if n not in internal and n not in cases
+        if n not in internal and n not in cases and n not in ELSEWHERE
     ]
+    for n, test_file in ELSEWHERE.items():
+        text = (ROOT / test_file).read_text(encoding="utf-8") if (ROOT / test_file).exists() else ""
+        if n not in reachable and n not in internal_rows:
+            problems.append(f"{where} ELSEWHERE lists {n!r}, which gradc does not have")
+        elif f"# op: {n}\n" not in text and f"# op: {n} " not in text:
+            problems.append(f"{test_file} has no test marked '# op: {n}' ({where} ELSEWHERE)")
     problems += [
         f"{where} INTERNAL lists {n!r}, which gradc does not have"
         for n in internal

@@ -33,8 +33,8 @@ def rebuild(fn: Function, replacements: dict[int, Node]) -> Function:
     (nodes of the fresh graph's kind: constants, made by `graph.constant`)."""
     graph = Graph()
     new: dict[int, Node] = {}
-    seed = [fn.seed] if fn.seed is not None else []
-    for node in reachable(*fn.roots(), *fn.inputs, *seed):
+    seeds = [s for s in fn.seeds() if s is not None]
+    for node in reachable(*fn.roots(), *fn.inputs, *seeds):
         if node.id in replacements:
             new[node.id] = graph.constant(replacements[node.id])
             continue
@@ -49,6 +49,8 @@ def rebuild(fn: Function, replacements: dict[int, Node]) -> Function:
         graph=graph,
         inputs=mapped(fn.inputs),
         output=new[fn.output.id],
+        others=mapped(fn.others),
+        other_seeds=[new[s.id] if s is not None else None for s in fn.other_seeds],
         wrt=mapped(fn.wrt),
         seed=new[fn.seed.id] if fn.seed is not None else None,
         grads=mapped(fn.grads),

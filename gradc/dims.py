@@ -1,0 +1,160 @@
+"""Dim arithmetic: `4 * H`, `N * T`, `D // NH`, `T - 1`, at compile time.
+
+A dim in a shape is an `int`, a dim name (a `str`: `"N"`), or a compound dim:
+a `Dim`, which is a `str` holding its canonical Python text (`"4*H"`) and its
+polynomial over the names, so that `2*H - H` is `"H"` and two spellings of
+one size compare equal. A floor division that does not divide exactly is an
+atom of its own (`Floor`, `"D // 4"`). Shapes stay tuples of `int | str`:
+every stage that compares or prints dims keeps working unchanged.
+
+>>> mul(4, "H"), sub(mul(2, "H"), "H"), add("N", 1), floordiv(mul(8, "D"), 4)
+('4*H', 'H', 'N + 1', '2*D')
+>>> floordiv("D", 4), atoms(mul(floordiv("D", 4), "N"))
+('D // 4', ['D', 'N'])
+"""
+
+from __future__ import annotations
+
+DimValue = int | str
+
+
+class Dim(str):
+    """A compound dim: its text, and its polynomial {monomial: coefficient},
+    a monomial being a sorted tuple of atoms (names or `Floor`s)."""
+
+    poly: dict
+
+
+class Floor(str):
+    """`a // b` that does not divide exactly: an atom over two dims."""
+
+    num: DimValue
+    den: DimValue
+
+
+def poly(d: DimValue) -> dict:
+    if isinstance(d, bool):
+        raise TypeError("a bool is not a dim")
+    if isinstance(d, int):
+        return {(): d} if d else {}
+    if isinstance(d, Dim):
+        return d.poly
+    return {(d,): 1}
+
+
+def _make(p: dict) -> DimValue:
+    p = {m: c for m, c in p.items() if c}
+    if not p:
+        return 0
+    if list(p) == [()]:
+        return p[()]
+    if len(p) == 1:
+        ((m, c),) = p.items()
+        if c == 1 and len(m) == 1:
+            return m[0]
+    dim = Dim(_text(p))
+    dim.poly = p
+    return dim
+
+
+def _atom_text(a: str, alone: bool) -> str:
+    return f"({a})" if isinstance(a, Floor) and not alone else str(a)
+
+
+def _text(p: dict) -> str:
+    # higher-degree terms first, then by name; the constant last
+    order = sorted(p, key=lambda m: (-len(m), m))
+    parts = []
+    for m in order:
+        c = p[m]
+        if not m:
+            term = str(abs(c))
+        else:
+            names = "*".join(_atom_text(a, len(m) == 1 and abs(c) == 1) for a in m)
+            term = names if abs(c) == 1 else f"{abs(c)}*{names}"
+        if not parts:
+            parts.append(("-" if c < 0 else "") + term)
+        else:
+            parts.append((" - " if c < 0 else " + ") + term)
+    return "".join(parts)
+
+
+def add(a: DimValue, b: DimValue) -> DimValue:
+    out = dict(poly(a))
+    for m, c in poly(b).items():
+        out[m] = out.get(m, 0) + c
+    return _make(out)
+
+
+def neg(a: DimValue) -> DimValue:
+    return _make({m: -c for m, c in poly(a).items()})
+
+
+def sub(a: DimValue, b: DimValue) -> DimValue:
+    return add(a, neg(b))
+
+
+def mul(a: DimValue, b: DimValue) -> DimValue:
+    out: dict = {}
+    for m1, c1 in poly(a).items():
+        for m2, c2 in poly(b).items():
+            m = tuple(sorted(m1 + m2))
+            out[m] = out.get(m, 0) + c1 * c2
+    return _make(out)
+
+
+def floordiv(a: DimValue, b: DimValue) -> DimValue:
+    """`a // b`; exact when b is an int dividing every coefficient of a."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a // b
+    if b == 1:
+        return a
+    if a == b:
+        return 1
+    if isinstance(b, int) and b > 0 and all(c % b == 0 for c in poly(a).values()):
+        return _make({m: c // b for m, c in poly(a).items()})
+    pa, pb = poly(a), poly(b)
+    if (
+        len(pb) == 1
+        and list(pb.values())[0] == 1
+        and all(set(list(pb)[0]) <= set(m) and c > 0 for m, c in pa.items())
+    ):
+        # (4*N*H) // H = 4*N: every term is a multiple of the divisor's names
+        (den,) = pb
+        out = {}
+        for m, c in pa.items():
+            rest = list(m)
+            for name in den:
+                rest.remove(name)
+            out[tuple(rest)] = c
+        return _make(out)
+    atom = Floor(
+        f"{_atom_text(a, False) if isinstance(a, Dim) else a} // "
+        f"{_atom_text(b, False) if isinstance(b, Dim) else b}"
+    )
+    atom.num, atom.den = a, b
+    return atom
+
+
+def is_symbolic(d: DimValue) -> bool:
+    return not isinstance(d, int)
+
+
+def atoms(d: DimValue) -> list[str]:
+    """The dim names `d` is made of, sorted."""
+    found: set[str] = set()
+    stack = [d]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, Floor):
+            stack += [d.num, d.den]
+        elif isinstance(d, Dim):
+            stack += [a for m in d.poly for a in m]
+        elif isinstance(d, str):
+            found.add(d)
+    return sorted(found)
+
+
+def known_nonnegative(d: DimValue) -> bool:
+    """True when `d` is certainly >= 0 (dims are sizes, so >= 0 each)."""
+    return all(c >= 0 for c in poly(d).values())

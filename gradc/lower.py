@@ -30,9 +30,12 @@ from gradc.ops import (
     expand,
     format_shape,
     full_axis,
+    normal_axis,
     pick,
     reduce_sum,
     relu,
+    reshaped,
+    slice_along,
 )
 from gradc.rewrites import simplify_node
 
@@ -456,7 +459,7 @@ class _Lowering:
             return tuple(self._compile_time(item) for item in given.items)
         if isinstance(given, _Slice):
             raise CompileError("a slice a:b can only be an index, as in x[a:b]", given.pos)
-        return constant_value(given)
+        return None if given is None else constant_value(given)
 
     def _dim_node(self, d, pos) -> Node:
         """The size `d` as a value. A dim name the user writes gets a line
@@ -567,13 +570,17 @@ class _Lowering:
             "indices are integers, dims and their arithmetic (+ - * //)",
         )
 
-    def _shape(self, v, e: S.Call):
-        """A constructor's shape: a dim, an integer or a tuple of them, as
-        (compile-time shape, the nodes that spell it)."""
+    def _shape(self, v, e: S.Call, allow_minus_one: bool = False):
+        """A shape: a dim, an integer or a tuple of them, as (compile-time
+        shape, the nodes that spell it)."""
         items = v.items if isinstance(v, _Tuple) else (v,)
         shape, nodes = [], []
         for item in items:
             static, node = self._integer(item, f"{e.func}(): a shape entry")
+            if allow_minus_one and static == -1:
+                shape.append(-1)
+                nodes.append(node)
+                continue
             if static is None or isinstance(static, int) and static < 0:
                 raise CompileError(
                     f"{e.func}(): a shape entry must be a dim or a non-negative integer",
@@ -582,6 +589,192 @@ class _Lowering:
             shape.append(static)
             nodes.append(node)
         return tuple(shape), nodes
+
+    def _shaped(self, op: Op | None, e: S.Call, args, kwargs):
+        """The built-ins whose arguments are shapes, axes, counts or arrays of
+        arrays: each its own binding (`reshape(x, (N, -1))`, `split(z, 4,
+        axis=1)`, `concatenate((a, b), axis=1)`)."""
+        name = e.func
+        params = list(_SHAPED[name])
+        if name == "einsum":  # einsum(spec, *operands)
+            params += [f"operand {i}" for i in range(1, len(args))]
+        bound = self._bind(f"{name}()", params, e, args, kwargs)
+        g = self.graph
+
+        def arg(p, default=_MISSING):
+            if p in bound:
+                return bound[p]
+            if default is _MISSING:
+                raise CompileError(f"{name}() is missing argument '{p}'", e.pos)
+            return default
+
+        def where_of(p):
+            if p in kwargs:
+                return _keyword_pos(e, p)
+            index = params.index(p)
+            return e.args[index].pos if index < len(e.args) else e.pos
+
+        def known(p, default=_MISSING):
+            """A compile-time argument: a number, a dim, a tuple of them, None."""
+            v = arg(p, default)
+            value = self._compile_time(v)
+            if value is None and v is not None and not _is_static(v, None):
+                raise CompileError(f"{name}(): '{p}' must be known at compile time", where_of(p))
+            return value
+
+        def static_int(p, default=_MISSING, what="an integer"):
+            v = arg(p, default)
+            if v is None or isinstance(v, int):
+                return v
+            value = known(p, default)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CompileError(f"{name}(): '{p}' must be {what}", where_of(p))
+            return value
+
+        def array_tuple(p):
+            v = arg(p)
+            if not isinstance(v, _Tuple) or not v.items:
+                raise CompileError(
+                    f"{name}() takes a tuple of arrays, as in {name}((a, b), axis=0)",
+                    getattr(v, "pos", e.pos),
+                )
+            return [self._as_node(item) for item in v.items]
+
+        if name in ("concatenate", "stack"):
+            parts = array_tuple("arrays")
+            rank = len(parts[0].shape) + (name == "stack")
+            axis = normal_axis(static_int("axis", 0), rank, f"{name}()", where_of("axis"))
+            return g.op(op, *parts, pos=e.pos, axis=axis)
+        if name == "einsum":
+            spec_arg = arg("spec")
+            if not (isinstance(spec_arg, _Static) and isinstance(spec_arg.value, str)):
+                raise CompileError(
+                    "einsum() takes a spec string first, as in " 'einsum("ij,jk->ik", a, b)', e.pos
+                )
+            operands = [self._as_node(a) for a in args[1:]]
+            if not operands or kwargs.keys() - {"spec"}:
+                raise CompileError("einsum() takes its operands positionally", e.pos)
+            return g.op(op, *operands, pos=e.pos, spec=spec_arg.value.replace(" ", ""))
+        if name == "onehot":
+            labels = self._as_node(arg("labels"))
+            (c,), nodes = self._shape(arg("classes"), e)
+            return g.op(op, labels, *nodes, pos=e.pos, classes=c, dtype=self.float_dtype)
+        x = self._as_node(arg("x"))
+        rank = len(x.shape)
+        if name == "split":
+            k = static_int("sections")
+            axis = normal_axis(static_int("axis", 0), rank, "split()", where_of("axis"))
+            d = x.shape[axis]
+            size = D.floordiv(d, k) if k > 0 else 0
+            if k <= 0 or isinstance(size, D.Floor) or D.mul(size, k) != d:
+                raise CompileError(
+                    f"split(): axis {axis} of size {d} does not split into {k} equal sections",
+                    e.pos,
+                )
+            parts = []
+            made = len(g.nodes)
+            for i in range(k):
+                start = D.mul(size, i) if i else None
+                stop = D.mul(size, i + 1) if i < k - 1 else None
+                parts.append(slice_along(x, axis, start, stop))
+            g.position(made, e.pos)
+            return _Tuple(tuple(parts), e.pos)
+        if name in ("reshape", "broadcast_to"):
+            shape, nodes = self._shape(arg("shape"), e, allow_minus_one=name == "reshape")
+            if name == "reshape":
+                shape = reshaped(x.shape, shape, e.pos)
+            return g.op(op, x, *nodes, pos=e.pos, shape=shape)
+        if name == "transpose":
+            axes = arg("axes", None)
+            if axes is None or _is_static(axes, None):
+                return g.op(op, x, pos=e.pos) if rank > 1 else x
+            value = known("axes")
+            if not isinstance(value, tuple) or sorted(
+                normal_axis(a, rank, "transpose()", where_of("axes")) for a in value
+            ) != list(range(rank)):
+                raise CompileError(
+                    f"transpose(): axes must be a permutation of the {rank} axes",
+                    where_of("axes"),
+                )
+            axes = tuple(a % rank for a in value)
+            if axes == tuple(range(rank)):
+                return x
+            if axes == tuple(reversed(range(rank))):
+                return g.op(op, x, pos=e.pos)
+            return g.op(op, x, pos=e.pos, axes=axes)
+        if name == "swapaxes":
+            a = normal_axis(static_int("axis1"), rank, "swapaxes()", where_of("axis1"))
+            b = normal_axis(static_int("axis2"), rank, "swapaxes()", where_of("axis2"))
+            if a == b:
+                return x
+            return g.op(op, x, pos=e.pos, axes=(min(a, b), max(a, b)))
+        if name == "expand_dims":
+            value = known("axis")
+            axes = value if isinstance(value, tuple) else (value,)
+            out_rank = rank + len(axes)
+            normal = sorted(
+                normal_axis(a, out_rank, "expand_dims()", where_of("axis")) for a in axes
+            )
+            if len(set(normal)) != len(normal):
+                raise CompileError("expand_dims(): an axis is repeated", where_of("axis"))
+            return expand(x, tuple(normal))
+        if name == "squeeze":
+            value = known("axis", None)
+            if value is None:
+                axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+            else:
+                axes = tuple(
+                    sorted(
+                        normal_axis(a, rank, "squeeze()", where_of("axis"))
+                        for a in (value if isinstance(value, tuple) else (value,))
+                    )
+                )
+            for a in axes:
+                if x.shape[a] != 1:
+                    raise CompileError(
+                        f"squeeze(): axis {a} has size {x.shape[a]}, not 1 "
+                        f"(shape {format_shape(x.shape)})",
+                        where_of("axis"),
+                    )
+            if not axes:
+                return x
+            return g.op(op, x, pos=e.pos, axis=axes)
+        if name == "flip":
+            value = known("axis", None)
+            if value is None:
+                axes = tuple(range(rank))
+            else:
+                axes = tuple(
+                    sorted(
+                        normal_axis(a, rank, "flip()", where_of("axis"))
+                        for a in (value if isinstance(value, tuple) else (value,))
+                    )
+                )
+            return g.op(op, x, pos=e.pos, axis=axes)
+        if name == "repeat":
+            k = static_int("repeats", what="a positive integer")
+            axis = normal_axis(static_int("axis"), rank, "repeat()", where_of("axis"))
+            if k < 1:
+                raise CompileError(
+                    "repeat(): repeats must be a positive integer", where_of("repeats")
+                )
+            return g.op(op, x, pos=e.pos, axis=axis, repeats=k)
+        if name == "tile":
+            value = known("reps")
+            reps = value if isinstance(value, tuple) else (value,)
+            if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in reps):
+                raise CompileError("tile(): reps must be positive integers", where_of("reps"))
+            if len(reps) > rank:
+                raise CompileError(
+                    f"tile(): {len(reps)} repetitions for {rank} axes; add the axes first",
+                    where_of("reps"),
+                )
+            return g.op(op, x, pos=e.pos, reps=(1,) * (rank - len(reps)) + tuple(reps))
+        if name == "pad":
+            value = known("widths")
+            widths = _pad_widths(value, rank, where_of("widths"))
+            return g.op(op, x, pos=e.pos, widths=widths)
+        raise CompileError(f"internal: no binding for {name}()", e.pos)
 
     def _constructor(self, op: Op, e: S.Call, args, kwargs) -> Node:
         spec = OPS[op]
@@ -631,6 +824,8 @@ class _Lowering:
     def _call(self, e: S.Call, args: list[Node], kwargs: dict[str, Node], scope, stack) -> Node:
         if e.func in BUILTINS and OPS[BUILTINS[e.func]].group == CONSTRUCTOR:
             return self._constructor(BUILTINS[e.func], e, args, kwargs)
+        if e.func in _SHAPED:
+            return self._shaped(BUILTINS.get(e.func), e, args, kwargs)
         if e.func in BUILTINS:
             return self._builtin(BUILTINS[e.func], e, args, kwargs)
         if e.func in COMPOSITES:
@@ -793,6 +988,51 @@ def _argument_pos(d: S.Def, e: S.Call, param: str) -> Pos:
     return next((k.value.pos for k in e.keywords if k.name == param), e.pos)
 
 
+_MISSING = object()
+
+# The built-ins bound by `_shaped`, with their parameters in order.
+_SHAPED = {
+    "reshape": ("x", "shape"),
+    "broadcast_to": ("x", "shape"),
+    "transpose": ("x", "axes"),
+    "swapaxes": ("x", "axis1", "axis2"),
+    "expand_dims": ("x", "axis"),
+    "squeeze": ("x", "axis"),
+    "flip": ("x", "axis"),
+    "repeat": ("x", "repeats", "axis"),
+    "tile": ("x", "reps"),
+    "pad": ("x", "widths"),
+    "concatenate": ("arrays", "axis"),
+    "stack": ("arrays", "axis"),
+    "split": ("x", "sections", "axis"),
+    "einsum": ("spec",),
+    "onehot": ("labels", "classes"),
+}
+
+
+def _pad_widths(value, rank: int, pos) -> tuple:
+    """pad's widths as NumPy takes them: w, (before, after), or one pair per axis."""
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if is_int(value):
+        return ((value, value),) * rank
+    if isinstance(value, tuple) and len(value) == 2 and all(map(is_int, value)):
+        return (tuple(value),) * rank
+    if (
+        isinstance(value, tuple)
+        and len(value) == rank
+        and all(isinstance(p, tuple) and len(p) == 2 and all(map(is_int, p)) for p in value)
+    ):
+        return tuple(tuple(p) for p in value)
+    raise CompileError(
+        "pad(): widths must be w, (before, after) or one (before, after) per axis, "
+        "non-negative integers",
+        pos,
+    )
+
+
 def _is_static(x, value) -> bool:
     return isinstance(x, _Static) and x.value is value
 
@@ -934,4 +1174,6 @@ COMPOSITES: dict[str, Composite] = {
     "cross_entropy": Composite(("logits", "labels"), {}, _build_cross_entropy),
     "svm_loss": Composite(("scores", "labels"), {"margin": 1.0}, _build_svm_loss),
     "mse": Composite(("a", "b"), {}, _build_mse),
+    # bound by _Lowering._shaped: k slices, x[:, :H], x[:, H:2 * H], ...
+    "split": Composite(("x", "sections"), {"axis": 0}, None),
 }

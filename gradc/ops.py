@@ -41,6 +41,9 @@ REDUCTION = "reduction"
 NEURAL_NET = "neural net"
 CONSTRUCTOR = "constructor"
 INDEXING = "indexing"
+SHAPES = "shapes"
+# The default of a keyword argument that must be given: `repeat(x, 2, axis=1)`.
+REQUIRED = "required"
 INTERNAL = "internal"  # made by derivative rules and lowering, never written in source
 
 
@@ -180,28 +183,48 @@ def _broadcast_like(args, attrs, pos):
 
 def _matmul(args, attrs, pos):
     a, b = args
+    shown = f"(shapes {format_shape(a.shape)} @ {format_shape(b.shape)})"
     for side, x in (("left", a), ("right", b)):
-        if len(x.shape) not in (1, 2):
-            raise CompileError(
-                f"'@' takes 1-D or 2-D operands; the {side} operand has shape "
-                f"{format_shape(x.shape)} (shapes {format_shape(a.shape)} @ {format_shape(b.shape)})",
-                pos,
-            )
-    if a.shape[-1] != b.shape[0]:
+        if not x.shape:
+            raise CompileError(f"'@' takes arrays; the {side} operand is a scalar {shown}", pos)
+    if min(len(a.shape), len(b.shape)) == 1 and max(len(a.shape), len(b.shape)) > 2:
+        raise CompileError(
+            f"'@' of a 1-D and a {max(len(a.shape), len(b.shape))}-D operand is not supported "
+            f"{shown}",
+            pos,
+            "add the axis: x[..., None] or x[None]",
+        )
+    inner_a = a.shape[-1]
+    inner_b = b.shape[0] if len(b.shape) == 1 else b.shape[-2]
+    if inner_a != inner_b:
         raise CompileError(
             f"shapes {format_shape(a.shape)} @ {format_shape(b.shape)} do not match: "
-            f"inner dimensions {a.shape[-1]} and {b.shape[0]} differ",
+            f"inner dimensions {inner_a} and {inner_b} differ",
             pos,
         )
-    return tuple(a.shape[:-1]) + tuple(b.shape[1:]), result_dtype(args)
+    if len(a.shape) <= 2 and len(b.shape) <= 2:
+        return tuple(a.shape[:-1]) + tuple(b.shape[1:]), result_dtype(args)
+    # batched, as NumPy's matmul: the leading axes broadcast
+    batch = broadcast_shapes([a.shape[:-2], b.shape[:-2]], pos)
+    return batch + (a.shape[-2], b.shape[-1]), result_dtype(args)
 
 
 def _transpose(args, attrs, pos):
-    return tuple(reversed(args[0].shape)), args[0].dtype
+    axes = attrs.get("axes")
+    shape = args[0].shape
+    if axes is None:
+        return tuple(reversed(shape)), args[0].dtype
+    return tuple(shape[i] for i in axes), args[0].dtype
 
 
 def _outer(args, attrs, pos):
     a, b = args
+    if len(a.shape) != 1 or len(b.shape) != 1:
+        raise CompileError(
+            f"outer() takes two 1-D arrays; got {format_shape(a.shape)} and "
+            f"{format_shape(b.shape)}",
+            pos,
+        )
     return (a.shape[0], b.shape[0]), result_dtype(args)
 
 
@@ -267,6 +290,215 @@ def _floordiv(args, attrs, pos):
         if a.dtype not in ("int", "weak") or a.shape:
             raise CompileError("'//' takes integers and dims (sizes), not arrays or floats", pos)
     return (), "weak"
+
+
+# ---------------------------------------------------------------- shape ops
+
+
+def normal_axis(axis, rank, what, pos) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise CompileError(f"{what}: axis must be an integer", pos)
+    if not -rank <= axis < rank:
+        raise CompileError(f"{what}: axis {axis} is out of range for {rank} axes", pos)
+    return axis % rank
+
+
+def _total(shape):
+    total = 1
+    for d in shape:
+        total = dims.mul(total, d)
+    return total
+
+
+def reshaped(shape, new, pos):
+    """`new` (one entry may be -1) checked against `shape`'s size."""
+    total = _total(shape)
+    unknown = [i for i, d in enumerate(new) if d == -1]
+    if len(unknown) > 1:
+        raise CompileError("reshape(): only one size may be -1", pos)
+    if unknown:
+        known = _total([d for d in new if d != -1])
+        rest = dims.floordiv(total, known)
+        if isinstance(rest, dims.Floor) or dims.mul(rest, known) != total:
+            raise CompileError(
+                f"reshape(): cannot reshape {format_shape(shape)} into "
+                f"{format_shape(new)}: {total} is not a multiple of {known}",
+                pos,
+            )
+        new = tuple(rest if d == -1 else d for d in new)
+    if _total(new) != total:
+        raise CompileError(
+            f"reshape(): cannot reshape {format_shape(shape)} ({total} entries) into "
+            f"{format_shape(new)} ({_total(new)} entries)",
+            pos,
+            "the sizes' products must be equal",
+        )
+    return tuple(new)
+
+
+def _reshape(args, attrs, pos):
+    return attrs["shape"], args[0].dtype
+
+
+def _reshape_like(args, attrs, pos):
+    return args[1].shape, args[0].dtype
+
+
+def _permuted_swap(args, attrs, pos):
+    x = args[0]
+    a, b = attrs["axes"]
+    shape = list(x.shape)
+    shape[a], shape[b] = shape[b], shape[a]
+    return tuple(shape), x.dtype
+
+
+def _squeeze(args, attrs, pos):
+    x = args[0]
+    return tuple(d for i, d in enumerate(x.shape) if i not in attrs["axis"]), x.dtype
+
+
+def _broadcast_to(args, attrs, pos):
+    x = args[0]
+    shape = attrs["shape"]
+    if broadcast_shapes([x.shape, shape], pos) != tuple(shape) or len(x.shape) > len(shape):
+        raise CompileError(
+            f"broadcast_to(): {format_shape(x.shape)} does not broadcast to {format_shape(shape)}",
+            pos,
+        )
+    return tuple(shape), x.dtype
+
+
+def _joined(args, attrs, pos, stack):
+    name = "stack()" if stack else "concatenate()"
+    first = args[0].shape
+    axis = attrs["axis"]
+    for a in args[1:]:
+        if len(a.shape) != len(first):
+            raise CompileError(
+                f"{name}: arrays of {len(first)} and {len(a.shape)} axes "
+                f"({format_shape(first)} and {format_shape(a.shape)})",
+                pos,
+            )
+        for i, (d, e) in enumerate(zip(first, a.shape)):
+            if d != e and (stack or i != axis):
+                raise CompileError(
+                    f"{name}: shapes {format_shape(first)} and {format_shape(a.shape)} differ "
+                    f"on axis {i}",
+                    pos,
+                )
+    dtype = result_dtype(args)
+    if stack:
+        return first[:axis] + (len(args),) + first[axis:], dtype
+    size = 0
+    for a in args:
+        size = dims.add(size, a.shape[axis])
+    return first[:axis] + (size,) + first[axis + 1 :], dtype
+
+
+def _concatenate(args, attrs, pos):
+    return _joined(args, attrs, pos, stack=False)
+
+
+def _stack(args, attrs, pos):
+    return _joined(args, attrs, pos, stack=True)
+
+
+def _repeat(args, attrs, pos):
+    x = args[0]
+    axis, k = attrs["axis"], attrs["repeats"]
+    return x.shape[:axis] + (dims.mul(x.shape[axis], k),) + x.shape[axis + 1 :], x.dtype
+
+
+def _tile(args, attrs, pos):
+    x = args[0]
+    reps = attrs["reps"]
+    return tuple(dims.mul(d, r) for d, r in zip(x.shape, reps)), x.dtype
+
+
+def _pad(args, attrs, pos):
+    x = args[0]
+    widths = attrs["widths"]
+    return tuple(dims.add(d, a + b) for d, (a, b) in zip(x.shape, widths)), x.dtype
+
+
+def _flip(args, attrs, pos):
+    return args[0].shape, args[0].dtype
+
+
+def einsum_parts(spec: str, pos):
+    """'ij,jk->ik' as (['ij', 'jk'], 'ik'); implicit output as NumPy's."""
+    spec = spec.replace(" ", "")
+    inputs, arrow, output = spec.partition("->")
+    operands = inputs.split(",")
+    letters = [c for op in operands for c in op]
+    if not all(c.isalpha() for c in letters + list(output)):
+        raise CompileError(f"einsum(): spec {spec!r} must be letters, ',' and '->' (no '...')", pos)
+    if not arrow:
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return operands, output
+
+
+def _einsum(args, attrs, pos):
+    operands, output = einsum_parts(attrs["spec"], pos)
+    if len(operands) != len(args):
+        raise CompileError(
+            f"einsum(): the spec names {len(operands)} operands, got {len(args)}", pos
+        )
+    sizes: dict = {}
+    for sub, a in zip(operands, args):
+        if len(sub) != len(a.shape):
+            raise CompileError(
+                f"einsum(): operand {sub!r} has {len(sub)} axes, its array "
+                f"{format_shape(a.shape)}",
+                pos,
+            )
+        if len(set(sub)) != len(sub):
+            raise CompileError(
+                f"einsum(): a letter repeated within one operand ({sub!r}) is not supported; "
+                "use trace() or diagonal()",
+                pos,
+            )
+        for c, d in zip(sub, a.shape):
+            if sizes.setdefault(c, d) != d:
+                raise CompileError(
+                    f"einsum(): '{c}' is {sizes[c]} in one operand and {d} in another", pos
+                )
+    for c in output:
+        if c not in sizes:
+            raise CompileError(f"einsum(): output letter '{c}' is in no operand", pos)
+    return tuple(sizes[c] for c in output), result_dtype(args)
+
+
+def _trace(args, attrs, pos):
+    x = args[0]
+    if len(x.shape) != 2:
+        raise CompileError(f"trace() takes a 2-D array; got {format_shape(x.shape)}", pos)
+    return (), _float_dtype(x) if x.dtype == "int" else x.dtype
+
+
+def _diagonal(args, attrs, pos):
+    x = args[0]
+    if len(x.shape) != 2 or (
+        x.shape[0] != x.shape[1] and not all(isinstance(d, int) for d in x.shape)
+    ):
+        raise CompileError(
+            f"diagonal() takes a square 2-D array (or one of numeric dims); "
+            f"got {format_shape(x.shape)}",
+            pos,
+        )
+    n = x.shape[0] if x.shape[0] == x.shape[1] else min(x.shape)
+    return (n,), x.dtype
+
+
+def _diag_grad(args, attrs, pos):
+    return args[1].shape, args[0].dtype
+
+
+def _onehot_classes(args, attrs, pos):
+    y = args[0]
+    if y.dtype != "int":
+        raise CompileError("onehot() takes integer labels (declare them int[...])", pos)
+    return y.shape + (attrs["classes"],), attrs["dtype"]
 
 
 # ---------------------------------------------------------------- indexing
@@ -679,7 +911,17 @@ def _logsumexp_grad(g, y, x, axis, keepdims):
     return (kept(g, axis, keepdims) * exp(x - kept(y, axis, keepdims)),)
 
 
+def swap_last(x):
+    """x with its last two axes swapped (`x.T` for a matrix)."""
+    if len(x.shape) == 2:
+        return transpose(x)
+    return _apply(Op.SWAPAXES, x, axes=(len(x.shape) - 2, len(x.shape) - 1))
+
+
 def _matmul_grad(g, y, a, b):
+    if len(a.shape) > 2 or len(b.shape) > 2:
+        # batched: the batch axes that broadcast are summed by autodiff
+        return (matmul(g, swap_last(b)), matmul(swap_last(a), g))
     if len(a.shape) == 2 and len(b.shape) == 2:
         return (matmul(g, transpose(b)), matmul(transpose(a), g))
     if len(a.shape) == 2:  # matrix @ vector
@@ -723,6 +965,106 @@ def _set_index_grad(g, y, base, value, *rest, index):
 
 def _add_at_grad(g, y, base, value, *rest, index):
     return (g, g.graph.op(Op.INDEX, g, *rest, index=index)) + (None,) * len(rest)
+
+
+def inverse_permutation(axes):
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return tuple(inverse)
+
+
+def _transpose_grad(g, x, axes=None):
+    if axes is None:
+        return (transpose(g),)
+    return (_apply(Op.TRANSPOSE, g, axes=inverse_permutation(axes)),)
+
+
+def reshape_like(g, x):
+    return _apply(Op.RESHAPE_LIKE, g, shape_source(x))
+
+
+def reshape_to(x, shape):
+    """x reshaped to `shape` (dims), the sizes read at run time."""
+    nodes = [dim_value(x.graph, d) for d in shape]
+    return _apply(Op.RESHAPE, x, *nodes, shape=tuple(shape))
+
+
+def slice_along(g, axis, start, stop):
+    """g[..., start:stop] on `axis`; start/stop are dims or None."""
+    entries = [("slice", None, None, None)] * axis
+    rest = []
+    for b in (start, stop):
+        if b is not None:
+            rest.append(dim_value(g.graph, b))
+    entries.append(("slice", start, stop, None))
+    return g.graph.op(Op.INDEX, g, *rest, index=tuple(entries))
+
+
+def _concatenate_grad(g, y, *parts, axis):
+    out, offset = [], 0
+    for i, p in enumerate(parts):
+        end = dims.add(offset, p.shape[axis])
+        out.append(slice_along(g, axis, offset or None, end if i < len(parts) - 1 else None))
+        offset = end
+    return tuple(out)
+
+
+def _stack_grad(g, y, *parts, axis):
+    out = []
+    for k in range(len(parts)):
+        entries = (("slice", None, None, None),) * axis + (("int", k),)
+        out.append(g.graph.op(Op.INDEX, g, g.graph.constant(k), index=entries))
+    return tuple(out)
+
+
+def _repeat_grad(g, y, x, axis, repeats):
+    # each entry of x appears `repeats` times in a row: sum the copies
+    shape = x.shape[:axis] + (x.shape[axis], repeats) + x.shape[axis + 1 :]
+    return (reduce_sum(reshape_to(g, shape), (axis + 1,)),)
+
+
+def _tile_grad(g, y, x, reps):
+    # g as (r0, d0, r1, d1, ...): sum over the repetition axes
+    shape = tuple(v for r, d in zip(reps, x.shape) for v in (r, d))
+    summed = reduce_sum(reshape_to(g, shape), tuple(range(0, 2 * len(reps), 2)))
+    return (summed,)
+
+
+def _pad_grad(g, y, x, widths):
+    entries, rest = [], []
+    for a, b in widths:
+        if not a and not b:
+            entries.append(("slice", None, None, None))
+            continue
+        start, stop = (a or None), (-b if b else None)
+        for v in (start, stop):
+            if v is not None:
+                rest.append(g.graph.constant(v))
+        entries.append(("slice", start, stop, None))
+    return (g.graph.op(Op.INDEX, g, *rest, index=tuple(entries)),)
+
+
+def _einsum_grad(g, y, *operands, spec):
+    subs, output = einsum_parts(spec, None)
+    out = []
+    for i, (sub, x) in enumerate(zip(subs, operands)):
+        others = [(s, o) for j, (s, o) in enumerate(zip(subs, operands)) if j != i]
+        present = set(output).union(*[set(s) for s, _ in others])
+        kept_letters = "".join(c for c in sub if c in present)
+        spec_i = ",".join([output] + [s for s, _ in others]) + "->" + kept_letters
+        grad = _apply(Op.EINSUM, g, *[o for _, o in others], spec=spec_i)
+        missing = tuple(k for k, c in enumerate(sub) if c not in present)
+        if missing:  # a letter summed in this operand alone: broadcast back
+            grad = broadcast_like(expand(grad, missing), x, axis=missing, keepdims=True)
+        out.append(grad)
+    return tuple(out)
+
+
+def _trace_grad(g, y, x):
+    n = x.shape[0]
+    eye = _apply(Op.EYE, dim_value(x.graph, n), shape=(n, n), dtype=_float_dtype(x))
+    return (g * eye,)
 
 
 def _pick_grad(g, y, x, labels):
@@ -852,6 +1194,72 @@ def _spell_add_at(args, attrs, node, var):
     else:
         last = f"{var}[{index_text(index, rest)}] += {value}"
     return [f"{var} = {base}", last]
+
+
+def _spell_transpose(args, attrs, node):
+    axes = attrs.get("axes")
+    if axes is None:
+        return f"{args[0]}.T"
+    return f"{args[0]}.transpose({', '.join(map(str, axes))})"
+
+
+def _spell_swapaxes(args, attrs, node):
+    a, b = attrs["axes"]
+    return f"{args[0]}.swapaxes({a}, {b})"
+
+
+def _spell_reshape(args, attrs, node):
+    return f"{args[0]}.reshape({', '.join(args[1:])})"
+
+
+def _spell_squeeze(args, attrs, node):
+    return f"{args[0]}.squeeze({_axis_text(attrs['axis'])})"
+
+
+def _spell_broadcast_to(args, attrs, node):
+    shape = "(" + ", ".join(args[1:]) + ("," if len(args) == 2 else "") + ")"
+    return f"np.broadcast_to({args[0]}, {shape})"
+
+
+def _spell_joined(name):
+    def spell(args, attrs, node):
+        axis = attrs["axis"]
+        return f"np.{name}(({', '.join(args)}{',' if len(args) == 1 else ''})" + (
+            f", axis={axis})" if axis else ")"
+        )
+
+    return spell
+
+
+def _spell_repeat(args, attrs, node):
+    return f"np.repeat({args[0]}, {attrs['repeats']}, axis={attrs['axis']})"
+
+
+def _spell_tile(args, attrs, node):
+    reps = attrs["reps"]
+    return f"np.tile({args[0]}, {reps[0] if len(reps) == 1 else reps})"
+
+
+def _spell_pad(args, attrs, node):
+    return f"np.pad({args[0]}, {attrs['widths']})"
+
+
+def _spell_flip(args, attrs, node):
+    return f"np.flip({args[0]}, axis={_axis_text(attrs['axis'])})"
+
+
+def _spell_einsum(args, attrs, node):
+    return f'np.einsum("{attrs["spec"]}", {", ".join(args)})'
+
+
+def _spell_diag_grad(args, attrs, node, var):
+    g, like = args
+    return [f"{var} = np.zeros_like({like})", f"np.fill_diagonal({var}, {g})"]
+
+
+def _spell_onehot_classes(args, attrs, node):
+    dtype = _NUMPY_DTYPES[attrs["dtype"]]
+    return f"np.eye({args[1]}{f', dtype={dtype}' if dtype else ''})[{args[0]}]"
 
 
 _NUMPY_DTYPES = {"f64": "", "f32": "np.float32", "int": "int"}
@@ -1075,11 +1483,61 @@ _ROWS: dict[str, OpDef] = {
     "EQ": comparison("==", operator.eq),
     "NE": comparison("!=", operator.ne),
     "MATMUL": OpDef("@", 2, "{0} @ {1}", _matmul_grad, _matmul, group=LINEAR_ALGEBRA),
-    "TRANSPOSE": linear("transpose", 1, "{0}.T", lambda g, x: (transpose(g),), _transpose,
-                         view=True, builtin=True, params=("x",), group=LINEAR_ALGEBRA),
+    "TRANSPOSE": linear("transpose", 1, _spell_transpose, _transpose_grad, _transpose,
+                         view=True, builtin=True, params=("x",), attr_params={"axes": None},
+                         group=LINEAR_ALGEBRA),
     # d(a b^T)/da = g @ b, d(a b^T)/db = a @ g
-    "OUTER": internal("outer", 2, "np.outer({0}, {1})", _outer,
-                       grad=lambda g, y, a, b: (matmul(g, b), matmul(a, g))),
+    "OUTER": OpDef("outer", 2, "np.outer({0}, {1})",
+                    lambda g, y, a, b: (matmul(g, b), matmul(a, g)), _outer, builtin=True,
+                    params=("a", "b"), group=LINEAR_ALGEBRA),
+    "EINSUM": OpDef("einsum", None, _spell_einsum, _einsum_grad, _einsum, builtin=True,
+                     params=("spec", "*operands"), group=LINEAR_ALGEBRA),
+    "TRACE": OpDef("trace", 1, "np.trace({0})", _trace_grad, _trace, builtin=True,
+                    params=("x",), group=LINEAR_ALGEBRA),
+    "DIAGONAL": linear("diagonal", 1, "np.diagonal({0})",
+                        lambda g, x: (g.graph.op(Op.DIAG_GRAD, g, shape_source(x)),),
+                        _diagonal, view=True, builtin=True, params=("x",),
+                        group=LINEAR_ALGEBRA),
+    "DIAG_GRAD": OpDef("diag_grad", 2, _spell_diag_grad,
+                        lambda g, y, d, like: (_apply(Op.DIAGONAL, g), None), _diag_grad,
+                        statement=True),
+    # shapes
+    "RESHAPE": linear("reshape", None, _spell_reshape,
+                       lambda g, x, *sizes, shape: (reshape_like(g, x),) + (None,) * len(sizes),
+                       _reshape, view=True, builtin=True, params=("x", "shape"),
+                       group=SHAPES),
+    "RESHAPE_LIKE": linear("reshape_like", 2, "{0}.reshape({1}.shape)",
+                            lambda g, x, like: (reshape_like(g, x), None), _reshape_like,
+                            view=True),
+    "SWAPAXES": linear("swapaxes", 1, _spell_swapaxes,
+                        lambda g, x, axes: (_apply(Op.SWAPAXES, g, axes=axes),),
+                        _permuted_swap, view=True, builtin=True, params=("x",),
+                        attr_params={"axis1": REQUIRED, "axis2": REQUIRED}, group=SHAPES),
+    "SQUEEZE": linear("squeeze", 1, _spell_squeeze, lambda g, x, axis: (expand(g, axis),),
+                       _squeeze, view=True, builtin=True, params=("x",),
+                       attr_params={"axis": None}, group=SHAPES),
+    "BROADCAST_TO": linear("broadcast_to", None, _spell_broadcast_to,
+                            lambda g, x, *sizes, shape: (g,) + (None,) * len(sizes),
+                            _broadcast_to, view=True, builtin=True, params=("x", "shape"),
+                            group=SHAPES),
+    "CONCATENATE": linear("concatenate", None, _spell_joined("concatenate"),
+                           lambda g, *parts, axis: _concatenate_grad(g, None, *parts, axis=axis),
+                           _concatenate, builtin=True, params=("arrays",),
+                           attr_params={"axis": 0}, group=SHAPES),
+    "STACK": linear("stack", None, _spell_joined("stack"),
+                     lambda g, *parts, axis: _stack_grad(g, None, *parts, axis=axis), _stack,
+                     builtin=True, params=("arrays",), attr_params={"axis": 0}, group=SHAPES),
+    "REPEAT": linear("repeat", 1, _spell_repeat,
+                      lambda g, x, axis, repeats: _repeat_grad(g, None, x, axis, repeats),
+                      _repeat, builtin=True, params=("x", "repeats"),
+                      attr_params={"axis": REQUIRED}, group=SHAPES),
+    "TILE": linear("tile", 1, _spell_tile, lambda g, x, reps: _tile_grad(g, None, x, reps),
+                    _tile, builtin=True, params=("x", "reps"), group=SHAPES),
+    "FLIP": linear("flip", 1, _spell_flip, lambda g, x, axis: (_apply(Op.FLIP, g, axis=axis),),
+                    _flip, view=True, builtin=True, params=("x",),
+                    attr_params={"axis": None}, group=SHAPES),
+    "PAD": linear("pad", 1, _spell_pad, lambda g, x, widths: _pad_grad(g, None, x, widths),
+                   _pad, builtin=True, params=("x", "widths"), group=SHAPES),
     # reductions: sum(x, axis=None, keepdims=False) and friends
     "SUM": reduction("sum", _sum_grad, _sum),
     "MEAN": reduction("mean", _mean_grad, _reduce_float),
@@ -1091,8 +1549,9 @@ _ROWS: dict[str, OpDef] = {
     "BROADCAST_LIKE": linear("broadcast_like", 2, _spell_broadcast_like, _broadcast_like_adjoint,
                               _broadcast_like,
                               view=lambda axis, keepdims: axis is not None or keepdims),
-    "EXPAND": linear("expand", 1, _spell_expand, lambda g, x, axis: (reduce_sum(g, axis),),
-                      _expand, view=True),
+    "EXPAND": linear("expand_dims", 1, _spell_expand, lambda g, x, axis: (reduce_sum(g, axis),),
+                      _expand, view=True, builtin=True, params=("x",),
+                      attr_params={"axis": REQUIRED}, group=SHAPES),
     "SIZE": internal("size", 1, _spell_size, _size, view=True),
     # the number of True entries, as a float of x's dtype (so float32 stays float32)
     "COUNT": internal("count", 2, _spell_count, _count),
@@ -1106,7 +1565,10 @@ _ROWS: dict[str, OpDef] = {
                                _cross_entropy, grad=_cross_entropy_grad),
     "PICK": OpDef("pick", 2, _PICK, _pick_grad, _pick, builtin=True, params=("x", "labels"),
                    group=NEURAL_NET),
-    "ONEHOT": internal("onehot", 2, "onehot({0}, {1})", _onehot, helpers=("onehot",)),
+    "ONEHOT": internal("onehot_like", 2, "onehot({0}, {1})", _onehot, helpers=("onehot",)),
+    "ONEHOT_CLASSES": OpDef("onehot", 2, _spell_onehot_classes, NOT_DIFFERENTIABLE,
+                             _onehot_classes, builtin=True, params=("labels", "classes"),
+                             group=NEURAL_NET),
 }
 # fmt: on
 

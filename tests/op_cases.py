@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -139,6 +140,79 @@ def hard_tanh(x):
     """clip(x, -1, 1) with hard_tanh'(+-1) = 0. `F.hardtanh` has that derivative;
     `torch.clamp` does not (slope 1 at the bounds)."""
     return F.hardtanh(x, min_val=-1.0, max_val=1.0)
+
+
+def reshape(x, shape):
+    return x.reshape(tuple(shape) if isinstance(shape, tuple) else (shape,))
+
+
+def _axes(axis, rank):
+    return tuple(sorted(a % rank for a in (axis if isinstance(axis, tuple) else (axis,))))
+
+
+def expand_dims(x, axis):
+    axes = _axes(axis, x.dim() + (len(axis) if isinstance(axis, tuple) else 1))
+    for a in axes:
+        x = x.unsqueeze(a)
+    return x
+
+
+def squeeze(x, axis=None):
+    if axis is None:
+        return x.squeeze()
+    for a in reversed(_axes(axis, x.dim())):
+        x = x.squeeze(a)
+    return x
+
+
+def swapaxes(x, axis1, axis2):
+    return torch.swapaxes(x, axis1, axis2)
+
+
+def broadcast_to(x, shape):
+    return torch.broadcast_to(_tensor(x), shape if isinstance(shape, tuple) else (shape,))
+
+
+def concatenate(arrays, axis=0):
+    return torch.cat(arrays, dim=axis)
+
+
+def stack(arrays, axis=0):
+    return torch.stack(arrays, dim=axis)
+
+
+def split(x, sections, axis=0):
+    return tuple(torch.tensor_split(x, sections, dim=axis))
+
+
+def repeat(x, repeats, axis):
+    return torch.repeat_interleave(x, repeats, dim=axis)
+
+
+def tile(x, reps):
+    return torch.tile(x, reps if isinstance(reps, tuple) else (reps,))
+
+
+def flip(x, axis=None):
+    return torch.flip(x, dims=tuple(range(x.dim())) if axis is None else _axes(axis, x.dim()))
+
+
+def pad(x, widths):
+    """np.pad's constant mode: w, (before, after) or one pair per axis."""
+    if isinstance(widths, int):
+        widths = ((widths, widths),) * x.dim()
+    elif isinstance(widths[0], int):
+        widths = (tuple(widths),) * x.dim()
+    flat = [w for pair in reversed(widths) for w in pair]
+    return F.pad(x, flat)
+
+
+def einsum(spec, *operands):
+    return torch.einsum(spec, *operands)
+
+
+def onehot(labels, classes):
+    return F.one_hot(labels, classes).to(torch.get_default_dtype())
 
 
 def where(mask, a, b):
@@ -636,6 +710,14 @@ def pairwise(reference):
     return OpCase("pairwise", reference, extremes=LOGITS)
 
 
+def shaped(reference, *forms, differentiable=True):
+    """An op over arrays with forms of its own: (expression, parameters), the
+    parameters as in a def, `"x: [N, D], y: int[N]"`."""
+    return OpCase(
+        "shaped", reference, extremes=None, differentiable=differentiable, extra=tuple(forms)
+    )
+
+
 def _replace(case: OpCase, **changes) -> OpCase:
     return OpCase(**{**case.__dict__, **changes})
 
@@ -702,6 +784,44 @@ CASES: dict[str, OpCase] = {
     "!=":          comparison(operator.ne),
     # linear algebra, reductions, neural nets
     "transpose":     transposition(transpose),
+    "outer":         shaped(torch.outer, ("outer(a, b)", "a: [N], b: [D]"), ("outer(a, a) @ b", "a: [N], b: [N]")),
+    "einsum":        shaped(einsum, ('einsum("nd,dh->nh", a, b)', "a: [N, D], b: [D, H]"),
+                            ('einsum("ktd,ksd->kts", a, b)', "a: [K, N, D], b: [K, H, D]"),
+                            ('einsum("ij,j", a, b)', "a: [N, D], b: [D]"),
+                            ('einsum("ij->", a)', "a: [N, D]"),
+                            ('einsum("ij,k->ik", a, b)', "a: [N, D], b: [H]"),
+                            ('einsum("i,i,i", a, b, c)', "a: [D], b: [D], c: [D]"),
+                            ('einsum("nd->dn", a)', "a: [N, D]")),
+    "trace":         shaped(torch.trace, ("trace(x)", "x: [N, N]"), ("trace(x @ x.T)", "x: [N, D]")),
+    "diagonal":      shaped(torch.diagonal, ("diagonal(x)", "x: [N, N]"), ("diagonal(x) * 2", "x: [3, 5]"),
+                            ("diagonal(x @ x.T)", "x: [N, D]")),
+    # shapes
+    "reshape":       shaped(reshape, ("reshape(x, (D, N))", "x: [N, D]"), ("reshape(x, (-1,))", "x: [N, D]"),
+                            ("reshape(x, (N * D,))", "x: [N, D]"), ("reshape(x, (2, -1, 2))", "x: [4, 6]"),
+                            ("reshape(x, (N, D * H))", "x: [N, D, H]"), ("reshape(x, 12)", "x: [3, 4]")),
+    "expand_dims":   shaped(expand_dims, ("expand_dims(x, 0)", "x: [N, D]"), ("expand_dims(x, -1)", "x: [N, D]"),
+                            ("expand_dims(x, (0, 2))", "x: [D]"), ("expand_dims(x, 1) * y", "x: [N], y: [N, D]")),
+    "squeeze":       shaped(squeeze, ("squeeze(x)", "x: [N, 1, D, 1]"), ("squeeze(x, 1)", "x: [N, 1, D]"),
+                            ("squeeze(x, axis=(0, -1))", "x: [1, N, 1]")),
+    "swapaxes":      shaped(swapaxes, ("swapaxes(x, 0, 1)", "x: [N, D]"), ("swapaxes(x, 1, -1)", "x: [N, D, H]"),
+                            ("swapaxes(x, 2, 0) @ y", "x: [N, D, H], y: [N, K]")),
+    "broadcast_to":  shaped(broadcast_to, ("broadcast_to(x, (3, D))", "x: [D]"), ("broadcast_to(x, (N, 4)) * y", "x: [N, 1], y: [N, 4]"),
+                            ("broadcast_to(x, (2, N, D)) * y", "x: [1, D], y: [N, D]")),
+    "concatenate":   shaped(concatenate, ("concatenate((a, b))", "a: [N, D], b: [H, D]"),
+                            ("concatenate((a, b, a), axis=1)", "a: [N, D], b: [N, H]"),
+                            ("concatenate((a, b), axis=-1)", "a: [N], b: [D]")),
+    "stack":         shaped(stack, ("stack((a, b))", "a: [N, D], b: [N, D]"), ("stack((a, b, a), axis=1)", "a: [N], b: [N]"),
+                            ("stack((a, b), axis=-1)", "a: [N, D], b: [N, D]")),
+    "split":         shaped(split, ("split(x, 2)[1] * split(x, 2)[0]", "x: [8, D]"),
+                            ("split(x, 4, axis=1)[2]", "x: [N, 8]"), ("split(x, 2, axis=-1)[0]", "x: [N, D, 4]")),
+    "repeat":        shaped(repeat, ("repeat(x, 2, axis=0)", "x: [N, D]"), ("repeat(x, 3, axis=-1)", "x: [N, D]"),
+                            ("repeat(x, 2, 0)", "x: [N]")),
+    "tile":          shaped(tile, ("tile(x, 2)", "x: [N, D]"), ("tile(x, (2, 3))", "x: [N, D]"), ("tile(x, 3)", "x: [D]")),
+    "flip":          shaped(flip, ("flip(x)", "x: [N, D]"), ("flip(x, 1)", "x: [N, D]"), ("flip(x, axis=(0, -1))", "x: [N, D, H]")),
+    "pad":           shaped(pad, ("pad(x, 1)", "x: [N, D]"), ("pad(x, ((0, 0), (2, 1)))", "x: [N, D]"),
+                            ("pad(x, (1, 3))", "x: [D]")),
+    "onehot":        shaped(onehot, ("onehot(y, C) * x", "x: [N, C], y: int[N]"), ("onehot(y, C) @ w", "w: [C, D], y: int[N]"),
+                            differentiable=False),
     "sum":           reduction(reduce_sum),
     "mean":          reduction(reduce_mean),
     "max":           reduction(reduce_max, ties=True),
@@ -724,12 +844,12 @@ INTERNAL = {
     "name": "the identity that gives a value its name, and its gradient grad_<name>",
     "sign": "abs's derivative",
     "gelu_grad": "gelu's derivative",
-    "outer": "the gradient of a vector @ matrix product",
     "broadcast_like": "the gradient of a reduction, broadcast back",
-    "expand": "keepdims for a reduction's gradient (x[:, None]); svm_loss's margins",
     "size": "mean's divisor, read off an input's shape at run time",
     "count": "how many entries tie for max and min, which share its gradient",
-    "onehot": "the gradient of pick and cross_entropy",
+    "onehot_like": "the gradient of pick and cross_entropy",
+    "reshape_like": "the gradient of reshape: g.reshape(x.shape)",
+    "diag_grad": "the gradient of diagonal: zeros with g on the diagonal",
     "index_grad": "the gradient of x[...]: zeros with the gradient at the index",
 }
 
@@ -837,12 +957,21 @@ def _where_forms(name: str, case: OpCase) -> list[Form]:
 def _matmul_forms(name: str, case: OpCase) -> list[Form]:
     shapes = [(("N", "D"), ("D", "H")), (("D",), ("D", "H")), (("N", "D"), ("D",))]
     shapes += [(("D",), ("D",)), ((3, "D"), ("D", 2))]
+    # batched: the leading axes broadcast
+    shapes += [(("K", "N", "D"), ("K", "D", "H")), (("K", "N", "D"), ("D", "H"))]
+    shapes += [(("N", "D"), ("K", "D", "H")), ((1, "N", "D"), (2, "K", "D", "H"))]
     return [Form(name, _params("ab", s, (WIDE, WIDE)), "a @ b") for s in shapes]
 
 
 def _transpose_forms(name: str, case: OpCase) -> list[Form]:
     exprs = [("transpose(x)", ("N", "D")), ("x.T", ("N", "D")), ("x.T", ("D",))]
     exprs += [("transpose(x)", ("D",)), ("transpose(x)", ())]
+    exprs += [("transpose(x, (1, 0, 2))", ("N", "D", "H")), ("x.T", ("N", "D", "H"))]
+    exprs += [
+        ("transpose(x, (-1, 0, 1))", ("N", "D", "H")),
+        ("transpose(x, axes=None)", ("N", "D")),
+    ]
+    exprs += [("transpose(x, (0, 1))", ("N", "D"))]
     return [Form(name, (Param("x", shape),), expr) for expr, shape in exprs]
 
 
@@ -907,6 +1036,23 @@ def _labels_forms(name: str, case: OpCase) -> list[Form]:
     return forms + [Form(name, small, f"{name}(x, y)", classes=4)]
 
 
+def _parsed_params(text: str) -> tuple:
+    """`"x: [N, D], y: int[N], s"` as Params (int arrays are labels)."""
+    params = []
+    for part in re.split(r",\s*(?![^\[]*\])", text):
+        name, _, annotation = part.partition(":")
+        annotation = annotation.strip()
+        labels = annotation.startswith("int")
+        dims = re.findall(r"[A-Za-z_]\w*|\d+", annotation.removeprefix("int"))
+        shape = tuple(int(d) if d.isdigit() else d for d in dims)
+        params.append(Param(name.strip(), shape, None if labels else WIDE))
+    return tuple(params)
+
+
+def _shaped_forms(name: str, case: OpCase) -> list[Form]:
+    return [Form(name, _parsed_params(params), expr) for expr, params in case.extra]
+
+
 def _pairwise_forms(name: str, case: OpCase) -> list[Form]:
     shapes = [(("N", "C"), ("N", "C")), (("N",), ("N",)), ((), ()), (("N", "C"), ("C",))]
     return [Form(name, _params("ab", s, (WIDE, WIDE)), f"{name}(a, b)") for s in shapes]
@@ -924,6 +1070,7 @@ _FORMS = {
     "along_axis": _along_axis_forms,
     "labels": _labels_forms,
     "pairwise": _pairwise_forms,
+    "shaped": _shaped_forms,
 }
 
 FORMS: list[Form] = [form for name, case in CASES.items() for form in case.forms(name)]

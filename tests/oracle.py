@@ -114,6 +114,9 @@ def constructors(dtype: torch.dtype) -> dict[str, Callable]:
         "ones": lambda shape: torch.ones(_shape(shape), dtype=dtype),
         "full": lambda shape, value: torch.full(_shape(shape), _number(value), dtype=dtype),
         "eye": lambda n: torch.eye(int(n), dtype=dtype),
+        "onehot": lambda labels, classes: torch.nn.functional.one_hot(labels, int(classes)).to(
+            dtype
+        ),
         "zeros_like": lambda x: torch.zeros_like(_tensor(x)),
         "ones_like": lambda x: torch.ones_like(_tensor(x)),
         "arange": lambda *bounds: torch.arange(*(int(b) for b in bounds), dtype=torch.int64),

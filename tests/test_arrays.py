@@ -157,6 +157,7 @@ PAIR = "def g(x: [N, D]):\n    return x * 2, sin(x)\n\n"
 
 PROGRAMS = [
     # -- basic indexing: ints, negative indices, slices, steps
+    # op: index
     program("int_index_row", "x: [N, D]", "x[1] * x[-1]"),
     program("int_index_entry_times_array", "x: [N, D]", "x[1, 2] * x"),
     program("int_index_column", "x: [N, D]", "x[:, -1]"),
@@ -190,6 +191,7 @@ PROGRAMS = [
     program("mixed_int_slice_none_step", "t: [N, D, T]", "t[1, ::-1, None, -2:]"),
     program("mixed_ellipsis_none", "t: [N, D, T]", "t[..., None, 2] * t[:, :, 0, None]"),
     # -- dims as values, dim arithmetic in indices
+    # op: //
     program("mean_as_sum_over_dims", "x: [N, D]", "sum(x * x) / N + sum(x, axis=0) / D"),
     program("dims_in_arithmetic", "x: [N, D]", "x * (N * D) - x / (D // 2) + (N - 1) ** 2"),
     program("slice_by_dims", "x: [N, D]", "x[: N - 1, D - 2 :]"),
@@ -261,6 +263,7 @@ PROGRAMS = [
         ints={"y": "C"},
     ),
     # -- indexed assignment (functional)
+    # op: set_index
     program("set_row_of_zeros", "x: [N, D]", "out = zeros((N, D))", "out[1] = x[0] * 2", "out"),
     program("set_column_of_an_input", "x: [N, D], w: [N]", "x[:, 0] = w", "x * x"),
     program(
@@ -302,6 +305,7 @@ PROGRAMS = [
     ),
     program("set_twice_same_region", "x: [N, D], v: [D]", "x[1] = v", "x[1] = 2 * v * x[0]", "x"),
     # -- scatter-add and indexed augmented assignment
+    # op: add_at
     program(
         "scatter_add_repeated_ids",
         "ids: int[4], v: [4, D], w: [V, D]",
@@ -338,6 +342,13 @@ PROGRAMS = [
     program("aug_assign_keeps_old_alias", "x: [N, D], w: [D]", "b = x", "x += w", "b * x"),
     program("aug_assign_scalars", "a, b", "a += b * a", "a *= a", "a - b"),
     # -- constructors
+    # op: zeros
+    # op: ones
+    # op: full
+    # op: zeros_like
+    # op: ones_like
+    # op: arange
+    # op: eye
     program("zeros_plus_input", "x: [N, D]", "zeros((N, D)) + x"),
     program("ones_times_input", "x: [N, D]", "ones((N, D)) * x + ones((D,))"),
     program("full_of_a_number", "x: [N, D]", "full((N, D), 2.5) * x + full((1, D), -1)"),

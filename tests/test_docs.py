@@ -47,7 +47,11 @@ def callable_builtins() -> dict[str, tuple[tuple[str, ...] | None, dict]]:
     for spec in gradc.ops.OPS.values():
         if getattr(spec, "builtin", False):
             params = getattr(spec, "params", None)
-            found[spec.name] = (tuple(params) if params is not None else None, spec.attr_params)
+            # a keyword that must be given is a parameter without a default
+            required = tuple(k for k, v in spec.attr_params.items() if v == gradc.ops.REQUIRED)
+            keywords = {k: v for k, v in spec.attr_params.items() if k not in required}
+            params = tuple(params) + required if params is not None else None
+            found[spec.name] = (params, keywords)
     for name, composite in _composites().items():
         found[name] = (tuple(composite.params), composite.attr_params)
     return found
@@ -61,6 +65,8 @@ def documented_signatures(text: str) -> dict[str, list[tuple[str, list[str], dic
         try:
             args = ast.parse(f"def {sig}: pass").body[0].args
             plain = [a.arg for a in args.args[: len(args.args) - len(args.defaults)]]
+            if args.vararg is not None:  # einsum(spec, *operands)
+                plain.append("*" + args.vararg.arg)
             keywords = {
                 a.arg: ast.literal_eval(d)
                 for a, d in zip(args.args[len(plain) :], args.defaults, strict=True)

@@ -161,7 +161,7 @@ def _key_of(name, arity=None):
     ("row", "reported"),
     [
         (_fake_row("cube", builtin=True), "gradc's op 'cube' has no case"),
-        (_fake_row("//", arity=2), "gradc's op '//' has no case"),
+        (_fake_row("%", arity=2), "gradc's op '%' has no case"),
         (_fake_row("cube_grad"), "internal op 'cube_grad' is in neither"),
     ],
     ids=["builtin", "operator", "internal"],

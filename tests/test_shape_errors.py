@@ -138,11 +138,11 @@ BAD = [
         "scalar",
     ),
     bad(
-        "matmul_of_3d",
-        "def f(T: [N, D, H], W: [H, C]):\n    return T @ W\n",
-        (2, "T @ W"),
+        "matmul_of_3d_and_1d",
+        "def f(T: [N, D, H], v: [H]):\n    return T @ v\n",
+        (2, "T @ v"),
         "[N, D, H]",
-        "[H, C]",
+        "[H]",
     ),
     # -- .T / transpose misused
     bad(

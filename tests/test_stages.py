@@ -144,7 +144,7 @@ def test_top_level_constants_are_folded():
         ("def f(x):\n    return x\ndef f(y):\n    return y\n", "def 'f' is defined twice", None),
         ("def f(x: [N], y: [M]):\n    return x + y\n", "shapes [N] and [M] do not broadcast", None),
         ("def f(x):\n    return leaky_relu(x, alpha=x)\n", "'alpha' must be a number", None),
-        ("def f(x):\n    return x @ x\n", "'@' takes 1-D or 2-D operands", None),
+        ("def f(x):\n    return x @ x\n", "'@' takes arrays; the left operand is a scalar", None),
         (
             "def f(x: [N]):\n    return sum(x, axis=1)\n",
             "axis 1 is out of range for shape [N]",

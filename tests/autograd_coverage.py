@@ -1,0 +1,241 @@
+"""gradc's coverage of HIPS autograd's NumPy: one line per NumPy function that
+autograd's `autograd/numpy/numpy_vjps.py` gives a VJP or declares
+non-differentiable, saying what gradc has for it.
+
+- `built(name)`: gradc has it, under that name: a built-in (`"exp"`), an
+  operator (`"/"`), or a syntax form (`"-x"`, `"x.T"`);
+- `planned(name, issue=...)`: the language's Version 2 promises it under that
+  name, and gradc does not have it yet; `tests/test_coverage.py` fails once it
+  lands, so that its line here becomes `built`;
+- `out(reason)`: not in the language, for the one-line reason given; the same
+  row is in docs/language.md's section "Out of scope (compared with autograd's
+  NumPy)".
+
+`note` says how gradc's function differs from NumPy's where it matters.
+
+Only the names of NumPy functions are taken from autograd, in the order of its
+file. autograd's internal primitives are listed under the NumPy function they
+implement (`_primitive_mean` as `mean`, `concatenate_args` as `concatenate`,
+`_astype` as `ndarray.astype`, `array_from_args` and
+`_array_from_scalar_or_array` as `array`); the VJPs of its own helpers (the
+adjoints of `dot` and `tensordot`, `untake`, `make_diagonal`) are not NumPy
+functions and are not listed. `tests/test_coverage.py` checks the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+AUTOGRAD_FILE = "autograd/numpy/numpy_vjps.py"
+AUTOGRAD_COMMIT = "bff107b8d71a444a1160deade3e1cbd0b92f4fa6"  # HIPS/autograd, 2026-08-04
+
+COMPLEX = "complex numbers: gradc is real-valued"
+
+
+@dataclass(frozen=True)
+class Built:
+    name: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Planned:
+    name: str
+    issue: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Out:
+    reason: str
+
+
+def built(name: str, note: str = "") -> Built:
+    return Built(name, note)
+
+
+def planned(name: str, *, issue: int, note: str = "") -> Planned:
+    return Planned(name, issue, note)
+
+
+def out(reason: str) -> Out:
+    return Out(reason)
+
+
+# fmt: off
+COVERAGE = {
+    # ---- autograd's non-differentiable functions (no gradient flows through them)
+    "floor": planned("floor", issue=11),
+    "ceil": planned("ceil", issue=11),
+    "round": planned("round", issue=11),
+    "rint": planned("round", issue=11, note="np.round also rounds halves to even"),
+    "around": planned("round", issue=11),
+    "fix": out("rounding toward zero is not a built-in (floor, ceil and round are planned)"),
+    "trunc": out("rounding toward zero is not a built-in (floor, ceil and round are planned)"),
+    "all": out("a reduction to one bool: there is no data-dependent control flow to use it in"),
+    "any": out("a reduction to one bool: there is no data-dependent control flow to use it in"),
+    "argmax": planned("argmax", issue=11),
+    "argmin": planned("argmin", issue=11),
+    "argpartition": out("sorting is not in the language: no op orders data by its values"),
+    "argsort": out("sorting is not in the language: no op orders data by its values"),
+    "argwhere": out("its shape depends on the data; gradc knows every shape at compile time"),
+    "nonzero": out("its shape depends on the data; gradc knows every shape at compile time"),
+    "flatnonzero": out("its shape depends on the data; gradc knows every shape at compile time"),
+    "count_nonzero": out("not a built-in: write `sum(x != 0)`; the sum of a mask counts its true entries"),
+    "searchsorted": out("searching sorted data is not in the language: no op finds indices by value"),
+    "sign": planned("sign", issue=11),
+    "ndim": out("shapes are fixed by the declared types at compile time; there is no run-time query"),
+    "shape": out("shapes are fixed by the declared types at compile time; there is no run-time query"),
+    "floor_divide": out("`//` is not an operator on values: its derivative is zero wherever it exists"),
+    "logical_and": out("no boolean operators: `(a > 0) * (b > 0)` is the mask of both"),
+    "logical_or": out("no boolean operators: `maximum(a > 0, b > 0)` is the mask of either"),
+    "logical_not": out("no boolean operators: `1 - mask` negates a mask"),
+    "logical_xor": out("no boolean operators: `(a > 0) != (b > 0)` is the mask of exactly one"),
+    "isfinite": out("not a built-in: `abs(x) < 1e999` is the mask (`1e999` is infinity)"),
+    "isinf": out("not a built-in: `abs(x) == 1e999` is the mask (`1e999` is infinity)"),
+    "isnan": out("not a built-in: `x != x` is the mask"),
+    "isneginf": out("not a built-in: `x == -1e999` is the mask (`1e999` is infinity)"),
+    "isposinf": out("not a built-in: `x == 1e999` is the mask (`1e999` is infinity)"),
+    "allclose": out("a test giving one bool: there is no data-dependent control flow to use it in"),
+    "isclose": out("not a built-in: `abs(a - b) <= 1e-08 + 1e-05 * abs(b)` is the mask"),
+    "array_equal": out("a test giving one bool: there is no data-dependent control flow to use it in"),
+    "array_equiv": out("a test giving one bool: there is no data-dependent control flow to use it in"),
+    "greater": built(">"),
+    "greater_equal": built(">="),
+    "less": built("<"),
+    "less_equal": built("<="),
+    "equal": built("=="),
+    "not_equal": built("!="),
+    "iscomplexobj": out(COMPLEX),
+    "iscomplex": out(COMPLEX),
+    "size": out("shapes are fixed by the declared types at compile time; there is no run-time query"),
+    "isscalar": out("whether a value is a scalar is fixed by its declared type at compile time"),
+    "isreal": out(COMPLEX),
+    "zeros_like": planned("zeros_like", issue=11),
+    "ones_like": planned("ones_like", issue=11),
+    "empty_like": out("uninitialised memory is not in the language: every value gradc makes is defined"),
+    "full_like": out("not a built-in: `full(shape, value)` with the dims of x (full is planned)"),
+    "result_type": out("dtypes are fixed by the declared types at compile time; there is no run-time query"),
+    # ---- constant with respect to continuous inputs
+    "nan_to_num": out("not a built-in: `where(abs(x) < 1e999, x, 0.0)` zeroes NaN and infinities"),
+    # ---- binary ufuncs
+    "add": built("+"),
+    "multiply": built("*"),
+    "subtract": built("-"),
+    "divide": built("/"),
+    "maximum": built("maximum"),
+    "minimum": built("minimum"),
+    "fmax": out("the NaN-ignoring maximum: gradc has no NaN semantics; `maximum` agrees on numbers"),
+    "fmin": out("the NaN-ignoring minimum: gradc has no NaN semantics; `minimum` agrees on numbers"),
+    "logaddexp": out("not a built-in: write `maximum(a, b) + log1p(exp(-abs(a - b)))`, as stable"),
+    "logaddexp2": out("not a built-in: `maximum(a, b) + log1p(exp(-c * abs(a - b))) / c` with `c = log(2)`"),
+    "true_divide": built("/"),
+    "mod": out("there is no `%` operator: write `x - y * floor(x / y)` (floor is planned)"),
+    "remainder": out("there is no `%` operator: write `x - y * floor(x / y)` (floor is planned)"),
+    "power": built("**"),
+    "arctan2": planned("arctan2", issue=11),
+    "hypot": out("not a built-in: write `sqrt(a * a + b * b)`, which overflows above about 1e154"),
+    # ---- elementwise
+    "negative": built("-x"),
+    "abs": built("abs"),
+    "absolute": built("abs"),
+    "fabs": built("abs"),
+    "reciprocal": planned("reciprocal", issue=11),
+    "exp": built("exp"),
+    "exp2": planned("exp2", issue=11),
+    "expm1": built("expm1"),
+    "log": built("log"),
+    "log2": planned("log2", issue=11),
+    "log10": planned("log10", issue=11),
+    "log1p": built("log1p"),
+    "sin": built("sin"),
+    "cos": built("cos"),
+    "tan": built("tan"),
+    "arcsin": planned("arcsin", issue=11),
+    "arccos": planned("arccos", issue=11),
+    "arctan": planned("arctan", issue=11),
+    "sinh": planned("sinh", issue=11),
+    "cosh": planned("cosh", issue=11),
+    "tanh": built("tanh"),
+    "arcsinh": planned("arcsinh", issue=11),
+    "arccosh": out("not a built-in: write `log(x + sqrt(x * x - 1))`"),
+    "arctanh": out("not a built-in: write `0.5 * (log1p(x) - log1p(-x))`"),
+    "rad2deg": out("a constant factor: write `x * 57.29577951308232` (180 / pi)"),
+    "degrees": out("a constant factor: write `x * 57.29577951308232` (180 / pi)"),
+    "deg2rad": out("a constant factor: write `x * 0.017453292519943295` (pi / 180)"),
+    "radians": out("a constant factor: write `x * 0.017453292519943295` (pi / 180)"),
+    "square": built("square"),
+    "sqrt": built("sqrt"),
+    "sinc": out("not a built-in: write `sin(pi * x) / (pi * x)` with a constant `pi` (0 / 0 at x = 0)"),
+    # ---- shapes
+    "reshape": planned("reshape", issue=11),
+    "roll": out("a cyclic shift is not a built-in: concatenate two slices (both planned)"),
+    "array_split": out("unequal sections: `split` (planned) cuts k equal sections only"),
+    "split": planned("split", issue=11),
+    "vsplit": planned("split", issue=11, note="split(x, k, axis=0)"),
+    "hsplit": planned("split", issue=11, note="split(x, k, axis=1) for 2-D and higher"),
+    "dsplit": planned("split", issue=11, note="split(x, k, axis=2)"),
+    "ravel": planned("reshape", issue=11, note="reshape(x, (-1,))"),
+    "expand_dims": planned("expand_dims", issue=11),
+    "squeeze": planned("squeeze", issue=11),
+    "diag": planned("diagonal", issue=11, note="of a 2-D array; of a 1-D v, eye(N) * v"),
+    "flipud": planned("flip", issue=11, note="flip(x, 0)"),
+    "fliplr": planned("flip", issue=11, note="flip(x, 1)"),
+    "rot90": out("not a built-in: `rot90(x)` is `flip(x, 1).T` (flip is planned)"),
+    "trace": planned("trace", issue=11),
+    "full": planned("full", issue=11, note="value is a constant: add a differentiable value to zeros"),
+    "triu": out("not a built-in: write `x * (arange(N)[:, None] <= arange(M))` (both planned)"),
+    "tril": out("not a built-in: write `x * (arange(N)[:, None] >= arange(M))` (both planned)"),
+    "clip": planned("clip", issue=11, note="gradient 1 at the bounds, as torch.clamp; autograd's is 0"),
+    "swapaxes": planned("swapaxes", issue=11),
+    "moveaxis": out("not a built-in: write `transpose(x, axes)` with the permutation (axes is planned)"),
+    "real_if_close": out(COMPLEX),
+    "real": out(COMPLEX),
+    "imag": out(COMPLEX),
+    "conj": out(COMPLEX),
+    "conjugate": out(COMPLEX),
+    "angle": out(COMPLEX),
+    "where": built("where"),
+    "cross": out("the 3-vector cross product is not a built-in: write its components (indexing is planned)"),
+    "linspace": out("not a built-in: write `start + (stop - start) * arange(n) / (n - 1)` (arange is planned)"),
+    "ndarray.astype": out("there are no casts: dtypes are declared on inputs and promote as NumPy's"),
+    "rollaxis": out("not a built-in: write `transpose(x, axes)` with the permutation (axes is planned)"),
+    "diff": out("not a built-in: write `x[1:] - x[:-1]` (slicing is planned)"),
+    "gradient": out("finite differences of data are not a built-in: write them with slices (planned)"),
+    "repeat": planned("repeat", issue=11),
+    "tile": planned("tile", issue=11),
+    "kron": out("not a built-in: reshape an einsum outer product (both planned)"),
+    "transpose": built("transpose", note="2-D; transpose(x, axes) is planned"),
+    "broadcast_to": planned("broadcast_to", issue=11),
+    # ---- reductions
+    "sum": built("sum"),
+    "mean": built("mean"),
+    "prod": planned("prod", issue=11),
+    "var": planned("var", issue=11),
+    "std": planned("std", issue=11),
+    "max": built("max"),
+    "min": built("min"),
+    "amax": built("max"),
+    "amin": built("min"),
+    "cumsum": planned("cumsum", issue=11),
+    # ---- linear algebra
+    "inner": built("@", note="1-D operands; for higher ranks, einsum (planned)"),
+    "matmul": built("@", note="1-D and 2-D; batched matmul is planned"),
+    "dot": built("@", note="1-D and 2-D, where dot is matmul"),
+    "tensordot": planned("einsum", issue=11),
+    "outer": planned("outer", issue=11),
+    "concatenate": planned("concatenate", issue=11),
+    "sort": out("sorting is not in the language: no op orders data by its values"),
+    "msort": out("removed in NumPy 2, which gradc requires; sorting is not in the language"),
+    "partition": out("sorting is not in the language: no op orders data by its values"),
+    "atleast_1d": out("ranks are declared: add axes with `expand_dims` or `x[None]` (planned)"),
+    "atleast_2d": out("ranks are declared: add axes with `expand_dims` or `x[None]` (planned)"),
+    "atleast_3d": out("ranks are declared: add axes with `expand_dims` or `x[None]` (planned)"),
+    "einsum": planned("einsum", issue=11),
+    "diagonal": planned("diagonal", issue=11),
+    "array": planned("stack", issue=11, note="np.array of values is stack((a, b, ...))"),
+    # ---- indexing
+    "ndarray.__getitem__": planned("x[i]", issue=11),
+    "pad": planned("pad", issue=11),
+}
+# fmt: on

@@ -301,6 +301,9 @@ class _Lowering:
         (its line in the generated code); a dim or a tuple stays as it is."""
         if isinstance(value, (_Dim, _Tuple)):
             return value
+        number = constant_value(value) if isinstance(value, Node) else None
+        if isinstance(number, int) and not isinstance(number, bool):
+            return _Dim(number, pos)  # `d = 2` is a size too: x[:, :d], zeros((N, d))
         return self.graph.name(self._label(name), self._as_node(value), pos=pos)
 
     def _returned(self, value, stmt: S.Return):
@@ -339,7 +342,7 @@ class _Lowering:
             self._node(stmt.target, [], scope, ())  # undefined name: its error
         if not isinstance(old, Node):
             raise CompileError(f"'{name}' is not an array: it cannot be assigned into", stmt.pos)
-        index, rest = self._index(old, items, stmt.pos)
+        index, rest = self._index(old, items, stmt.pos, [i.pos for i in stmt.indices])
         op = Op.ADD_AT if stmt.op == "+" else Op.SET_INDEX
         value = self._as_node(value)
         if value.dtype in ("f32", "f64") and old.dtype == "int":
@@ -409,7 +412,7 @@ class _Lowering:
             if isinstance(x, _Tuple):
                 return self._tuple_item(x, args[1:], e)
             x = self._as_node(x)
-            index, rest = self._index(x, args[1:], e.pos)
+            index, rest = self._index(x, args[1:], e.pos, [i.pos for i in e.indices])
             return g.op(Op.INDEX, x, *rest, pos=e.pos, index=index)
         if isinstance(e, S.Unary):
             if isinstance(args[0], _Dim):
@@ -505,9 +508,10 @@ class _Lowering:
             )
         return t.items[k]
 
-    def _index(self, x: Node, items, pos: Pos):
+    def _index(self, x: Node, items, pos: Pos, where: list[Pos]):
         """The entries of x[items] (see ops.index_shape) and their argument
-        nodes, `...` expanded; shapes and ranges are checked by the op."""
+        nodes, `...` expanded; shapes and ranges are checked by the op.
+        `where`: the position of each item in the source."""
         if not x.shape:
             raise CompileError("a scalar cannot be indexed", pos)
         ellipses = [i for i, it in enumerate(items) if _is_static(it, Ellipsis)]
@@ -520,7 +524,7 @@ class _Lowering:
             )
         full = (None, None, None)
         entries, rest = [], []
-        for item in items:
+        for item, item_pos in zip(items, where):
             if _is_static(item, Ellipsis):
                 entries += [("slice", *full)] * (len(x.shape) - taken)
             elif _is_static(item, None):
@@ -531,7 +535,7 @@ class _Lowering:
                     if b is None:
                         statics.append(None)
                         continue
-                    static, node = self._integer(b, "a slice bound")
+                    static, node = self._integer(b, "a slice bound", item.pos)
                     statics.append(static)
                     rest.append(node)
                 entries.append(("slice", *statics))
@@ -541,19 +545,20 @@ class _Lowering:
                         kind = "a mask" if item.dtype == "bool" else "float values"
                         raise CompileError(
                             f"an array index must hold integers, not {kind}",
-                            item.pos,
+                            item_pos,
                             "declare it int[...]; for a mask, use where(mask, a, b)",
                         )
                     entries.append(("array",))
                     rest.append(item)
                     continue
-                static, node = self._integer(item, "an index")
+                static, node = self._integer(item, "an index", item_pos)
                 entries.append(("int", static))
                 rest.append(node)
         return tuple(entries), rest
 
-    def _integer(self, v, what: str):
-        """(compile-time size or None, node) of an integer index or bound."""
+    def _integer(self, v, what: str, where: Pos | None = None):
+        """(compile-time size or None, node) of an integer index or bound;
+        `where`: its place in the source, for an error."""
         if isinstance(v, _Dim):
             return v.value, self._dim_node(v.value, v.pos)
         if isinstance(v, Node):
@@ -562,7 +567,7 @@ class _Lowering:
                 return k, v
             if k is None and v.dtype == "int" and not v.shape:
                 return None, v  # an integer known only at run time
-        pos = getattr(v, "pos", None)
+        pos = where or getattr(v, "pos", None)
         shown = f" (got {constant_value(v)!r})" if isinstance(v, Node) and v.op is Op.CONST else ""
         raise CompileError(
             f"{what} must be an integer{shown}",
@@ -576,7 +581,8 @@ class _Lowering:
         items = v.items if isinstance(v, _Tuple) else (v,)
         shape, nodes = [], []
         for item in items:
-            static, node = self._integer(item, f"{e.func}(): a shape entry")
+            item_pos = getattr(item, "pos", None) or getattr(v, "pos", None) or e.pos
+            static, node = self._integer(item, f"{e.func}(): a shape entry", item_pos)
             if allow_minus_one and static == -1:
                 shape.append(-1)
                 nodes.append(node)
@@ -584,7 +590,7 @@ class _Lowering:
             if static is None or isinstance(static, int) and static < 0:
                 raise CompileError(
                     f"{e.func}(): a shape entry must be a dim or a non-negative integer",
-                    getattr(item, "pos", e.pos),
+                    item_pos,
                 )
             shape.append(static)
             nodes.append(node)

@@ -560,21 +560,25 @@ def index_shape(shape, index, arrays, pos):
         d = shape[axis]
         if kind == "int":
             k = e[1]
-            if isinstance(d, int) and isinstance(k, int) and not -d <= k < d:
+            past = k is not None and (
+                isinstance(d, int) and isinstance(k, int) and not -d <= k < d
+                or _always_outside(k, d)
+            )
+            if past:
                 raise CompileError(
                     f"index {k} is out of range for axis {axis} of size {d} "
                     f"(shape {format_shape(shape)})",
                     pos,
-                    f"the valid indices are {-d} to {d - 1}",
+                    f"the valid indices are {dims.neg(d)} to {dims.sub(d, 1)}",
                 )
         elif kind == "slice":
             n = slice_length(d, *e[1:], pos)
-            if isinstance(n, int) and n == 0 and isinstance(d, int):
+            if isinstance(n, int) and n <= 0:
                 bounds = _bound_text(["" if b is None else str(b) for b in e[1:]])
                 raise CompileError(
                     f"slice [{bounds}] of axis {axis} (size {d}) is empty",
                     pos,
-                    f"the axis has indices 0 to {d - 1}; NumPy would give an empty array",
+                    f"the axis has indices 0 to {dims.sub(d, 1)}; NumPy would give an empty array",
                 )
             out.append(n)
         else:  # array
@@ -607,6 +611,15 @@ def entry_arguments(index, rest):
 
 def _arrays(index, rest):
     return [a[0].shape for e, a in entry_arguments(index, rest) if e[0] == "array"]
+
+
+def _always_outside(k, d) -> bool:
+    """Whether index k is out of range for every size of dim d (x[N], x[N + 1])."""
+    if isinstance(k, int) and isinstance(d, int):
+        return False
+    beyond = dims.sub(k, d)  # k - d >= 0: past the end
+    before = dims.add(k, d)  # k + d < 0: before the start
+    return isinstance(beyond, int) and beyond >= 0 or isinstance(before, int) and before < 0
 
 
 def _index(args, attrs, pos):

@@ -110,6 +110,18 @@ def _add_identities(graph, a, b):
     return None
 
 
+def _add_into_region(graph, a, b):
+    # a + (zeros with g at idx) -> a with g added at idx: `grad_z[:, 6:] += grad_g`
+    # rather than a zero array per slice (adding the zeros is exact)
+    for base, region in ((a, b), (b, a)):
+        if region.op is Op.INDEX_GRAD and base.shape == region.shape and base.shape:
+            if base.dtype != region.dtype:
+                continue
+            g, _like, *rest = region.args
+            return graph.make(Op.ADD_AT, (base, g, *rest), region.attrs)
+    return None
+
+
 def _sub_identities(graph, a, b):
     if is_constant(b, 0):
         return a  # x - 0 -> x
@@ -249,7 +261,7 @@ def _rebroadcast(graph, value, like, attrs):
 
 _RULES = {
     Op.WHERE: (_where_known,),
-    Op.ADD: (_add_identities, _lift_broadcast(Op.ADD)),
+    Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region),
     Op.SUB: (_sub_identities, _lift_broadcast(Op.SUB)),
     Op.MUL: (_mul_identities, _lift_broadcast(Op.MUL)),
     Op.DIV: (_div_identities, _lift_broadcast(Op.DIV)),

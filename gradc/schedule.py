@@ -120,7 +120,15 @@ def schedule(
         value = adjoint_of.get(node.id)
         reused = _reusable_base(node, sched, uses)
         if reused is not None:
-            # out[:, t] = h updates out's array: nothing else reads the old value
+            # out[:, t] = h updates out's array: nothing else reads the old value.
+            # A temporary updated into a named value takes the name from its start.
+            name = None
+            if value is not None and value.id in sched.var:
+                name = "grad_" + sched.var[value.id]
+            elif node.id in owner:
+                name = owner[node.id].attr("label")
+            if name is not None and reused not in sched.names:
+                reused = _rename(sched, reused, namer.claim(name))
             sched.var[node.id] = reused
         elif value is not None and value.id in sched.var:
             sched.var[node.id] = namer.claim("grad_" + sched.var[value.id])
@@ -149,6 +157,17 @@ def schedule(
             continue
         sched.lines.append(Line(sched.var[node.id], node))
     return sched
+
+
+def _rename(sched: Schedule, old: str, new: str) -> str:
+    """Give the array held in `old` (a temporary) the variable `new` everywhere."""
+    for node_id, var in sched.var.items():
+        if var == old:
+            sched.var[node_id] = new
+    for line in sched.lines:
+        if line.var == old:
+            line.var = new
+    return new
 
 
 def _reusable_base(node: Node, sched: Schedule, uses: dict[int, int]) -> str | None:

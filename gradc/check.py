@@ -126,6 +126,9 @@ def _check_def(fn, d, generated, dims, at, seed) -> DefResult:
     forward = getattr(generated, f"{d.name}_forward")
     backward = getattr(generated, f"{d.name}_backward")
     flat = getattr(generated, f"{d.name}_grad", None)
+    flat_reference = None  # what f_grad must equal: f_backward's grads at seed 1
+    if fn.several:
+        f, forward, backward, flat_reference = _one_output(fn, f, forward, backward)
 
     # every float input fixed by --at: the point is the user's, drawing again cannot help
     fixed = bool(at) and all(name in at for name, _, dtype in params if dtype != "int")
@@ -170,13 +173,56 @@ def _check_def(fn, d, generated, dims, at, seed) -> DefResult:
         where = "the point given with --at is" if at else "every point tried is"
         result.note = f"{where} within h of a kink; differences there are unreliable"
     flat_grads = flat(*args)[1] if flat is not None else grads
-    for k, grad, num, same in zip(wrt, grads, numeric, flat_grads, strict=True):
+    expected = flat_reference(*args) if flat_reference and flat is not None else grads
+    for k, grad, num, same, want in zip(wrt, grads, numeric, flat_grads, expected, strict=True):
         error, worst = _max_error(grad, num, floor)
-        flat_error, _ = _max_error(same, grad, floor)
+        flat_error, _ = _max_error(same, want, floor)
         error = max(error, flat_error)
         ok = error <= TOLERANCE and np.shape(grad) == np.shape(args[k])
         result.inputs.append(InputResult(params[k][0], _shown(params[k]), error, worst, ok))
     return result
+
+
+def _one_output(fn, f, forward, backward):
+    """A def with several outputs checked as one: its float outputs flattened
+    into one array, and one upstream gradient split back into a gradient per
+    output (None for an integer one). f_grad (the first output's gradients)
+    is compared with f_backward seeded with 1 for the first output alone."""
+    floats = [o.dtype not in ("int", "bool") for o in fn.outputs]
+
+    def joined(outs):
+        parts = [np.ravel(o) for o, keep in zip(outs, floats) if keep]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def split(grad_output, outs):
+        seeds, start = [], 0
+        for o, keep in zip(outs, floats):
+            if not keep:
+                seeds.append(None)
+                continue
+            n = int(np.size(o))
+            part = np.reshape(grad_output[start : start + n], np.shape(o))
+            seeds.append(part if np.shape(o) else float(part))
+            start += n
+        return seeds
+
+    def joined_f(*args):
+        return joined(f(*args))
+
+    def joined_forward(*args):
+        outs, cache = forward(*args)
+        return joined(outs), (outs, cache)
+
+    def joined_backward(grad_output, both):
+        outs, cache = both
+        return backward(*split(np.atleast_1d(grad_output), outs), cache)
+
+    def first_only(*args):
+        """f_backward's gradients of the first output alone: what f_grad returns."""
+        outs, cache = forward(*args)
+        return backward(1.0, *[None] * (len(outs) - 1), cache)
+
+    return joined_f, joined_forward, joined_backward, first_only
 
 
 def _shape(param, dims: dict[str, int]) -> tuple[int, ...]:

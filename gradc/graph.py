@@ -95,7 +95,7 @@ def graph_dot(
         wants_values = at is not None or bool(dims)
         values = _Point(fn, at or {}, dims or {}, seed) if wants_values else None
         drawing = _Drawing(fn, values)
-        drawing.forward(_schedule_of(fn, [fn.output], reserved))
+        drawing.forward(_schedule_of(fn, fn.outputs, reserved))
         if backward:
             # the function whose code gradc generates for the gradients:
             # f_grad's for a scalar output, f_backward's otherwise
@@ -256,7 +256,7 @@ def _tapped(fn: Function, edges: set[tuple[int, int]]) -> tuple[Function, dict, 
     graph = Graph()
     new: dict[int, Node] = {}
     taps: dict[tuple[int, int], str] = {}
-    for node in reachable(fn.output, *fn.inputs):
+    for node in reachable(*fn.outputs, *fn.inputs):
         args = []
         for i, arg in enumerate(node.args):
             copied = new[arg.id]
@@ -271,6 +271,8 @@ def _tapped(fn: Function, edges: set[tuple[int, int]]) -> tuple[Function, dict, 
         [new[x.id] for x in fn.inputs],
         new[fn.output.id],
         [new[x.id] for x in fn.wrt],
+        others=[new[o.id] for o in fn.others],
+        tuple_output=fn.tuple_output,
     )
     return copy, new, taps
 
@@ -357,7 +359,7 @@ class _Drawing:
         fn = self.fn
         section = _Section("forward", f"forward: {fn.name}")
         self.sections.append(section)
-        nodes = reachable(fn.output)
+        nodes = reachable(*fn.outputs)
         shown = _shown_nodes(nodes, sched)
         drawn = [n for n in nodes if n.id in shown and n.op is not Op.CONST]
         edges = [(u, i, a) for u in drawn for i, a in enumerate(u.args)]
@@ -367,9 +369,10 @@ class _Drawing:
         if self.point is not None:
             tappable = {(u.id, i) for u, i, a in edges if a.op is not Op.CONST}
             copy, new, taps = _tapped(fn, tappable)
-            copy = differentiate(copy)  # the same node ids, gradients added
+            # the same node ids, gradients added (of the first output)
+            copy = differentiate(copy, first_only=True)
             tap_grads = _tap_gradients(copy.graph, taps)
-            computed = self.point.evaluate(copy, [copy.output, *tap_grads.values()])
+            computed = self.point.evaluate(copy, [*copy.outputs, *tap_grads.values()])
             values = {n.id: computed[new[n.id].id] for n in nodes}
             edge_grads = {e: computed[g.id] for e, g in tap_grads.items()}
 
@@ -386,16 +389,21 @@ class _Drawing:
             label = self._edge_label(a, values, edge_grads.get(edge), edge in edge_grads)
             section.lines.append(_edge_statement(f"n{source.id}", f"n{u.id}", label))
 
-        # the output leaves the graph on an edge of its own, seeded with 1
-        out = _resolve(fn.output, shown)
-        source_id = f"n{out.id}"
-        if out.op is Op.CONST:
-            source_id = "nc_out"
-            section.lines.append(_const_statement(source_id, out))
-        section.lines.append(f"out [label={quote('output')}, shape=plaintext];")
-        seed = self.point.seed_value if self.point else None
-        label = self._edge_label(fn.output, values, seed, self.point is not None)
-        section.lines.append(_edge_statement(source_id, "out", label))
+        # each output leaves the graph on an edge of its own; the first is
+        # seeded with 1 (the gradients drawn are the first output's)
+        for k, output in enumerate(fn.outputs):
+            out = _resolve(output, shown)
+            source_id = f"n{out.id}"
+            suffix = "" if k == 0 else str(k)
+            if out.op is Op.CONST:
+                source_id = f"nc_out{suffix}"
+                section.lines.append(_const_statement(source_id, out))
+            shown_name = "output" if not fn.several else f"output {k}"
+            section.lines.append(f"out{suffix} [label={quote(shown_name)}, shape=plaintext];")
+            seed = self.point.seed_value if self.point and k == 0 else None
+            has_grad = self.point is not None and k == 0
+            label = self._edge_label(output, values, seed, has_grad)
+            section.lines.append(_edge_statement(source_id, f"out{suffix}", label))
 
     def _edge_label(self, value_node: Node, values, grad, has_grad: bool) -> str | None:
         if self.point is None:
@@ -416,7 +424,7 @@ class _Drawing:
         section = _Section("backward", f"backward: {self.fn.name}{suffix}, as generated")
         self.sections.append(section)
         nodes = reachable(*fn.roots())
-        forward_ids = {n.id for n in reachable(fn.output)}
+        forward_ids = {n.id for n in reachable(*fn.outputs)}
         shown = _shown_nodes(nodes, sched)
         drawn = [
             n for n in nodes if n.id not in forward_ids and n.id in shown and n.op is not Op.CONST

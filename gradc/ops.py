@@ -561,7 +561,9 @@ def index_shape(shape, index, arrays, pos):
         if kind == "int":
             k = e[1]
             past = k is not None and (
-                isinstance(d, int) and isinstance(k, int) and not -d <= k < d
+                isinstance(d, int)
+                and isinstance(k, int)
+                and not -d <= k < d
                 or _always_outside(k, d)
             )
             if past:

@@ -230,3 +230,45 @@ def test_the_dims_not_given_keep_their_default_sizes(capsys, dims, shown):
     code, out, _ = check(capsys, REPO / "examples/two_layer_net.grad", *argv)
     assert code == 0, out
     assert header(out) == f"two_layer_net ({shown})"
+
+
+SEVERAL = """def pair(x: [N, D], W: [D, H]):
+    h = x @ W
+    return sum(h[:, 1:] * h[:, :-1]), tanh(h)
+"""
+
+
+def test_a_def_with_several_outputs_is_checked_whole(capsys, tmp_path):
+    source = tmp_path / "several.grad"
+    source.write_text(SEVERAL)
+    code, out, _ = check(capsys, source)
+    assert code == 0, out
+    assert "W" in out and "ok" in out
+
+
+def test_a_wrong_gradient_of_a_second_output_fails(capsys, monkeypatch, tmp_path):
+    # tanh' = 1 + y**2 instead of 1 - y**2: only the second output uses it
+    wrong = replace(OPS[Op.TANH], grad=lambda g, y, x: (g * (1 + y**2),))
+    monkeypatch.setitem(OPS, Op.TANH, wrong)
+    source = tmp_path / "several.grad"
+    source.write_text(SEVERAL)
+    code, out, _ = check(capsys, source)
+    assert code == 1, out
+    assert "FAILED: pair: x, W" in out
+
+
+def test_a_wrong_slice_gradient_fails(capsys, monkeypatch, tmp_path):
+    # the slice's gradient put at the wrong place: x[1:] read, x[:-1] written
+    from gradc.ops import _index_grad_rule
+
+    def shifted(g, y, x, *rest, index):
+        flipped = tuple(
+            ("slice", None, -1, None) if e == ("slice", 1, None, None) else e for e in index
+        )
+        return _index_grad_rule(g, y, x, g.graph.constant(-1), index=flipped)
+
+    monkeypatch.setitem(OPS, Op.INDEX, replace(OPS[Op.INDEX], grad=shifted))
+    source = tmp_path / "slice.grad"
+    source.write_text("def f(x: [N]):\n    return sum(x[1:] * x[1:])\n")
+    code, out, _ = check(capsys, source)
+    assert code == 1, out

@@ -369,3 +369,9 @@ def test_the_readme_picture_is_checked_in():
     png = ROOT / "docs" / "neuron.png"
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert png.stat().st_size > 10_000
+
+
+def test_a_def_with_several_outputs_draws_each_output():
+    source = "def f(x: [N, D]):\n    h = tanh(x)\n    return sum(h), h * 2\n"
+    dot = graph_dot(source)
+    assert "output 0" in dot and "output 1" in dot

@@ -204,6 +204,11 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
         return _spell(node.args[0], sched)
     if node.op is Op.CONST:
         return literal(node.attr("value"))
+    if node.op is Op.INDEX:  # `x[H : 2 * H]`: black's spacing depends on the bounds' text
+        x, prec = _spell(node.args[0], sched)
+        x = x if prec >= ATOM else f"({x})"
+        rest = [_spell(a, sched)[0] for a in node.args[1:]]
+        return OPS[Op.INDEX].spelling([x, *rest], dict(node.attrs), node), ATOM
     form = _form(node)
     args = []
     for i, arg in enumerate(node.args):

@@ -1,14 +1,14 @@
 """Dim arithmetic: `4 * H`, `N * T`, `D // NH`, `T - 1`, at compile time.
 
 A dim in a shape is an `int`, a dim name (a `str`: `"N"`), or a compound dim:
-a `Dim`, which is a `str` holding its canonical Python text (`"4*H"`) and its
+a `Dim`, which is a `str` holding its canonical Python text (`"4 * H"`) and its
 polynomial over the names, so that `2*H - H` is `"H"` and two spellings of
 one size compare equal. A floor division that does not divide exactly is an
 atom of its own (`Floor`, `"D // 4"`). Shapes stay tuples of `int | str`:
 every stage that compares or prints dims keeps working unchanged.
 
 >>> mul(4, "H"), sub(mul(2, "H"), "H"), add("N", 1), floordiv(mul(8, "D"), 4)
-('4*H', 'H', 'N + 1', '2*D')
+('4 * H', 'H', 'N + 1', '2 * D')
 >>> floordiv("D", 4), atoms(mul(floordiv("D", 4), "N"))
 ('D // 4', ['D', 'N'])
 """
@@ -70,8 +70,8 @@ def _text(p: dict) -> str:
         if not m:
             term = str(abs(c))
         else:
-            names = "*".join(_atom_text(a, len(m) == 1 and abs(c) == 1) for a in m)
-            term = names if abs(c) == 1 else f"{abs(c)}*{names}"
+            names = " * ".join(_atom_text(a, len(m) == 1 and abs(c) == 1) for a in m)
+            term = names if abs(c) == 1 else f"{abs(c)} * {names}"
         if not parts:
             parts.append(("-" if c < 0 else "") + term)
         else:
@@ -158,3 +158,36 @@ def atoms(d: DimValue) -> list[str]:
 def known_nonnegative(d: DimValue) -> bool:
     """True when `d` is certainly >= 0 (dims are sizes, so >= 0 each)."""
     return all(c >= 0 for c in poly(d).values())
+
+
+def substitute(d: DimValue, mapping: dict) -> DimValue:
+    """`d` with each dim name in `mapping` replaced by its value."""
+    if isinstance(d, int):
+        return d
+    if isinstance(d, Floor):
+        return floordiv(substitute(d.num, mapping), substitute(d.den, mapping))
+    if isinstance(d, Dim):
+        total: DimValue = 0
+        for m, c in d.poly.items():
+            term: DimValue = c
+            for a in m:
+                term = mul(term, substitute(a, mapping))
+            total = add(total, term)
+        return total
+    return mapping.get(d, d)
+
+
+def solve(d: DimValue, value: DimValue) -> tuple[str, DimValue] | None:
+    """For `d` = c*A + k in one dim name A: (A, (value - k) // c) when that
+    division is exact, else None."""
+    p = poly(d)
+    names = [m for m in p if m]
+    if len(names) != 1 or len(names[0]) != 1 or isinstance(names[0][0], Floor):
+        return None
+    (atom,) = names[0]
+    c, k = p[names[0]], p.get((), 0)
+    rest = sub(value, k)
+    solved = floordiv(rest, c)
+    if isinstance(solved, Floor) or mul(solved, c) != rest:
+        return None
+    return atom, solved

@@ -162,8 +162,9 @@ class _Lowering:
         self.float_dtype = "f32" if floats and all(f == "f32" for f in floats) else "f64"
         for p in d.params:  # a dim name is its size: sum(x) / N
             for dim in p.type.dims if p.type else ():
-                if isinstance(dim, str) and dim not in scope:
-                    scope[dim] = _Dim(dim, p.type.pos)
+                for atom in D.atoms(dim):
+                    if atom not in scope:
+                        scope[atom] = _Dim(atom, p.type.pos)
         output, returned = _run(self.body(d, scope, stack=(d.name,)))
         if isinstance(output, _Tuple):
             if d.returns is not None:
@@ -682,7 +683,7 @@ class _Lowering:
             for i in range(k):
                 start = D.mul(size, i) if i else None
                 stop = D.mul(size, i + 1) if i < k - 1 else None
-                parts.append(slice_along(x, axis, start, stop))
+                parts.append(slice_along(x, axis, start, stop, lambda d: self._dim_node(d, e.pos)))
             g.position(made, e.pos)
             return _Tuple(tuple(parts), e.pos)
         if name in ("reshape", "broadcast_to"):
@@ -960,6 +961,7 @@ def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
     take anything, as in Python."""
     dims: dict = {}
     source: dict = {}  # dim name -> the parameter that bound it
+    compound = []  # (declared dim arithmetic, the argument's dim, shown, pos), bound last
     for p in d.params:
         if p.type is None:
             continue
@@ -978,11 +980,23 @@ def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
             if isinstance(want, int):
                 if want != got:
                     raise CompileError(shown, pos)
+            elif isinstance(want, (D.Dim, D.Floor)):
+                compound.append((want, got, shown, pos))
             elif dims.setdefault(want, got) != got:
                 raise CompileError(
                     f"{shown}; {want} is {dims[want]} (from argument '{source[want]}')", pos
                 )
             source.setdefault(want, p.name)
+    for want, got, shown, pos in compound:  # `4 * H` with H bound, or solved for H
+        value = D.substitute(want, dims)
+        if D.atoms(value) and not set(D.atoms(value)) <= set(D.atoms(got)):
+            solved = D.solve(value, got)
+            if solved is None:
+                raise CompileError(f"{shown}: {got} is not of the form {want}", pos)
+            dims[solved[0]] = solved[1]
+            value = D.substitute(want, dims)
+        if value != got:
+            raise CompileError(f"{shown}; {want} is {value} here", pos)
     return dims
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -822,11 +823,23 @@ def dim_value(graph, d, atom_node=None):
 
 
 def _dim_of_inputs(graph, name):
+    """A dim name's size, read off the smallest input that has it as an axis,
+    or solved from an axis of dim arithmetic (`[D, 4 * H]`: H = W.shape[1] // 4)."""
     holders = [n for n in graph.inputs if name in n.shape]
-    if not holders:
-        raise CompileError(f"internal: no input has the dimension {name}")
-    source = min(holders, key=lambda n: len(n.shape))
-    return _apply(Op.SIZE, source, axis=(source.shape.index(name),))
+    if holders:
+        source = min(holders, key=lambda n: len(n.shape))
+        return _apply(Op.SIZE, source, axis=(source.shape.index(name),))
+    for n in graph.inputs:
+        for axis, d in enumerate(n.shape):
+            p = dims.poly(d) if isinstance(d, dims.Dim) else {}
+            linear = [m for m in p if m]
+            if linear == [(name,)]:
+                size = _apply(Op.SIZE, n, axis=(axis,))
+                k, c = p.get((), 0), p[(name,)]
+                if k:
+                    size = size - k if k > 0 else size + (-k)
+                return size if c == 1 else graph.op(Op.FLOORDIV, size, graph.constant(c))
+    raise CompileError(f"internal: no input has the dimension {name}")
 
 
 def count(x, axis=None):
@@ -1005,13 +1018,14 @@ def reshape_to(x, shape):
     return _apply(Op.RESHAPE, x, *nodes, shape=tuple(shape))
 
 
-def slice_along(g, axis, start, stop):
-    """g[..., start:stop] on `axis`; start/stop are dims or None."""
+def slice_along(g, axis, start, stop, dim_node=None):
+    """g[..., start:stop] on `axis`; start/stop are dims or None.
+    `dim_node(d)`: a dim's value node (default: `dim_value`)."""
     entries = [("slice", None, None, None)] * axis
     rest = []
     for b in (start, stop):
         if b is not None:
-            rest.append(dim_value(g.graph, b))
+            rest.append(dim_node(b) if dim_node else dim_value(g.graph, b))
     entries.append(("slice", start, stop, None))
     return g.graph.op(Op.INDEX, g, *rest, index=tuple(entries))
 
@@ -1154,9 +1168,21 @@ def _spell_with_axis(helper: str) -> Callable:
 _PICK = "{0}[np.arange(len({1})), {1}]"
 
 
+_SIMPLE_BOUND = re.compile(r"-?[A-Za-z0-9_.]*")
+
+
 def _bound_text(bounds) -> str:
-    start, stop, step = (b or "" for b in bounds)
-    return f"{start}:{stop}:{step}" if step else f"{start}:{stop}"
+    """`a:b:s` as black writes it: a colon is spaced like an operator when a
+    bound is an expression (`H : 2 * H`, `3 * H :`), not for names and numbers."""
+    parts = [b or "" for b in bounds]
+    if not parts[2]:
+        parts = parts[:2]
+    if all(_SIMPLE_BOUND.fullmatch(p) and "." not in p.lstrip("-0123456789") for p in parts):
+        return ":".join(parts)
+    text = parts[0]
+    for before, after in zip(parts, parts[1:]):
+        text += (" :" if before else ":") + (f" {after}" if after else "")
+    return text
 
 
 def index_text(index, rest) -> str:

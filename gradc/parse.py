@@ -20,6 +20,7 @@ from lark.exceptions import (
 )
 from lark.indenter import DedentError, Indenter
 
+from gradc import dims as D
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.resources import data_dir
@@ -469,6 +470,20 @@ class _ToSyntax(Transformer):
 
     def dim_name(self, items):
         return str(items[0])
+
+    def dim_add(self, items):
+        return D.add(*items)
+
+    def dim_sub(self, items):
+        return D.sub(*items)
+
+    def dim_mul(self, items):
+        return D.mul(*items)
+
+    def dim_floordiv(self, items):
+        if items[1] == 0:
+            raise CompileError("a dim divided by zero", None)
+        return D.floordiv(*items)
 
     def dim_size(self, items):
         if len(items[0]) > 18:

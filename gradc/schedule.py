@@ -101,6 +101,7 @@ def schedule(
     sched = Schedule(lines=[], var=dict(bound))
     only_named: set[int] = set()  # values with a line only for their gradient's name
 
+    cheap: set[int] = set()  # arithmetic of sizes, inlined wherever used
     size: dict[int, int] = {}  # ops of an inlined node's expression
     depth: dict[int, int] = {}  # its nesting
     for node in nodes:
@@ -117,6 +118,12 @@ def schedule(
             continue
         inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
         inline_depth = _nesting(node, depth)
+        if _size_arithmetic(node, cheap):
+            # `2 * H`: written where it is used, however often, never a temporary
+            cheap.add(node.id)
+            size[node.id] = inline_size
+            depth[node.id] = inline_depth
+            continue
         value = adjoint_of.get(node.id)
         reused = _reusable_base(node, sched, uses)
         if reused is not None:
@@ -157,6 +164,20 @@ def schedule(
             continue
         sched.lines.append(Line(sched.var[node.id], node))
     return sched
+
+
+def _size_arithmetic(node: Node, cheap: set[int]) -> bool:
+    """`2 * H`, `T - 1`, `D // NH`: integer arithmetic of named dims and numbers."""
+    if node.op not in (Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV) or node.shape or node.dtype != "weak":
+        return False
+    return all(
+        a.op is Op.CONST
+        and isinstance(a.attr("value"), int)
+        or a.op is Op.NAME
+        and (a.args[0].op in (Op.SIZE, Op.FLOORDIV) or a.args[0].id in cheap)
+        or a.id in cheap
+        for a in node.args
+    )
 
 
 def _rename(sched: Schedule, old: str, new: str) -> str:

@@ -218,7 +218,18 @@ PROGRAMS = [
         "dim_arithmetic_in_a_parameter_shape",
         "z: [N, 4 * H], c: [N, H]",
         "z[:, 3 * H :] * c",
-        xfail="feature: dims combined with + - * // in a parameter's shape do not parse",
+    ),
+    program(
+        "dim_solved_from_a_parameter_shape",
+        "z: [N, 4 * H]",
+        "a, b, c, d = split(z, 4, axis=1)",
+        "z[:, H : 2 * H] * a + sum(z) / H - d * (H - 1)",
+    ),
+    program(
+        "callee_with_dim_arithmetic",
+        "x: [N, D], W: [D, 8]",
+        "gates(x @ W)",
+        prelude="def gates(a: [N, 4 * H]):\n    i, f, o, g = split(a, 4, axis=1)\n    return sigmoid(i) * tanh(g) + sigmoid(f) * H\n\n\n",
     ),
     # -- gathers
     program("gather_rows", "E: [V, D], ids: int[B], w: [D]", "E[ids] * w"),
@@ -1317,3 +1328,18 @@ def test_a_negative_shape_entry_is_a_positioned_error():
         compile_source(source, filename="bad.grad")
     assert info.value.pos is not None, str(info.value)
     assert info.value.pos.line == 2, str(info.value)
+
+
+def test_generated_code_for_indexing_is_as_black_writes_it():
+    """Slices are spaced as black spaces them (`a[:, H : 2 * H]`, `x[1:3]`), and every
+    other line too: black changes nothing in any program's module."""
+    import black
+
+    changed = []
+    for p in PROGRAMS:
+        if p.xfail:
+            continue
+        text = compile_source(p.source())
+        if black.format_str(text, mode=black.Mode()) != text:
+            changed.append(p.id)
+    assert not changed, changed

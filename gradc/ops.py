@@ -68,6 +68,8 @@ class OpDef:
     # Ops of one chain (`+ -`, `* /`) are written `a + b - c` without
     # parentheses and have an in-place form (`x += b`, `x -= c`).
     chain: str | None = None
+    # Other names users may call the op by (`silu` for `swish`): one row, one rule.
+    aliases: tuple[str, ...] = ()
 
     def is_view(self, attrs: dict) -> bool:
         return self.view(**attrs) if callable(self.view) else self.view
@@ -287,6 +289,26 @@ def sign(x):
     return _apply(Op.SIGN, x)
 
 
+def sqrt(x):
+    return _apply(Op.SQRT, x)
+
+
+def sinh(x):
+    return _apply(Op.SINH, x)
+
+
+def cosh(x):
+    return _apply(Op.COSH, x)
+
+
+def tanh(x):
+    return _apply(Op.TANH, x)
+
+
+def softplus(x):
+    return _apply(Op.SOFTPLUS, x)
+
+
 def sigmoid(x):
     return _apply(Op.SIGMOID, x)
 
@@ -301,6 +323,14 @@ def minimum(a, b):
 
 def greater(a, b):
     return _apply(Op.GT, a, b)
+
+
+def greater_equal(a, b):
+    return _apply(Op.GE, a, b)
+
+
+def less_equal(a, b):
+    return _apply(Op.LE, a, b)
 
 
 def less(a, b):
@@ -478,6 +508,28 @@ def _logsumexp_grad(g, y, x, axis, keepdims):
     return (kept(g, axis, keepdims) * exp(x - kept(y, axis, keepdims)),)
 
 
+def _clip_grad(g, y, x, lo, hi):
+    # torch.clamp's: x gets g where lo <= x <= hi, bounds included; a bound
+    # gets g where x passes it, and hi gets all of it where lo > hi
+    return (
+        g * (greater_equal(x, lo) * less_equal(x, hi)),
+        g * less(x, lo) * less(lo, hi),
+        where(less(hi, lo), g, g * greater(x, hi)),
+    )
+
+
+def _arctan2_grad(g, angle, y, x):
+    # d atan2(y, x) = (x dy - y dx) / (x**2 + y**2)
+    scale = g / (x**2 + y**2)
+    return (scale * x, -scale * y)
+
+
+def _mish_grad(g, y, x):
+    # d/dx x*t for t = tanh(softplus(x)): t + x * (1 - t**2) * sigmoid(x), as PyTorch
+    t = tanh(softplus(x))
+    return (g * (t + x * (1 - t**2) * sigmoid(x)),)
+
+
 def _matmul_grad(g, y, a, b):
     if len(a.shape) == 2 and len(b.shape) == 2:
         return (matmul(g, transpose(b)), matmul(transpose(a), g))
@@ -580,10 +632,23 @@ _PICK = "{0}[np.arange(len({1})), {1}]"
 # ---------------------------------------------------------------- row helpers
 
 
-def unary(name, grad, fold=None, spelling=None, helpers=(), builtin=True, alpha=None) -> OpDef:
+def unary(
+    name,
+    grad,
+    fold=None,
+    spelling=None,
+    helpers=(),
+    builtin=True,
+    alpha=None,
+    aliases=(),
+    infer=_elementwise,
+    **keywords,
+) -> OpDef:
     """An elementwise function of one argument: `np.<name>(x)` unless the
     spelling says otherwise, or `name(x)` when it is a generated helper.
-    `alpha`: the default of a compile-time `alpha=` keyword argument."""
+    `alpha`: the default of a compile-time `alpha=` keyword argument (and
+    `keywords`, of others: `approximate="tanh"`); `aliases`: other names it
+    may be called by."""
     if spelling is None:
         spelling = f"{name}({{0}})" if helpers else f"np.{name}({{0}})"
     return OpDef(
@@ -591,13 +656,14 @@ def unary(name, grad, fold=None, spelling=None, helpers=(), builtin=True, alpha=
         1,
         spelling,
         grad,
-        _elementwise,
+        infer,
         helpers,
         builtin,
         ("x",),
-        {} if alpha is None else {"alpha": alpha},
+        ({} if alpha is None else {"alpha": alpha}) | keywords,
         group=ELEMENTWISE if builtin else INTERNAL,
         fold=fold,
+        aliases=aliases,
     )
 
 
@@ -648,8 +714,35 @@ def _sigmoid_value(x):
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-def _gelu_value(x):
+def _gelu_value(x, approximate):
+    if approximate == "none":
+        return 0.5 * x * (1 + math.erf(x / math.sqrt(2)))
     return 0.5 * x * (1 + math.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+
+
+def _gelu(args, attrs, pos):
+    if attrs["approximate"] not in GELU_APPROXIMATIONS:
+        raise CompileError('gelu(): approximate must be "tanh" or "none"', pos)
+    return _elementwise(args, attrs, pos)
+
+
+def _gelu_grad(g, y, x, approximate):
+    # gelu(x, approximate="none") never reaches here: lowering writes it as the
+    # ops it is made of (rewrites.py), whose rules give its derivative
+    if approximate != "tanh":
+        raise CompileError(f"internal: gelu(approximate={approximate!r}) was not rewritten")
+    return (g * gelu_grad(x),)
+
+
+GELU_APPROXIMATIONS = ("tanh", "none")  # PyTorch's: the tanh approximation, or exact
+
+
+def _hard_sigmoid_value(x):
+    return min(max(x / 6 + 0.5, 0.0), 1.0)
+
+
+def _mish_value(x):
+    return x * math.tanh(max(x, 0.0) + math.log1p(math.exp(-abs(x))))
 
 
 def _leaky_relu_value(x, alpha):
@@ -688,10 +781,33 @@ _ROWS: dict[str, OpDef] = {
     "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt),
     # sign(0) = 0 gives abs'(0) = 0, as PyTorch
     "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs),
-    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: (x > 0) - (x < 0), builtin=False),
+    # sign, floor, ceil and round are piecewise constant: zero gradient, as PyTorch
+    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: float((x > 0) - (x < 0))),
+    "FLOOR": unary("floor", NOT_DIFFERENTIABLE, lambda x: float(math.floor(x))),
+    "CEIL": unary("ceil", NOT_DIFFERENTIABLE, lambda x: float(math.ceil(x))),
+    # halves to even, as NumPy and PyTorch (and Python's round)
+    "ROUND": unary("round", NOT_DIFFERENTIABLE, lambda x: float(round(x))),
+    # 1 / x is a float whatever x is; np.reciprocal of an integer array is 0 or 1
+    "RECIPROCAL": unary("reciprocal", lambda g, y, x: (-g * y**2,), lambda x: 1 / x,
+                         spelling="1 / {0}"),
     "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
     "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
     "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
+    "ARCSIN": unary("arcsin", lambda g, y, x: (g / sqrt(1 - x**2),), math.asin),
+    "ARCCOS": unary("arccos", lambda g, y, x: (-g / sqrt(1 - x**2),), math.acos),
+    "ARCTAN": unary("arctan", lambda g, y, x: (g / (1 + x**2),), math.atan),
+    "ARCTAN2": OpDef("arctan2", 2, "np.arctan2({0}, {1})", _arctan2_grad, _elementwise,
+                      builtin=True, params=("y", "x"), group=ELEMENTWISE, fold=math.atan2),
+    "SINH": unary("sinh", lambda g, y, x: (g * cosh(x),), math.sinh),
+    "COSH": unary("cosh", lambda g, y, x: (g * sinh(x),), math.cosh),
+    "ARCSINH": unary("arcsinh", lambda g, y, x: (g / sqrt(1 + x**2),), math.asinh),
+    # g / x / log(b), as g / x * (1 / log(b)): x * log(10) overflows for a huge x
+    "LOG2": unary("log2", lambda g, y, x: (g / x * (1 / math.log(2)),), math.log2),
+    "LOG10": unary("log10", lambda g, y, x: (g / x * (1 / math.log(10)),), math.log10),
+    "EXP2": unary("exp2", lambda g, y, x: (g * y * math.log(2),), lambda x: 2.0**x),
+    # 2/sqrt(pi) exp(-x**2); NumPy has no erf: a helper computes it
+    "ERF": unary("erf", lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * exp(-(x**2)),), math.erf,
+                  helpers=("erf",)),
     "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x),
     "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
     "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
@@ -716,12 +832,25 @@ _ROWS: dict[str, OpDef] = {
                   alpha=1.0),
     # d/dx x*s(x) = s + x*s*(1-s) = s + y*(1-s)
     "SWISH": unary("swish", lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
-                    lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish")),
-    "GELU": unary("gelu", lambda g, y, x: (g * gelu_grad(x),), _gelu_value, helpers=("gelu",)),
+                    lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish"),
+                    aliases=("silu",)),
+    "MISH": unary("mish", _mish_grad, _mish_value, helpers=("softplus", "mish")),
+    # approximate="tanh": a helper; "none", the exact x * Phi(x), is written by
+    # lowering as 0.5 * x * (1 + erf(x / sqrt(2))) (rewrites.py)
+    "GELU": unary("gelu", _gelu_grad, _gelu_value, helpers=("gelu",), infer=_gelu,
+                   approximate="tanh"),
     "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False),
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
     "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
                         lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)"),
+    # |x| < 3 is false at +-3, so hard_sigmoid'(+-3) = 0 as PyTorch
+    "HARD_SIGMOID": unary("hard_sigmoid", lambda g, y, x: (g * less(absolute(x), 3) / 6,),
+                           _hard_sigmoid_value, spelling="np.clip({0} / 6 + 0.5, 0, 1)"),
+    "LOGIT": unary("logit", lambda g, y, x: (g / (x * (1 - x)),),
+                    lambda x: math.log(x / (1 - x)), spelling="np.log({0} / (1 - {0}))"),
+    "CLIP": OpDef("clip", 3, "np.clip({0}, {1}, {2})", _clip_grad, _elementwise, builtin=True,
+                   params=("x", "lo", "hi"), group=ELEMENTWISE,
+                   fold=lambda x, lo, hi: min(max(x, lo), hi)),
     "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max),
     "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
@@ -786,7 +915,9 @@ OPERATORS: dict[str, Op] = {
     and spec.group in (ARITHMETIC, COMPARISON_GROUP, LINEAR_ALGEBRA)
     and not spec.builtin
 }
-BUILTINS: dict[str, Op] = {spec.name: op for op, spec in OPS.items() if spec.builtin}
+BUILTINS: dict[str, Op] = {
+    name: op for op, spec in OPS.items() if spec.builtin for name in (spec.name, *spec.aliases)
+}
 REDUCTIONS = frozenset(op for op, spec in OPS.items() if spec.group == REDUCTION)
 # The ops of each op's chain: `a + b - c` is one chain of ADD and SUB.
 CHAINS: dict[Op, tuple[Op, ...]] = {

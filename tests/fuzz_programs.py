@@ -75,7 +75,11 @@ CONSTANTS = (("reg", "1e-3"), ("eps", "0.5"), ("scale", "2 * 0.75"), ("shift", "
 ELEMENTWISE = names("unary")  # f(x): exp, log, ..., hard_tanh
 ALONG_AXIS = names("along_axis")  # f(x, axis=-1): softmax, log_softmax
 EXTREMA = names("binary")  # f(a, b): maximum, minimum
-UNARY_FUNCTIONS = ("neg", *ELEMENTWISE, *ALONG_AXIS, "pos")  # neg and pos: -e and +e
+BOUNDED = names("bounded")  # f(x, lo, hi): clip, with constant bounds
+UNARY_FUNCTIONS = ("neg", *ELEMENTWISE, *ALONG_AXIS, *BOUNDED, "pos")  # neg and pos: -e and +e
+# A bound on |f(a, b)| where it is not max(|a|, |b|)
+EXTREMUM_BOUNDS = {"arctan2": math.pi}
+BOUNDS = (("-1", -1.0), ("-0.5", -0.5), ("0", 0.0), ("0.5", 0.5), ("1", 1.0), ("2.5", 2.5))
 SQUASHES = ("tanh", "sigmoid", "sin", "cos", "hard_tanh", "softsign")
 COMPARISONS = names("comparison", operators=True)
 REDUCTIONS = names("reduction")
@@ -458,7 +462,7 @@ class DefBuilder:
             return self.cheapest(shape)
         self.budget -= 1
         kinds = ["leaf"] * (2 if leaves or shape == () else 0)
-        kinds += ["unary"] * 6 + ["binary"] * 5 + ["divide", "power", "extremum", "where"]
+        kinds += ["unary"] * 9 + ["binary"] * 5 + ["divide", "power", "extremum", "where"]
         if self.reduction_options(shape):
             kinds += ["reduce"] * 3
         if self.matmul_operands(shape):
@@ -517,7 +521,16 @@ class DefBuilder:
             return Expr(f"+{wrap(e, UNARY)}", shape, e.bound, UNARY, e.const)
         if op in ALONG_AXIS:
             return self.along_axis(op, e)
+        if op in BOUNDED:
+            return self.clipped(op, e)
         return self.elementwise(op, e)
+
+    def clipped(self, op: str, e: Expr) -> Expr:
+        """`op(e, lo, hi)` with constant bounds, lo < hi."""
+        (low, lo), (high, hi) = sorted(
+            self.pick(list(itertools.combinations(BOUNDS, 2))), key=lambda b: b[1]
+        )
+        return call(op, e, number(low, lo), number(high, hi), shape=e.shape, bound=max(-lo, hi))
 
     def elementwise(self, op: str, e: Expr) -> Expr:
         """`op(e)`, with `e` brought into the op's domain first where the function is
@@ -552,9 +565,11 @@ class DefBuilder:
         if domain.kind == "near":  # squashed into the domain (exp's result stays < 21)
             e = self.bounded(e, min(-domain.low, domain.high, 3.0))
             return e, -e.bound, e.bound
-        # "above" (and "away_from_zero"): above the domain's lower end
+        # "above" (and "away_from_zero"): above the domain's lower end; "within": in it
         low = domain.low if domain.kind == "above" else 0.0
-        how = self.pick(("softplus", "square", "exp", "tanh"))
+        how = (
+            "tanh" if domain.kind == "within" else self.pick(("softplus", "square", "exp", "tanh"))
+        )
         if how == "tanh":  # anywhere in the domain, below 0 too (log1p)
             mid, half = (domain.low + domain.high) / 2, (domain.high - domain.low) / 2
             scaled = binary(
@@ -691,7 +706,10 @@ class DefBuilder:
         self.features.add(op)
         a_shape, b_shape = self.operand_shapes(shape)
         a, b = self.expr(a_shape, depth), self.expr(b_shape, self.draw(st.integers(0, depth)))
-        return call(op, a, b, shape=shape, bound=max(a.bound, b.bound))
+        # arctan2's x is kept away from 0 (its domain): no origin, no branch cut
+        a, b = (self.into_domain(e, d)[0] for e, d in zip((a, b), CASES[op].domains))
+        bound = EXTREMUM_BOUNDS.get(op, max(a.bound, b.bound))
+        return call(op, a, b, shape=shape, bound=bound)
 
     def comparison(self, shape: Shape, depth: int) -> Expr:
         op = self.pick(COMPARISONS)

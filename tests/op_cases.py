@@ -130,9 +130,17 @@ def swish(x):
     return x * torch.sigmoid(x)
 
 
-def gelu(x):
-    """The tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    return F.gelu(x, approximate="tanh")
+def gelu(x, approximate="tanh"):
+    """By default the tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+    "none": the exact x Phi(x). (No variant in the table: the language has no string
+    literals yet; tests/test_ops.py reaches the exact one by its default.)"""
+    return F.gelu(x, approximate=approximate)
+
+
+def clip(x, lo, hi):
+    """torch.clamp with tensor bounds: x's slope is 1 where lo <= x <= hi, bounds
+    included; a bound gets the gradient where x passes it (hi all of it if lo > hi)."""
+    return torch.clamp(x, lo, hi)
 
 
 def hard_tanh(x):
@@ -223,7 +231,8 @@ class Domain:
     sign). `kind` says what lies outside, for fuzzing: "anywhere" (every finite x is
     fine), "above" (undefined below the domain: log, sqrt; fuzzing passes positive
     values or values inside it), "near" (overflow or poles away from it: exp, tan;
-    fuzzing squashes the argument into it)."""
+    fuzzing squashes the argument into it), "within" (undefined outside an interval:
+    arcsin, logit; fuzzing maps the argument into it)."""
 
     low: float
     high: float
@@ -237,6 +246,10 @@ class Domain:
 
 def near(low, high) -> Domain:
     return Domain(low, high, "near")
+
+
+def within(low, high) -> Domain:
+    return Domain(low, high, "within")
 
 
 def above(low, high) -> Domain:
@@ -314,6 +327,41 @@ SQUARE_RANGE = Extremes(
     "|x| <= 1e154: x * x overflows beyond sqrt(MAX) = 1.3e154",
     (-1e19, -1.0, 0.0, 1e-45, 1.0, 1e4, 1e19),  # float32: sqrt(3.4e38) = 1.8e19
 )
+RECIPROCAL_RANGE = Extremes(
+    (-MAX, -1e4, -1.0, -1e-154, 1e-154, 1.0, 1e4, MAX),
+    "|x| >= 7.5e-155: 1/x**2 (the derivative) fits; x = 0 is a pole",
+    (-1e4, -1.0, -1e-19, 1e-19, 1.0, 1e4, F32_MAX),  # float32: 1/x**2 fits above 5.4e-20
+)
+HYPERBOLIC_RANGE = Extremes(
+    tuple(v for v in CORE if abs(v) <= 709.0),
+    "|x| <= 709: sinh(710.48) = cosh(710.48) is the largest float64 (and 3 * cosh(709) fits)",
+    (-88.0, -1.0, -1e-45, 0.0, 1e-45, 1.0, 88.0),  # float32: cosh(89.4) is inf
+)
+ARCSIN_RANGE = Extremes(
+    (-1 + EPS / 2, -0.5, -1e-300, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 0.5, 1 - EPS / 2),
+    "|x| < 1: the derivative 1/sqrt(1 - x**2) is infinite at +-1 (6.7e7 at 1 - 2**-53)",
+    (-0.99999994, -0.5, 0.0, 1e-45, 0.5, 0.99999994),
+)
+BELOW_SQRT_MAX = Extremes(
+    (-1e154, -1e4, -1.0, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e154),
+    "|x| <= 1e154: the derivative's x**2 overflows beyond sqrt(MAX) = 1.3e154",
+    (-1e19, -1.0, 0.0, 1e-45, 1.0, 1e4, 1e19),  # float32: sqrt(3.4e38) = 1.8e19
+)
+ERF_RANGE = Extremes(
+    (*BELOW_SQRT_MAX.values, -27.0, -5.9, 5.9, 27.0),
+    "|x| <= 1e154: the derivative's exp(-x**2) squares x; erf is +-1 from |x| = 6 on",
+    BELOW_SQRT_MAX.f32,
+)
+EXP2_RANGE = Extremes(
+    tuple(v for v in CORE if v <= 1023.0),
+    "x <= 1023: 2**1024 is inf",
+    (-1e4, -100.0, -1.0, 0.0, 1e-45, 1.0, 80.0, 126.0),  # float32: 2**128 is inf
+)
+LOGIT_RANGE = Extremes(
+    (NORMAL, 1e-300, 1e-20, 0.25, 0.5, 0.75, 1 - EPS, 1 - EPS / 2),
+    "0 < x < 1, x normal: the derivative 1/(x (1 - x)) overflows for a denormal x",
+    (float(np.finfo(np.float32).tiny), 1e-30, 0.25, 0.5, 0.99999994),
+)
 SQRT_RANGE = Extremes(
     (DENORMAL, NORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
     "x > 0: sqrt'(0) is inf; 1/(2*sqrt(5e-324)) = 2.2e161 is fine",
@@ -374,6 +422,30 @@ POWERS = Extremes(
     ),
     "a > 0 and a**b, b * a**(b-1) and a**b * log(a) fit "
     "(a = 0: test_stability.py::test_variable_power_of_a_zero_base)",
+)
+ARCTAN2_PAIRS = Extremes(
+    tuple(
+        pair
+        for pair in _pairs((-1e150, -1e4, -1.0, -1e-100, 0.0, 1e-100, 1.0, 1e4, 1e150))
+        if pair != (0.0, 0.0)
+    ),
+    "(y, x) != (0, 0) and x**2 + y**2 neither overflows nor underflows to 0",
+)
+CLIPPED = Extremes(
+    tuple(
+        (x, lo, hi)
+        for x in (-MAX, -1e4, -1.0, -DENORMAL, -0.0, 0.0, DENORMAL, 1.0, 1e4, MAX)
+        for lo, hi in ((-1.0, 1.0), (-1e4, 1e4), (0.0, DENORMAL), (-MAX, MAX), (1.0, -1.0))
+    ),
+    "every finite (x, lo, hi): the result is one of them",
+)
+SQUARABLE = Extremes(
+    (1e150, -1e150, 0.0, -1e4, 1e4, 1e-300, -DENORMAL, 40.0, -1e150, 700.0),
+    "|x| <= 1e150: the squares (var, std, norm) of a few entries fit",
+)
+SMALL_FACTORS = Extremes(
+    (1e4, -1e4, 0.0, -1e-4, 1e-300, 1.0, -40.0, 1e-4, 3.0, -0.0),
+    "|x| <= 1e4 and few factors: a product of up to 16 of them fits, even with one 0",
 )
 # Integers, so that sums and products of them are exact in any order.
 LOGITS = Extremes(
@@ -529,6 +601,26 @@ def _away_from(xs) -> Callable | None:
     return lambda x: functools.reduce(np.logical_or, [np.abs(x - k) < 0.05 for k in xs])
 
 
+def near_integers(x):
+    """Entries within 0.05 of an integer, where floor and ceil jump."""
+    return np.abs(x - np.round(x)) < 0.05
+
+
+def near_halves(x):
+    """Entries within 0.05 of a half-integer, where round jumps."""
+    return near_integers(x + 0.5)
+
+
+def branch_cut(y, x):
+    """Entries within 0.05 of arctan2's cut (y = 0, x < 0), where it jumps by 2 pi."""
+    return (np.abs(y) < 0.05) & (x < 0)
+
+
+def at_a_bound(x, lo, hi):
+    """Entries where x is within 0.05 of a bound of clip."""
+    return (np.abs(x - lo) < 0.05) | (np.abs(x - hi) < 0.05)
+
+
 def ties(a, b, *rest):
     """Entries where a maximum, minimum or comparison is within 0.05 of a tie."""
     return np.abs(a - b) < 0.05
@@ -539,8 +631,20 @@ def mask_flips(c, *rest):
     return np.abs(c) < 0.05
 
 
-def unary(reference, domain=WIDE, *, points=(), kinks=None, variants=(), extremes=EVERY):
-    """An elementwise f(x)."""
+def unary(
+    reference,
+    domain=WIDE,
+    *,
+    points=(),
+    kinks=None,
+    variants=(),
+    extremes=EVERY,
+    avoid=None,
+    differentiable=True,
+):
+    """An elementwise f(x); `avoid` (default: near the kinks) marks the x where a
+    central difference would straddle a kink or a jump; `differentiable=False`: a
+    piecewise constant f (sign, floor), whose gradient is zero."""
     domain = Domain(*domain) if isinstance(domain, tuple) else domain
     return OpCase(
         "unary",
@@ -550,7 +654,8 @@ def unary(reference, domain=WIDE, *, points=(), kinks=None, variants=(), extreme
         _kinks(kinks or {}),
         variants,
         extremes,
-        avoid=_away_from(list(kinks or {})),
+        differentiable=differentiable,
+        avoid=avoid or _away_from(list(kinks or {})),
     )
 
 
@@ -607,6 +712,23 @@ def where_case(reference):
     )
 
 
+def bounded(reference, *, points=(), kinks=None, constant_bounds=(), extremes=None):
+    """f(x, lo, hi) (clip): three arguments that broadcast, from `domains`, away from
+    x == lo and x == hi; and `extra` forms with constant bounds, each with the bounds as
+    its kinks (x's slope there is `constant_bounds`' second entry)."""
+    x, lo, hi = WIDE, Domain(-2.0, -0.2), Domain(0.2, 2.0)
+    return OpCase(
+        "bounded",
+        _on_tensors(reference, 3),
+        (x, lo, hi),
+        points,
+        _kinks(kinks or {}),
+        extremes=extremes,
+        avoid=at_a_bound,
+        extra=constant_bounds,
+    )
+
+
 def matmul(reference):
     return OpCase("matmul", reference, extremes=LOGITS, operator=True)
 
@@ -655,6 +777,12 @@ EXPONENTS = (
     ("2 ** x", WIDE, ()),
 )
 POSITIVE = above(0.05, 4.0)
+# torch.clamp at its bounds: x's slope is 1 at lo and at hi; where lo > hi, hi takes all.
+CLAMP_BOUNDS = {
+    (-1.0, -1.0, 1.0): (1.0, 0.0, 0.0),
+    (1.0, -1.0, 1.0): (1.0, 0.0, 0.0),
+    (2.0, 2.0, 1.0): (0.0, 0.0, 1.0),
+}
 TIE_SPLIT = {(1.0, 1.0): (0.5, 0.5), (0.0, 0.0): (0.5, 0.5), (-2.0, -2.0): (0.5, 0.5)}
 
 # --------------------------------------------------------------------------------------
@@ -673,6 +801,22 @@ CASES: dict[str, OpCase] = {
     "cos":         unary(torch.cos, (-6.0, 6.0), points=(0.0, np.pi / 2)),
     "tan":         unary(torch.tan, near(-1.3, 1.3), points=(0.0, -1.5), extremes=TAN_RANGE),
     "square":      unary(torch.square, points=(0.0,), extremes=SQUARE_RANGE),
+    "reciprocal":  unary(torch.reciprocal, away_from_zero(0.2, 4.0), points=(1.0, -1e-3), extremes=RECIPROCAL_RANGE),
+    "sign":        unary(torch.sign, points=(-0.0, 2.0), kinks={0.0: 0.0}, differentiable=False),
+    "floor":       unary(torch.floor, points=(2.0, -2.5), kinks={1.0: 0.0}, avoid=near_integers, differentiable=False),
+    "ceil":        unary(torch.ceil, points=(2.0, -2.5), kinks={1.0: 0.0}, avoid=near_integers, differentiable=False),
+    "round":       unary(torch.round, points=(-0.5, 1.5, 2.5), kinks={0.5: 0.0}, avoid=near_halves, differentiable=False),
+    "sinh":        unary(torch.sinh, near(-5.0, 5.0), points=(0.0,), extremes=HYPERBOLIC_RANGE),
+    "cosh":        unary(torch.cosh, near(-5.0, 5.0), points=(0.0,), extremes=HYPERBOLIC_RANGE),
+    "arcsin":      unary(torch.arcsin, within(-0.9, 0.9), points=(0.0, -0.99), extremes=ARCSIN_RANGE),
+    "arccos":      unary(torch.arccos, within(-0.9, 0.9), points=(0.0, 0.99), extremes=ARCSIN_RANGE),
+    "arctan":      unary(torch.arctan, points=(0.0, 30.0), extremes=BELOW_SQRT_MAX),
+    "arctan2":     binary(torch.atan2, WIDE, away_from_zero(0.2, 3.0), points=((1.0, 0.0), (0.0, -1.0), (-2.0, 1e-3)), avoid=branch_cut, extremes=ARCTAN2_PAIRS),
+    "arcsinh":     unary(torch.arcsinh, points=(0.0, -30.0), extremes=BELOW_SQRT_MAX),
+    "log2":        unary(torch.log2, POSITIVE, points=(1.0, 1e-3), extremes=LOG_RANGE),
+    "log10":       unary(torch.log10, POSITIVE, points=(1.0, 1e-3), extremes=LOG_RANGE),
+    "exp2":        unary(torch.exp2, near(-5.0, 5.0), points=(0.0, -40.0), extremes=EXP2_RANGE),
+    "erf":         unary(torch.erf, points=(0.0, 1.0, -3.0, 6.5), extremes=ERF_RANGE),
     "tanh":        unary(torch.tanh, (-4.0, 4.0), points=(0.0, 20.0)),
     "sigmoid":     unary(torch.sigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
     "log_sigmoid": unary(F.logsigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
@@ -681,8 +825,13 @@ CASES: dict[str, OpCase] = {
     "leaky_relu":  unary(leaky_relu, points=(-0.0,), kinks={0.0: "alpha"}, variants=({"alpha": 0.2},)),
     "elu":         unary(elu, points=(-40.0,), kinks={0.0: "alpha"}, variants=({"alpha": 0.5},)),
     "swish":       unary(swish, (-6.0, 6.0), points=(0.0, -30.0)),
+    "silu":        unary(F.silu, (-6.0, 6.0), points=(0.0, -30.0)),
+    "mish":        unary(F.mish, (-6.0, 6.0), points=(0.0, -30.0, 30.0)),
     "gelu":        unary(gelu, (-4.0, 4.0), points=(0.0, -6.0), extremes=GELU_RANGE),
     "hard_tanh":   unary(hard_tanh, points=(0.0,), kinks={-1.0: 0.0, 1.0: 0.0}),
+    "clip":        bounded(clip, points=((0.0, 1.0, -1.0), (3.0, 1.0, -1.0)), kinks=CLAMP_BOUNDS, constant_bounds=(((-1.0, 1.0), 1.0), ((0.0, 0.5), 1.0)), extremes=CLIPPED),
+    "hard_sigmoid": unary(F.hardsigmoid, (-5.0, 5.0), points=(0.0, 4.0), kinks={-3.0: 0.0, 3.0: 0.0}),
+    "logit":       unary(torch.logit, within(0.05, 0.95), points=(0.5, 1e-3), extremes=LOGIT_RANGE),
     "maximum":     binary(torch.maximum, points=((1.0, -1.0),), kinks=TIE_SPLIT, avoid=ties, extremes=ORDERED),
     "minimum":     binary(torch.minimum, points=((1.0, -1.0),), kinks=TIE_SPLIT, avoid=ties, extremes=ORDERED),
     "where":       where_case(where),
@@ -723,7 +872,6 @@ INTERNAL = {
     "constant": "a number in the source (a leaf)",
     "name": "the identity that gives a value its name, and its gradient grad_<name>",
     "zeros_like": "the gradient of an input the output does not depend on",
-    "sign": "abs's derivative",
     "gelu_grad": "gelu's derivative",
     "outer": "the gradient of a vector @ matrix product",
     "broadcast_like": "the gradient of a reduction, broadcast back",
@@ -818,6 +966,31 @@ def _where_forms(name: str, case: OpCase) -> list[Form]:
     return forms
 
 
+def _bounded_forms(name: str, case: OpCase) -> list[Form]:
+    """f(x, lo, hi) with broadcast arguments, then with constant bounds (for which the
+    bounds are the kinks: x's gradient there is PyTorch's)."""
+    shapes = [((),) * 3, (("K",),) * 3, (("K",), (), ()), ((), ("K",), ("K",))]
+    shapes += [(("N", "C"), ("C",), ("N", 1))]
+    forms = [
+        Form(
+            name,
+            _params(["x", "lo", "hi"], s, case.domains),
+            f"{name}(x, lo, hi)",
+            case.points,
+            case.kinks,
+            case.avoid,
+        )
+        for s in shapes
+    ]
+    for (lo, hi), slope in case.extra:
+        avoid = _away_from([lo, hi])
+        kinks = _kinks({lo: slope, hi: slope})
+        for shape in [(), ("K",)]:
+            x = Param("x", shape, case.domains[0])
+            forms.append(Form(name, (x,), f"{name}(x, {lo!r}, {hi!r})", (), kinks, avoid))
+    return forms
+
+
 def _matmul_forms(name: str, case: OpCase) -> list[Form]:
     shapes = [(("N", "D"), ("D", "H")), (("D",), ("D", "H")), (("N", "D"), ("D",))]
     shapes += [(("D",), ("D",)), ((3, "D"), ("D", 2))]
@@ -902,6 +1075,7 @@ _FORMS = {
     "power": _power_forms,
     "comparison": _comparison_forms,
     "where": _where_forms,
+    "bounded": _bounded_forms,
     "matmul": _matmul_forms,
     "transpose": _transpose_forms,
     "reduction": _reduction_forms,

@@ -47,7 +47,8 @@ def callable_builtins() -> dict[str, tuple[tuple[str, ...] | None, dict]]:
     for spec in gradc.ops.OPS.values():
         if getattr(spec, "builtin", False):
             params = getattr(spec, "params", None)
-            found[spec.name] = (tuple(params) if params is not None else None, spec.attr_params)
+            for name in (spec.name, *getattr(spec, "aliases", ())):  # silu is swish
+                found[name] = (tuple(params) if params is not None else None, spec.attr_params)
     for name, composite in _composites().items():
         found[name] = (tuple(composite.params), composite.attr_params)
     return found

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import functools
 import re
 import sys
@@ -97,7 +98,8 @@ def table_problems(cases=CASES, internal=INTERNAL) -> list[str]:
     internal_rows = {}
     for row in rows:
         if row.builtin:
-            reachable[row.name] = row
+            for name in (row.name, *getattr(row, "aliases", ())):  # silu is swish
+                reachable[name] = row
         elif not row.name.isidentifier():  # an operator: + - * / ** @ < ... and unary -
             reachable["neg" if row.name == "-" and row.arity == 1 else row.name] = row
         elif row.name not in composites:
@@ -441,12 +443,12 @@ def large_inputs(form: Form) -> list | None:
         return None
     values = [v for v in extremes.values if np.max(np.abs(v)) <= 1e4]
     floats = [p for p in form.params if p.domain is not None]
-    if CASES[form.op].kind in ("unary", "binary", "comparison", "where", "power"):
-        arity = len(np.atleast_1d(values[0]))  # numbers or pairs
+    if CASES[form.op].kind in ("unary", "binary", "comparison", "where", "power", "bounded"):
+        arity = len(np.atleast_1d(values[0]))  # numbers, pairs or triples
         if not form.elementwise_array or len(floats) not in (arity, arity + 1):
             return None
         columns = np.array(values, dtype=np.float64).reshape(len(values), -1).T
-        if len(floats) == 3:
+        if len(floats) == 3 and arity == 2:
             columns = np.stack([columns[0], columns[0], columns[1]])
         return [column.copy() for column in columns[: len(floats)]]
     args = []
@@ -1216,6 +1218,57 @@ def test_def_that_would_shadow_the_generated_module_is_refused(source):
         compile_source(source, "case.grad")
     assert "would shadow" in info.value.message
     assert (info.value.pos.line, info.value.pos.column) == (1, 5)
+
+
+@pytest.mark.parametrize("params", ["x", "x: [K]"])
+def test_exact_gelu(monkeypatch, params):
+    """gelu(x, approximate="none") needs a string literal, which the language does not
+    have yet: with that default, `gelu(x)` is the exact GELU, 0.5 x (1 + erf(x/sqrt 2)),
+    made of ops (erf's helper, not gelu's), with torch's values and gradients."""
+    from gradc import ops
+
+    row = ops.OPS[ops.Op.GELU]
+    exact = dataclasses.replace(row, attr_params={"approximate": "none"})
+    monkeypatch.setitem(ops.OPS, ops.Op.GELU, exact)
+    source = f"def f({params}):\n    return gelu(x)\n"
+    text = compile_source(source, filename="case.grad")
+    assert "erf(" in text and "def gelu" not in text and "tanh" not in text
+    torch_source = source.replace("gelu(x)", 'gelu(x, approximate="none")')
+    rng = np.random.default_rng(3)
+    module = load_source(text, "exact_gelu")
+    for _ in range(3):
+        x = rng.uniform(-4.0, 4.0, size=8) if params.endswith("]") else rng.uniform(-4.0, 4.0)
+        args = [float(x) if np.shape(x) == () else x]
+        with strict_numpy():
+            out, cache = module.f_forward(*args)
+            grad_output = random_like(rng, out)
+            (grad,) = module.f_backward(grad_output, cache)
+        ref, (ref_grad,) = torch_reference(torch_source, "f", args, grad_output=grad_output)
+        assert_close(out, ref, f"exact gelu at {args}")
+        assert_close(grad, ref_grad, f"exact gelu' at {args}")
+        expected = central_difference(module.f, args, 0, grad_output=grad_output)
+        assert_close(grad, expected, "central difference", rtol=FD_RTOL, atol=FD_ATOL)
+    if params == "x":
+        return
+    x = np.array([-1e4, -30.0, -0.0, 1e-30, 3.0, 1e4], dtype=np.float32)  # float32, large
+    with strict_numpy():
+        out, cache = module.f_forward(x)
+        (grad,) = module.f_backward(np.ones_like(x), cache)
+    assert out.dtype == grad.dtype == np.float32
+    ref, (ref_grad,) = torch_reference(torch_source, "f", [x], grad_output=np.ones_like(x))
+    assert_close(out, ref, "float32", rtol=F32_RTOL, atol=F32_ATOL)
+    assert_close(grad, ref_grad, "float32 gradient", rtol=F32_RTOL, atol=F32_ATOL)
+
+
+def test_gelu_approximate_must_be_tanh_or_none(monkeypatch):
+    from gradc import ops
+
+    row = ops.OPS[ops.Op.GELU]
+    monkeypatch.setitem(
+        ops.OPS, ops.Op.GELU, dataclasses.replace(row, attr_params={"approximate": "erf"})
+    )
+    with pytest.raises(CompileError, match='approximate must be "tanh" or "none"'):
+        compile_source("def f(x):\n    return gelu(x)\n", filename="case.grad")
 
 
 UNUSED = "def f(x, y, z: [N]):\n    return x * x + 1\n"

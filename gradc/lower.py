@@ -331,8 +331,8 @@ class _Lowering:
         x = values[0]
         if op in REDUCTIONS:
             attrs["axis"] = _reduction_axis(e, attrs["axis"], x)
-            if not x.shape:
-                return x  # reducing a scalar leaves it as it is
+            if not x.shape and spec.identity_on_scalars:
+                return x  # reducing a scalar leaves it as it is (not var, norm, argmax)
         elif "axis" in attrs:  # softmax, log_softmax: one axis
             attrs["axis"] = _one_axis(e, attrs["axis"], x)
         if op is Op.TRANSPOSE and len(x.shape) < 2:

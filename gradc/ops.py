@@ -37,6 +37,7 @@ ELEMENTWISE = "elementwise"
 COMPARISON_GROUP = "comparison"
 LINEAR_ALGEBRA = "linear algebra"
 REDUCTION = "reduction"
+SCAN = "scan"  # cumsum: a running sum along one axis, of the input's shape
 NEURAL_NET = "neural net"
 INTERNAL = "internal"  # made by derivative rules and lowering, never written in source
 
@@ -70,6 +71,9 @@ class OpDef:
     chain: str | None = None
     # Other names users may call the op by (`silu` for `swish`): one row, one rule.
     aliases: tuple[str, ...] = ()
+    # A reduction that is the identity on a scalar (`sum(2.0)` is 2.0): lowering
+    # returns the scalar itself. Not so var (0), norm (|x|) or argmax (0).
+    identity_on_scalars: bool = False
 
     def is_view(self, attrs: dict) -> bool:
         return self.view(**attrs) if callable(self.view) else self.view
@@ -161,6 +165,26 @@ def _sum(args, attrs, pos):
 def _reduce_float(args, attrs, pos):
     (x,) = args
     return _reduced_shape(x.shape, attrs["axis"], attrs["keepdims"]), _float_dtype(x)
+
+
+def _reduce_to_index(args, attrs, pos):
+    (x,) = args
+    axis = attrs["axis"]
+    if axis is not None and len(axis) > 1:
+        raise CompileError("argmax() and argmin() take one axis (an integer) or None", pos)
+    return _reduced_shape(x.shape, axis, attrs["keepdims"]), "int"
+
+
+def _cumsum(args, attrs, pos):
+    x, axis = args
+    value = axis.attr("value") if axis.op is Op.CONST else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise CompileError("cumsum(): axis must be an integer known at compile time", pos)
+    if not -len(x.shape) <= value < len(x.shape):
+        raise CompileError(
+            f"cumsum(): axis {value} is out of range for shape {format_shape(x.shape)}", pos
+        )
+    return x.shape, "int" if x.dtype in ("bool", "int") else x.dtype
 
 
 def _reduce_same(args, attrs, pos):
@@ -370,6 +394,14 @@ def reduce_sum(x, axis=None, keepdims=False):
     return _apply(Op.SUM, x, axis=full_axis(axis, x.shape), keepdims=keepdims)
 
 
+def reduce_mean(x, axis=None, keepdims=False):
+    return _apply(Op.MEAN, x, axis=full_axis(axis, x.shape), keepdims=keepdims)
+
+
+def cumsum(x, axis):
+    return _apply(Op.CUMSUM, x, axis)
+
+
 def full_axis(axis, shape):
     """A reduction's axis, with every axis of `shape` written as None: one
     spelling for a reduction to a scalar, so its gradient is a scalar too."""
@@ -503,6 +535,47 @@ def _extreme_grad(g, y, x, axis, keepdims):
     return (mask * (kept(g, axis, keepdims) / ties),)
 
 
+def _var_grad(g, y, x, axis, keepdims, ddof):
+    # 2 (x - mean) / (n - ddof); the variance of a scalar is 0 whatever it is
+    if not x.shape:
+        return (None,)
+    centered = x - reduce_mean(x, axis, keepdims=True)
+    return (kept(g, axis, keepdims) * 2 * centered / _dof(x, axis, ddof),)
+
+
+def _dof(x, axis, ddof):
+    """n - ddof, the divisor of var and std, with ddof = 1.0 written 1."""
+    n = count(x, axis)
+    if not ddof:
+        return n
+    return n - (int(ddof) if ddof == int(ddof) else ddof)
+
+
+def _over(g, y):
+    """g / y where y, a std or a norm, is not 0, and 0 where it is (PyTorch's
+    gradient at zero spread or at the origin): g / inf is 0, without 0 / 0."""
+    return g / where(equal(y, 0), math.inf, y)
+
+
+def _std_grad(g, y, x, axis, keepdims, ddof):
+    # (x - mean) / ((n - ddof) * std), 0 where std is 0, as torch.std
+    if not x.shape:
+        return (None,)
+    centered = x - reduce_mean(x, axis, keepdims=True)
+    return (kept(_over(g, y), axis, keepdims) * centered / _dof(x, axis, ddof),)
+
+
+def _norm_grad(g, y, x, axis, keepdims):
+    # x / norm, 0 where the norm is 0, as torch.linalg.vector_norm
+    return (x * kept(_over(g, y), axis, keepdims),)
+
+
+def _prod_grad(g, y, x, axis, keepdims):
+    # the product of the other entries of the slice, never y / x: right where x
+    # has zeros (one zero: its entry gets the product of the rest; two: all 0)
+    return (kept(g, axis, keepdims) * _apply(Op.PROD_OF_OTHERS, x, axis=axis),)
+
+
 def _logsumexp_grad(g, y, x, axis, keepdims):
     # d logsumexp(x) / dx = softmax(x) = exp(x - logsumexp(x))
     return (kept(g, axis, keepdims) * exp(x - kept(y, axis, keepdims)),)
@@ -579,6 +652,26 @@ def _method(name: str) -> Callable:
     """A reduction as an ndarray method: `grad_h.sum(axis=0)`. Its argument
     always has an axis to reduce, so it is an array, never a Python float."""
     return lambda args, attrs, node: f"{args[0]}.{name}({_reduction_args(attrs)})"
+
+
+def _function(name: str) -> Callable:
+    """A reduction as a NumPy function, for one whose argument may be a Python
+    float (a reduction of a scalar that is not the scalar itself):
+    `np.var(x, axis=0, ddof=1)`."""
+
+    def spell(args, attrs, node):
+        parts = [args[0], _reduction_args(attrs)]
+        if attrs.get("ddof"):
+            ddof = attrs["ddof"]
+            parts.append(f"ddof={int(ddof) if ddof == int(ddof) else ddof}")
+        return f"{name}({', '.join(p for p in parts if p)})"
+
+    return spell
+
+
+def _spell_prod_of_others(args, attrs, node):
+    axis = attrs["axis"]
+    return f"prod_of_others({args[0]}{'' if axis is None else ', axis=' + _axis_text(axis)})"
 
 
 def _spell_logsumexp(args, attrs, node):
@@ -684,10 +777,26 @@ def comparison(symbol, fold) -> OpDef:
 _AXIS = {"axis": None, "keepdims": False}  # a reduction's compile-time arguments
 
 
-def reduction(name, grad, infer, spelling=None, helpers=()) -> OpDef:
-    """`name(x, axis=None, keepdims=False)`, spelled as the ndarray method."""
-    spelling = spelling or _method(name)
-    return OpDef(name, 1, spelling, grad, infer, helpers, True, ("x",), _AXIS, group=REDUCTION)
+def reduction(name, grad, infer, spelling=None, helpers=(), of_scalar=True, **attrs) -> OpDef:
+    """`name(x, axis=None, keepdims=False)`, spelled as the ndarray method.
+    `attrs`: more compile-time keywords and their defaults (`ddof=0`);
+    `of_scalar`: the reduction of a scalar is the scalar (else it is spelled
+    as a NumPy function, which takes a Python float)."""
+    if spelling is None:
+        spelling = _method(name) if of_scalar else _function(f"np.{name}")
+    return OpDef(
+        name,
+        1,
+        spelling,
+        grad,
+        infer,
+        helpers,
+        True,
+        ("x",),
+        {**_AXIS, **attrs},
+        group=REDUCTION,
+        identity_on_scalars=of_scalar,
+    )
 
 
 def linear(name, arity, spelling, adjoint, infer, view=False, **row) -> OpDef:
@@ -877,6 +986,23 @@ _ROWS: dict[str, OpDef] = {
     "MIN": reduction("min", _extreme_grad, _reduce_same),
     "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
                             ("logsumexp",)),
+    "VAR": reduction("var", _var_grad, _reduce_float, of_scalar=False, ddof=0),
+    "STD": reduction("std", _std_grad, _reduce_float, of_scalar=False, ddof=0),
+    "NORM": reduction("norm", _norm_grad, _reduce_float, _function("np.linalg.vector_norm"),
+                       of_scalar=False),
+    "PROD": reduction("prod", _prod_grad, _sum),
+    "PROD_OF_OTHERS": internal("prod_of_others", 1, _spell_prod_of_others, _same,
+                                helpers=("prod_of_others",)),
+    "ARGMAX": reduction("argmax", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False),
+    "ARGMIN": reduction("argmin", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False),
+    # cumsum(x, axis): the axis is an argument, as NumPy's, and a number known at
+    # compile time; its adjoint sums from the other end
+    "CUMSUM": linear("cumsum", 2, "np.cumsum({0}, axis={1})",
+                      lambda g, x, axis: (_apply(Op.REVERSED_CUMSUM, g, axis), None), _cumsum,
+                      builtin=True, params=("x", "axis"), group=SCAN),
+    "REVERSED_CUMSUM": linear("reversed_cumsum", 2, "reversed_cumsum({0}, axis={1})",
+                               lambda g, x, axis: (cumsum(g, axis), None), _cumsum,
+                               helpers=("reversed_cumsum",)),
     # np.full_like makes a new array; np.broadcast_to a read-only view
     "BROADCAST_LIKE": linear("broadcast_like", 2, _spell_broadcast_like, _broadcast_like_adjoint,
                               _broadcast_like,

@@ -116,6 +116,26 @@ def logsumexp(x, axis=None, keepdims=False):
     return out if keepdims else np.squeeze(out, axis=axis)[()]
 
 
+def prod_of_others(x, axis=None):
+    # For each entry, the product of the other entries of its slice along `axis`
+    # (None: all of x): the gradient of np.prod. Products from the left times
+    # products from the right, never prod / x, so it is right where x has zeros.
+    axes = tuple(range(np.ndim(x))) if axis is None else np.atleast_1d(axis).tolist()
+    ends = tuple(range(-len(axes), 0))
+    moved = np.moveaxis(x, axes, ends)
+    lines = moved.reshape(moved.shape[: moved.ndim - len(axes)] + (-1,))
+    ones = np.ones_like(lines[..., :1])
+    left = np.cumprod(np.concatenate([ones, lines[..., :-1]], axis=-1), axis=-1)
+    right = np.cumprod(np.concatenate([ones, lines[..., :0:-1]], axis=-1), axis=-1)
+    others = left * right[..., ::-1]
+    return np.moveaxis(others.reshape(moved.shape), ends, axes)
+
+
+def reversed_cumsum(x, axis):
+    # Sums from the far end of `axis`: the adjoint of np.cumsum(x, axis).
+    return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
+
+
 def softmax(x, axis):
     # exp(x - max) never overflows and its sum is at least 1.
     e = np.exp(x - x.max(axis=axis, keepdims=True))

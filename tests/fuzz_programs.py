@@ -83,6 +83,8 @@ BOUNDS = (("-1", -1.0), ("-0.5", -0.5), ("0", 0.0), ("0.5", 0.5), ("1", 1.0), ("
 SQUASHES = ("tanh", "sigmoid", "sin", "cos", "hard_tanh", "softsign")
 COMPARISONS = names("comparison", operators=True)
 REDUCTIONS = names("reduction")
+INDEXES = names("index")  # argmax, argmin: integers, compared in masks
+SCANS = names("scan")  # cumsum(x, axis)
 NUMBERS = (("2", 2.0), ("0.5", 0.5), ("3.0", 3.0), ("1e-2", 0.01), ("1.5", 1.5), (".25", 0.25))
 # Constants a keyword argument may name (`leaky_relu(h, alpha=reg)`): the positive ones.
 POSITIVE_CONSTANTS = tuple(
@@ -512,6 +514,7 @@ class DefBuilder:
 
     def _unary(self, shape, depth):
         ops = [op for op in UNARY_FUNCTIONS if op not in ALONG_AXIS or shape]
+        ops += list(SCANS) if shape else []
         op = self.pick(ops)
         self.features.add(op)
         e = self.expr(shape, depth)
@@ -523,6 +526,8 @@ class DefBuilder:
             return self.along_axis(op, e)
         if op in BOUNDED:
             return self.clipped(op, e)
+        if op in SCANS:
+            return self.scan(op, e)
         return self.elementwise(op, e)
 
     def clipped(self, op: str, e: Expr) -> Expr:
@@ -599,6 +604,14 @@ class DefBuilder:
         elif low < 0:
             inner = binary("-", inner, number(repr(-low), -low), shape, bound)
         return inner, low + lo, low + hi
+
+    def scan(self, op: str, e: Expr) -> Expr:
+        """`op(e, axis)` (cumsum), the axis positional or a keyword."""
+        axis = str(self.pick(range(-len(e.shape), len(e.shape))))
+        bound = 4 * e.bound  # a dim has at most 4 entries
+        if self.chance(50):
+            return call(op, e, axis, shape=e.shape, bound=bound)
+        return call(op, e, shape=e.shape, bound=bound, axis=axis)
 
     def along_axis(self, op: str, e: Expr) -> Expr:
         """`op(e, axis=...)` (softmax and friends), along some axis or the default."""
@@ -714,6 +727,9 @@ class DefBuilder:
     def comparison(self, shape: Shape, depth: int) -> Expr:
         op = self.pick(COMPARISONS)
         self.features.add(op)
+        indexes = [o for o in self.reduction_options(shape) if o[1] is None or len(o[1]) == 1]
+        if indexes and self.chance(15):
+            return self.index_mask(op, *self.pick(indexes), depth)
         left_shape, right_shape = self.pick(
             [(shape, shape)]
             + [(shape, s) for s in self.sub_shapes(shape)]
@@ -723,6 +739,19 @@ class DefBuilder:
         right = self.expr(right_shape, self.draw(st.integers(0, depth)))
         const = left.const and right.const
         return Expr(f"{wrap(left, SUM)} {op} {wrap(right, SUM)}", shape, 1.0, COMPARISON, const)
+
+    def index_mask(self, op: str, x: Shape, axes, keepdims: bool, depth: int) -> Expr:
+        """`argmax(e, axis=k) == 1` and the like: a mask from the indices of extremes."""
+        index = self.pick(INDEXES)
+        self.features.add(index)
+        e = self.expr(x, depth)
+        keywords = {} if axes is None else {"axis": str(self.pick((axes[0], axes[0] - len(x))))}
+        if keepdims:
+            keywords["keepdims"] = "True"
+        shape = reduced(x, axes, keepdims)
+        left = call(index, e, shape=shape, bound=4.0**3, **keywords)
+        right = self.pick(("0", "1", "2"))
+        return Expr(f"{left.text} {op} {right}", shape, 1.0, COMPARISON, e.const)
 
     def _where(self, shape, depth):
         self.features.add("where")
@@ -780,7 +809,15 @@ class DefBuilder:
         elif self.chance(10):
             keywords["keepdims"] = "False"
         count = 4 ** (rank if axes is None else len(axes))
-        bound = {"sum": e.bound * count, "logsumexp": e.bound + math.log(count)}.get(op, e.bound)
+        if op == "prod":  # a product of up to 64 entries of at most 1
+            e = self.bounded(e, 1.0)
+        bounds = {
+            "sum": e.bound * count,
+            "logsumexp": e.bound + math.log(count),
+            "var": e.bound**2,
+            "norm": e.bound * math.sqrt(count),
+        }
+        bound = bounds.get(op, e.bound)
         return call(op, e, *args, shape=shape, bound=bound, **keywords)
 
     def matmul_expr(self, a: Expr, b: Expr, shape: Shape) -> Expr:

@@ -91,14 +91,16 @@ def _reduce(x, axis, keepdims: bool, reduction: Callable[[Tensor, tuple], Tensor
     """`reduction(x, dims)` with NumPy's `axis` (None, an int or a tuple).
 
     torch reads an empty `dim=()` as "reduce over everything", NumPy as "reduce over
-    nothing": that case is the identity and never reaches torch.
+    nothing": for an array that case is the identity (of the sum, mean, max, min,
+    logsumexp and prod) and never reaches torch; for a 0-d tensor both mean its one
+    entry, whose var is 0 and norm |x|, so it does.
     """
     x = _tensor(x)
     if axis is None:
         dims = tuple(range(x.dim()))
     else:
         dims = (axis,) if isinstance(axis, int) else tuple(axis)
-    if not dims:
+    if not dims and x.dim():
         return x
     result = reduction(x, dims)
     if keepdims:
@@ -180,6 +182,52 @@ def reduce_max(x, axis=None, keepdims=False):
 
 def reduce_min(x, axis=None, keepdims=False):
     return _reduce(x, axis, keepdims, lambda t, dims: torch.amin(t, dim=dims))
+
+
+def reduce_var(x, axis=None, keepdims=False, ddof=0):
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.var(t, dim=dims, correction=ddof))
+
+
+def reduce_std(x, axis=None, keepdims=False, ddof=0):
+    """torch.std's gradient is 0 where the std is 0 (gradc's too)."""
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.std(t, dim=dims, correction=ddof))
+
+
+def norm(x, axis=None, keepdims=False):
+    """The 2-norm over the axes; its gradient at 0 is 0."""
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.linalg.vector_norm(t, dim=dims))
+
+
+def reduce_prod(x, axis=None, keepdims=False):
+    """torch.prod takes one dim: the axes one at a time (from the last, so the others
+    keep their numbers). Its gradient is right at zeros."""
+
+    def prod(t, dims):
+        for dim in sorted((d % t.dim() for d in dims), reverse=True):
+            t = torch.prod(t, dim=dim)
+        return t
+
+    return _reduce(x, axis, keepdims, prod)
+
+
+def _index_of(extreme: Callable) -> Callable:
+    """NumPy's argmax / argmin: over one axis, or of the flattened array (None)."""
+
+    def index(x, axis=None, keepdims=False):
+        x = _tensor(x)
+        if axis is None:
+            return extreme(x).reshape((1,) * x.dim() if keepdims else ())
+        return extreme(x, dim=axis, keepdim=keepdims)
+
+    return index
+
+
+argmax = _index_of(torch.argmax)  # both give the first of tied entries, as NumPy's
+argmin = _index_of(torch.argmin)
+
+
+def cumsum(x, axis):
+    return torch.cumsum(_tensor(x), dim=axis)
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -495,10 +543,11 @@ class Form:
     avoid: Callable | None = None
     ties: bool = False
     classes: str | int = "C"  # the range of integer labels
+    fixed: str = "tied values"  # what the fixed values of a `ties` form show
 
     @property
     def id(self) -> str:
-        tied = " (tied values)" if self.ties else ""
+        tied = f" ({self.fixed})" if self.ties else ""
         return f"{self.expr} | {', '.join(p.annotated() for p in self.params)}{tied}"
 
     def source(self, dtype: str = "") -> str:
@@ -737,10 +786,26 @@ def transposition(reference):
     return OpCase("transpose", reference, extremes=LOGITS)
 
 
-def reduction(reference, *, ties=False):
+def reduction(reference, *, ties=False, zeros=False, variants=(), extremes=LOGITS):
     """sum(x, axis=None, keepdims=False) and friends; `ties`: tied maxima or minima
-    share the gradient equally."""
-    return OpCase("reduction", reference, extremes=LOGITS, ties=ties)
+    share the gradient equally; `zeros`: entries of 0, one or several in a slice (prod);
+    `variants`: more keyword arguments (`ddof=1`)."""
+    extra = (("zeros", ZEROS),) if zeros else ()
+    return OpCase(
+        "reduction", reference, variants=variants, extremes=extremes, ties=ties, extra=extra
+    )
+
+
+def index_reduction(reference):
+    """argmax(x, axis=None, keepdims=False) and argmin: integers, not differentiable;
+    used as labels and in masks, on random and on tied values (the first of tied
+    entries, as NumPy)."""
+    return OpCase("index", reference, extremes=LOGITS, differentiable=False)
+
+
+def scan(reference):
+    """cumsum(x, axis): the axis is required, positional or keyword."""
+    return OpCase("scan", reference, extremes=LOGITS)
 
 
 def along_axis(reference):
@@ -777,6 +842,8 @@ EXPONENTS = (
     ("2 ** x", WIDE, ()),
 )
 POSITIVE = above(0.05, 4.0)
+# Zeros for prod: row 0 has one, row 1 two, row 2 none; column 0 has two, column 2 one.
+ZEROS = ((0.0, 2.0, -1.5, 3.0), (0.0, 1.5, 0.0, -2.0), (1.0, -0.5, 2.0, 0.5))
 # torch.clamp at its bounds: x's slope is 1 at lo and at hi; where lo > hi, hi takes all.
 CLAMP_BOUNDS = {
     (-1.0, -1.0, 1.0): (1.0, 0.0, 0.0),
@@ -856,6 +923,13 @@ CASES: dict[str, OpCase] = {
     "max":           reduction(reduce_max, ties=True),
     "min":           reduction(reduce_min, ties=True),
     "logsumexp":     reduction(logsumexp),
+    "var":           reduction(reduce_var, variants=({"ddof": 1},), extremes=SQUARABLE),
+    "std":           reduction(reduce_std, variants=({"ddof": 1},), extremes=SQUARABLE),
+    "norm":          reduction(norm, extremes=SQUARABLE),
+    "prod":          reduction(reduce_prod, zeros=True, extremes=SMALL_FACTORS),
+    "argmax":        index_reduction(argmax),
+    "argmin":        index_reduction(argmin),
+    "cumsum":        scan(cumsum),
     "softmax":       along_axis(softmax),
     "log_softmax":   along_axis(log_softmax),
     "cross_entropy": with_labels(cross_entropy),
@@ -879,6 +953,8 @@ INTERNAL = {
     "size": "mean's divisor, read off an input's shape at run time",
     "count": "how many entries tie for max and min, which share its gradient",
     "onehot": "the gradient of pick and cross_entropy",
+    "prod_of_others": "prod's gradient: the product of the other entries of each slice",
+    "reversed_cumsum": "cumsum's gradient (and, itself, differentiated by cumsum)",
 }
 
 
@@ -1031,6 +1107,19 @@ def _reduction_forms(name: str, case: OpCase) -> list[Form]:
     forms += [Form(name, (cube,), _reduction_call(name, (0, 2)))]
     forms += [Form(name, (cube,), _reduction_call(name, 1, True))]
     forms += [Form(name, (Param("x"),), f"{name}(x)")]
+    for keywords in case.variants:
+        text = ", ".join(f"{k}={v!r}" for k, v in keywords.items())
+        forms += [
+            Form(name, (matrix,), f"{name}(x, {text})"),
+            Form(name, (matrix,), f"{name}(x, axis=1, keepdims=True, {text})"),
+            Form(name, (cube,), f"{name}(x, axis=(0, 2), {text})"),
+        ]
+    for note, values in case.extra:  # fixed values: checked against torch only
+        fixed = Param("x", ("N", "D"), value=values)
+        forms += [
+            Form(name, (fixed,), _reduction_call(name, axis, keepdims), ties=True, fixed=note)
+            for axis, keepdims in [(None, False), (0, False), (1, True), ((0, 1), True)]
+        ]
     if case.ties:
         tied = Param("x", ("N", "D"), value=TIED)
         forms += [
@@ -1046,6 +1135,40 @@ def _reduction_forms(name: str, case: OpCase) -> list[Form]:
         tied_vector = Param("x", ("D",), value=TIED_VECTOR)
         forms += [Form(name, (tied_vector,), f"{name}(x)", ties=True)]
     return forms
+
+
+def _index_forms(name: str, case: OpCase) -> list[Form]:
+    x, y = Param("x", ("N", "C")), Param("y", ("N", "C"))
+    exprs = [
+        (f"pick(x, {name}(x, axis=1))", (x,)),
+        (f"pick(y, {name}(x, axis=-1)) * 2", (x, y)),
+        (f"x * ({name}(x, axis=0, keepdims=True) > 2)", (x,)),
+        (f"where({name}(x, axis=1, keepdims=True) == 1, x, -x)", (x,)),
+        (f"y * ({name}(x) == 4)", (x, y)),
+        (f"y * ({name}(x, keepdims=True) < 6)", (x, y)),
+        (f"x * ({name}(x, None) != 0)", (Param("x", ("C",)),)),
+    ]
+    forms = [Form(name, params, expr) for expr, params in exprs]
+    tied = Param("x", ("N", "D"), value=TIED)
+    forms += [
+        Form(name, (tied,), f"x * ({name}(x, axis={axis}, keepdims=True) == 0)", ties=True)
+        for axis in (0, 1)
+    ]
+    return forms
+
+
+def _scan_forms(name: str, case: OpCase) -> list[Form]:
+    matrix, vector, cube = Param("x", ("N", "D")), Param("x", ("D",)), Param("x", ("N", "D", "H"))
+    exprs = [
+        (f"{name}(x, 0)", matrix),
+        (f"{name}(x, axis=1)", matrix),
+        (f"{name}(x, -1)", matrix),
+        (f"{name}(x, axis=-2)", matrix),
+        (f"{name}(x, 0)", vector),
+        (f"{name}(x, axis=1)", cube),
+        (f"{name}({name}(x, 2), 0)", cube),
+    ]
+    return [Form(name, (p,), expr) for expr, p in exprs]
 
 
 def _along_axis_forms(name: str, case: OpCase) -> list[Form]:
@@ -1080,6 +1203,8 @@ _FORMS = {
     "transpose": _transpose_forms,
     "reduction": _reduction_forms,
     "along_axis": _along_axis_forms,
+    "index": _index_forms,
+    "scan": _scan_forms,
     "labels": _labels_forms,
     "pairwise": _pairwise_forms,
 }

@@ -1220,6 +1220,28 @@ def test_def_that_would_shadow_the_generated_module_is_refused(source):
     assert (info.value.pos.line, info.value.pos.column) == (1, 5)
 
 
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("dtype", ["", "f32"])
+def test_argmax_and_argmin_give_integers_and_no_gradient(name, dtype):
+    """The forms of op_cases use the indices as labels and in masks; returned as they
+    are, they are NumPy's integers (the first of tied entries), and the input's
+    gradient is zeros of its own dtype."""
+    source = f"def f(x: {dtype}[N, D]):\n    return {name}(x, axis=1)\n"
+    x = np.array(op_cases.TIED, dtype=np.float32 if dtype else np.float64)
+    module = compiled(source)
+    with strict_numpy():
+        out, cache = module.f_forward(x)
+        (grad,) = module.f_backward(None, cache)
+        flat = compiled(source.replace("axis=1", "axis=None")).f_grad(x)
+    np.testing.assert_array_equal(out, getattr(np, name)(x, axis=1))
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(grad, np.zeros_like(x))
+    assert grad.dtype == x.dtype
+    assert flat[0] == getattr(np, name)(x) and isinstance(flat[0], np.integer)
+    ref = getattr(torch, name)(torch.from_numpy(x), dim=1).numpy()
+    np.testing.assert_array_equal(out, ref)  # torch's first tied index too
+
+
 @pytest.mark.parametrize("params", ["x", "x: [K]"])
 def test_exact_gelu(monkeypatch, params):
     """gelu(x, approximate="none") needs a string literal, which the language does not

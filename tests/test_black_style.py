@@ -61,8 +61,9 @@ def test_black_leaves_generated_code_unchanged(name, text):
     assert_black_stable(compile_source(text, name))
 
 
-# Built-ins that take scalars (a reduction or transpose of a scalar is the scalar).
-SCALAR_BUILTINS = sorted(set(BUILTINS) - {"softmax", "log_softmax", "pick"})
+# Built-ins that take scalars (a reduction or transpose of a scalar is the scalar;
+# cumsum runs along an axis, which a scalar does not have).
+SCALAR_BUILTINS = sorted(set(BUILTINS) - {"softmax", "log_softmax", "pick", "cumsum"})
 
 
 def random_expression(rng: random.Random, names: list[str], depth: int) -> str:

@@ -552,8 +552,9 @@ def _dof(x, axis, ddof):
 
 
 def _over(g, y):
-    """g / y where y, a std or a norm, is not 0, and 0 where it is (PyTorch's
-    gradient at zero spread or at the origin): g / inf is 0, without 0 / 0."""
+    """g / y where y (a std, a norm, arctan2's x**2 + y**2) is not 0, and 0
+    where it is (PyTorch's gradient at zero spread or at the origin): g / inf
+    is 0, without a division by zero."""
     return g / where(equal(y, 0), math.inf, y)
 
 
@@ -592,8 +593,9 @@ def _clip_grad(g, y, x, lo, hi):
 
 
 def _arctan2_grad(g, angle, y, x):
-    # d atan2(y, x) = (x dy - y dx) / (x**2 + y**2)
-    scale = g / (x**2 + y**2)
+    # d atan2(y, x) = (x dy - y dx) / (x**2 + y**2), and 0 at the origin (where
+    # x**2 + y**2 is 0), as PyTorch
+    scale = _over(g, x**2 + y**2)
     return (scale * x, -scale * y)
 
 
@@ -959,7 +961,7 @@ _ROWS: dict[str, OpDef] = {
                     lambda x: math.log(x / (1 - x)), spelling="np.log({0} / (1 - {0}))"),
     "CLIP": OpDef("clip", 3, "np.clip({0}, {1}, {2})", _clip_grad, _elementwise, builtin=True,
                    params=("x", "lo", "hi"), group=ELEMENTWISE,
-                   fold=lambda x, lo, hi: min(max(x, lo), hi)),
+                   fold=lambda x, lo, hi: float(min(max(x, lo), hi))),
     "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max),
     "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,

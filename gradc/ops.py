@@ -779,11 +779,14 @@ def comparison(symbol, fold) -> OpDef:
 _AXIS = {"axis": None, "keepdims": False}  # a reduction's compile-time arguments
 
 
-def reduction(name, grad, infer, spelling=None, helpers=(), of_scalar=True, **attrs) -> OpDef:
+def reduction(
+    name, grad, infer, spelling=None, helpers=(), of_scalar=True, fold=None, **attrs
+) -> OpDef:
     """`name(x, axis=None, keepdims=False)`, spelled as the ndarray method.
     `attrs`: more compile-time keywords and their defaults (`ddof=0`);
     `of_scalar`: the reduction of a scalar is the scalar (else it is spelled
-    as a NumPy function, which takes a Python float)."""
+    as a NumPy function, which takes a Python float, and `fold` gives its
+    value on a number)."""
     if spelling is None:
         spelling = _method(name) if of_scalar else _function(f"np.{name}")
     return OpDef(
@@ -797,6 +800,7 @@ def reduction(name, grad, infer, spelling=None, helpers=(), of_scalar=True, **at
         ("x",),
         {**_AXIS, **attrs},
         group=REDUCTION,
+        fold=fold,
         identity_on_scalars=of_scalar,
     )
 
@@ -846,6 +850,10 @@ def _gelu_grad(g, y, x, approximate):
 
 
 GELU_APPROXIMATIONS = ("tanh", "none")  # PyTorch's: the tanh approximation, or exact
+
+
+def _spread_of_number(x, axis, keepdims, ddof):
+    return 0.0 if ddof < 1 else None  # n - ddof <= 0: NumPy's nan, left unfolded
 
 
 def _hard_sigmoid_value(x):
@@ -988,15 +996,20 @@ _ROWS: dict[str, OpDef] = {
     "MIN": reduction("min", _extreme_grad, _reduce_same),
     "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
                             ("logsumexp",)),
-    "VAR": reduction("var", _var_grad, _reduce_float, of_scalar=False, ddof=0),
-    "STD": reduction("std", _std_grad, _reduce_float, of_scalar=False, ddof=0),
+    # of one number: var and std 0 (nan for ddof >= 1: not folded), norm |x|, argmax 0
+    "VAR": reduction("var", _var_grad, _reduce_float, of_scalar=False, fold=_spread_of_number,
+                      ddof=0),
+    "STD": reduction("std", _std_grad, _reduce_float, of_scalar=False, fold=_spread_of_number,
+                      ddof=0),
     "NORM": reduction("norm", _norm_grad, _reduce_float, _function("np.linalg.vector_norm"),
-                       of_scalar=False),
+                       of_scalar=False, fold=lambda x, axis, keepdims: abs(float(x))),
     "PROD": reduction("prod", _prod_grad, _sum),
     "PROD_OF_OTHERS": internal("prod_of_others", 1, _spell_prod_of_others, _same,
                                 helpers=("prod_of_others",)),
-    "ARGMAX": reduction("argmax", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False),
-    "ARGMIN": reduction("argmin", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False),
+    "ARGMAX": reduction("argmax", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False,
+                         fold=lambda x, axis, keepdims: 0),
+    "ARGMIN": reduction("argmin", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False,
+                         fold=lambda x, axis, keepdims: 0),
     # cumsum(x, axis): the axis is an argument, as NumPy's, and a number known at
     # compile time; its adjoint sums from the other end
     "CUMSUM": linear("cumsum", 2, "np.cumsum({0}, axis={1})",

@@ -1293,6 +1293,17 @@ def test_gelu_approximate_must_be_tanh_or_none(monkeypatch):
         compile_source("def f(x):\n    return gelu(x)\n", filename="case.grad")
 
 
+def test_reductions_of_a_number_fold_to_numpys_values():
+    """A reduction of a number is folded where NumPy's value is a number: var and std
+    0, norm |x|, argmax 0 (prod and sum: the number); std with ddof=1 is NumPy's nan
+    with a warning, left to run."""
+    source = "def f(x):\n    return x * (var(2.0) + norm(-3.0) + argmax(1.0) + prod(2.0))\n"
+    body = function_body(compile_source(source, filename="case.grad"), "f")
+    assert body == ["out = x * 5.0", "return out"]
+    unfolded = compile_source("def f(x):\n    return std(3.0, ddof=1) * x\n", "case.grad")
+    assert "np.std(3.0, ddof=1)" in unfolded
+
+
 UNUSED = "def f(x, y, z: [N]):\n    return x * x + 1\n"
 
 

@@ -301,7 +301,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     flat = None
-    if fn.output.shape == () and fn.output.dtype not in ("int", "bool"):
+    if fn.output.shape == ():
         flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
         namer = Namer(reserved)
         bound = _bind_inputs(namer, flat)

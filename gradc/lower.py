@@ -866,8 +866,8 @@ class _Lowering:
         x = values[0]
         if op in REDUCTIONS:
             attrs["axis"] = _reduction_axis(e, attrs["axis"], x)
-            if not x.shape:
-                return x  # reducing a scalar leaves it as it is
+            if not x.shape and spec.identity_on_scalars:
+                return x  # reducing a scalar leaves it as it is (not var, norm, argmax)
         elif "axis" in attrs:  # softmax, log_softmax: one axis
             attrs["axis"] = _one_axis(e, attrs["axis"], x)
         if op is Op.TRANSPOSE and len(x.shape) < 2:
@@ -1092,6 +1092,10 @@ def _attribute(func: str, name: str, default, value, pos: Pos):
             what = "an integer, a tuple of integers or None" if default is None else "an integer"
             raise CompileError(f"{func}(): axis must be {what}", pos)
         return _Axis(value, pos)
+    if isinstance(default, str):  # gelu(x, approximate="none")
+        if not isinstance(value, str):
+            raise CompileError(f"{func}(): '{name}' must be a string, as {name}={default!r}", pos)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CompileError(f"{func}(): '{name}' must be a number known at compile time", pos)
     return float(value)

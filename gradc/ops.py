@@ -39,6 +39,7 @@ ELEMENTWISE = "elementwise"
 COMPARISON_GROUP = "comparison"
 LINEAR_ALGEBRA = "linear algebra"
 REDUCTION = "reduction"
+SCAN = "scan"  # cumsum: a running sum along one axis, of the input's shape
 NEURAL_NET = "neural net"
 CONSTRUCTOR = "constructor"
 INDEXING = "indexing"
@@ -80,6 +81,11 @@ class OpDef:
     # `var` (`grad_x = np.zeros_like(x)`, `grad_x[:, 1:3] = grad_h`). It
     # always gets a line of its own.
     statement: bool = False
+    # Other names users may call the op by (`silu` for `swish`): one row, one rule.
+    aliases: tuple[str, ...] = ()
+    # A reduction that is the identity on a scalar (`sum(2.0)` is 2.0): lowering
+    # returns the scalar itself. Not so var (0), norm (|x|) or argmax (0).
+    identity_on_scalars: bool = False
 
     def is_view(self, attrs: dict) -> bool:
         return self.view(**attrs) if callable(self.view) else self.view
@@ -171,6 +177,26 @@ def _sum(args, attrs, pos):
 def _reduce_float(args, attrs, pos):
     (x,) = args
     return _reduced_shape(x.shape, attrs["axis"], attrs["keepdims"]), _float_dtype(x)
+
+
+def _reduce_to_index(args, attrs, pos):
+    (x,) = args
+    axis = attrs["axis"]
+    if axis is not None and len(axis) > 1:
+        raise CompileError("argmax() and argmin() take one axis (an integer) or None", pos)
+    return _reduced_shape(x.shape, axis, attrs["keepdims"]), "int"
+
+
+def _cumsum(args, attrs, pos):
+    x, axis = args
+    value = axis.attr("value") if axis.op is Op.CONST else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise CompileError("cumsum(): axis must be an integer known at compile time", pos)
+    if not -len(x.shape) <= value < len(x.shape):
+        raise CompileError(
+            f"cumsum(): axis {value} is out of range for shape {format_shape(x.shape)}", pos
+        )
+    return x.shape, "int" if x.dtype in ("bool", "int") else x.dtype
 
 
 def _reduce_same(args, attrs, pos):
@@ -690,6 +716,26 @@ def sign(x):
     return _apply(Op.SIGN, x)
 
 
+def sqrt(x):
+    return _apply(Op.SQRT, x)
+
+
+def sinh(x):
+    return _apply(Op.SINH, x)
+
+
+def cosh(x):
+    return _apply(Op.COSH, x)
+
+
+def tanh(x):
+    return _apply(Op.TANH, x)
+
+
+def softplus(x):
+    return _apply(Op.SOFTPLUS, x)
+
+
 def sigmoid(x):
     return _apply(Op.SIGMOID, x)
 
@@ -704,6 +750,14 @@ def minimum(a, b):
 
 def greater(a, b):
     return _apply(Op.GT, a, b)
+
+
+def greater_equal(a, b):
+    return _apply(Op.GE, a, b)
+
+
+def less_equal(a, b):
+    return _apply(Op.LE, a, b)
 
 
 def less(a, b):
@@ -741,6 +795,14 @@ def relu(x):
 
 def reduce_sum(x, axis=None, keepdims=False):
     return _apply(Op.SUM, x, axis=full_axis(axis, x.shape), keepdims=keepdims)
+
+
+def reduce_mean(x, axis=None, keepdims=False):
+    return _apply(Op.MEAN, x, axis=full_axis(axis, x.shape), keepdims=keepdims)
+
+
+def cumsum(x, axis):
+    return _apply(Op.CUMSUM, x, axis)
 
 
 def full_axis(axis, shape):
@@ -934,6 +996,48 @@ def _extreme_grad(g, y, x, axis, keepdims):
     return (mask * (kept(g, axis, keepdims) / ties),)
 
 
+def _var_grad(g, y, x, axis, keepdims, ddof):
+    # 2 (x - mean) / (n - ddof); the variance of a scalar is 0 whatever it is
+    if not x.shape:
+        return (None,)
+    centered = x - reduce_mean(x, axis, keepdims=True)
+    return (kept(g, axis, keepdims) * 2 * centered / _dof(x, axis, ddof),)
+
+
+def _dof(x, axis, ddof):
+    """n - ddof, the divisor of var and std, with ddof = 1.0 written 1."""
+    n = count(x, axis)
+    if not ddof:
+        return n
+    return n - (int(ddof) if ddof == int(ddof) else ddof)
+
+
+def _over(g, y):
+    """g / y where y (a std, a norm, arctan2's x**2 + y**2) is not 0, and 0
+    where it is (PyTorch's gradient at zero spread or at the origin): g / inf
+    is 0, without a division by zero."""
+    return g / where(equal(y, 0), math.inf, y)
+
+
+def _std_grad(g, y, x, axis, keepdims, ddof):
+    # (x - mean) / ((n - ddof) * std), 0 where std is 0, as torch.std
+    if not x.shape:
+        return (None,)
+    centered = x - reduce_mean(x, axis, keepdims=True)
+    return (kept(_over(g, y), axis, keepdims) * centered / _dof(x, axis, ddof),)
+
+
+def _norm_grad(g, y, x, axis, keepdims):
+    # x / norm, 0 where the norm is 0, as torch.linalg.vector_norm
+    return (x * kept(_over(g, y), axis, keepdims),)
+
+
+def _prod_grad(g, y, x, axis, keepdims):
+    # the product of the other entries of the slice, never y / x: right where x
+    # has zeros (one zero: its entry gets the product of the rest; two: all 0)
+    return (kept(g, axis, keepdims) * _apply(Op.PROD_OF_OTHERS, x, axis=axis),)
+
+
 def _logsumexp_grad(g, y, x, axis, keepdims):
     # d logsumexp(x) / dx = softmax(x) = exp(x - logsumexp(x))
     return (kept(g, axis, keepdims) * exp(x - kept(y, axis, keepdims)),)
@@ -944,6 +1048,27 @@ def swap_last(x):
     if len(x.shape) == 2:
         return transpose(x)
     return _apply(Op.SWAPAXES, x, axes=(len(x.shape) - 2, len(x.shape) - 1))
+def _clip_grad(g, y, x, lo, hi):
+    # torch.clamp's: x gets g where lo <= x <= hi, bounds included; a bound
+    # gets g where x passes it, and hi gets all of it where lo > hi
+    return (
+        g * (greater_equal(x, lo) * less_equal(x, hi)),
+        g * less(x, lo) * less(lo, hi),
+        where(less(hi, lo), g, g * greater(x, hi)),
+    )
+
+
+def _arctan2_grad(g, angle, y, x):
+    # d atan2(y, x) = (x dy - y dx) / (x**2 + y**2), and 0 at the origin (where
+    # x**2 + y**2 is 0), as PyTorch
+    scale = _over(g, x**2 + y**2)
+    return (scale * x, -scale * y)
+
+
+def _mish_grad(g, y, x):
+    # d/dx x*t for t = tanh(softplus(x)): t + x * (1 - t**2) * sigmoid(x), as PyTorch
+    t = tanh(softplus(x))
+    return (g * (t + x * (1 - t**2) * sigmoid(x)),)
 
 
 def _matmul_grad(g, y, a, b):
@@ -1118,6 +1243,26 @@ def _method(name: str) -> Callable:
     """A reduction as an ndarray method: `grad_h.sum(axis=0)`. Its argument
     always has an axis to reduce, so it is an array, never a Python float."""
     return lambda args, attrs, node: f"{args[0]}.{name}({_reduction_args(attrs)})"
+
+
+def _function(name: str) -> Callable:
+    """A reduction as a NumPy function, for one whose argument may be a Python
+    float (a reduction of a scalar that is not the scalar itself):
+    `np.var(x, axis=0, ddof=1)`."""
+
+    def spell(args, attrs, node):
+        parts = [args[0], _reduction_args(attrs)]
+        if attrs.get("ddof"):
+            ddof = attrs["ddof"]
+            parts.append(f"ddof={int(ddof) if ddof == int(ddof) else ddof}")
+        return f"{name}({', '.join(p for p in parts if p)})"
+
+    return spell
+
+
+def _spell_prod_of_others(args, attrs, node):
+    axis = attrs["axis"]
+    return f"prod_of_others({args[0]}{'' if axis is None else ', axis=' + _axis_text(axis)})"
 
 
 def _spell_logsumexp(args, attrs, node):
@@ -1334,10 +1479,23 @@ def _spell_like(name):
 # ---------------------------------------------------------------- row helpers
 
 
-def unary(name, grad, fold=None, spelling=None, helpers=(), builtin=True, alpha=None) -> OpDef:
+def unary(
+    name,
+    grad,
+    fold=None,
+    spelling=None,
+    helpers=(),
+    builtin=True,
+    alpha=None,
+    aliases=(),
+    infer=_elementwise,
+    **keywords,
+) -> OpDef:
     """An elementwise function of one argument: `np.<name>(x)` unless the
     spelling says otherwise, or `name(x)` when it is a generated helper.
-    `alpha`: the default of a compile-time `alpha=` keyword argument."""
+    `alpha`: the default of a compile-time `alpha=` keyword argument (and
+    `keywords`, of others: `approximate="tanh"`); `aliases`: other names it
+    may be called by."""
     if spelling is None:
         spelling = f"{name}({{0}})" if helpers else f"np.{name}({{0}})"
     return OpDef(
@@ -1345,13 +1503,14 @@ def unary(name, grad, fold=None, spelling=None, helpers=(), builtin=True, alpha=
         1,
         spelling,
         grad,
-        _elementwise,
+        infer,
         helpers,
         builtin,
         ("x",),
-        {} if alpha is None else {"alpha": alpha},
+        ({} if alpha is None else {"alpha": alpha}) | keywords,
         group=ELEMENTWISE if builtin else INTERNAL,
         fold=fold,
+        aliases=aliases,
     )
 
 
@@ -1372,10 +1531,30 @@ def comparison(symbol, fold) -> OpDef:
 _AXIS = {"axis": None, "keepdims": False}  # a reduction's compile-time arguments
 
 
-def reduction(name, grad, infer, spelling=None, helpers=()) -> OpDef:
-    """`name(x, axis=None, keepdims=False)`, spelled as the ndarray method."""
-    spelling = spelling or _method(name)
-    return OpDef(name, 1, spelling, grad, infer, helpers, True, ("x",), _AXIS, group=REDUCTION)
+def reduction(
+    name, grad, infer, spelling=None, helpers=(), of_scalar=True, fold=None, **attrs
+) -> OpDef:
+    """`name(x, axis=None, keepdims=False)`, spelled as the ndarray method.
+    `attrs`: more compile-time keywords and their defaults (`ddof=0`);
+    `of_scalar`: the reduction of a scalar is the scalar (else it is spelled
+    as a NumPy function, which takes a Python float, and `fold` gives its
+    value on a number)."""
+    if spelling is None:
+        spelling = _method(name) if of_scalar else _function(f"np.{name}")
+    return OpDef(
+        name,
+        1,
+        spelling,
+        grad,
+        infer,
+        helpers,
+        True,
+        ("x",),
+        {**_AXIS, **attrs},
+        group=REDUCTION,
+        fold=fold,
+        identity_on_scalars=of_scalar,
+    )
 
 
 def linear(name, arity, spelling, adjoint, infer, view=False, **row) -> OpDef:
@@ -1402,8 +1581,39 @@ def _sigmoid_value(x):
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-def _gelu_value(x):
+def _gelu_value(x, approximate):
+    if approximate == "none":
+        return 0.5 * x * (1 + math.erf(x / math.sqrt(2)))
     return 0.5 * x * (1 + math.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+
+
+def _gelu(args, attrs, pos):
+    if attrs["approximate"] not in GELU_APPROXIMATIONS:
+        raise CompileError('gelu(): approximate must be "tanh" or "none"', pos)
+    return _elementwise(args, attrs, pos)
+
+
+def _gelu_grad(g, y, x, approximate):
+    # gelu(x, approximate="none") never reaches here: lowering writes it as the
+    # ops it is made of (rewrites.py), whose rules give its derivative
+    if approximate != "tanh":
+        raise CompileError(f"internal: gelu(approximate={approximate!r}) was not rewritten")
+    return (g * gelu_grad(x),)
+
+
+GELU_APPROXIMATIONS = ("tanh", "none")  # PyTorch's: the tanh approximation, or exact
+
+
+def _spread_of_number(x, axis, keepdims, ddof):
+    return 0.0 if ddof < 1 else None  # n - ddof <= 0: NumPy's nan, left unfolded
+
+
+def _hard_sigmoid_value(x):
+    return min(max(x / 6 + 0.5, 0.0), 1.0)
+
+
+def _mish_value(x):
+    return x * math.tanh(max(x, 0.0) + math.log1p(math.exp(-abs(x))))
 
 
 def _leaky_relu_value(x, alpha):
@@ -1476,10 +1686,33 @@ _ROWS: dict[str, OpDef] = {
     "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt),
     # sign(0) = 0 gives abs'(0) = 0, as PyTorch
     "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs),
-    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: (x > 0) - (x < 0), builtin=False),
+    # sign, floor, ceil and round are piecewise constant: zero gradient, as PyTorch
+    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: float((x > 0) - (x < 0))),
+    "FLOOR": unary("floor", NOT_DIFFERENTIABLE, lambda x: float(math.floor(x))),
+    "CEIL": unary("ceil", NOT_DIFFERENTIABLE, lambda x: float(math.ceil(x))),
+    # halves to even, as NumPy and PyTorch (and Python's round)
+    "ROUND": unary("round", NOT_DIFFERENTIABLE, lambda x: float(round(x))),
+    # 1 / x is a float whatever x is; np.reciprocal of an integer array is 0 or 1
+    "RECIPROCAL": unary("reciprocal", lambda g, y, x: (-g * y**2,), lambda x: 1 / x,
+                         spelling="1 / {0}"),
     "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
     "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
     "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
+    "ARCSIN": unary("arcsin", lambda g, y, x: (g / sqrt(1 - x**2),), math.asin),
+    "ARCCOS": unary("arccos", lambda g, y, x: (-g / sqrt(1 - x**2),), math.acos),
+    "ARCTAN": unary("arctan", lambda g, y, x: (g / (1 + x**2),), math.atan),
+    "ARCTAN2": OpDef("arctan2", 2, "np.arctan2({0}, {1})", _arctan2_grad, _elementwise,
+                      builtin=True, params=("y", "x"), group=ELEMENTWISE, fold=math.atan2),
+    "SINH": unary("sinh", lambda g, y, x: (g * cosh(x),), math.sinh),
+    "COSH": unary("cosh", lambda g, y, x: (g * sinh(x),), math.cosh),
+    "ARCSINH": unary("arcsinh", lambda g, y, x: (g / sqrt(1 + x**2),), math.asinh),
+    # g / x / log(b), as g / x * (1 / log(b)): x * log(10) overflows for a huge x
+    "LOG2": unary("log2", lambda g, y, x: (g / x * (1 / math.log(2)),), math.log2),
+    "LOG10": unary("log10", lambda g, y, x: (g / x * (1 / math.log(10)),), math.log10),
+    "EXP2": unary("exp2", lambda g, y, x: (g * y * math.log(2),), lambda x: 2.0**x),
+    # 2/sqrt(pi) exp(-x**2); NumPy has no erf: a helper computes it
+    "ERF": unary("erf", lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * exp(-(x**2)),), math.erf,
+                  helpers=("erf",)),
     "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x),
     "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
     "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
@@ -1504,12 +1737,25 @@ _ROWS: dict[str, OpDef] = {
                   alpha=1.0),
     # d/dx x*s(x) = s + x*s*(1-s) = s + y*(1-s)
     "SWISH": unary("swish", lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
-                    lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish")),
-    "GELU": unary("gelu", lambda g, y, x: (g * gelu_grad(x),), _gelu_value, helpers=("gelu",)),
+                    lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish"),
+                    aliases=("silu",)),
+    "MISH": unary("mish", _mish_grad, _mish_value, helpers=("softplus", "mish")),
+    # approximate="tanh": a helper; "none", the exact x * Phi(x), is written by
+    # lowering as 0.5 * x * (1 + erf(x / sqrt(2))) (rewrites.py)
+    "GELU": unary("gelu", _gelu_grad, _gelu_value, helpers=("gelu",), infer=_gelu,
+                   approximate="tanh"),
     "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False),
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
     "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
                         lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)"),
+    # |x| < 3 is false at +-3, so hard_sigmoid'(+-3) = 0 as PyTorch
+    "HARD_SIGMOID": unary("hard_sigmoid", lambda g, y, x: (g * less(absolute(x), 3) / 6,),
+                           _hard_sigmoid_value, spelling="np.clip({0} / 6 + 0.5, 0, 1)"),
+    "LOGIT": unary("logit", lambda g, y, x: (g / (x * (1 - x)),),
+                    lambda x: math.log(x / (1 - x)), spelling="np.log({0} / (1 - {0}))"),
+    "CLIP": OpDef("clip", 3, "np.clip({0}, {1}, {2})", _clip_grad, _elementwise, builtin=True,
+                   params=("x", "lo", "hi"), group=ELEMENTWISE,
+                   fold=lambda x, lo, hi: float(min(max(x, lo), hi))),
     "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max),
     "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
@@ -1586,6 +1832,28 @@ _ROWS: dict[str, OpDef] = {
     "MIN": reduction("min", _extreme_grad, _reduce_same),
     "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
                             ("logsumexp",)),
+    # of one number: var and std 0 (nan for ddof >= 1: not folded), norm |x|, argmax 0
+    "VAR": reduction("var", _var_grad, _reduce_float, of_scalar=False, fold=_spread_of_number,
+                      ddof=0),
+    "STD": reduction("std", _std_grad, _reduce_float, of_scalar=False, fold=_spread_of_number,
+                      ddof=0),
+    "NORM": reduction("norm", _norm_grad, _reduce_float, _function("np.linalg.vector_norm"),
+                       of_scalar=False, fold=lambda x, axis, keepdims: abs(float(x))),
+    "PROD": reduction("prod", _prod_grad, _sum),
+    "PROD_OF_OTHERS": internal("prod_of_others", 1, _spell_prod_of_others, _same,
+                                helpers=("prod_of_others",)),
+    "ARGMAX": reduction("argmax", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False,
+                         fold=lambda x, axis, keepdims: 0),
+    "ARGMIN": reduction("argmin", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False,
+                         fold=lambda x, axis, keepdims: 0),
+    # cumsum(x, axis): the axis is an argument, as NumPy's, and a number known at
+    # compile time; its adjoint sums from the other end
+    "CUMSUM": linear("cumsum", 2, "np.cumsum({0}, axis={1})",
+                      lambda g, x, axis: (_apply(Op.REVERSED_CUMSUM, g, axis), None), _cumsum,
+                      builtin=True, params=("x", "axis"), group=SCAN),
+    "REVERSED_CUMSUM": linear("reversed_cumsum", 2, "reversed_cumsum({0}, axis={1})",
+                               lambda g, x, axis: (cumsum(g, axis), None), _cumsum,
+                               helpers=("reversed_cumsum",)),
     # np.full_like makes a new array; np.broadcast_to a read-only view
     "BROADCAST_LIKE": linear("broadcast_like", 2, _spell_broadcast_like, _broadcast_like_adjoint,
                               _broadcast_like,
@@ -1628,7 +1896,9 @@ OPERATORS: dict[str, Op] = {
     and spec.group in (ARITHMETIC, COMPARISON_GROUP, LINEAR_ALGEBRA)
     and not spec.builtin
 }
-BUILTINS: dict[str, Op] = {spec.name: op for op, spec in OPS.items() if spec.builtin}
+BUILTINS: dict[str, Op] = {
+    name: op for op, spec in OPS.items() if spec.builtin for name in (spec.name, *spec.aliases)
+}
 REDUCTIONS = frozenset(op for op, spec in OPS.items() if spec.group == REDUCTION)
 # The ops of each op's chain: `a + b - c` is one chain of ADD and SUB.
 CHAINS: dict[Op, tuple[Op, ...]] = {

@@ -223,6 +223,18 @@ def _expand_rules(graph, args, attrs):
     return None
 
 
+def _exact_gelu(graph, args, attrs):
+    # gelu(x, approximate="none") -> 0.5 * x * (1 + erf(x * (1 / sqrt(2)))): the exact
+    # GELU, x * Phi(x), as PyTorch computes it, made of ops whose rules give its
+    # derivative Phi(x) + x * phi(x) (and its helpers: erf, not gelu)
+    if attrs["approximate"] != "none":
+        return None
+    (x,) = args
+    scaled = _make(graph, Op.MUL, x, graph.constant(math.sqrt(0.5)))
+    phi = _make(graph, Op.ADD, graph.constant(1), _make(graph, Op.ERF, scaled))
+    return _make(graph, Op.MUL, _make(graph, Op.MUL, graph.constant(0.5), x), phi)
+
+
 def _items(attrs: dict) -> tuple:
     return tuple(sorted(attrs.items()))
 
@@ -273,4 +285,5 @@ _RULES = {
 _ATTR_RULES = {
     Op.SUM: (_sum_rules,),
     Op.EXPAND: (_expand_rules,),
+    Op.GELU: (_exact_gelu,),
 }

@@ -34,6 +34,64 @@ def swish(x):
     return x * sigmoid(x)
 
 
+def erf(x):
+    # The error function (NumPy has none), within 2 ulp of math.erf. For |x| < 1 it is
+    # x * P(x**2); from 1 to 6, 1 - exp(-x**2) * Q(u), with Q a polynomial in
+    # u = (|x| - mid) / half on each of [1, 2], [2, 3.5] and [3.5, 6]; from 6 on, 1
+    # (erfc(6) = 2e-17 is below half an ulp of 1). P and Q are Chebyshev fits of
+    # erf(sqrt(t)) / sqrt(t) and exp(x**2) * erfc(x), highest power first, made with
+    # mpmath (tests/test_erf.py makes them again). |x| is clipped to 6 first, so no
+    # branch that np.where discards overflows; NaN fails every comparison and stays NaN.
+    # fmt: off
+    p = (5.957176147748911e-11, -1.1372848856791674e-09, 1.4659775274047436e-08,
+        -1.6350312701054695e-07, 1.6461000484121368e-06, -1.4925595266831182e-05,
+        0.0001205533111164271, -0.000854832698083379, 0.0052239776248180145,
+        -0.026866170645076792, 0.11283791670954879, -0.3761263890318375,
+        1.1283791670955126)
+    q1 = (2.0206514750441873e-13, -1.512018061489917e-12, 1.0201594788774491e-11,
+        -7.257032617086992e-11, 5.04654734183512e-10, -3.405938587821499e-09,
+        2.2328417586062252e-08, -1.4191186135917107e-07, 8.72304473829848e-07,
+        -5.171328672722121e-06, 2.947085745299996e-05, -0.0001608111733699307,
+        0.0008360838095667121, -0.004116363162445659, 0.01903775996386935,
+        -0.08181145886628002, 0.3215854164543175)
+    q2 = (-1.4307261790948654e-13, 8.908801922505171e-13, -4.813392632169323e-12,
+        2.885538557548928e-11, -1.7108134429655407e-10, 9.88787353635382e-10,
+        -5.601435958505965e-09, 3.108358578398941e-08, -1.68743335231591e-07,
+        8.950251220332474e-07, -4.631705268994185e-06, 2.3347542127786593e-05,
+        -0.00011442715395558115, 0.0005440864558930353, -0.002503548800296017,
+        0.011114208555369083, -0.04742822817047613, 0.1936620962790687)
+    q3 = (2.428731220603442e-13, -1.2196993078585577e-12, 4.909394868246539e-12,
+        -2.4030969532872346e-11, 1.1864420691597732e-10, -5.68417156906027e-10,
+        2.6891792576672485e-09, -1.2581394720588665e-08, 5.8137222687597515e-08,
+        -2.652091097325896e-07, 1.193833166581947e-06, -5.300367898784373e-06,
+        2.3197611048019317e-05, -0.00010002374614205948, 0.0004246296485367147,
+        -0.0017736306582609063, 0.007283322451519282, -0.029379310747703943,
+        0.11630270721024731)
+    # fmt: on
+
+    def poly(u, coefficients):
+        out = 0 * u
+        for c in coefficients:
+            out = out * u + c
+        return out
+
+    a = np.minimum(np.abs(x), 6.0)
+    c = np.minimum(a, 1.0)
+    small = c * poly(c * c, p)
+    q = np.where(
+        a >= 3.5,
+        poly((a - 4.75) / 1.25, q3),
+        np.where(a >= 2, poly((a - 2.75) / 0.75, q2), poly((a - 1.5) / 0.5, q1)),
+    )
+    large = 1 - np.exp(-a * a) * q
+    return np.copysign(np.where(a >= 6, 1.0, np.where(a >= 1, large, small)), x)[()]
+
+
+def mish(x):
+    # x * tanh(softplus(x)); softplus never overflows and tanh of it is at most 1.
+    return x * np.tanh(softplus(x))
+
+
 def gelu(x):
     # The tanh approximation, as PyTorch's gelu(approximate="tanh"). tanh is
     # exactly +-1 beyond |x| = 10, so x is clipped there before it is cubed.
@@ -56,6 +114,26 @@ def logsumexp(x, axis=None, keepdims=False):
     m = x.max(axis=axis, keepdims=True)
     out = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)[()]
+
+
+def prod_of_others(x, axis=None):
+    # For each entry, the product of the other entries of its slice along `axis`
+    # (None: all of x): the gradient of np.prod. Products from the left times
+    # products from the right, never prod / x, so it is right where x has zeros.
+    axes = tuple(range(np.ndim(x))) if axis is None else np.atleast_1d(axis).tolist()
+    ends = tuple(range(-len(axes), 0))
+    moved = np.moveaxis(x, axes, ends)
+    lines = moved.reshape(moved.shape[: moved.ndim - len(axes)] + (-1,))
+    ones = np.ones_like(lines[..., :1])
+    left = np.cumprod(np.concatenate([ones, lines[..., :-1]], axis=-1), axis=-1)
+    right = np.cumprod(np.concatenate([ones, lines[..., :0:-1]], axis=-1), axis=-1)
+    others = left * right[..., ::-1]
+    return np.moveaxis(others.reshape(moved.shape), ends, axes)
+
+
+def reversed_cumsum(x, axis):
+    # Sums from the far end of `axis`: the adjoint of np.cumsum(x, axis).
+    return np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
 
 
 def softmax(x, axis):

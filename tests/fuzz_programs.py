@@ -75,10 +75,16 @@ CONSTANTS = (("reg", "1e-3"), ("eps", "0.5"), ("scale", "2 * 0.75"), ("shift", "
 ELEMENTWISE = names("unary")  # f(x): exp, log, ..., hard_tanh
 ALONG_AXIS = names("along_axis")  # f(x, axis=-1): softmax, log_softmax
 EXTREMA = names("binary")  # f(a, b): maximum, minimum
-UNARY_FUNCTIONS = ("neg", *ELEMENTWISE, *ALONG_AXIS, "pos")  # neg and pos: -e and +e
+BOUNDED = names("bounded")  # f(x, lo, hi): clip, with constant bounds
+UNARY_FUNCTIONS = ("neg", *ELEMENTWISE, *ALONG_AXIS, *BOUNDED, "pos")  # neg and pos: -e and +e
+# A bound on |f(a, b)| where it is not max(|a|, |b|)
+EXTREMUM_BOUNDS = {"arctan2": math.pi}
+BOUNDS = (("-1", -1.0), ("-0.5", -0.5), ("0", 0.0), ("0.5", 0.5), ("1", 1.0), ("2.5", 2.5))
 SQUASHES = ("tanh", "sigmoid", "sin", "cos", "hard_tanh", "softsign")
 COMPARISONS = names("comparison", operators=True)
 REDUCTIONS = names("reduction")
+INDEXES = names("index")  # argmax, argmin: integers, compared in masks
+SCANS = names("scan")  # cumsum(x, axis)
 NUMBERS = (("2", 2.0), ("0.5", 0.5), ("3.0", 3.0), ("1e-2", 0.01), ("1.5", 1.5), (".25", 0.25))
 # Constants a keyword argument may name (`leaky_relu(h, alpha=reg)`): the positive ones.
 POSITIVE_CONSTANTS = tuple(
@@ -458,7 +464,7 @@ class DefBuilder:
             return self.cheapest(shape)
         self.budget -= 1
         kinds = ["leaf"] * (2 if leaves or shape == () else 0)
-        kinds += ["unary"] * 6 + ["binary"] * 5 + ["divide", "power", "extremum", "where"]
+        kinds += ["unary"] * 9 + ["binary"] * 5 + ["divide", "power", "extremum", "where"]
         if self.reduction_options(shape):
             kinds += ["reduce"] * 3
         if self.matmul_operands(shape):
@@ -508,6 +514,7 @@ class DefBuilder:
 
     def _unary(self, shape, depth):
         ops = [op for op in UNARY_FUNCTIONS if op not in ALONG_AXIS or shape]
+        ops += list(SCANS) if shape else []
         op = self.pick(ops)
         self.features.add(op)
         e = self.expr(shape, depth)
@@ -517,7 +524,18 @@ class DefBuilder:
             return Expr(f"+{wrap(e, UNARY)}", shape, e.bound, UNARY, e.const)
         if op in ALONG_AXIS:
             return self.along_axis(op, e)
+        if op in BOUNDED:
+            return self.clipped(op, e)
+        if op in SCANS:
+            return self.scan(op, e)
         return self.elementwise(op, e)
+
+    def clipped(self, op: str, e: Expr) -> Expr:
+        """`op(e, lo, hi)` with constant bounds, lo < hi."""
+        (low, lo), (high, hi) = sorted(
+            self.pick(list(itertools.combinations(BOUNDS, 2))), key=lambda b: b[1]
+        )
+        return call(op, e, number(low, lo), number(high, hi), shape=e.shape, bound=max(-lo, hi))
 
     def elementwise(self, op: str, e: Expr) -> Expr:
         """`op(e)`, with `e` brought into the op's domain first where the function is
@@ -552,9 +570,11 @@ class DefBuilder:
         if domain.kind == "near":  # squashed into the domain (exp's result stays < 21)
             e = self.bounded(e, min(-domain.low, domain.high, 3.0))
             return e, -e.bound, e.bound
-        # "above" (and "away_from_zero"): above the domain's lower end
+        # "above" (and "away_from_zero"): above the domain's lower end; "within": in it
         low = domain.low if domain.kind == "above" else 0.0
-        how = self.pick(("softplus", "square", "exp", "tanh"))
+        how = (
+            "tanh" if domain.kind == "within" else self.pick(("softplus", "square", "exp", "tanh"))
+        )
         if how == "tanh":  # anywhere in the domain, below 0 too (log1p)
             mid, half = (domain.low + domain.high) / 2, (domain.high - domain.low) / 2
             scaled = binary(
@@ -584,6 +604,14 @@ class DefBuilder:
         elif low < 0:
             inner = binary("-", inner, number(repr(-low), -low), shape, bound)
         return inner, low + lo, low + hi
+
+    def scan(self, op: str, e: Expr) -> Expr:
+        """`op(e, axis)` (cumsum), the axis positional or a keyword."""
+        axis = str(self.pick(range(-len(e.shape), len(e.shape))))
+        bound = 4 * e.bound  # a dim has at most 4 entries
+        if self.chance(50):
+            return call(op, e, axis, shape=e.shape, bound=bound)
+        return call(op, e, shape=e.shape, bound=bound, axis=axis)
 
     def along_axis(self, op: str, e: Expr) -> Expr:
         """`op(e, axis=...)` (softmax and friends), along some axis or the default."""
@@ -691,11 +719,17 @@ class DefBuilder:
         self.features.add(op)
         a_shape, b_shape = self.operand_shapes(shape)
         a, b = self.expr(a_shape, depth), self.expr(b_shape, self.draw(st.integers(0, depth)))
-        return call(op, a, b, shape=shape, bound=max(a.bound, b.bound))
+        # arctan2's x is kept away from 0 (its domain): no origin, no branch cut
+        a, b = (self.into_domain(e, d)[0] for e, d in zip((a, b), CASES[op].domains))
+        bound = EXTREMUM_BOUNDS.get(op, max(a.bound, b.bound))
+        return call(op, a, b, shape=shape, bound=bound)
 
     def comparison(self, shape: Shape, depth: int) -> Expr:
         op = self.pick(COMPARISONS)
         self.features.add(op)
+        indexes = [o for o in self.reduction_options(shape) if o[1] is None or len(o[1]) == 1]
+        if indexes and self.chance(15):
+            return self.index_mask(op, *self.pick(indexes), depth)
         left_shape, right_shape = self.pick(
             [(shape, shape)]
             + [(shape, s) for s in self.sub_shapes(shape)]
@@ -705,6 +739,19 @@ class DefBuilder:
         right = self.expr(right_shape, self.draw(st.integers(0, depth)))
         const = left.const and right.const
         return Expr(f"{wrap(left, SUM)} {op} {wrap(right, SUM)}", shape, 1.0, COMPARISON, const)
+
+    def index_mask(self, op: str, x: Shape, axes, keepdims: bool, depth: int) -> Expr:
+        """`argmax(e, axis=k) == 1` and the like: a mask from the indices of extremes."""
+        index = self.pick(INDEXES)
+        self.features.add(index)
+        e = self.expr(x, depth)
+        keywords = {} if axes is None else {"axis": str(self.pick((axes[0], axes[0] - len(x))))}
+        if keepdims:
+            keywords["keepdims"] = "True"
+        shape = reduced(x, axes, keepdims)
+        left = call(index, e, shape=shape, bound=4.0**3, **keywords)
+        right = self.pick(("0", "1", "2"))
+        return Expr(f"{left.text} {op} {right}", shape, 1.0, COMPARISON, e.const)
 
     def _where(self, shape, depth):
         self.features.add("where")
@@ -762,7 +809,15 @@ class DefBuilder:
         elif self.chance(10):
             keywords["keepdims"] = "False"
         count = 4 ** (rank if axes is None else len(axes))
-        bound = {"sum": e.bound * count, "logsumexp": e.bound + math.log(count)}.get(op, e.bound)
+        if op == "prod":  # a product of up to 64 entries of at most 1
+            e = self.bounded(e, 1.0)
+        bounds = {
+            "sum": e.bound * count,
+            "logsumexp": e.bound + math.log(count),
+            "var": e.bound**2,
+            "norm": e.bound * math.sqrt(count),
+        }
+        bound = bounds.get(op, e.bound)
         return call(op, e, *args, shape=shape, bound=bound, **keywords)
 
     def matmul_expr(self, a: Expr, b: Expr, shape: Shape) -> Expr:

@@ -92,14 +92,16 @@ def _reduce(x, axis, keepdims: bool, reduction: Callable[[Tensor, tuple], Tensor
     """`reduction(x, dims)` with NumPy's `axis` (None, an int or a tuple).
 
     torch reads an empty `dim=()` as "reduce over everything", NumPy as "reduce over
-    nothing": that case is the identity and never reaches torch.
+    nothing": for an array that case is the identity (of the sum, mean, max, min,
+    logsumexp and prod) and never reaches torch; for a 0-d tensor both mean its one
+    entry, whose var is 0 and norm |x|, so it does.
     """
     x = _tensor(x)
     if axis is None:
         dims = tuple(range(x.dim()))
     else:
         dims = (axis,) if isinstance(axis, int) else tuple(axis)
-    if not dims:
+    if not dims and x.dim():
         return x
     result = reduction(x, dims)
     if keepdims:
@@ -131,9 +133,17 @@ def swish(x):
     return x * torch.sigmoid(x)
 
 
-def gelu(x):
-    """The tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    return F.gelu(x, approximate="tanh")
+def gelu(x, approximate="tanh"):
+    """By default the tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+    "none": the exact x Phi(x) (tests/test_ops.py checks it; the table's variants
+    are numbers, which the fuzzer and the stability tests vary)."""
+    return F.gelu(x, approximate=approximate)
+
+
+def clip(x, lo, hi):
+    """torch.clamp with tensor bounds: x's slope is 1 where lo <= x <= hi, bounds
+    included; a bound gets the gradient where x passes it (hi all of it if lo > hi)."""
+    return torch.clamp(x, lo, hi)
 
 
 def hard_tanh(x):
@@ -248,6 +258,52 @@ def reduce_min(x, axis=None, keepdims=False):
     return _reduce(x, axis, keepdims, lambda t, dims: torch.amin(t, dim=dims))
 
 
+def reduce_var(x, axis=None, keepdims=False, ddof=0):
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.var(t, dim=dims, correction=ddof))
+
+
+def reduce_std(x, axis=None, keepdims=False, ddof=0):
+    """torch.std's gradient is 0 where the std is 0 (gradc's too)."""
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.std(t, dim=dims, correction=ddof))
+
+
+def norm(x, axis=None, keepdims=False):
+    """The 2-norm over the axes; its gradient at 0 is 0."""
+    return _reduce(x, axis, keepdims, lambda t, dims: torch.linalg.vector_norm(t, dim=dims))
+
+
+def reduce_prod(x, axis=None, keepdims=False):
+    """torch.prod takes one dim: the axes one at a time (from the last, so the others
+    keep their numbers). Its gradient is right at zeros."""
+
+    def prod(t, dims):
+        for dim in sorted((d % t.dim() for d in dims), reverse=True):
+            t = torch.prod(t, dim=dim)
+        return t
+
+    return _reduce(x, axis, keepdims, prod)
+
+
+def _index_of(extreme: Callable) -> Callable:
+    """NumPy's argmax / argmin: over one axis, or of the flattened array (None)."""
+
+    def index(x, axis=None, keepdims=False):
+        x = _tensor(x)
+        if axis is None:
+            return extreme(x).reshape((1,) * x.dim() if keepdims else ())
+        return extreme(x, dim=axis, keepdim=keepdims)
+
+    return index
+
+
+argmax = _index_of(torch.argmax)  # both give the first of tied entries, as NumPy's
+argmin = _index_of(torch.argmin)
+
+
+def cumsum(x, axis):
+    return torch.cumsum(_tensor(x), dim=axis)
+
+
 def logsumexp(x, axis=None, keepdims=False):
     return _reduce(x, axis, keepdims, lambda t, dims: torch.logsumexp(t, dim=dims))
 
@@ -297,7 +353,8 @@ class Domain:
     sign). `kind` says what lies outside, for fuzzing: "anywhere" (every finite x is
     fine), "above" (undefined below the domain: log, sqrt; fuzzing passes positive
     values or values inside it), "near" (overflow or poles away from it: exp, tan;
-    fuzzing squashes the argument into it)."""
+    fuzzing squashes the argument into it), "within" (undefined outside an interval:
+    arcsin, logit; fuzzing maps the argument into it)."""
 
     low: float
     high: float
@@ -311,6 +368,10 @@ class Domain:
 
 def near(low, high) -> Domain:
     return Domain(low, high, "near")
+
+
+def within(low, high) -> Domain:
+    return Domain(low, high, "within")
 
 
 def above(low, high) -> Domain:
@@ -388,6 +449,41 @@ SQUARE_RANGE = Extremes(
     "|x| <= 1e154: x * x overflows beyond sqrt(MAX) = 1.3e154",
     (-1e19, -1.0, 0.0, 1e-45, 1.0, 1e4, 1e19),  # float32: sqrt(3.4e38) = 1.8e19
 )
+RECIPROCAL_RANGE = Extremes(
+    (-MAX, -1e4, -1.0, -1e-154, 1e-154, 1.0, 1e4, MAX),
+    "|x| >= 7.5e-155: 1/x**2 (the derivative) fits; x = 0 is a pole",
+    (-1e4, -1.0, -1e-19, 1e-19, 1.0, 1e4, F32_MAX),  # float32: 1/x**2 fits above 5.4e-20
+)
+HYPERBOLIC_RANGE = Extremes(
+    tuple(v for v in CORE if abs(v) <= 709.0),
+    "|x| <= 709: sinh(710.48) = cosh(710.48) is the largest float64 (and 3 * cosh(709) fits)",
+    (-88.0, -1.0, -1e-45, 0.0, 1e-45, 1.0, 88.0),  # float32: cosh(89.4) is inf
+)
+ARCSIN_RANGE = Extremes(
+    (-1 + EPS / 2, -0.5, -1e-300, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 0.5, 1 - EPS / 2),
+    "|x| < 1: the derivative 1/sqrt(1 - x**2) is infinite at +-1 (6.7e7 at 1 - 2**-53)",
+    (-0.99999994, -0.5, 0.0, 1e-45, 0.5, 0.99999994),
+)
+BELOW_SQRT_MAX = Extremes(
+    (-1e154, -1e4, -1.0, -DENORMAL, -0.0, 0.0, DENORMAL, 1e-300, 1.0, 1e4, 1e154),
+    "|x| <= 1e154: the derivative's x**2 overflows beyond sqrt(MAX) = 1.3e154",
+    (-1e19, -1.0, 0.0, 1e-45, 1.0, 1e4, 1e19),  # float32: sqrt(3.4e38) = 1.8e19
+)
+ERF_RANGE = Extremes(
+    (*BELOW_SQRT_MAX.values, -27.0, -5.9, 5.9, 27.0),
+    "|x| <= 1e154: the derivative's exp(-x**2) squares x; erf is +-1 from |x| = 6 on",
+    BELOW_SQRT_MAX.f32,
+)
+EXP2_RANGE = Extremes(
+    tuple(v for v in CORE if v <= 1023.0),
+    "x <= 1023: 2**1024 is inf",
+    (-1e4, -100.0, -1.0, 0.0, 1e-45, 1.0, 80.0, 126.0),  # float32: 2**128 is inf
+)
+LOGIT_RANGE = Extremes(
+    (NORMAL, 1e-300, 1e-20, 0.25, 0.5, 0.75, 1 - EPS, 1 - EPS / 2),
+    "0 < x < 1, x normal: the derivative 1/(x (1 - x)) overflows for a denormal x",
+    (float(np.finfo(np.float32).tiny), 1e-30, 0.25, 0.5, 0.99999994),
+)
 SQRT_RANGE = Extremes(
     (DENORMAL, NORMAL, 1e-300, 1.0, 1e4, 1e300, MAX),
     "x > 0: sqrt'(0) is inf; 1/(2*sqrt(5e-324)) = 2.2e161 is fine",
@@ -449,6 +545,26 @@ POWERS = Extremes(
     "a > 0 and a**b, b * a**(b-1) and a**b * log(a) fit "
     "(a = 0: test_stability.py::test_variable_power_of_a_zero_base)",
 )
+ARCTAN2_PAIRS = Extremes(
+    _pairs((-1e150, -1e4, -1.0, -1e-100, -0.0, 0.0, 1e-100, 1.0, 1e4, 1e150)),
+    "x**2 + y**2 does not overflow (at the origin the gradient is 0, as PyTorch's)",
+)
+CLIPPED = Extremes(
+    tuple(
+        (x, lo, hi)
+        for x in (-MAX, -1e4, -1.0, -DENORMAL, -0.0, 0.0, DENORMAL, 1.0, 1e4, MAX)
+        for lo, hi in ((-1.0, 1.0), (-1e4, 1e4), (0.0, DENORMAL), (-MAX, MAX), (1.0, -1.0))
+    ),
+    "every finite (x, lo, hi): the result is one of them",
+)
+SQUARABLE = Extremes(
+    (1e150, -1e150, 0.0, -1e4, 1e4, 1e-300, -DENORMAL, 40.0, -1e150, 700.0),
+    "|x| <= 1e150: the squares (var, std, norm) of a few entries fit",
+)
+SMALL_FACTORS = Extremes(
+    (1e4, -1e4, 0.0, -1e-4, 1e-300, 1.0, -40.0, 1e-4, 3.0, -0.0),
+    "|x| <= 1e4 and few factors: a product of up to 16 of them fits, even with one 0",
+)
 # Integers, so that sums and products of them are exact in any order.
 LOGITS = Extremes(
     (1e4, -1e4, 0.0, -1e4, 1e4, 1e4, -745.0, 40.0, -1e4, 710.0),
@@ -497,10 +613,11 @@ class Form:
     avoid: Callable | None = None
     ties: bool = False
     classes: str | int = "C"  # the range of integer labels
+    fixed: str = "tied values"  # what the fixed values of a `ties` form show
 
     @property
     def id(self) -> str:
-        tied = " (tied values)" if self.ties else ""
+        tied = f" ({self.fixed})" if self.ties else ""
         return f"{self.expr} | {', '.join(p.annotated() for p in self.params)}{tied}"
 
     def source(self, dtype: str = "") -> str:
@@ -603,6 +720,26 @@ def _away_from(xs) -> Callable | None:
     return lambda x: functools.reduce(np.logical_or, [np.abs(x - k) < 0.05 for k in xs])
 
 
+def near_integers(x):
+    """Entries within 0.05 of an integer, where floor and ceil jump."""
+    return np.abs(x - np.round(x)) < 0.05
+
+
+def near_halves(x):
+    """Entries within 0.05 of a half-integer, where round jumps."""
+    return near_integers(x + 0.5)
+
+
+def branch_cut(y, x):
+    """Entries within 0.05 of arctan2's cut (y = 0, x < 0), where it jumps by 2 pi."""
+    return (np.abs(y) < 0.05) & (x < 0)
+
+
+def at_a_bound(x, lo, hi):
+    """Entries where x is within 0.05 of a bound of clip."""
+    return (np.abs(x - lo) < 0.05) | (np.abs(x - hi) < 0.05)
+
+
 def ties(a, b, *rest):
     """Entries where a maximum, minimum or comparison is within 0.05 of a tie."""
     return np.abs(a - b) < 0.05
@@ -613,8 +750,20 @@ def mask_flips(c, *rest):
     return np.abs(c) < 0.05
 
 
-def unary(reference, domain=WIDE, *, points=(), kinks=None, variants=(), extremes=EVERY):
-    """An elementwise f(x)."""
+def unary(
+    reference,
+    domain=WIDE,
+    *,
+    points=(),
+    kinks=None,
+    variants=(),
+    extremes=EVERY,
+    avoid=None,
+    differentiable=True,
+):
+    """An elementwise f(x); `avoid` (default: near the kinks) marks the x where a
+    central difference would straddle a kink or a jump; `differentiable=False`: a
+    piecewise constant f (sign, floor), whose gradient is zero."""
     domain = Domain(*domain) if isinstance(domain, tuple) else domain
     return OpCase(
         "unary",
@@ -624,7 +773,8 @@ def unary(reference, domain=WIDE, *, points=(), kinks=None, variants=(), extreme
         _kinks(kinks or {}),
         variants,
         extremes,
-        avoid=_away_from(list(kinks or {})),
+        differentiable=differentiable,
+        avoid=avoid or _away_from(list(kinks or {})),
     )
 
 
@@ -681,6 +831,23 @@ def where_case(reference):
     )
 
 
+def bounded(reference, *, points=(), kinks=None, constant_bounds=(), extremes=None):
+    """f(x, lo, hi) (clip): three arguments that broadcast, from `domains`, away from
+    x == lo and x == hi; and `extra` forms with constant bounds, each with the bounds as
+    its kinks (x's slope there is `constant_bounds`' second entry)."""
+    x, lo, hi = WIDE, Domain(-2.0, -0.2), Domain(0.2, 2.0)
+    return OpCase(
+        "bounded",
+        _on_tensors(reference, 3),
+        (x, lo, hi),
+        points,
+        _kinks(kinks or {}),
+        extremes=extremes,
+        avoid=at_a_bound,
+        extra=constant_bounds,
+    )
+
+
 def matmul(reference):
     return OpCase("matmul", reference, extremes=LOGITS, operator=True)
 
@@ -689,10 +856,26 @@ def transposition(reference):
     return OpCase("transpose", reference, extremes=LOGITS)
 
 
-def reduction(reference, *, ties=False):
+def reduction(reference, *, ties=False, zeros=False, variants=(), extremes=LOGITS):
     """sum(x, axis=None, keepdims=False) and friends; `ties`: tied maxima or minima
-    share the gradient equally."""
-    return OpCase("reduction", reference, extremes=LOGITS, ties=ties)
+    share the gradient equally; `zeros`: entries of 0, one or several in a slice (prod);
+    `variants`: more keyword arguments (`ddof=1`)."""
+    extra = (("zeros", ZEROS),) if zeros else ()
+    return OpCase(
+        "reduction", reference, variants=variants, extremes=extremes, ties=ties, extra=extra
+    )
+
+
+def index_reduction(reference):
+    """argmax(x, axis=None, keepdims=False) and argmin: integers, not differentiable;
+    used as labels and in masks, on random and on tied values (the first of tied
+    entries, as NumPy)."""
+    return OpCase("index", reference, extremes=LOGITS, differentiable=False)
+
+
+def scan(reference):
+    """cumsum(x, axis): the axis is required, positional or keyword."""
+    return OpCase("scan", reference, extremes=LOGITS)
 
 
 def along_axis(reference):
@@ -737,6 +920,14 @@ EXPONENTS = (
     ("2 ** x", WIDE, ()),
 )
 POSITIVE = above(0.05, 4.0)
+# Zeros for prod: row 0 has one, row 1 two, row 2 none; column 0 has two, column 2 one.
+ZEROS = ((0.0, 2.0, -1.5, 3.0), (0.0, 1.5, 0.0, -2.0), (1.0, -0.5, 2.0, 0.5))
+# torch.clamp at its bounds: x's slope is 1 at lo and at hi; where lo > hi, hi takes all.
+CLAMP_BOUNDS = {
+    (-1.0, -1.0, 1.0): (1.0, 0.0, 0.0),
+    (1.0, -1.0, 1.0): (1.0, 0.0, 0.0),
+    (2.0, 2.0, 1.0): (0.0, 0.0, 1.0),
+}
 TIE_SPLIT = {(1.0, 1.0): (0.5, 0.5), (0.0, 0.0): (0.5, 0.5), (-2.0, -2.0): (0.5, 0.5)}
 
 # --------------------------------------------------------------------------------------
@@ -755,6 +946,22 @@ CASES: dict[str, OpCase] = {
     "cos":         unary(torch.cos, (-6.0, 6.0), points=(0.0, np.pi / 2)),
     "tan":         unary(torch.tan, near(-1.3, 1.3), points=(0.0, -1.5), extremes=TAN_RANGE),
     "square":      unary(torch.square, points=(0.0,), extremes=SQUARE_RANGE),
+    "reciprocal":  unary(torch.reciprocal, away_from_zero(0.2, 4.0), points=(1.0, -1e-3), extremes=RECIPROCAL_RANGE),
+    "sign":        unary(torch.sign, points=(-0.0, 2.0), kinks={0.0: 0.0}, differentiable=False),
+    "floor":       unary(torch.floor, points=(2.0, -2.5), kinks={1.0: 0.0}, avoid=near_integers, differentiable=False),
+    "ceil":        unary(torch.ceil, points=(2.0, -2.5), kinks={1.0: 0.0}, avoid=near_integers, differentiable=False),
+    "round":       unary(torch.round, points=(-0.5, 1.5, 2.5), kinks={0.5: 0.0}, avoid=near_halves, differentiable=False),
+    "sinh":        unary(torch.sinh, near(-5.0, 5.0), points=(0.0,), extremes=HYPERBOLIC_RANGE),
+    "cosh":        unary(torch.cosh, near(-5.0, 5.0), points=(0.0,), extremes=HYPERBOLIC_RANGE),
+    "arcsin":      unary(torch.arcsin, within(-0.9, 0.9), points=(0.0, -0.99), extremes=ARCSIN_RANGE),
+    "arccos":      unary(torch.arccos, within(-0.9, 0.9), points=(0.0, 0.99), extremes=ARCSIN_RANGE),
+    "arctan":      unary(torch.arctan, points=(0.0, 30.0), extremes=BELOW_SQRT_MAX),
+    "arctan2":     binary(torch.atan2, WIDE, away_from_zero(0.2, 3.0), points=((1.0, 0.0), (0.0, -1.0), (-2.0, 1e-3)), kinks={(0.0, 0.0): (0.0, 0.0)}, avoid=branch_cut, extremes=ARCTAN2_PAIRS),
+    "arcsinh":     unary(torch.arcsinh, points=(0.0, -30.0), extremes=BELOW_SQRT_MAX),
+    "log2":        unary(torch.log2, POSITIVE, points=(1.0, 1e-3), extremes=LOG_RANGE),
+    "log10":       unary(torch.log10, POSITIVE, points=(1.0, 1e-3), extremes=LOG_RANGE),
+    "exp2":        unary(torch.exp2, near(-5.0, 5.0), points=(0.0, -40.0), extremes=EXP2_RANGE),
+    "erf":         unary(torch.erf, points=(0.0, 1.0, -3.0, 6.5), extremes=ERF_RANGE),
     "tanh":        unary(torch.tanh, (-4.0, 4.0), points=(0.0, 20.0)),
     "sigmoid":     unary(torch.sigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
     "log_sigmoid": unary(F.logsigmoid, (-8.0, 8.0), points=(0.0, -30.0)),
@@ -763,8 +970,13 @@ CASES: dict[str, OpCase] = {
     "leaky_relu":  unary(leaky_relu, points=(-0.0,), kinks={0.0: "alpha"}, variants=({"alpha": 0.2},)),
     "elu":         unary(elu, points=(-40.0,), kinks={0.0: "alpha"}, variants=({"alpha": 0.5},)),
     "swish":       unary(swish, (-6.0, 6.0), points=(0.0, -30.0)),
+    "silu":        unary(F.silu, (-6.0, 6.0), points=(0.0, -30.0)),
+    "mish":        unary(F.mish, (-6.0, 6.0), points=(0.0, -30.0, 30.0)),
     "gelu":        unary(gelu, (-4.0, 4.0), points=(0.0, -6.0), extremes=GELU_RANGE),
     "hard_tanh":   unary(hard_tanh, points=(0.0,), kinks={-1.0: 0.0, 1.0: 0.0}),
+    "clip":        bounded(clip, points=((0.0, 1.0, -1.0), (3.0, 1.0, -1.0)), kinks=CLAMP_BOUNDS, constant_bounds=(((-1.0, 1.0), 1.0), ((0.0, 0.5), 1.0)), extremes=CLIPPED),
+    "hard_sigmoid": unary(F.hardsigmoid, (-5.0, 5.0), points=(0.0, 4.0), kinks={-3.0: 0.0, 3.0: 0.0}),
+    "logit":       unary(torch.logit, within(0.05, 0.95), points=(0.5, 1e-3), extremes=LOGIT_RANGE),
     "maximum":     binary(torch.maximum, points=((1.0, -1.0),), kinks=TIE_SPLIT, avoid=ties, extremes=ORDERED),
     "minimum":     binary(torch.minimum, points=((1.0, -1.0),), kinks=TIE_SPLIT, avoid=ties, extremes=ORDERED),
     "where":       where_case(where),
@@ -827,6 +1039,13 @@ CASES: dict[str, OpCase] = {
     "max":           reduction(reduce_max, ties=True),
     "min":           reduction(reduce_min, ties=True),
     "logsumexp":     reduction(logsumexp),
+    "var":           reduction(reduce_var, variants=({"ddof": 1},), extremes=SQUARABLE),
+    "std":           reduction(reduce_std, variants=({"ddof": 1},), extremes=SQUARABLE),
+    "norm":          reduction(norm, extremes=SQUARABLE),
+    "prod":          reduction(reduce_prod, zeros=True, extremes=SMALL_FACTORS),
+    "argmax":        index_reduction(argmax),
+    "argmin":        index_reduction(argmin),
+    "cumsum":        scan(cumsum),
     "softmax":       along_axis(softmax),
     "log_softmax":   along_axis(log_softmax),
     "cross_entropy": with_labels(cross_entropy),
@@ -842,12 +1061,13 @@ INTERNAL = {
     "input": "a parameter of a def (a leaf)",
     "constant": "a number in the source (a leaf)",
     "name": "the identity that gives a value its name, and its gradient grad_<name>",
-    "sign": "abs's derivative",
     "gelu_grad": "gelu's derivative",
     "broadcast_like": "the gradient of a reduction, broadcast back",
     "size": "mean's divisor, read off an input's shape at run time",
     "count": "how many entries tie for max and min, which share its gradient",
     "onehot_like": "the gradient of pick and cross_entropy",
+    "prod_of_others": "prod's gradient: the product of the other entries of each slice",
+    "reversed_cumsum": "cumsum's gradient (and, itself, differentiated by cumsum)",
     "reshape_like": "the gradient of reshape: g.reshape(x.shape)",
     "diag_grad": "the gradient of diagonal: zeros with g on the diagonal",
     "index_grad": "the gradient of x[...]: zeros with the gradient at the index",
@@ -954,6 +1174,31 @@ def _where_forms(name: str, case: OpCase) -> list[Form]:
     return forms
 
 
+def _bounded_forms(name: str, case: OpCase) -> list[Form]:
+    """f(x, lo, hi) with broadcast arguments, then with constant bounds (for which the
+    bounds are the kinks: x's gradient there is PyTorch's)."""
+    shapes = [((),) * 3, (("K",),) * 3, (("K",), (), ()), ((), ("K",), ("K",))]
+    shapes += [(("N", "C"), ("C",), ("N", 1))]
+    forms = [
+        Form(
+            name,
+            _params(["x", "lo", "hi"], s, case.domains),
+            f"{name}(x, lo, hi)",
+            case.points,
+            case.kinks,
+            case.avoid,
+        )
+        for s in shapes
+    ]
+    for (lo, hi), slope in case.extra:
+        avoid = _away_from([lo, hi])
+        kinks = _kinks({lo: slope, hi: slope})
+        for shape in [(), ("K",)]:
+            x = Param("x", shape, case.domains[0])
+            forms.append(Form(name, (x,), f"{name}(x, {lo!r}, {hi!r})", (), kinks, avoid))
+    return forms
+
+
 def _matmul_forms(name: str, case: OpCase) -> list[Form]:
     shapes = [(("N", "D"), ("D", "H")), (("D",), ("D", "H")), (("N", "D"), ("D",))]
     shapes += [(("D",), ("D",)), ((3, "D"), ("D", 2))]
@@ -1003,6 +1248,19 @@ def _reduction_forms(name: str, case: OpCase) -> list[Form]:
     forms += [Form(name, (cube,), _reduction_call(name, (0, 2)))]
     forms += [Form(name, (cube,), _reduction_call(name, 1, True))]
     forms += [Form(name, (Param("x"),), f"{name}(x)")]
+    for keywords in case.variants:
+        text = ", ".join(f"{k}={v!r}" for k, v in keywords.items())
+        forms += [
+            Form(name, (matrix,), f"{name}(x, {text})"),
+            Form(name, (matrix,), f"{name}(x, axis=1, keepdims=True, {text})"),
+            Form(name, (cube,), f"{name}(x, axis=(0, 2), {text})"),
+        ]
+    for note, values in case.extra:  # fixed values: checked against torch only
+        fixed = Param("x", ("N", "D"), value=values)
+        forms += [
+            Form(name, (fixed,), _reduction_call(name, axis, keepdims), ties=True, fixed=note)
+            for axis, keepdims in [(None, False), (0, False), (1, True), ((0, 1), True)]
+        ]
     if case.ties:
         tied = Param("x", ("N", "D"), value=TIED)
         forms += [
@@ -1018,6 +1276,40 @@ def _reduction_forms(name: str, case: OpCase) -> list[Form]:
         tied_vector = Param("x", ("D",), value=TIED_VECTOR)
         forms += [Form(name, (tied_vector,), f"{name}(x)", ties=True)]
     return forms
+
+
+def _index_forms(name: str, case: OpCase) -> list[Form]:
+    x, y = Param("x", ("N", "C")), Param("y", ("N", "C"))
+    exprs = [
+        (f"pick(x, {name}(x, axis=1))", (x,)),
+        (f"pick(y, {name}(x, axis=-1)) * 2", (x, y)),
+        (f"x * ({name}(x, axis=0, keepdims=True) > 2)", (x,)),
+        (f"where({name}(x, axis=1, keepdims=True) == 1, x, -x)", (x,)),
+        (f"y * ({name}(x) == 4)", (x, y)),
+        (f"y * ({name}(x, keepdims=True) < 6)", (x, y)),
+        (f"x * ({name}(x, None) != 0)", (Param("x", ("C",)),)),
+    ]
+    forms = [Form(name, params, expr) for expr, params in exprs]
+    tied = Param("x", ("N", "D"), value=TIED)
+    forms += [
+        Form(name, (tied,), f"x * ({name}(x, axis={axis}, keepdims=True) == 0)", ties=True)
+        for axis in (0, 1)
+    ]
+    return forms
+
+
+def _scan_forms(name: str, case: OpCase) -> list[Form]:
+    matrix, vector, cube = Param("x", ("N", "D")), Param("x", ("D",)), Param("x", ("N", "D", "H"))
+    exprs = [
+        (f"{name}(x, 0)", matrix),
+        (f"{name}(x, axis=1)", matrix),
+        (f"{name}(x, -1)", matrix),
+        (f"{name}(x, axis=-2)", matrix),
+        (f"{name}(x, 0)", vector),
+        (f"{name}(x, axis=1)", cube),
+        (f"{name}({name}(x, 2), 0)", cube),
+    ]
+    return [Form(name, (p,), expr) for expr, p in exprs]
 
 
 def _along_axis_forms(name: str, case: OpCase) -> list[Form]:
@@ -1064,10 +1356,13 @@ _FORMS = {
     "power": _power_forms,
     "comparison": _comparison_forms,
     "where": _where_forms,
+    "bounded": _bounded_forms,
     "matmul": _matmul_forms,
     "transpose": _transpose_forms,
     "reduction": _reduction_forms,
     "along_axis": _along_axis_forms,
+    "index": _index_forms,
+    "scan": _scan_forms,
     "labels": _labels_forms,
     "pairwise": _pairwise_forms,
     "shaped": _shaped_forms,

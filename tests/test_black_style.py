@@ -61,7 +61,6 @@ def test_black_leaves_generated_code_unchanged(name, text):
     assert_black_stable(compile_source(text, name))
 
 
-# Built-ins that take scalars (a reduction or transpose of a scalar is the scalar).
 # the built-ins that take scalars: elementwise functions, reductions, transpose
 SCALAR_BUILTINS = sorted(
     name

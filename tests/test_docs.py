@@ -51,7 +51,8 @@ def callable_builtins() -> dict[str, tuple[tuple[str, ...] | None, dict]]:
             required = tuple(k for k, v in spec.attr_params.items() if v == gradc.ops.REQUIRED)
             keywords = {k: v for k, v in spec.attr_params.items() if k not in required}
             params = tuple(params) + required if params is not None else None
-            found[spec.name] = (params, keywords)
+            for name in (spec.name, *getattr(spec, "aliases", ())):  # silu is swish
+                found[name] = (params, keywords)
     for name, composite in _composites().items():
         found[name] = (tuple(composite.params), composite.attr_params)
     return found

@@ -98,7 +98,8 @@ def table_problems(cases=CASES, internal=INTERNAL) -> list[str]:
     internal_rows = {}
     for row in rows:
         if row.builtin:
-            reachable[row.name] = row
+            for name in (row.name, *getattr(row, "aliases", ())):  # silu is swish
+                reachable[name] = row
         elif not row.name.isidentifier():  # an operator: + - * / ** @ < ... and unary -
             reachable["neg" if row.name == "-" and row.arity == 1 else row.name] = row
         elif row.name not in composites:
@@ -450,12 +451,12 @@ def large_inputs(form: Form) -> list | None:
         return None
     values = [v for v in extremes.values if np.max(np.abs(v)) <= 1e4]
     floats = [p for p in form.params if p.domain is not None]
-    if CASES[form.op].kind in ("unary", "binary", "comparison", "where", "power"):
-        arity = len(np.atleast_1d(values[0]))  # numbers or pairs
+    if CASES[form.op].kind in ("unary", "binary", "comparison", "where", "power", "bounded"):
+        arity = len(np.atleast_1d(values[0]))  # numbers, pairs or triples
         if not form.elementwise_array or len(floats) not in (arity, arity + 1):
             return None
         columns = np.array(values, dtype=np.float64).reshape(len(values), -1).T
-        if len(floats) == 3:
+        if len(floats) == 3 and arity == 2:
             columns = np.stack([columns[0], columns[0], columns[1]])
         return [column.copy() for column in columns[: len(floats)]]
     args = []
@@ -1225,6 +1226,80 @@ def test_def_that_would_shadow_the_generated_module_is_refused(source):
         compile_source(source, "case.grad")
     assert "would shadow" in info.value.message
     assert (info.value.pos.line, info.value.pos.column) == (1, 5)
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+@pytest.mark.parametrize("dtype", ["", "f32"])
+def test_argmax_and_argmin_give_integers_and_no_gradient(name, dtype):
+    """The forms of op_cases use the indices as labels and in masks; returned as they
+    are, they are NumPy's integers (the first of tied entries), and the input's
+    gradient is zeros of its own dtype."""
+    source = f"def f(x: {dtype}[N, D]):\n    return {name}(x, axis=1)\n"
+    x = np.array(op_cases.TIED, dtype=np.float32 if dtype else np.float64)
+    module = compiled(source)
+    with strict_numpy():
+        out, cache = module.f_forward(x)
+        (grad,) = module.f_backward(None, cache)
+        flat = compiled(source.replace("axis=1", "axis=None")).f_grad(x)
+    np.testing.assert_array_equal(out, getattr(np, name)(x, axis=1))
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(grad, np.zeros_like(x))
+    assert grad.dtype == x.dtype
+    assert flat[0] == getattr(np, name)(x) and isinstance(flat[0], np.integer)
+    ref = getattr(torch, name)(torch.from_numpy(x), dim=1).numpy()
+    np.testing.assert_array_equal(out, ref)  # torch's first tied index too
+
+
+@pytest.mark.parametrize("params", ["x", "x: [K]"])
+def test_exact_gelu(params):
+    """`gelu(x, approximate="none")` is the exact GELU, 0.5 x (1 + erf(x/sqrt 2)), made
+    of ops (erf's helper, not gelu's), with torch's values and gradients."""
+    source = f'def f({params}):\n    return gelu(x, approximate="none")\n'
+    text = compile_source(source, filename="case.grad")
+    assert "erf(" in text and "def gelu" not in text and "tanh" not in text
+    torch_source = source
+    rng = np.random.default_rng(3)
+    module = load_source(text, "exact_gelu")
+    for _ in range(3):
+        x = rng.uniform(-4.0, 4.0, size=8) if params.endswith("]") else rng.uniform(-4.0, 4.0)
+        args = [float(x) if np.shape(x) == () else x]
+        with strict_numpy():
+            out, cache = module.f_forward(*args)
+            grad_output = random_like(rng, out)
+            (grad,) = module.f_backward(grad_output, cache)
+        ref, (ref_grad,) = torch_reference(torch_source, "f", args, grad_output=grad_output)
+        assert_close(out, ref, f"exact gelu at {args}")
+        assert_close(grad, ref_grad, f"exact gelu' at {args}")
+        expected = central_difference(module.f, args, 0, grad_output=grad_output)
+        assert_close(grad, expected, "central difference", rtol=FD_RTOL, atol=FD_ATOL)
+    if params == "x":
+        return
+    x = np.array([-1e4, -30.0, -0.0, 1e-30, 3.0, 1e4], dtype=np.float32)  # float32, large
+    with strict_numpy():
+        out, cache = module.f_forward(x)
+        (grad,) = module.f_backward(np.ones_like(x), cache)
+    assert out.dtype == grad.dtype == np.float32
+    ref, (ref_grad,) = torch_reference(torch_source, "f", [x], grad_output=np.ones_like(x))
+    assert_close(out, ref, "float32", rtol=F32_RTOL, atol=F32_ATOL)
+    assert_close(grad, ref_grad, "float32 gradient", rtol=F32_RTOL, atol=F32_ATOL)
+
+
+def test_gelu_approximate_must_be_tanh_or_none():
+    with pytest.raises(CompileError, match='approximate must be "tanh" or "none"'):
+        compile_source('def f(x):\n    return gelu(x, approximate="erf")\n', filename="case.grad")
+    with pytest.raises(CompileError, match="must be a string"):
+        compile_source("def f(x):\n    return gelu(x, approximate=1)\n", filename="case.grad")
+
+
+def test_reductions_of_a_number_fold_to_numpys_values():
+    """A reduction of a number is folded where NumPy's value is a number: var and std
+    0, norm |x|, argmax 0 (prod and sum: the number); std with ddof=1 is NumPy's nan
+    with a warning, left to run."""
+    source = "def f(x):\n    return x * (var(2.0) + norm(-3.0) + argmax(1.0) + prod(2.0))\n"
+    body = function_body(compile_source(source, filename="case.grad"), "f")
+    assert body == ["out = x * 5.0", "return out"]
+    unfolded = compile_source("def f(x):\n    return std(3.0, ddof=1) * x\n", "case.grad")
+    assert "np.std(3.0, ddof=1)" in unfolded
 
 
 UNUSED = "def f(x, y, z: [N]):\n    return x * x + 1\n"

@@ -18,8 +18,9 @@ float64: outputs and every gradient of `f`, `f_forward` + `f_backward` (with a r
 upstream gradient, and for several outputs with each seed, every seed and `None`)
 and `f_grad` agree with torch to rtol 1e-7 (tests/checks.py's assert_close), inputs
 and the cache are left unchanged, and NumPy raises no warning. float32: the example
-with every float parameter declared `f32` gives float32 outputs and gradients close
-to the float64 ones.
+with every float parameter declared `f32`, and the example as written given float32
+arrays, give float32 outputs and gradients close to the float64 ones (a float64
+constant such as `np.sqrt(D)` of a dim would widen them).
 """
 
 from __future__ import annotations

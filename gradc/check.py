@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradc import dims as D
 from gradc.api import load_source
 from gradc.compiler import build_families
 from gradc.ops import format_shape
@@ -116,7 +117,10 @@ def _file_dims(module) -> list[str]:
 
 
 def _check_def(fn, d, generated, dims, at, seed) -> DefResult:
-    params = [(p.name, _shape(p, dims), p.type.dtype if p.type else "f64") for p in d.params]
+    # the lowered inputs' shapes: the file's constants are in them (`[N, NH * d]`)
+    params = [
+        (x.attr("name"), _shape(x.attr("name"), x.shape, dims), x.dtype) for x in fn.inputs
+    ]
     for name in at:
         if name not in {p for p, _, _ in params}:
             raise CheckError(f"--at names '{name}', which is not a parameter of '{d.name}'")
@@ -225,18 +229,20 @@ def _one_output(fn, f, forward, backward):
     return joined_f, joined_forward, joined_backward, first_only
 
 
-def _shape(param, dims: dict[str, int]) -> tuple[int, ...]:
+def _shape(name: str, declared, dims: dict[str, int]) -> tuple[int, ...]:
     """The param's shape in numbers; a dim not in `dims` gets the next default
     size of 3, 4, 5, ... that no other dim has (recorded in `dims`): giving
     one dim's size does not move the others, and all stay different."""
     shape = []
-    for dim in param.type.dims if param.type else ():
-        if isinstance(dim, str):
-            if dim not in dims:
+    for dim in declared:
+        for atom in D.atoms(dim):  # a name, or each name in `4 * H`
+            if atom not in dims:
                 taken = set(dims.values())
-                dims[dim] = next(n for n in itertools.count(3) if n not in taken)
-            dim = dims[dim]
-        shape.append(dim)
+                dims[atom] = next(n for n in itertools.count(3) if n not in taken)
+        size = D.substitute(dim, dims)
+        if not isinstance(size, int) or size < 1:
+            raise CheckError(f"--dims: the dim {dim} of '{name}' is {size}, not a size")
+        shape.append(size)
     return tuple(shape)
 
 
@@ -246,7 +252,8 @@ def _def_dims(d) -> list[str]:
 
 
 def _named_dims(types) -> list[str]:
-    names = [dim for t in types if t is not None for dim in t.dims if isinstance(dim, str)]
+    """The dim names, each name inside dim arithmetic (`4 * H`) too."""
+    names = [atom for t in types if t is not None for dim in t.dims for atom in D.atoms(dim)]
     return list(dict.fromkeys(names))
 
 

@@ -216,7 +216,16 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
         args.append(f"({text})" if prec < form.needs[i] else text)
     if form.power:
         return _hugged_power(*args), form.prec
-    return _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text), form.prec
+    text = _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text)
+    if node.dtype == "weak" and not node.shape and text.startswith("np."):
+        # np.sqrt(D) of a size is a NumPy float64, which would widen float32
+        # arrays; the Python number does not
+        return (f"float({text})", ATOM) if node.op not in _INT_KEEPING else (f"{text}.item()", ATOM)
+    return text, form.prec
+
+
+# NumPy functions that give an integer for integers (np.maximum(N, 2)): `.item()`
+_INT_KEEPING = {Op.ABS, Op.SIGN, Op.MAXIMUM, Op.MINIMUM, Op.WHERE}
 
 
 # ---------------------------------------------------------------- precedence
@@ -337,7 +346,10 @@ def literal(value) -> tuple[str, int]:
 
 def helpers_for(nodes) -> list[str]:
     """Source of the helper functions these nodes call, in file order."""
-    wanted = {h for n in nodes for h in OPS[n.op].helpers}
+    wanted = set()
+    for n in nodes:
+        helpers = OPS[n.op].helpers
+        wanted.update(helpers(n) if callable(helpers) else helpers)
     return [src for name, src in _helper_sources().items() if name in wanted]
 
 

@@ -275,7 +275,9 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         EmittedFunction(
             f"{base}_forward",
             params,
-            f"Forward pass: returns ({outs}, cache) for {base}_backward.",
+            f"Forward pass: returns (({outs}), cache) for {base}_backward."
+            if fn.several
+            else f"Forward pass: returns ({outs}, cache) for {base}_backward.",
             statement_lines(joint, fwd_lines),
             cache=cache,
             returns=f"return ({outs}), cache" if fn.several else f"return {outs}, cache",
@@ -313,8 +315,8 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                 f"{base}_grad",
                 params,
                 (
-                    f"Returns {outs} and the gradients of {sched.name_of(flat.output)} "
-                    f"for ({wrt_names})."
+                    f"Returns (({outs}), grads): the gradients of "
+                    f"{sched.name_of(flat.output)} for ({wrt_names})."
                     if fn.several
                     else f"Returns {outs} and its gradients for ({wrt_names})."
                 ),

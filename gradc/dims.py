@@ -191,3 +191,38 @@ def solve(d: DimValue, value: DimValue) -> tuple[str, DimValue] | None:
     if isinstance(solved, Floor) or mul(solved, c) != rest:
         return None
     return atom, solved
+
+
+def _value(d: DimValue, env: dict):
+    """`d` at the sizes `env`, with `a // b` taken as the exact a / b."""
+    from fractions import Fraction
+
+    if isinstance(d, int):
+        return Fraction(d)
+    if isinstance(d, Floor):
+        return _value(d.num, env) / _value(d.den, env)
+    if isinstance(d, Dim):
+        total = Fraction(0)
+        for m, c in d.poly.items():
+            term = Fraction(c)
+            for a in m:
+                term *= _value(a, env)
+            total += term
+        return total
+    return Fraction(env[d])
+
+
+def same_size(a: DimValue, b: DimValue) -> bool:
+    """Whether `a` and `b` are one size, taking each `x // k` that appears as
+    dividing exactly (as a reshape to `(N, NH, E // NH)` means it to; NumPy
+    checks the sizes when the code runs). Polynomials that agree at several
+    points of distinct primes are the same."""
+    if a == b:
+        return True
+    names = sorted(set(atoms(a)) | set(atoms(b)))
+    primes = (101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167, 173)
+    for shift in range(4):
+        env = {n: primes[(i * 3 + shift) % len(primes)] * (shift + 1) for i, n in enumerate(names)}
+        if _value(a, env) != _value(b, env):
+            return False
+    return True

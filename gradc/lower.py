@@ -151,7 +151,7 @@ class _Lowering:
         for p in d.params:
             if p.name in scope:
                 raise CompileError(f"parameter '{p.name}' appears twice", p.pos)
-            dtype, dims = (p.type.dtype, p.type.dims) if p.type else ("f64", ())
+            dtype, dims = (p.type.dtype, self._sizes(p.type.dims)) if p.type else ("f64", ())
             node = self.graph.input(p.name, dims, dtype, pos=p.pos)
             self.labels.add(p.name)
             scope[p.name] = node
@@ -161,7 +161,7 @@ class _Lowering:
         floats = [x.dtype for x in inputs if x.dtype in ("f32", "f64")]
         self.float_dtype = "f32" if floats and all(f == "f32" for f in floats) else "f64"
         for p in d.params:  # a dim name is its size: sum(x) / N
-            for dim in p.type.dims if p.type else ():
+            for dim in self._sizes(p.type.dims) if p.type else ():
                 for atom in D.atoms(dim):
                     if atom not in scope:
                         scope[atom] = _Dim(atom, p.type.pos)
@@ -234,7 +234,7 @@ class _Lowering:
 
     def _check_return(self, d: S.Def, value: Node, returned: S.Expr, dims: dict) -> None:
         """`-> TYPE`, with the def's dims as bound at this call (`dims`)."""
-        declared = tuple(dims.get(dim, dim) for dim in d.returns.dims)
+        declared = tuple(D.substitute(dim, dims) for dim in self._sizes(d.returns.dims))
         if tuple(value.shape) != declared:
             raise CompileError(
                 f"{d.name}() returns shape {format_shape(value.shape)}, "
@@ -249,6 +249,16 @@ class _Lowering:
                 + (f"[{', '.join(map(str, declared))}]" if declared else ""),
                 returned.pos,
             )
+
+    def _sizes(self, dims) -> tuple:
+        """Declared dims with the file's integer constants put in: `NH = 2` makes
+        `[N, NH * d]` the shape `[N, 2 * d]`."""
+        numbers = {
+            name: constant_value(node)
+            for name, node in self.constants.items()
+            if type(constant_value(node)) is int
+        }
+        return tuple(D.substitute(dim, numbers) for dim in dims)
 
     def _label(self, base: str) -> str:
         """`base`, or `base_1`, `base_2`, ... for a name assigned again. The
@@ -924,7 +934,7 @@ class _Lowering:
             raise CompileError(f"{d.name}() is missing argument '{missing[0]}'", e.pos)
         for p in params:
             bound[p] = self._as_node(bound[p])
-        dims = _bind_dims(d, e, bound)
+        dims = _bind_dims(d, e, bound, self._sizes)
         scope = dict(bound)
         for name, size in dims.items():  # the callee's dims are the caller's sizes
             scope.setdefault(name, _Dim(size, e.pos))
@@ -954,7 +964,7 @@ def _run(step: Generator):
         step, value = sub, None
 
 
-def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
+def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node], sizes=tuple) -> dict:
     """Match the callee's declared parameter types against the arguments of
     this call: each of its dim names stands for one dim of the caller's, the
     same everywhere (`D` in `x: [N, D]` and `W: [D, H]`). Untyped parameters
@@ -966,7 +976,7 @@ def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node]) -> dict:
         if p.type is None:
             continue
         arg = bound[p.name]
-        declared = tuple(p.type.dims)
+        declared = sizes(p.type.dims)
         where = f"argument '{p.name}' of {d.name}()"
         pos = _argument_pos(d, e, p.name)
         if (p.type.dtype == "int") != (arg.dtype == "int"):

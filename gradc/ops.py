@@ -61,7 +61,8 @@ class OpDef:
     spelling: str | Callable | None
     grad: Callable | str | None  # the derivative rule, or NOT_DIFFERENTIABLE
     infer: Callable = None  # (args, attrs, pos) -> (shape, dtype)
-    helpers: tuple[str, ...] = ()  # helper functions the spelling calls
+    # helper functions the spelling calls, or a function of the node giving them
+    helpers: tuple[str, ...] | Callable = ()
     builtin: bool = False  # callable by name from source
     params: tuple[str, ...] = ()  # positional parameter names, for messages
     attr_params: dict = field(default_factory=dict)  # compile-time keyword params
@@ -346,14 +347,14 @@ def reshaped(shape, new, pos):
     if unknown:
         known = _total([d for d in new if d != -1])
         rest = dims.floordiv(total, known)
-        if isinstance(rest, dims.Floor) or dims.mul(rest, known) != total:
+        if not dims.same_size(dims.mul(rest, known), total):
             raise CompileError(
                 f"reshape(): cannot reshape {format_shape(shape)} into "
                 f"{format_shape(new)}: {total} is not a multiple of {known}",
                 pos,
             )
         new = tuple(rest if d == -1 else d for d in new)
-    if _total(new) != total:
+    if not dims.same_size(_total(new), total):
         raise CompileError(
             f"reshape(): cannot reshape {format_shape(shape)} ({total} entries) into "
             f"{format_shape(new)} ({_total(new)} entries)",
@@ -1357,11 +1358,27 @@ def _spell_index(args, attrs, node):
     return f"{args[0]}[{index_text(attrs['index'], args[1:])}]"
 
 
+def _gathers_rows(node) -> bool:
+    """E[ids] on an array of rows: a scatter-add with `scatter_add`'s fast path."""
+    index = dict(node.attrs)["index"]
+    return index == (("array",),) and len(node.shape) >= 2
+
+
+def _scatter_text(node, var, index, rest, value) -> str:
+    if _gathers_rows(node):
+        return f"scatter_add({var}, {rest[0]}, {value})"
+    return f"np.add.at({var}, {_at_text(index, rest)}, {value})"
+
+
+def _scatter_helpers(node) -> tuple[str, ...]:
+    return ("scatter_add",) if _gathers_rows(node) else ()
+
+
 def _spell_index_grad(args, attrs, node, var):
     g, like, *rest = args
     index = attrs["index"]
     if _has_array(index):
-        last = f"np.add.at({var}, {_at_text(index, rest)}, {g})"
+        last = _scatter_text(node, var, index, rest, g)
     else:
         last = f"{var}[{index_text(index, rest)}] = {g}"
     return [f"{var} = np.zeros_like({like})", last]
@@ -1376,7 +1393,7 @@ def _spell_add_at(args, attrs, node, var):
     base, value, *rest = args
     index = attrs["index"]
     if _has_array(index):
-        last = f"np.add.at({var}, {_at_text(index, rest)}, {value})"
+        last = _scatter_text(node, var, index, rest, value)
     else:
         last = f"{var}[{index_text(index, rest)}] += {value}"
     return [f"{var} = {base}", last]
@@ -1662,11 +1679,11 @@ _ROWS: dict[str, OpDef] = {
                          lambda g, y, g0, like, *rest, index: (
                              g.graph.op(Op.INDEX, g, *rest, index=index), None
                          ) + (None,) * len(rest),
-                         _index_grad, statement=True),
+                         _index_grad, _scatter_helpers, statement=True),
     "SET_INDEX": OpDef("set_index", None, _spell_set_index, _set_index_grad, _set_index,
                         group=INDEXING, statement=True),
-    "ADD_AT": OpDef("add_at", None, _spell_add_at, _add_at_grad, _set_index, group=INDEXING,
-                     statement=True),
+    "ADD_AT": OpDef("add_at", None, _spell_add_at, _add_at_grad, _set_index, _scatter_helpers,
+                     group=INDEXING, statement=True),
 
     "ADD": binary("+", lambda g, y, a, b: (g, g), operator.add, chain="sum"),
     "SUB": binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),

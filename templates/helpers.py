@@ -153,3 +153,17 @@ def onehot(labels, like):
     out = np.zeros(like.shape, like.dtype)
     out[np.arange(len(labels)), labels] = 1
     return out
+
+
+def scatter_add(out, ids, values):
+    # np.add.at(out, ids, values): the rows out[ids[k]] += values[k], repeated ids
+    # adding up, written as one np.add.at on single entries, NumPy's fast path
+    # (np.add.at over whole rows loops row by row, several times slower).
+    if not out.flags.c_contiguous:
+        np.add.at(out, ids, values)
+        return
+    row = out[0].size
+    entries = (ids.reshape(-1, 1) * row + np.arange(row)).reshape(-1)
+    if values.shape != ids.shape + out.shape[1:]:
+        values = np.broadcast_to(values, ids.shape + out.shape[1:])
+    np.add.at(out.reshape(-1), entries, values.reshape(-1))

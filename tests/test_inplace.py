@@ -19,6 +19,7 @@ import gradc.compiler
 import gradc.passes
 from gradc import compile_source
 from gradc.api import load_source
+from gradc.dims import atoms, substitute
 from gradc.parse import parse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +49,10 @@ def _args(text: str, name: str, rng) -> list:
     args = []
     for p in d.params:
         dims = p.type.dims if p.type else ()
-        shape = tuple(sizes.get(n, 2) if isinstance(n, str) else n for n in dims)
+        for n in dims:  # a dim name of its own, or inside dim arithmetic (4 * H)
+            for atom in atoms(n):
+                sizes.setdefault(atom, 2)
+        shape = tuple(substitute(n, sizes) for n in dims)
         if p.type is not None and p.type.dtype == "int":
             args.append(rng.integers(0, 2, size=shape))
         else:
@@ -61,15 +65,25 @@ def _defs(text: str) -> list[str]:
 
 
 def _run(module, name, args, grad_output):
+    """`grad_output` is one seed, or a tuple of seeds for a def with several outputs."""
+    seeds = grad_output if isinstance(grad_output, tuple) else (grad_output,)
     out, cache = getattr(module, f"{name}_forward")(*args)
     kept = copy.deepcopy(cache)
-    first = getattr(module, f"{name}_backward")(grad_output, cache)
-    for a, b in zip(cache, kept, strict=True):
+    first = getattr(module, f"{name}_backward")(*seeds, cache)
+    for a, b in zip(_flat(cache), _flat(kept), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=f"{name}_backward changed its cache")
-    second = getattr(module, f"{name}_backward")(grad_output, cache)
+    second = getattr(module, f"{name}_backward")(*seeds, cache)
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=f"{name}_backward differs on a second call")
     return out, first
+
+
+def _flat(values) -> list:
+    """The arrays and numbers of nested tuples, in order."""
+    out = []
+    for v in values:
+        out += _flat(v) if isinstance(v, tuple) else [v]
+    return out
 
 
 def _assert_own_arrays(grads, others, name) -> None:
@@ -92,7 +106,10 @@ def _check_program(text: str, monkeypatch) -> None:
         args = _args(text, name, rng)
         kept_args = copy.deepcopy(args)
         out = getattr(module, name)(*args)
-        grad_output = np.ones_like(out) * 0.7 if np.shape(out) else 0.7
+        if isinstance(out, tuple):  # several outputs: a seed for each
+            grad_output = tuple(np.ones_like(o) * 0.7 if np.shape(o) else 0.7 for o in out)
+        else:
+            grad_output = np.ones_like(out) * 0.7 if np.shape(out) else 0.7
         kept_grad_output = copy.deepcopy(grad_output)
         _, grads = _run(module, name, args, grad_output)
         _, expected = _run(plain, name, args, grad_output)
@@ -104,7 +121,7 @@ def _check_program(text: str, monkeypatch) -> None:
             _assert_own_arrays(flat, args, f"{name}_grad")
             for g, e in zip(flat, flat_expected, strict=True):
                 np.testing.assert_array_equal(g, e, err_msg=f"{name}_grad: in place changed it")
-        _assert_own_arrays(grads, [*args, grad_output], name)
+        _assert_own_arrays(grads, [*args, *_flat((grad_output,))], name)
         for a, b in zip(args, kept_args, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=f"{name} changed an input")
         np.testing.assert_array_equal(grad_output, kept_grad_output, err_msg="grad_output changed")

@@ -1103,6 +1103,13 @@ def _cross_entropy_grad(g, y, logits, labels, log_probs):
 
 
 def _index_grad_rule(g, y, x, *rest, index):
+    full = ("slice", None, None, None)
+    if any(e == ("new",) for e in index) and all(e in (full, ("new",)) for e in index):
+        # x[:, None] only adds axes: its gradient takes them away, g[:, 0]
+        zero = g.graph.constant(0)
+        back = tuple(("int", 0) if e == ("new",) else e for e in index)
+        rest = [zero] * sum(e == ("new",) for e in index)
+        return (g.graph.op(Op.INDEX, g, *rest, index=back),)
     # zeros of x's shape with g where x was read; a gather's repeated ids add up
     like = shape_source(x)
     return (g.graph.op(Op.INDEX_GRAD, g, like, *rest, index=index),) + (None,) * len(rest)

@@ -173,3 +173,15 @@ def test_a_bare_command_after_setup_fails(shown):
 def test_what_is_not_a_bare_command_passes(shown):
     readme = (ROOT / "README.md").read_text()
     assert not bare_tool_commands(f"{readme}\n## More\n\n{shown}\n")
+
+
+def test_readme_lstm_step_is_what_gradc_generates():
+    text = (ROOT / "README.md").read_text()
+    arrays = text.split("## Arrays, indexing and several outputs", 1)[1].split("\n## ", 1)[0]
+    source, output = re.findall(r"```python\n(.*?)\n```", arrays, re.S)[:2]
+    example = (ROOT / "examples" / "lstm_step.grad").read_text()
+    assert source.strip() == example[example.index("def lstm_step") :].strip()
+    generated = compile_source(example, "lstm_step.grad")
+    function = generated[generated.index("def lstm_step_backward") :].split("\n\n\n")[0]
+    kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
+    assert output.strip() == kept

@@ -217,7 +217,7 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
     if form.power:
         return _hugged_power(*args), form.prec
     text = _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text)
-    if node.dtype == "weak" and not node.shape and text.startswith("np."):
+    if text.startswith("np.") and not node.shape and any(_is_size(a) for a in node.args):
         # np.sqrt(D) of a size is a NumPy float64, which would widen float32
         # arrays; the Python number does not
         return (f"float({text})", ATOM) if node.op not in _INT_KEEPING else (f"{text}.item()", ATOM)
@@ -226,6 +226,17 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
 
 # NumPy functions that give an integer for integers (np.maximum(N, 2)): `.item()`
 _INT_KEEPING = {Op.ABS, Op.SIGN, Op.MAXIMUM, Op.MINIMUM, Op.WHERE}
+
+
+def _is_size(node: Node) -> bool:
+    """A size known at run time: `len(x)`, `x.shape[1] // 4`, `2 * H`."""
+    if node.op in (Op.SIZE, Op.FLOORDIV):
+        return True
+    if node.op is Op.NAME:
+        return _is_size(node.args[0])
+    if node.op in (Op.ADD, Op.SUB, Op.MUL, Op.NEG) and node.dtype == "weak" and not node.shape:
+        return any(_is_size(a) for a in node.args)
+    return False
 
 
 # ---------------------------------------------------------------- precedence

@@ -164,6 +164,6 @@ def scatter_add(out, ids, values):
         return
     row = out[0].size
     entries = (ids.reshape(-1, 1) * row + np.arange(row)).reshape(-1)
-    if values.shape != ids.shape + out.shape[1:]:
+    if np.shape(values) != ids.shape + out.shape[1:]:
         values = np.broadcast_to(values, ids.shape + out.shape[1:])
     np.add.at(out.reshape(-1), entries, values.reshape(-1))

@@ -193,6 +193,11 @@ PROGRAMS = [
     # -- dims as values, dim arithmetic in indices
     # op: //
     program("mean_as_sum_over_dims", "x: [N, D]", "sum(x * x) / N + sum(x, axis=0) / D"),
+    program(
+        "functions_of_dims_stay_python_numbers",
+        "x: [N, D]",
+        "x / sqrt(D) + x * exp(-N) * maximum(N, 2)",
+    ),
     program("dims_in_arithmetic", "x: [N, D]", "x * (N * D) - x / (D // 2) + (N - 1) ** 2"),
     program("slice_by_dims", "x: [N, D]", "x[: N - 1, D - 2 :]"),
     program("index_by_dim_arithmetic", "x: [N, D]", "x[N - 1] * x[0, D // 2]"),

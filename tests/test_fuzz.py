@@ -1,17 +1,21 @@
 """Fuzzing: random programs, compiled and checked against PyTorch and central differences.
 
 `fuzz_programs.programs()` builds random well-formed `.grad` programs (one to three
-defs, calls between them, reassignment, fan-out, every op; see that module). Each must
-compile, deterministically, to a module that black leaves unchanged, and for each def
-at one random point:
+defs, calls between them, reassignment, fan-out, every op, and Version 2's shape ops,
+indexing, gathers, indexed and augmented assignment, constructors, dims as values,
+tuples and defs with several outputs, batched `@` and einsum; see that module). Each
+must compile, deterministically, to a module that black leaves unchanged, and for each
+def at one random point:
 
 - `f`, `f_forward` and `f_backward` (seeded with a random `grad_output` of the
-  output's shape) agree with `oracle.torch_reference` (rtol 1e-6, atol 1e-9: looser
+  output's shape; for a def with several outputs, one seed per output, and again with
+  one of them None) agree with `oracle.torch_reference` (rtol 1e-6, atol 1e-9: looser
   than the 1e-7 of the one-op tests, because a program nests a few dozen ops and gradc
   evaluates them in another order than torch, `(a * b) * c` for `a * (b * c)` after
   simplification; in practice agreement is far closer);
-- `f_grad` exists exactly for scalar outputs, agrees with torch seeded with 1, and
-  equals `f_backward(1.0)`; `f_backward` called again on the same cache gives the same;
+- `f_grad` exists exactly for a float scalar (first) output, agrees with torch seeded
+  with 1, and equals `f_backward(1.0, None, ...)`; `f_backward` called again on the
+  same cache gives the same;
 - every gradient has its input's shape and dtype float64, and no input or
   `grad_output` is changed by the generated code;
 - the gradients agree with central differences of the generated `f` (relative error
@@ -34,7 +38,8 @@ failing program (with the dims' sizes and the seed of its arguments).
 
 Profiles: the CI profile (`test_fuzz_well_formed`: 320 programs, `test_fuzz_ill_formed`:
 400 inputs) is derandomized and writes no example database, so every run checks the
-same inputs; it asserts that at least 300 programs ran and that they used every op.
+same inputs; it asserts that at least 300 programs ran and that they used every op
+and construct of `EVERYTHING` (so a construct the generator stops drawing fails it).
 The long profile (`pytest -m fuzz_long`; `GRADC_FUZZ_EXAMPLES` sets its size, 5000 by
 default) draws new inputs on every run and is skipped unless `-m fuzz_long` is given.
 """
@@ -95,10 +100,18 @@ STRUCTURE = {
     "wrt", "labels", "constant", "broadcast", "keepdims", "axis_tuple", "positional_axis",
     "svm_margin", "return_type", "mask_arithmetic", "variable_exponent", "squash",
 }  # fmt: skip
-# Not fuzzed yet: the shape ops (their forms in tests/op_cases.py check them) and the
-# constructors and indexing (tests/test_arrays.py).
-NOT_FUZZED = set(names("shaped")) | set(ELSEWHERE)
-EVERYTHING = (set(BUILTINS) | OPERATORS | COMPARISON_OPS | KEYWORDS | STRUCTURE) - NOT_FUZZED
+# Version 2 of the language: the shape ops of the table (tests/op_cases.py, kind
+# "shaped"), the ops it checks elsewhere (indexing, indexed assignment, constructors,
+# `//`), and the constructs around them.
+VERSION_2 = {
+    "index_negative", "slice_step", "ellipsis", "newaxis", "index_dim", "gather",
+    "aug_assign", "dim_value", "tuple_literal", "tuple_unpack", "tuple_index",
+    "split_unpack", "several_outputs", "seed_none", "batched_matmul", "transpose_axes",
+}  # fmt: skip
+SHAPE_OPS = set(names("shaped")) | set(ELSEWHERE)
+EVERYTHING = (
+    set(BUILTINS) | OPERATORS | COMPARISON_OPS | KEYWORDS | STRUCTURE | VERSION_2 | SHAPE_OPS
+)
 
 
 @dataclass
@@ -174,42 +187,74 @@ def check_program(program: Program, tally: Tally) -> None:
         tally.fan_out += 1
 
 
+def random_seed(out, rng):
+    """A random upstream gradient shaped like `out` (a float for a scalar)."""
+    return float(rng.normal()) if np.shape(out) == () else rng.normal(size=np.shape(out))
+
+
 def check_def(module, source: str, program: Program, d: DefInfo, args, rng, tally) -> dict:
-    """Checks one def at `args`; returns what each generated function gave."""
+    """Checks one def at `args`; returns what each generated function gave.
+
+    A def with several outputs is seeded with one upstream gradient per output, and
+    again with one of them None (zero)."""
     saved = [np.copy(a) for a in args]
     wrt = d.wrt_indices()
     where = f"def {d.name}"
     f = getattr(module, d.name)
     with strict_numpy():
         out = f(*args)
-    scalar = np.shape(out) == ()
-    grad_output = float(rng.normal()) if scalar else rng.normal(size=np.shape(out))
-    saved_grad_output = np.copy(grad_output)
+    several = d.several
+    assert isinstance(out, tuple) == several, f"{where}: returns {type(out).__name__}"
+    outs = list(out) if several else [out]
+    seeds = [random_seed(o, rng) for o in outs]
+    grad_output = seeds if several else seeds[0]
+    saved_seeds = [np.copy(g) for g in seeds]
     ref_out, ref_grads = torch_reference(source, d.name, args, wrt=wrt, grad_output=grad_output)
-    expected_shape = tuple(program.dim_size(dim) for dim in d.out_shape)
-    shapes = f"{np.shape(ref_out)}, expected {d.out_shape} = {expected_shape}"
-    assert np.shape(ref_out) == expected_shape, f"{where}: torch's output has shape {shapes}"
+    ref_outs = list(ref_out) if several else [ref_out]
+    for k, (ref, shape) in enumerate(zip(ref_outs, d.output_shapes(), strict=True)):
+        expected_shape = tuple(program.dim_size(dim) for dim in shape)
+        shapes = f"{np.shape(ref)}, expected {shape} = {expected_shape}"
+        assert np.shape(ref) == expected_shape, f"{where}: torch's output {k} has shape {shapes}"
 
+    backward = getattr(module, f"{d.name}_backward")
     with strict_numpy():
         forward_out, cache = getattr(module, f"{d.name}_forward")(*args)
-        grads = getattr(module, f"{d.name}_backward")(grad_output, cache)
-        again = getattr(module, f"{d.name}_backward")(grad_output, cache)
-    assert_close(out, ref_out, f"{where}: output", RTOL, ATOL)
-    assert_close(forward_out, ref_out, f"{where}_forward: output", RTOL, ATOL)
+        grads = backward(*seeds, cache)
+        again = backward(*seeds, cache)
+    forward_outs = list(forward_out) if several else [forward_out]
+    for k, (o, fo, ref) in enumerate(zip(outs, forward_outs, ref_outs, strict=True)):
+        assert_close(o, ref, f"{where}: output {k}", RTOL, ATOL)
+        assert_close(fo, ref, f"{where}_forward: output {k}", RTOL, ATOL)
     check_gradients(grads, ref_grads, args, wrt, f"{where}_backward")
     for k, (a, b) in enumerate(zip(grads, again, strict=True)):
         np.testing.assert_array_equal(a, b, err_msg=f"{where}_backward, called again: {k}")
-    results = {"output": out, "grad_output": grad_output, "backward": grads}
+    results = {"outputs": outs, "seeds": seeds, "backward": grads}
+
+    if several:  # one output's gradient None: it counts as zero
+        dropped = int(rng.integers(len(seeds)))
+        partial = [None if k == dropped else g for k, g in enumerate(seeds)]
+        _, partial_ref = torch_reference(source, d.name, args, wrt=wrt, grad_output=partial)
+        with strict_numpy():
+            partial_grads = backward(*partial, cache)
+        check_gradients(
+            partial_grads, partial_ref, args, wrt, f"{where}_backward(output {dropped} None)"
+        )
+        tally.features.add("seed_none")
 
     flat = getattr(module, f"{d.name}_grad", None)
-    assert (flat is not None) == scalar, f"{where}: {d.name}_grad exists for scalar outputs only"
+    scalar = np.shape(outs[0]) == () and np.asarray(outs[0]).dtype.kind == "f"
+    assert (
+        flat is not None
+    ) == scalar, f"{where}: {d.name}_grad exists for a float scalar (first) output only"
     if scalar:
         _, unit_ref_grads = torch_reference(source, d.name, args, wrt=wrt)
         with strict_numpy():
             flat_out, flat_grads = flat(*args)
             _, cache = getattr(module, f"{d.name}_forward")(*args)
-            unit_grads = getattr(module, f"{d.name}_backward")(1.0, cache)
-        assert_close(flat_out, ref_out, f"{where}_grad: output", RTOL, ATOL)
+            unit_grads = backward(1.0, *[None] * (len(outs) - 1), cache)
+        flat_outs = list(flat_out) if several else [flat_out]
+        for k, (o, ref) in enumerate(zip(flat_outs, ref_outs, strict=True)):
+            assert_close(o, ref, f"{where}_grad: output {k}", RTOL, ATOL)
         check_gradients(flat_grads, unit_ref_grads, args, wrt, f"{where}_grad")
         for k, (a, b) in enumerate(zip(flat_grads, unit_grads, strict=True)):
             assert_close(a, b, f"{where}_grad against {d.name}_backward(1.0): gradient {k}", 1e-12)
@@ -217,10 +262,11 @@ def check_def(module, source: str, program: Program, d: DefInfo, args, rng, tall
 
     for arg, copy in zip(args, saved, strict=True):
         np.testing.assert_array_equal(arg, copy, err_msg=f"{where}: an input was changed")
-    np.testing.assert_array_equal(grad_output, saved_grad_output, err_msg="grad_output changed")
+    for seed, copy in zip(seeds, saved_seeds, strict=True):
+        np.testing.assert_array_equal(seed, copy, err_msg="grad_output changed")
 
     for index, grad in zip(wrt, grads, strict=True):
-        check_central_differences(f, args, index, grad, grad_output, rng, f"{where}", tally)
+        check_central_differences(f, args, index, grad, seeds, rng, f"{where}", tally)
     tally.defs += 1
     return results
 
@@ -228,37 +274,45 @@ def check_def(module, source: str, program: Program, d: DefInfo, args, rng, tall
 def check_float32(module32, source: str, d: DefInfo, args: list, results: dict) -> None:
     """The f32 program on the same inputs (they are float32 values): its values are
     close to the float64 program's (to float32 rounding, relative to the largest
-    entry), and float32 stays float32: the output is float32 whenever torch's is
+    entry), and float32 stays float32: each output is float32 whenever torch's is
     (NumPy and torch both make `(x > 0) * 1.5` float64: a mask is not a float), and
-    when the output is float32, so is every gradient, from f_backward and f_grad."""
+    when the (first) output is float32, so is every gradient, from f_backward and f_grad."""
     args32 = [
         a if p.labels else np.float32(a) if p.shape == () else a.astype(np.float32)
         for p, a in zip(d.params, args, strict=True)
     ]
-    grad_output = np.asarray(results["grad_output"], dtype=np.float32)
-    if grad_output.shape == ():
-        grad_output = np.float32(grad_output)
+    seeds = [
+        np.float32(g) if np.shape(g) == () else np.asarray(g, dtype=np.float32)
+        for g in results["seeds"]
+    ]
     name, where = d.name, f"def {d.name}, float32 program"
+    several = d.several
+
+    def as_list(value):
+        return list(value) if several else [value]
+
     with strict_numpy():
-        got = {"output": getattr(module32, name)(*args32)}
-        got["forward"], cache = getattr(module32, f"{name}_forward")(*args32)
-        got["backward"] = getattr(module32, f"{name}_backward")(grad_output, cache)
+        got = {"output": as_list(getattr(module32, name)(*args32))}
+        forward, cache = getattr(module32, f"{name}_forward")(*args32)
+        got["forward"] = as_list(forward)
+        got["backward"] = getattr(module32, f"{name}_backward")(*seeds, cache)
         if "flat" in results:
             got["flat"] = getattr(module32, f"{name}_grad")(*args32)[1]
-    expected = {**results, "forward": results["output"]}
+    expected = {**results, "output": results["outputs"], "forward": results["outputs"]}
     for key, value in got.items():
-        several = key in ("backward", "flat")
-        pairs = zip(value, expected[key], strict=True) if several else [(value, expected[key])]
-        for k, (v32, v64) in enumerate(pairs):
+        for k, (v32, v64) in enumerate(zip(value, expected[key], strict=True)):
             scale = 1 + np.max(np.abs(v64), initial=0)
-            what = f"{where}: {key}" + (f" {k}" if several else "")
+            what = f"{where}: {key} {k}"
             np.testing.assert_allclose(v32, v64, rtol=0, atol=F32_TOL * scale, err_msg=what)
 
-    torch_dtype = np.asarray(torch_forward(source, name, args32)).dtype
-    output_dtype = np.asarray(got["output"]).dtype
-    if torch_dtype == np.float32:
-        assert output_dtype == np.float32, f"{where}: output is {output_dtype}, torch's float32"
-    if output_dtype == np.float32:
+    torch_outs = as_list(torch_forward(source, name, args32))
+    for k, (t, o) in enumerate(zip(torch_outs, got["output"], strict=True)):
+        torch_dtype, output_dtype = np.asarray(t).dtype, np.asarray(o).dtype
+        if torch_dtype == np.float32:
+            assert (
+                output_dtype == np.float32
+            ), f"{where}: output {k} is {output_dtype}, torch's float32"
+    if np.asarray(got["output"][0]).dtype == np.float32:
         for key in ("backward", "flat"):
             for k, grad in enumerate(got.get(key, ())):
                 dtype = np.asarray(grad).dtype
@@ -276,8 +330,8 @@ def check_gradients(grads, ref_grads, args, wrt, where: str) -> None:
 
 
 def check_central_differences(f, args, index, grad, grad_output, rng, where, tally) -> None:
-    """`grad` against (F(x + h) - F(x - h)) / 2h, F = sum(grad_output * f), on a sample
-    of entries of `args[index]`.
+    """`grad` against (F(x + h) - F(x - h)) / 2h, F = the sum over outputs of
+    sum(grad_output[k] * f(...)[k]), on a sample of entries of `args[index]`.
 
     Error: CS231n's relative error |a - n| / max(|a|, |n|), with a floor for the noise
     of the difference itself (eps |F| / h, and the magnitude of the terms of F).
@@ -293,8 +347,10 @@ def check_central_differences(f, args, index, grad, grad_output, rng, where, tal
         call_args = list(args)
         call_args[index] = float(value) if scalar else value
         with strict_numpy():
-            terms = np.asarray(grad_output) * np.asarray(f(*call_args))
-        return float(np.sum(terms)), float(np.sum(np.abs(terms)))
+            out = f(*call_args)
+            outs = out if isinstance(out, tuple) else (out,)
+            terms = [np.asarray(g) * np.asarray(o) for g, o in zip(grad_output, outs, strict=True)]
+        return float(sum(np.sum(t) for t in terms)), float(sum(np.sum(np.abs(t)) for t in terms))
 
     base, magnitude = objective(x)
     positions = list(np.ndindex(x.shape))

@@ -9,8 +9,9 @@ or PyTorch itself writes it:
 - word2vec: `F.embedding` lookups, `torch.bmm` for the negatives, `F.logsigmoid`;
   ids repeat within and across c, o and neg, so gradients must add up;
 - lstm_step: CS231n's lstm_step_forward, and torch.nn.LSTMCell with its gates reordered;
-- attention: q, k, v heads split from [E, E] projections as PyTorch does, then
-  `F.scaled_dot_product_attention`, heads merged, output projection;
+- attention: [E, E] projections split into NH heads as PyTorch users do (view, then
+  transpose), `F.scaled_dot_product_attention`, heads merged, output projection; and
+  torch.nn.MultiheadAttention itself, given the example's weights;
 - svm_vectorized: `F.multi_margin_loss` (which averages over classes too) plus L2;
 - layer_norm: `F.layer_norm`.
 
@@ -45,7 +46,7 @@ from checks import assert_close, strict_numpy  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = ("word2vec", "lstm_step", "attention", "svm_vectorized", "layer_norm")
 FUNCTION = {name: name for name in EXAMPLES} | {"layer_norm": "layernorm"}
-SVM_REG, LN_EPS = 1e-3, 1e-5  # the examples' top-level constants
+SVM_REG, LN_EPS, ATTENTION_NH = 1e-3, 1e-5, 2  # the examples' top-level constants
 
 
 def source(name: str) -> str:
@@ -115,21 +116,35 @@ def torch_lstm_cell(x, prev_h, prev_c, Wx, Wh, b):
     return torch.func.functional_call(cell, params, (x, (prev_h, prev_c)))
 
 
-def torch_attention(x, Wq, Wk, Wv, Wo):
-    """Heads split from [E, E] projections as torch.nn.MultiheadAttention does, then SDPA."""
-    NH, E, Dh = Wq.shape
-    N, T, _ = x.shape
+def torch_attention(x, Wq, bq, Wk, bk, Wv, bv, Wo, bo):
+    """[E, E] projections split into NH heads of E // NH (head h is features
+    h * Dh ... (h + 1) * Dh), SDPA in each head, the heads merged and projected."""
+    N, T, E = x.shape
+    NH = ATTENTION_NH
+    Dh = E // NH
 
-    def full(W):  # [NH, E, Dh] -> [E, NH * Dh]: head h is columns h * Dh ... (h + 1) * Dh
-        return W.permute(1, 0, 2).reshape(E, NH * Dh)
-
-    def split_heads(y):  # [N, T, NH * Dh] -> [N, NH, T, Dh]
+    def split_heads(y):  # [N, T, E] -> [N, NH, T, Dh]
         return y.view(N, T, NH, Dh).transpose(1, 2)
 
-    q, k, v = (split_heads(x @ full(W)) for W in (Wq, Wk, Wv))
+    q, k, v = (split_heads(x @ W + b) for W, b in ((Wq, bq), (Wk, bk), (Wv, bv)))
     heads = F.scaled_dot_product_attention(q, k, v)  # [N, NH, T, Dh]
-    merged = heads.transpose(1, 2).reshape(N, T, NH * Dh)
-    return merged @ Wo.reshape(NH * Dh, E)
+    merged = heads.transpose(1, 2).reshape(N, T, E)
+    return merged @ Wo + bo
+
+
+def torch_multihead_attention(x, Wq, bq, Wk, bk, Wv, bv, Wo, bo):
+    """torch.nn.MultiheadAttention's own kernel, whose weights are nn.Linear's, [out, in]:
+    the example's right-multiplied weights transposed, q, k and v stacked."""
+    E = x.shape[2]
+    mha = torch.nn.MultiheadAttention(E, ATTENTION_NH, batch_first=True, dtype=x.dtype)
+    params = {  # the example's parameters stay the leaves
+        "in_proj_weight": torch.cat([Wq.T, Wk.T, Wv.T]),
+        "in_proj_bias": torch.cat([bq, bk, bv]),
+        "out_proj.weight": Wo.T,
+        "out_proj.bias": bo,
+    }
+    out, _ = torch.func.functional_call(mha, params, (x, x, x), {"need_weights": False})
+    return out
 
 
 def torch_svm(X, y, W):
@@ -153,7 +168,7 @@ TORCH = {
 WRT = {  # indices of the inputs that get gradients, in parameter order
     "word2vec": (3, 4),
     "lstm_step": (0, 1, 2, 3, 4, 5),
-    "attention": (0, 1, 2, 3, 4),
+    "attention": tuple(range(9)),
     "svm_vectorized": (2,),
     "layer_norm": (0, 1, 2),
 }
@@ -185,10 +200,10 @@ def inputs(name: str, rng: np.random.Generator, dtype=np.float64) -> list[np.nda
             normal(4 * H, scale=0.5),
         ]
     if name == "attention":
-        N, T, NH, Dh = 2, 5, 3, 4
-        E = NH * Dh
-        x = normal(N, T, E)
-        return [x, *(normal(NH, E, Dh, scale=E**-0.5) for _ in range(3)), normal(NH, Dh, E)]
+        N, T, Dh = 2, 5, 4
+        E = ATTENTION_NH * Dh
+        projections = [(normal(E, E, scale=E**-0.5), normal(E, scale=0.5)) for _ in range(4)]
+        return [normal(N, T, E), *(a for W_b in projections for a in W_b)]
     if name == "svm_vectorized":
         N, D, C = 6, 4, 5
         return [normal(N, D), rng.integers(0, C, N), normal(D, C)]
@@ -299,18 +314,29 @@ def test_lstm_step_is_torch_lstm_cell(compiled):
     )
 
 
-def test_attention_is_scaled_dot_product_attention_over_heads(compiled):
-    """A random weighted sum of the output: its gradients for x and the four projections."""
+@pytest.mark.parametrize(
+    "model", [torch_attention, torch_multihead_attention], ids=["sdpa", "MultiheadAttention"]
+)
+def test_attention_is_scaled_dot_product_attention_over_heads(compiled, model):
+    """A random weighted sum of the output: its gradients for x and the four projections
+    with their biases."""
     rng = np.random.default_rng(7)
-    x, Wq, Wk, Wv, Wo = args = inputs("attention", rng)
-    weights = rng.standard_normal(x.shape)
+    args = inputs("attention", rng)
+    weights = rng.standard_normal(args[0].shape)
     leaves = [t(a) for a in args]
-    out = torch_attention(*leaves)
+    out = model(*leaves)
     expected = torch.autograd.grad((out * torch.tensor(weights)).sum(), leaves)
-    got, cache = compiled["attention"].attention_forward(*args)
-    assert_close(got, numpy_of(out), "attention output")
-    grads = compiled["attention"].attention_backward(weights, cache)
-    assert_grads(grads, [numpy_of(g) for g in expected], "attention_backward against SDPA")
+    m = compiled["attention"]
+    got, cache = m.attention_forward(*args)
+    assert_close(got, numpy_of(out), f"attention output against {model.__name__}")
+    assert_close(m.attention(*args), numpy_of(out), f"attention against {model.__name__}")
+    grads = m.attention_backward(weights, cache)
+    assert_grads(grads, [numpy_of(g) for g in expected], f"attention_backward, {model.__name__}")
+
+
+def test_attention_heads_are_the_examples_constant():
+    """ATTENTION_NH above is examples/attention.grad's NH, so torch splits the same heads."""
+    assert re.search(r"^NH = (\d+)", source("attention"), re.M)[1] == str(ATTENTION_NH)
 
 
 def test_word2vec_repeated_ids_add_up(compiled):
@@ -352,6 +378,7 @@ def test_float32_stays_float32_and_close(compiled, name):
         out64, cache64 = getattr(m64, f"{f}_forward")(*args64)
         outs64 = out64 if isinstance(out64, tuple) else (out64,)
         grads64 = getattr(m64, f"{f}_backward")(*(np.ones_like(o) for o in outs64), cache64)
+        largest = max(float(np.max(np.abs(a))) for a in (*outs64, *grads64))
         for what, got, want in zip(
             [f"output {k}" for k in range(len(outs))]
             + [f"gradient {k}" for k in range(len(grads))],
@@ -360,5 +387,10 @@ def test_float32_stays_float32_and_close(compiled, name):
         ):
             got = np.asarray(got)
             assert got.dtype == np.float32, f"{name}: {what} is {got.dtype}"
-            scale = max(float(np.max(np.abs(want))), 1e-30)
+            scale = float(np.max(np.abs(want)))
+            if scale <= 1e-12 * largest:
+                # zero but for float64 rounding (attention's grad_bk: softmax ignores
+                # q . bk, the same all along a row): float32 rounding is relative to
+                # the values it came from, not to zero
+                scale = largest
             assert np.max(np.abs(got - want)) <= 1e-4 * scale, f"{name}: {what} (float32)"

@@ -25,7 +25,7 @@ import black
 import jinja2
 
 from gradc.ir import Node
-from gradc.ops import OPS, Op
+from gradc.ops import OPS, REDUCTION, Op
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
 
@@ -217,9 +217,13 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
     if form.power:
         return _hugged_power(*args), form.prec
     text = _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text)
-    if text.startswith("np.") and not node.shape and any(_is_size(a) for a in node.args):
-        # np.sqrt(D) of a size is a NumPy float64, which would widen float32
-        # arrays; the Python number does not
+    if node.dtype == "int" and not node.shape and OPS[node.op].group == REDUCTION:
+        # argmax(x), sum(x > 0): a NumPy integer would widen float32 arrays; a
+        # Python int does not
+        return f"int({text})", ATOM
+    if node.dtype == "weak" and not node.shape and (text.startswith("np.") or OPS[node.op].helpers):
+        # np.sqrt(D) of a size, softplus(c) of a number: a NumPy float64 (or 0-d
+        # array), which would widen float32 arrays; the Python number does not
         return (f"float({text})", ATOM) if node.op not in _INT_KEEPING else (f"{text}.item()", ATOM)
     return text, form.prec
 

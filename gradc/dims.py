@@ -155,6 +155,12 @@ def atoms(d: DimValue) -> list[str]:
     return sorted(found)
 
 
+def known_negative(d: DimValue) -> bool:
+    """True when `d` is certainly < 0: `-N`, `-2 * H - 1` (dims are sizes, >= 1)."""
+    p = poly(d)
+    return bool(p) and all(c <= 0 for c in p.values())
+
+
 def known_nonnegative(d: DimValue) -> bool:
     """True when `d` is certainly >= 0 (dims are sizes, so >= 0 each)."""
     return all(c >= 0 for c in poly(d).values())

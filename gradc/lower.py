@@ -678,6 +678,12 @@ class _Lowering:
             return g.op(op, labels, *nodes, pos=e.pos, classes=c, dtype=self.float_dtype)
         x = self._as_node(arg("x"))
         rank = len(x.shape)
+        if not rank and name not in ("transpose", "flip"):
+            raise CompileError(
+                f"{name}() of a scalar: its value is a Python number, not an array",
+                e.pos,
+                "make an array of it first, as in full((1,), x)",
+            )
         if name == "split":
             k = static_int("sections")
             axis = normal_axis(static_int("axis", 0), rank, "split()", where_of("axis"))

@@ -561,8 +561,8 @@ def slice_length(d, start, stop, step, pos):
     def normal(b, default):
         if b is None:
             return default
-        if isinstance(b, int) and b < 0:
-            return dims.add(d, b)
+        if isinstance(b, int) and b < 0 or dims.is_symbolic(b) and dims.known_negative(b):
+            return dims.add(d, b)  # from the end: x[-N:], x[-1:]
         return b
 
     span = dims.sub(normal(stop, d), normal(start, 0))
@@ -1217,7 +1217,9 @@ def _einsum_grad(g, y, *operands, spec):
         spec_i = ",".join([output] + [s for s, _ in others]) + "->" + kept_letters
         grad = _apply(Op.EINSUM, g, *[o for _, o in others], spec=spec_i)
         missing = tuple(k for k, c in enumerate(sub) if c not in present)
-        if missing:  # a letter summed in this operand alone: broadcast back
+        if missing and not grad.shape:  # every letter summed away: np.full_like(x, g)
+            grad = broadcast_like(grad, x, axis=None, keepdims=False)
+        elif missing:  # a letter summed in this operand alone: broadcast back
             grad = broadcast_like(expand(grad, missing), x, axis=missing, keepdims=True)
         out.append(grad)
     return tuple(out)

@@ -203,7 +203,9 @@ def _reusable_base(node: Node, sched: Schedule, uses: dict[int, int]) -> str | N
         return None
     while base.op is Op.NAME:
         base = base.args[0]
-        if uses.get(base.id, 0) != 1 and sched.name_of(base) != var:
+        # the named value itself read anywhere else (a second `zeros((N, D))`,
+        # merged with this one, or the gradient's np.zeros_like(v)) keeps its array
+        if uses.get(base.id, 0) != 1:
             return None
     if base.op is Op.INPUT or OPS[base.op].is_view(dict(base.attrs)):
         return None

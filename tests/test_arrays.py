@@ -200,6 +200,31 @@ PROGRAMS = [
     ),
     program("dims_in_arithmetic", "x: [N, D]", "x * (N * D) - x / (D // 2) + (N - 1) ** 2"),
     program("slice_by_dims", "x: [N, D]", "x[: N - 1, D - 2 :]"),
+    # -- in-place updates that must not happen (found by the fuzzer)
+    program(
+        "assign_into_a_value_the_backward_reads",
+        "x: [D]",
+        "h = x * 2",
+        "t = h * x",
+        "h[0] = 0.5",
+        "sum(t) + sum(h)",
+    ),
+    program("add_into_a_slice_of_exp", "x: [D]", "h = exp(x)", "h[1:] += x[1:]", "sum(h)"),
+    program(
+        "two_equal_constructors_stay_two_arrays",
+        "x: [N, D]",
+        "h = zeros((N, D))",
+        "h[0] = sum(x)",
+        "sum((zeros((N, D)) + h) * x)",
+    ),
+    program("zeros_like_assigned_into", "v: [D]", "z = zeros_like(v)", "z[0] = 0.5", "sum(z * v)"),
+    program(
+        "a_gradient_view_read_after_an_update",
+        "x: [T, 1], w",
+        "layer(x * w)",
+        prelude="def layer(c: [N, 1]):\n    c[:] += max(c) * c\n    return sum(c)\n\n\n",
+    ),
+    program("slice_from_the_end_by_a_dim", "a: [N, D]", "a[-N:] + a[-N:N] * a[:, -D + 1 :][:, :1]"),
     program("index_by_dim_arithmetic", "x: [N, D]", "x[N - 1] * x[0, D // 2]"),
     program(
         "dim_name_bound_to_division",

@@ -160,6 +160,8 @@ def _owned_arrays(sched: Schedule, forward_ids: set[int]) -> set[str]:
         node = line.node
         if node.op is Op.NAME and sched.name_of(node.args[0]) is not None:
             shared.add(sched.name_of(node.args[0]))  # `a = b`: a second name for b's array
+        elif not _fresh(node) and node.args and sched.name_of(node.args[0]) is not None:
+            shared.add(sched.name_of(node.args[0]))  # `t = g[:, 0]`: a view of g's array
         elif _fresh(node) and node.id not in forward_ids and node.shape:
             fresh.add(line.var)
     return fresh - shared

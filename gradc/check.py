@@ -128,8 +128,7 @@ _NOT_FINITE = "f is not finite at any point tried"
 def _check_def(fn, d, generated, dims, at, seed, scale=1) -> DefResult:
     # the lowered inputs' shapes: the file's constants are in them (`[N, NH * d]`)
     params = [
-        (x.attr("name"), _shape(x.attr("name"), x.shape, dims, scale), x.dtype)
-        for x in fn.inputs
+        (x.attr("name"), _shape(x.attr("name"), x.shape, dims, scale), x.dtype) for x in fn.inputs
     ]
     for name in at:
         if name not in {p for p, _, _ in params}:

@@ -275,9 +275,11 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         EmittedFunction(
             f"{base}_forward",
             params,
-            f"Forward pass: returns (({outs}), cache) for {base}_backward."
-            if fn.several
-            else f"Forward pass: returns ({outs}, cache) for {base}_backward.",
+            (
+                f"Forward pass: returns (({outs}), cache) for {base}_backward."
+                if fn.several
+                else f"Forward pass: returns ({outs}, cache) for {base}_backward."
+            ),
             statement_lines(joint, fwd_lines),
             cache=cache,
             returns=f"return ({outs}), cache" if fn.several else f"return {outs}, cache",

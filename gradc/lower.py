@@ -515,7 +515,9 @@ class _Lowering:
         k = constant_value(items[0])
         if not isinstance(k, int) or isinstance(k, bool) or not -len(t.items) <= k < len(t.items):
             raise CompileError(
-                f"index out of range for a tuple of {len(t.items)} values", items[0].pos
+                f"index out of range for a tuple of {len(t.items)} values",
+                e.indices[0].pos,
+                f"the values are t[0] to t[{len(t.items) - 1}]",
             )
         return t.items[k]
 
@@ -678,7 +680,7 @@ class _Lowering:
             return g.op(op, labels, *nodes, pos=e.pos, classes=c, dtype=self.float_dtype)
         x = self._as_node(arg("x"))
         rank = len(x.shape)
-        if not rank and name not in ("transpose", "flip"):
+        if not rank and name in ("reshape", "expand_dims"):
             raise CompileError(
                 f"{name}() of a scalar: its value is a Python number, not an array",
                 e.pos,

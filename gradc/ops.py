@@ -1049,6 +1049,8 @@ def swap_last(x):
     if len(x.shape) == 2:
         return transpose(x)
     return _apply(Op.SWAPAXES, x, axes=(len(x.shape) - 2, len(x.shape) - 1))
+
+
 def _clip_grad(g, y, x, lo, hi):
     # torch.clamp's: x gets g where lo <= x <= hi, bounds included; a bound
     # gets g where x passes it, and hi gets all of it where lo > hi

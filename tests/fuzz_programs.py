@@ -1399,7 +1399,7 @@ class DefBuilder:
                     add("expand_dims", (a, b))
             for k in range(r + 1):
                 q = (*s[:k], 1, *s[k:])
-                if len(q) <= 3 and q in P:
+                if len(q) <= 3 and (q in P or r >= 1):  # else of expand_dims(e, k)
                     add("squeeze", k, q)
             for q in self.sub_shapes(s):
                 add("broadcast_to", q)
@@ -1613,7 +1613,11 @@ class DefBuilder:
 
     def _shape_squeeze(self, s, depth, k, q):
         self.features.add("squeeze")
-        e = self.expr(q, depth)
+        if q in self.possible:
+            e = self.expr(q, depth)
+        else:  # squeeze(expand_dims(e, k), k): a size-1 axis is rare among the shapes
+            inner = self.expr(s, depth)
+            e = call("expand_dims", inner, self.axis_text(k, len(q)), shape=q, bound=inner.bound)
         # squeeze(e) with no axis is not drawn: gradc removes the axes of literal size 1,
         # NumPy (and the oracle) every axis of size 1, a dim of size 1 included.
         axis = self.axis_text(k, len(q))

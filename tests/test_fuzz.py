@@ -80,7 +80,7 @@ FD_SAMPLES = 6  # entries of each input checked by differences
 F32_TOL = 1e-3  # float32 results against float64, relative to the largest entry
 FILENAME = "fuzz.grad"
 
-CI_WELL_FORMED = 320  # programs drawn; the test asserts at least 300 ran
+CI_WELL_FORMED = 400  # programs drawn; the test asserts at least 300 ran
 CI_ILL_FORMED = 400
 LONG_EXAMPLES = int(os.environ.get("GRADC_FUZZ_EXAMPLES", "5000"))
 

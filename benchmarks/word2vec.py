@@ -61,7 +61,6 @@ they say (1 only if the generated module is missing or an implementation disagre
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import json
 import os
@@ -70,7 +69,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +77,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from mlp import calibrate, format_seconds, time_calls  # noqa: E402  the same timing as mlp.py
+
 DEFAULT_GENERATED = REPO / "generated" / "word2vec.py"
 
 SIZES = {  # name: (B, K, D, V)
@@ -279,27 +281,6 @@ def disagreements(p: Problem, generated: Path, names) -> list[str]:
 # Measurement
 
 
-def time_calls(run: Callable[[], object], calls: int) -> float:
-    """Seconds for `calls` calls, garbage collector paused as in `timeit`."""
-    gc.collect()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(calls):
-            run()
-        return time.perf_counter() - start
-    finally:
-        gc.enable()
-
-
-def calibrate(run: Callable[[], object], seconds: float) -> int:
-    calls = 1
-    while (elapsed := time_calls(run, calls)) < seconds / 10:
-        calls *= 2
-    best = min(elapsed, time_calls(run, calls), time_calls(run, calls))
-    return max(1, round(calls * seconds / best))
-
-
 def interleaved(runs: dict[str, Callable], samples: int, seconds: float) -> dict[str, list[float]]:
     """Per-call seconds, one entry per round; every round runs every implementation."""
     for run in runs.values():  # warm up
@@ -360,10 +341,6 @@ def measure_alone(names, size, dtype, samples, seconds, generated, keep_freed: b
 
 # --------------------------------------------------------------------------------------
 # Report
-
-
-def format_seconds(seconds: float) -> str:
-    return f"{seconds * 1e6:.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
 
 
 def paired_ratio(a: list[float], b: list[float]) -> float:

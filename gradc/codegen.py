@@ -25,7 +25,7 @@ import black
 import jinja2
 
 from gradc.ir import Node
-from gradc.ops import OPS, REDUCTION, Op
+from gradc.ops import OPS, REDUCTION, UPDATES, Op
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
 
@@ -171,7 +171,7 @@ def _statements(line, sched: Schedule) -> list[str]:
     old value, unless that is an array made for it alone (`np.zeros(...)`)."""
     node = line.node
     args = [expression(a, sched) for a in node.args]
-    if node.op in (Op.SET_INDEX, Op.ADD_AT):
+    if node.op in UPDATES:
         base = node.args[0]
         if sched.name_of(base) == line.var:  # updated in place (schedule)
             return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)[1:]

@@ -30,7 +30,6 @@ from gradc.ops import (
     expand,
     format_shape,
     full_axis,
-    normal_axis,
     pick,
     reduce_sum,
     relu,
@@ -662,7 +661,7 @@ class _Lowering:
         if name in ("concatenate", "stack"):
             parts = array_tuple("arrays")
             rank = len(parts[0].shape) + (name == "stack")
-            axis = normal_axis(static_int("axis", 0), rank, f"{name}()", where_of("axis"))
+            axis = _normal_axis(f"{name}()", static_int("axis", 0), rank, where_of("axis"))
             return g.op(op, *parts, pos=e.pos, axis=axis)
         if name == "einsum":
             spec_arg = arg("spec")
@@ -686,9 +685,15 @@ class _Lowering:
                 e.pos,
                 "make an array of it first, as in full((1,), x)",
             )
+
+        def axes_of(p, value, of_rank=rank) -> tuple:
+            """`value`, an axis or a tuple of them, as sorted axes of `of_rank` axes."""
+            items = value if isinstance(value, tuple) else (value,)
+            return tuple(sorted(_normal_axis(f"{name}()", a, of_rank, where_of(p)) for a in items))
+
         if name == "split":
             k = static_int("sections")
-            axis = normal_axis(static_int("axis", 0), rank, "split()", where_of("axis"))
+            (axis,) = axes_of("axis", static_int("axis", 0))
             d = x.shape[axis]
             size = D.floordiv(d, k) if k > 0 else 0
             if k <= 0 or isinstance(size, D.Floor) or D.mul(size, k) != d:
@@ -714,9 +719,7 @@ class _Lowering:
             if axes is None or _is_static(axes, None):
                 return g.op(op, x, pos=e.pos) if rank > 1 else x
             value = known("axes")
-            if not isinstance(value, tuple) or sorted(
-                normal_axis(a, rank, "transpose()", where_of("axes")) for a in value
-            ) != list(range(rank)):
+            if not isinstance(value, tuple) or axes_of("axes", value) != tuple(range(rank)):
                 raise CompileError(
                     f"transpose(): axes must be a permutation of the {rank} axes",
                     where_of("axes"),
@@ -728,32 +731,24 @@ class _Lowering:
                 return g.op(op, x, pos=e.pos)
             return g.op(op, x, pos=e.pos, axes=axes)
         if name == "swapaxes":
-            a = normal_axis(static_int("axis1"), rank, "swapaxes()", where_of("axis1"))
-            b = normal_axis(static_int("axis2"), rank, "swapaxes()", where_of("axis2"))
+            (a,) = axes_of("axis1", static_int("axis1"))
+            (b,) = axes_of("axis2", static_int("axis2"))
             if a == b:
                 return x
             return g.op(op, x, pos=e.pos, axes=(min(a, b), max(a, b)))
         if name == "expand_dims":
             value = known("axis")
-            axes = value if isinstance(value, tuple) else (value,)
-            out_rank = rank + len(axes)
-            normal = sorted(
-                normal_axis(a, out_rank, "expand_dims()", where_of("axis")) for a in axes
-            )
+            added = len(value) if isinstance(value, tuple) else 1
+            normal = axes_of("axis", value, rank + added)  # positions in the result
             if len(set(normal)) != len(normal):
                 raise CompileError("expand_dims(): an axis is repeated", where_of("axis"))
-            return expand(x, tuple(normal))
+            return expand(x, normal)
         if name == "squeeze":
             value = known("axis", None)
             if value is None:
                 axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
             else:
-                axes = tuple(
-                    sorted(
-                        normal_axis(a, rank, "squeeze()", where_of("axis"))
-                        for a in (value if isinstance(value, tuple) else (value,))
-                    )
-                )
+                axes = axes_of("axis", value)
             for a in axes:
                 if x.shape[a] != 1:
                     raise CompileError(
@@ -766,19 +761,11 @@ class _Lowering:
             return g.op(op, x, pos=e.pos, axis=axes)
         if name == "flip":
             value = known("axis", None)
-            if value is None:
-                axes = tuple(range(rank))
-            else:
-                axes = tuple(
-                    sorted(
-                        normal_axis(a, rank, "flip()", where_of("axis"))
-                        for a in (value if isinstance(value, tuple) else (value,))
-                    )
-                )
+            axes = tuple(range(rank)) if value is None else axes_of("axis", value)
             return g.op(op, x, pos=e.pos, axis=axes)
         if name == "repeat":
             k = static_int("repeats", what="a positive integer")
-            axis = normal_axis(static_int("axis"), rank, "repeat()", where_of("axis"))
+            (axis,) = axes_of("axis", static_int("axis"))
             if k < 1:
                 raise CompileError(
                     "repeat(): repeats must be a positive integer", where_of("repeats")
@@ -830,15 +817,14 @@ class _Lowering:
             shape = (n,) if op is Op.ARANGE else (n, n)
             return self.graph.op(op, *nodes, pos=e.pos, shape=shape, dtype=dtype)
         shape, nodes = self._shape(first, e)
-        attrs = {"shape": shape, "dtype": dtype}
-        if op is Op.FULL:
+        if op is Op.FULL:  # the value comes first: np.full((N, D), value)
             fill = constant_value(self._as_node(bound["value"]))
             if fill is None or isinstance(fill, bool):
                 raise CompileError(
                     "full(): the value must be a number known at compile time", e.pos
                 )
-            attrs["fill"] = float(fill) if dtype != "int" else fill
-        return self.graph.op(op, *nodes, pos=e.pos, **attrs)
+            nodes = [self.graph.constant(float(fill) if dtype != "int" else fill), *nodes]
+        return self.graph.op(op, *nodes, pos=e.pos, shape=shape, dtype=dtype)
 
     def _fold(self, op: Op, args: list[Node], pos: Pos) -> Node:
         """Make `op(*args)` through the simplifier's rewrite rules (so numbers
@@ -1133,7 +1119,7 @@ def _reduction_axis(e: S.Call, axis, x: Node):
     if axis is None:
         return None
     axes = axis if isinstance(axis, tuple) else (axis,)
-    normal = tuple(sorted(_normal_axis(e, a, x, pos) for a in axes))
+    normal = tuple(sorted(_normal_axis(f"{e.func}()", a, len(x.shape), pos, x.shape) for a in axes))
     if len(set(normal)) != len(normal):
         raise CompileError(f"{e.func}(): axis {axis} repeats an axis", pos)
     return full_axis(normal, x.shape)
@@ -1143,15 +1129,17 @@ def _one_axis(e: S.Call, axis, x: Node) -> int:
     axis, pos = (axis.value, axis.pos) if isinstance(axis, _Axis) else (axis, e.pos)
     if axis is None:
         raise CompileError(f"{e.func}(): axis must be an integer", pos)
-    return _normal_axis(e, axis, x, pos)
+    return _normal_axis(f"{e.func}()", axis, len(x.shape), pos, x.shape)
 
 
-def _normal_axis(e: S.Call, axis: int, x: Node, pos) -> int:
-    rank = len(x.shape)
+def _normal_axis(func: str, axis, rank: int, pos, shape=None) -> int:
+    """`axis` of `rank` axes as a non-negative int (`shape`, when the axis is one of
+    an array's own, is shown in the error)."""
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise CompileError(f"{func}: axis must be an integer", pos)
     if not -rank <= axis < rank:
-        raise CompileError(
-            f"{e.func}(): axis {axis} is out of range for shape {format_shape(x.shape)}", pos
-        )
+        where = f"shape {format_shape(shape)}" if shape is not None else f"{rank} axes"
+        raise CompileError(f"{func}: axis {axis} is out of range for {where}", pos)
     return axis % rank
 
 

@@ -323,14 +323,6 @@ def _floordiv(args, attrs, pos):
 # ---------------------------------------------------------------- shape ops
 
 
-def normal_axis(axis, rank, what, pos) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise CompileError(f"{what}: axis must be an integer", pos)
-    if not -rank <= axis < rank:
-        raise CompileError(f"{what}: axis {axis} is out of range for {rank} axes", pos)
-    return axis % rank
-
-
 def _total(shape):
     total = 1
     for d in shape:
@@ -1385,13 +1377,17 @@ def _scatter_helpers(node) -> tuple[str, ...]:
     return ("scatter_add",) if _gathers_rows(node) else ()
 
 
+def _add_into(node, var, index, rest, value, assign) -> str:
+    """`var[index] += value` (`=` with `assign`, into zeros); with integer arrays
+    a scatter-add, where repeated indices add up."""
+    if _has_array(index):
+        return _scatter_text(node, var, index, rest, value)
+    return f"{var}[{index_text(index, rest)}] {'=' if assign else '+='} {value}"
+
+
 def _spell_index_grad(args, attrs, node, var):
     g, like, *rest = args
-    index = attrs["index"]
-    if _has_array(index):
-        last = _scatter_text(node, var, index, rest, g)
-    else:
-        last = f"{var}[{index_text(index, rest)}] = {g}"
+    last = _add_into(node, var, attrs["index"], rest, g, assign=True)
     return [f"{var} = np.zeros_like({like})", last]
 
 
@@ -1402,12 +1398,7 @@ def _spell_set_index(args, attrs, node, var):
 
 def _spell_add_at(args, attrs, node, var):
     base, value, *rest = args
-    index = attrs["index"]
-    if _has_array(index):
-        last = _scatter_text(node, var, index, rest, value)
-    else:
-        last = f"{var}[{index_text(index, rest)}] += {value}"
-    return [f"{var} = {base}", last]
+    return [f"{var} = {base}", _add_into(node, var, attrs["index"], rest, value, assign=False)]
 
 
 def _spell_transpose(args, attrs, node):
@@ -1481,27 +1472,17 @@ _NUMPY_DTYPES = {"f64": "", "f32": "np.float32", "int": "int"}
 
 def _spell_constructor(name):
     def spell(args, attrs, node):
-        shape = "(" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
+        fill, sizes = ([f", {args[0]}"], args[1:]) if name == "full" else ([], args)
+        shape = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
         dtype = _NUMPY_DTYPES[attrs["dtype"]]
-        extra = f", {literal_text(attrs['fill'])}" if name == "full" else ""
-        return f"np.{name}({shape}{extra}{f', dtype={dtype}' if dtype else ''})"
+        return f"np.{name}({shape}{''.join(fill)}{f', dtype={dtype}' if dtype else ''})"
 
     return spell
-
-
-def literal_text(value) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
-    return repr(value)
 
 
 def _spell_eye(args, attrs, node):
     dtype = _NUMPY_DTYPES[attrs["dtype"]]
     return f"np.eye({args[0]}{f', dtype={dtype}' if dtype else ''})"
-
-
-def _spell_like(name):
-    return lambda args, attrs, node: f"np.{name}_like({args[0]})"
 
 
 # ---------------------------------------------------------------- row helpers
@@ -1928,6 +1909,9 @@ BUILTINS: dict[str, Op] = {
     name: op for op, spec in OPS.items() if spec.builtin for name in (spec.name, *spec.aliases)
 }
 REDUCTIONS = frozenset(op for op, spec in OPS.items() if spec.group == REDUCTION)
+# Indexed assignments: statement ops over an old value (their first argument), which
+# they copy, or update in place when nothing else reads it.
+UPDATES = frozenset(op for op, spec in OPS.items() if spec.statement and spec.group == INDEXING)
 # The ops of each op's chain: `a + b - c` is one chain of ADD and SUB.
 CHAINS: dict[Op, tuple[Op, ...]] = {
     op: tuple(o for o, s in OPS.items() if s.chain == spec.chain)

@@ -18,7 +18,7 @@ import builtins
 import keyword
 
 from gradc.ir import Line, Node, Schedule, reachable
-from gradc.ops import CHAINS, OPS, Op
+from gradc.ops import CHAINS, OPS, UPDATES, Op
 
 # A line holds at most this many ops, nested at most this deep (a sum or
 # product chain `a + b + c` counts as one level), before a temporary is made.
@@ -195,7 +195,7 @@ def _reusable_base(node: Node, sched: Schedule, uses: dict[int, int]) -> str | N
     """The variable of an indexed assignment's old value when the assignment
     may update that array in place: its only use, an array this function
     made (not an input, not a view)."""
-    if node.op not in (Op.SET_INDEX, Op.ADD_AT):
+    if node.op not in UPDATES:
         return None
     base = node.args[0]
     var = sched.name_of(base)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
+import zlib
 
 import numpy as np
+
+from gradc import compile_source
+from gradc.api import load_source
 
 RTOL, ATOL = 1e-7, 1e-12  # against torch; the atol only matters for values ~0
 
@@ -50,3 +55,30 @@ def assert_grads_close(grads, ref_grads, where: str) -> None:
     assert len(grads) == len(ref_grads), f"{where}: {len(grads)} gradients"
     for k, (grad, ref) in enumerate(zip(grads, ref_grads, strict=True)):
         assert_close(grad, ref, f"{where}: gradient {k}")
+
+
+@functools.cache
+def compiled(source: str):
+    """The generated module for `source` (compiled once per distinct source)."""
+    return load_source(compile_source(source, filename="case.grad"), "case")
+
+
+def seed(text: str) -> int:
+    """A per-case seed that, unlike hash(), does not change with PYTHONHASHSEED."""
+    return zlib.crc32(text.encode())
+
+
+def is_label(arg) -> bool:
+    """An integer array: labels or ids, never differentiated."""
+    return isinstance(arg, np.ndarray) and np.issubdtype(arg.dtype, np.integer)
+
+
+def wrt_indices(source: str, args: list) -> list[int]:
+    """The inputs `f` differentiates: those in `@wrt`, else every float input."""
+    from oracle import parameter_names, wrt_from_source
+
+    wrt = wrt_from_source(source, "f")
+    if wrt is None:
+        return [i for i, arg in enumerate(args) if not is_label(arg)]
+    names = parameter_names(source, "f")
+    return sorted(names.index(name) for name in wrt)

@@ -32,10 +32,8 @@ for a construct not landed, "bug: ..." for a wrong result or a wrong refusal.
 from __future__ import annotations
 
 import ast
-import functools
 import re
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,19 +41,23 @@ import numpy as np
 import pytest
 
 from gradc import compile_source
-from gradc.api import load_source
 from gradc.cli import main
 from gradc.errors import CompileError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checks import assert_close, strict_numpy  # noqa: E402
+from checks import (  # noqa: E402
+    assert_close,
+    compiled,
+    is_label,
+    seed,
+    strict_numpy,
+    wrt_indices,
+)
 from oracle import (  # noqa: E402
     central_difference,
-    parameter_names,
     torch_forward,
     torch_reference,
-    wrt_from_source,
 )
 
 # All differ, so a transposed gradient or an index into the wrong axis shows.
@@ -655,27 +657,6 @@ def programs_param(programs, float32=False):
 # Compiling and running
 
 
-@functools.cache
-def compiled(source: str):
-    return load_source(compile_source(source, filename="case.grad"), "case")
-
-
-def seed(text: str) -> int:
-    return zlib.crc32(text.encode())
-
-
-def is_int(arg) -> bool:
-    return isinstance(arg, np.ndarray) and np.issubdtype(arg.dtype, np.integer)
-
-
-def wrt_indices(source: str, args: list) -> list[int]:
-    wrt = wrt_from_source(source, "f")
-    if wrt is None:
-        return [i for i, arg in enumerate(args) if not is_int(arg)]
-    names = parameter_names(source, "f")
-    return sorted(names.index(name) for name in wrt)
-
-
 def outputs_of(value) -> tuple:
     """A def's output as a tuple of outputs (one for a single output)."""
     return value if isinstance(value, tuple) else (value,)
@@ -790,7 +771,7 @@ def check_float64(p: Program, rng) -> None:
 def check_float32(p: Program, rng) -> None:
     args = p.arguments(rng)
     args32 = [
-        a if is_int(a) else np.float32(a) if np.shape(a) == () else a.astype(np.float32)
+        a if is_label(a) else np.float32(a) if np.shape(a) == () else a.astype(np.float32)
         for a in args
     ]
     source32 = p.source("f32")

@@ -68,8 +68,8 @@ from gradc.errors import CompileError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from checks import assert_close, strict_numpy  # noqa: E402
 import fuzz_programs  # noqa: E402
+from checks import assert_close, strict_numpy  # noqa: E402
 from fuzz_programs import DefInfo, Program, ill_formed_sources, programs  # noqa: E402
 from op_cases import CASES, ELSEWHERE, names  # noqa: E402
 from oracle import BUILTINS, torch_forward, torch_reference  # noqa: E402

@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import ast
 import copy
-import functools
 import re
 import sys
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -58,7 +56,16 @@ from gradc.errors import CompileError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import op_cases  # noqa: E402
-from checks import assert_close, assert_grads_close, function_body, strict_numpy  # noqa: E402
+from checks import (  # noqa: E402
+    assert_close,
+    assert_grads_close,
+    compiled,
+    function_body,
+    is_label,
+    seed,
+    strict_numpy,
+    wrt_indices,
+)
 from op_cases import CASES, DIMS, ELSEWHERE, FORMS, INTERNAL, WIDE, Domain, Form  # noqa: E402
 from oracle import (  # noqa: E402
     central_difference,
@@ -209,30 +216,6 @@ def test_every_case_has_forms_with_unique_ids():
 
 # --------------------------------------------------------------------------------------
 # Compiling and running
-
-
-@functools.cache
-def compiled(source: str):
-    """The generated module for `source` (compiled once per distinct source)."""
-    return load_source(compile_source(source, filename="case.grad"), "case")
-
-
-def seed(text: str) -> int:
-    """A per-case seed that, unlike hash(), does not change with PYTHONHASHSEED."""
-    return zlib.crc32(text.encode())
-
-
-def is_label(arg) -> bool:
-    return isinstance(arg, np.ndarray) and np.issubdtype(arg.dtype, np.integer)
-
-
-def wrt_indices(source: str, args: list) -> list[int]:
-    """The inputs `f` differentiates: those in `@wrt`, else every float input."""
-    wrt = wrt_from_source(source, "f")
-    if wrt is None:
-        return [i for i, arg in enumerate(args) if not is_label(arg)]
-    names = parameter_names(source, "f")
-    return sorted(names.index(name) for name in wrt)
 
 
 def random_like(rng, value, dtype=np.float64):

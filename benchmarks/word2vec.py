@@ -42,12 +42,32 @@ Timing, two ways, both printed:
 - alone: each implementation in a fresh Python process of its own (this script with
   --alone), nothing else imported or run there, its --samples samples back to back.
   No two implementations share a process, so no allocator state, cache or thread pool
-  left by one can help or hurt another. Ratios are of medians. The minor page faults
-  per call are printed: with glibc's default settings, a fresh process unmaps each
+  left by one can help or hurt another. This is repeated for --rounds rounds, every
+  implementation once a round with the first one rotated; the printed time is the
+  median of the rounds' medians and the ratio the median over rounds of the ratio
+  within a round (processes run one after another, so a neighbour's load would
+  otherwise fall on one implementation alone). The minor page faults per call are
+  printed: with glibc's default settings, a fresh process unmaps each
   freed [V, D] gradient and faults its successor in again, which at the small size
   costs every NumPy implementation about as much as its computation.
 - alone, kept: the same with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ set so
   that glibc keeps freed memory (no page faults in steady state): the computation alone.
+- training loop: each implementation in a fresh process of its own that trains word2vec
+  as a user's script does: it builds a corpus of --corpus tokens with Zipf-like word
+  frequencies, the noise distribution (unigram counts ** 0.75), and then runs SGD steps,
+  each drawing a new batch of (center, context) pairs from a window of the corpus and K
+  negatives, calling the implementation, and updating V_in and U in place. Only the
+  gradient call of each step is timed; a process reports the median over its steps,
+  and rounds and ratios are as for "alone".
+
+Why "alone" and "training loop" differ: glibc's mmap threshold starts at 128 KiB and
+rises to the size of the largest mmapped block freed so far (up to 32 MiB). In a process
+that has freed nothing larger than the [V, D] gradients themselves, each gradient is
+mmapped fresh and faulted in page by page on every call; once any block of 1 to 32 MiB
+has been freed (a corpus read, a temporary in building the data, or `import torch`),
+the gradients come from the heap and cost no faults. "alone" is that first state, which
+a training script leaves as soon as it loads data; it is printed because it is the
+worst case, and it is as bad for hand-written NumPy.
 
 The garbage collector is paused inside a sample, as `timeit` does. Thread counts are
 left as the environment sets them and printed; on a shared machine PyTorch's and
@@ -69,6 +89,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,35 +329,70 @@ def alone(name: str, size: str, dtype: str, samples: int, seconds: float, genera
     print(json.dumps({"seconds": times, "faults": faults}))
 
 
-def measure_alone(names, size, dtype, samples, seconds, generated, keep_freed: bool):
-    """{name: {"seconds": per-call times, "faults": page faults per call}}, each name
-    timed by this script in a process of its own."""
+def training_loop(name: str, size: str, dtype: str, steps: int, tokens: int, generated: Path):
+    """Trains word2vec with one implementation in this process (started fresh by
+    `measure_alone`) and prints the time and page faults of each step's gradient call."""
+    B, K, D, V = SIZES[size]
+    rng = np.random.default_rng(1)
+    # The corpus: word w has frequency ~ 1 / (w + 1), as words in text roughly do.
+    zipf = 1.0 / np.arange(1, V + 1)
+    corpus = rng.choice(V, size=tokens, p=zipf / zipf.sum())
+    noise = np.bincount(corpus, minlength=V) ** 0.75
+    noise_cdf = np.cumsum(noise / noise.sum())
+    p = make_problem(size, dtype)
+    run, to_numpy = bind(name, p, generated)
+    learning_rate, window = 0.1, 5
+    times, faults = [], []
+    for _ in range(steps):
+        centers = rng.integers(window, tokens - window, B)
+        offsets = rng.integers(1, window + 1, B) * rng.choice((-1, 1), B)
+        p.c[:] = corpus[centers]
+        p.o[:] = corpus[centers + offsets]
+        p.neg[:] = np.minimum(np.searchsorted(noise_cdf, rng.random((B, K))), V - 1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - start)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        _, (grad_V_in, grad_U) = to_numpy(result)
+        p.V_in -= learning_rate * grad_V_in
+        p.U -= learning_rate * grad_U
+    warm = steps // 10  # the first steps warm caches up
+    print(json.dumps({"seconds": times[warm:], "faults": statistics.mean(faults[warm:])}))
+
+
+def measure_alone(names, size, dtype, samples, seconds, generated, mode, steps, tokens, rounds):
+    """{name: {"seconds": one median per round, "faults": page faults per call}}: in
+    each of `rounds` rounds every name is timed by this script in a fresh process of its
+    own (`alone`, `alone, kept`, or `training_loop` for mode "training loop"), the
+    starting name rotated each round, so that a load that comes and goes hits every
+    implementation alike and the ratios can be paired by round."""
     env = dict(os.environ)
-    if keep_freed:
+    if mode == "alone, kept":
         env.update(KEEP_FREED_MEMORY)
-    found = {}
-    for name in names:
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--alone",
-            name,
-            "--sizes",
-            size,
-            "--dtypes",
-            dtype,
-            "--samples",
-            str(samples),
-            "--seconds",
-            str(seconds),
-            "--generated",
-            str(generated),
-        ]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-        if done.returncode != 0:
-            raise SystemExit(f"error: {name} alone failed:\n{done.stderr}")
-        found[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    return found
+    found = {name: {"seconds": [], "faults": []} for name in names}
+    order = list(names)
+    for r in range(rounds):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            argv = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--train" if mode == "training loop" else "--alone",
+                name,
+                *("--steps", str(steps), "--corpus", str(tokens)),
+                *("--sizes", size, "--dtypes", dtype, "--generated", str(generated)),
+                *("--samples", str(samples), "--seconds", str(seconds)),
+            ]
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"error: {name} ({mode}) failed:\n{done.stderr}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            found[name]["seconds"].append(statistics.median(result["seconds"]))
+            found[name]["faults"].append(result["faults"])
+    return {
+        name: {"seconds": r["seconds"], "faults": statistics.mean(r["faults"])}
+        for name, r in found.items()
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -344,13 +400,8 @@ def measure_alone(names, size, dtype, samples, seconds, generated, keep_freed: b
 
 
 def paired_ratio(a: list[float], b: list[float]) -> float:
-    """Median over rounds of a's time / b's in the same round (interleaved timing)."""
+    """Median over rounds of a's time / b's in the same round."""
     return statistics.median(x / y for x, y in zip(a, b))
-
-
-def median_ratio(a: list[float], b: list[float]) -> float:
-    """Ratio of medians (timings from different processes have no rounds to pair)."""
-    return statistics.median(a) / statistics.median(b)
 
 
 def environment() -> list[str]:
@@ -388,7 +439,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--generated", type=Path, default=DEFAULT_GENERATED)
     parser.add_argument("--no-alone", action="store_true", help="skip the one-process-each timing")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of fresh processes per implementation (default 3)"
+    )
+    parser.add_argument("--steps", type=int, help="training-loop steps (default 3000; --quick 500)")
+    parser.add_argument(
+        "--corpus", type=int, default=1_000_000, help="training-loop corpus tokens (1000000)"
+    )
     parser.add_argument("--alone", metavar="IMPLEMENTATION", help=argparse.SUPPRESS)
+    parser.add_argument("--train", metavar="IMPLEMENTATION", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",")]
     dtypes = [d.strip() for d in args.dtypes.split(",")]
@@ -397,8 +456,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown {value!r}: choose from {', '.join(known)}")
     samples = args.samples or (3 if args.quick else 9)
     seconds = args.seconds or (0.05 if args.quick else 0.2)
+    steps = args.steps or (500 if args.quick else 3000)
+    rounds = args.rounds or (1 if args.quick else 3)
     if args.alone:
         alone(args.alone, sizes[0], dtypes[0], samples, seconds, args.generated)
+        return 0
+    if args.train:
+        training_loop(args.train, sizes[0], dtypes[0], steps, args.corpus, args.generated)
         return 0
 
     load_generated(args.generated)
@@ -409,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{s} {SIZES[s]}" for s in sizes)
     )
     print()
-    modes = ["interleaved"] if args.no_alone else ["interleaved", "alone", "alone, kept"]
+    separate = ["alone", "alone, kept", "training loop"]
+    modes = ["interleaved"] if args.no_alone else ["interleaved", *separate]
     print(
         f"{'':<34}"
         + "".join(f"{m:^29}" for m in modes)
@@ -418,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'size':<7}{'dtype':<6}{'implementation':<21}"
         + f"{'median':>11}{'vs hand':>9}{'vs torch':>9}" * len(modes)
-        + ("" if args.no_alone else f"{'alone':>7}{'kept':>6}")
+        + ("" if args.no_alone else f"{'alone':>7}{'kept':>6}{'loop':>6}")
     )
     verdicts = []
     for size in sizes:
@@ -434,12 +499,21 @@ def main(argv: list[str] | None = None) -> int:
             timings = {"interleaved": (interleaved(runs, samples, seconds), paired_ratio)}
             del runs
             faults = {}
-            for mode, keep in (("alone", False), ("alone, kept", True)):
+            for mode in separate:
                 if mode in modes:
                     found = measure_alone(
-                        NAMES, size, dtype, samples, seconds, args.generated, keep
+                        NAMES,
+                        size,
+                        dtype,
+                        samples,
+                        seconds,
+                        args.generated,
+                        mode,
+                        steps,
+                        args.corpus,
+                        rounds,
                     )
-                    timings[mode] = ({n: r["seconds"] for n, r in found.items()}, median_ratio)
+                    timings[mode] = ({n: r["seconds"] for n, r in found.items()}, paired_ratio)
                     faults[mode] = {n: r["faults"] for n, r in found.items()}
             for name in NAMES:
                 row = f"{size:<7}{dtype:<6}{name:<21}"
@@ -450,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{ratio(times[name], times['torch eager']):>8.2f}x"
                     )
                 if faults:
-                    row += f"{faults['alone'][name]:>7.0f}{faults['alone, kept'][name]:>6.0f}"
+                    row += "".join(
+                        f"{faults[m][name]:>{w}.0f}" for m, w in zip(separate, (7, 6, 6))
+                    )
                 print(row, flush=True)
             for mode, (times, ratio) in timings.items():
                 for peer, limit in ((REFERENCE, 1.3), ("torch eager", 1.0)):

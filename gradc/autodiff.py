@@ -14,12 +14,13 @@ sent its contribution, so the code reads in the lecture's order.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from gradc import dims
 from gradc.errors import CompileError
 from gradc.ir import Function, Graph, Node, reachable
 from gradc.loops import Loop, body_input, loop_out
-from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op, format_shape, reduce_sum
+from gradc.ops import NOT_DIFFERENTIABLE, OPS, UPDATES, Op, format_shape, reduce_sum
 
 
 def differentiate(
@@ -234,6 +235,7 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
             else:
                 saved.append(a)
     saved.sort(key=lambda a: a.id)
+    entries = _stack_entries(saved, carried_in, body, spec.labels)
 
     # the forward loop, saving those values
     trip = spec.range.trip
@@ -242,11 +244,13 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
     f_index = f_inputs[0]
     step_of = _step_number(fwd, f_index, spec.range, node.pos)
     stack_inputs, stack_outs = [], []
-    for j, a in enumerate(saved):
-        s_in = body_input(fwd, f"{_name_of(a)}_saved", (trip, *a.shape), a.dtype, f"stack{j}")
+    for j, e in enumerate(entries):
+        rows = dims.add(trip, 1) if e.first is not None else trip
+        s_in = body_input(fwd, f"{e.name}_saved", (rows, *e.value.shape), e.value.dtype, f"s{j}")
         stack_inputs.append(s_in)
-        entry = (("int", None),)
-        stack_outs.append(fwd.op(Op.SET_INDEX, s_in, fwd.nodes[a.id], step_of, index=entry))
+        at = step_of if e.first is None else fwd.op(Op.ADD, step_of, fwd.constant(1))
+        value = fwd.nodes[e.value.id]
+        stack_outs.append(fwd.op(Op.SET_INDEX, s_in, value, at, index=(("int", None),)))
     f_outputs = [fwd.nodes[o.id] for o in body.outputs] + stack_outs
     new_body = replace(
         body,
@@ -255,9 +259,9 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
         output=f_outputs[0],
         others=f_outputs[1:],
     )
-    stacks = tuple((a.shape, a.dtype) for a in saved)
+    stacks = tuple((e.value.shape, e.value.dtype, e.first) for e in entries)
     node.attrs = (("loop", replace(spec, body=new_body, stacks=stacks)),)
-    stacked = [loop_out(node, n + j) for j in range(len(saved))]
+    stacked = [loop_out(node, n + j) for j in range(len(entries))]
 
     # the reverse loop's body: the backward nodes, reading the saved values
     bb = Graph()
@@ -290,17 +294,30 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
         return found
 
     new: dict[int, Node] = {}
-    saved_pos = {a.id: j for j, a in enumerate(saved)}
+    saved_pos = {a_id: (j, row) for j, e in enumerate(entries) for a_id, row in e.rows.items()}
     boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos)
-    for b in _reachable_until(boundary, *(g for _, g in kept)):
-        if b.id in seeds:
-            new[b.id] = grad_inputs[seeds[b.id]]
+    order = _reachable_until(boundary, *(g for _, g in kept))
+    # An update of a carried gradient (`grad_hs[:, t] = 0`) goes last, after
+    # every read of that gradient, so that it can update the array in place.
+    seedlike = dict(seeds)  # a seed, and the names the body's rules gave it
+    for b in order:
+        if b.op is Op.NAME and b.args[0].id in seedlike:
+            seedlike[b.id] = seedlike[b.args[0].id]
+    late: set[int] = set()
+    for b in order:
+        updates_seed = b.op in UPDATES and b.args[0].id in seedlike
+        if updates_seed or any(a.id in late for a in b.args):
+            late.add(b.id)
+    for b in [b for b in order if b.id not in late] + [b for b in order if b.id in late]:
+        if b.id in seedlike:  # `grad_hs_1 = grad_hs` would only rename the carried gradient
+            new[b.id] = grad_inputs[seedlike[b.id]]
         elif b.id == index.id:
             new[b.id] = b_index
         elif b.id in saved_pos:
-            j = saved_pos[b.id]
-            stack = capture(stacked[j], f"{_name_of(b)}_saved")
-            new[b.id] = bb.op(Op.INDEX, stack, b_step, index=(("int", None),))
+            j, row = saved_pos[b.id]
+            stack = capture(stacked[j], f"{entries[j].name}_saved")
+            at = b_step if row == 0 else bb.op(Op.ADD, b_step, bb.constant(row))
+            new[b.id] = bb.op(Op.INDEX, stack, at, index=(("int", None),))
         elif b.id in captured_pos:
             new[b.id] = capture(node.args[n + captured_pos[b.id]], b.attr("name"))
         elif b.op is Op.CONST:
@@ -344,6 +361,61 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
     for k, x_id in enumerate(accumulated):
         local[n + captured_pos[x_id]] = loop_out(b_loop, len(carried_grads) + k)
     return local
+
+
+@dataclass
+class _Stack:
+    """Values a forward loop saves per step in one array: `value` is written
+    at each step, at row k (or k + 1 when row 0 holds carried value `first`'s
+    initial value); `rows` gives, for each node the backward reads from it,
+    its row relative to k."""
+
+    value: Node
+    rows: dict[int, int]
+    first: int | None
+    name: str
+
+
+def _stack_entries(saved: list[Node], carried_in, body: Function, labels) -> list[_Stack]:
+    """One stack per saved value, except that a carried value saved both before
+    and after a step is one stack of T + 1 rows (`h_saved[t]`, `h_saved[t + 1]`),
+    as the CS231n cache shares prev_h and next_h between steps."""
+    saved_ids = {a.id for a in saved}
+    entries, taken = [], set()
+    for i, x in enumerate(carried_in):
+        if x.id not in saved_ids:
+            continue
+        chain = [body.outputs[i]]
+        while chain[-1].op is Op.NAME:
+            chain.append(chain[-1].args[0])
+        after = [c for c in chain if c.id in saved_ids and c.id not in taken]
+        if not after or chain[-1].op is Op.INPUT:
+            continue
+        rows = {x.id: 0, **{c.id: 1 for c in after}}
+        entries.append(_Stack(chain[-1], rows, i, _base_name(labels[i])))
+        taken.update(rows)
+    for a in saved:
+        if a.id not in taken:
+            entries.append(_Stack(a, {a.id: 0}, None, _base_name(_name_in(body, a))))
+    return entries
+
+
+def _base_name(label: str) -> str:
+    """`h_1` (the second value of h) -> `h`."""
+    head, _, tail = label.rpartition("_")
+    return head if head and tail.isdigit() else label
+
+
+def _name_in(body: Function, node: Node) -> str:
+    """The name the source gave `node` in the body, if any."""
+    if node.op is Op.INPUT:
+        return node.attr("name")
+    if node.op is Op.NAME:
+        return node.attr("label")
+    for n_ in body.graph.nodes[node.id + 1 :]:
+        if n_.op is Op.NAME and n_.args[0] is node:
+            return n_.attr("label")
+    return "step"
 
 
 def _reachable_until(boundary: set[int], *roots: Node) -> list[Node]:

@@ -181,11 +181,13 @@ def _loop_statements(line, sched: Schedule) -> list[str]:
         out.append(f"{var} = {text if prec >= ATOM or not copy else f'({text})'}")
         if copy:
             out[-1] += ".copy()"
-    for var, shape, dtype in loop.stacks:
+    for var, shape, dtype, row0 in loop.stacks:
         sizes = [_dim_text(graph, d, sched) for d in shape]
         shown = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
         kind = {"f32": ", dtype=np.float32", "int": ", dtype=np.int64"}.get(dtype, "")
         out.append(f"{var} = np.empty({shown}{kind})")
+        if row0 is not None:
+            out.append(f"{var}[0] = {row0}")
     r = spec.range
     bounds = [_dim_text(graph, r.stop, sched)]
     if r.start != 0 or r.step != 1:

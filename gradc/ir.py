@@ -184,7 +184,8 @@ class LoopLines:
     index: str
     carried: list[str]  # the carried variables, which the loop writes
     inits: list[tuple[str, Node, bool]]  # (var, initial value, copy)
-    stacks: list[tuple[str, tuple, str]]  # (var, shape, dtype)
+    # (var, shape, dtype, the carried variable copied into row 0, or None)
+    stacks: list[tuple[str, tuple, str, str | None]]
     body: Schedule
     finals: list[tuple[str, Node]]  # (var, value) after the body's lines
 

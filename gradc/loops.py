@@ -60,8 +60,9 @@ class Loop:
     # [*carried after one step, *stacks after one step]
     body: Function
     labels: tuple[str, ...]  # the carried values' names
-    # the shape and dtype of one step's saved value, per stack
-    stacks: tuple[tuple[tuple, str], ...] = ()
+    # per stack, the shape and dtype of one step's saved value, and the carried
+    # value whose initial value is its row 0 (then it has trip + 1 rows), or None
+    stacks: tuple[tuple[tuple, str, int | None], ...] = ()
     reverse: bool = False  # `for t in reversed(range(...))`
     pos: Pos | None = field(default=None, compare=False)
 
@@ -74,7 +75,11 @@ class Loop:
         """(shape, dtype) of each LOOP_OUT: the carried values, then the stacks."""
         inputs = self.body.inputs[1 : 1 + self.carried]
         types = [(x.shape, x.dtype) for x in inputs]
-        return types + [((self.range.trip, *shape), dtype) for shape, dtype in self.stacks]
+        return types + [((self.rows(first), *shape), dtype) for shape, dtype, first in self.stacks]
+
+    def rows(self, first: int | None):
+        """A stack's first dim: a row per step, and one more for an initial value."""
+        return self.range.trip if first is None else dims.add(self.range.trip, 1)
 
     def captured(self) -> list[Node]:
         """The body's inputs for the captured values, in the LOOP's argument order."""
@@ -181,6 +186,6 @@ def size_nodes(node: Node) -> list[Node]:
     line reads (the cache of f_backward) reads these too."""
     spec: Loop = node.attr("loop")
     sizes = [spec.range.start, spec.range.stop]
-    for shape, _ in spec.stacks:
-        sizes += [spec.range.trip, *shape]
+    for shape, _, first in spec.stacks:
+        sizes += [spec.rows(first), *shape]
     return [size_node(node.graph, d) for d in sizes if not isinstance(d, int)]

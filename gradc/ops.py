@@ -158,6 +158,16 @@ def _leaf_input(args, attrs, pos):
     return attrs["shape"], attrs["dtype"]
 
 
+def _elsewhere(where: str):
+    """The spelling or rule of a loop op: another stage handles it, so reaching
+    this is a bug in gradc."""
+
+    def never(*args, **attrs):
+        raise CompileError(f"internal: {where}")
+
+    return never
+
+
 def _loop_out(args, attrs, pos):
     return args[0].attr("loop").out_types[attrs["index"]]
 
@@ -1913,11 +1923,14 @@ _ROWS: dict[str, OpDef] = {
     # body is lowered; a loop over its initial and captured values, whose body
     # is a function of its own; the value a carried name has after the loop.
     # Their derivative is the reverse loop that autodiff builds (loops.reverse).
-    "PLACEHOLDER": OpDef("placeholder", 0, None, NOT_DIFFERENTIABLE, _leaf_input, group=LEAF,
-                          view=True),
-    "LOOP": OpDef("for", None, None, None, lambda args, attrs, pos: ((), "loop"),
-                   group=LOOPS, statement=True),
-    "LOOP_OUT": OpDef("loop_out", 1, None, None, _loop_out, group=LOOPS, view=True),
+    "PLACEHOLDER": OpDef("placeholder", 0, _elsewhere("lowering makes it a loop body's input"),
+                          NOT_DIFFERENTIABLE, _leaf_input, group=LEAF, view=True),
+    "LOOP": OpDef("for", None, _elsewhere("codegen writes a loop as statements"),
+                   _elsewhere("autodiff.reverse_loop differentiates a loop"),
+                   lambda args, attrs, pos: ((), "loop"), group=LOOPS, statement=True),
+    "LOOP_OUT": OpDef("loop_out", 1, _elsewhere("a loop's statement assigns it"),
+                       _elsewhere("autodiff.reverse_loop differentiates a loop"), _loop_out,
+                       group=LOOPS, view=True),
 }
 # fmt: on
 

@@ -99,9 +99,11 @@ def schedule(
     uses: dict[int, int] = {}
     outs_of: dict[int, dict[int, Node]] = {}  # LOOP id -> {index: LOOP_OUT}
     captured: set[int] = set()  # values a loop body reads
+    users: dict[int, list[Node]] = {}
     for node in nodes:
         for k, arg in enumerate(node.args):
             uses[arg.id] = uses.get(arg.id, 0) + 1
+            users.setdefault(arg.id, []).append(node)
             if node.op is Op.LOOP and k >= node.attr("loop").carried:
                 uses[arg.id] += 1  # a body reads a captured value: it needs a variable
                 captured.add(arg.id)
@@ -156,7 +158,7 @@ def schedule(
             forced.get(owner[node.id].id) if node.id in owner else None
         )
         if wanted is not None:
-            reused = _reusable_base(node, sched, uses, owned)
+            reused = _reusable_base(node, sched, uses, owned, users)
             if reused is not None and reused != wanted:
                 reused = None  # another array: copied into the carried variable
             sched.var[node.id] = wanted
@@ -171,7 +173,7 @@ def schedule(
             depth[node.id] = inline_depth
             continue
         value = adjoint_of.get(node.id)
-        reused = _reusable_base(node, sched, uses, owned)
+        reused = _reusable_base(node, sched, uses, owned, users)
         if reused is not None:
             # out[:, t] = h updates out's array: nothing else reads the old value.
             # A temporary updated into a named value takes the name from its start.
@@ -238,18 +240,44 @@ def _rename(sched: Schedule, old: str, new: str) -> str:
 
 
 def _reusable_base(
-    node: Node, sched: Schedule, uses: dict[int, int], owned: frozenset[int] = frozenset()
+    node: Node,
+    sched: Schedule,
+    uses: dict[int, int],
+    owned: frozenset[int] = frozenset(),
+    users: dict[int, list[Node]] | None = None,
 ) -> str | None:
     """The variable of an indexed assignment's old value when the assignment
     may update that array in place: its only use, an array this function
-    made (not an input, not a view), or an input in `owned` (a loop's)."""
+    made (not an input, not a view), or an input in `owned` (a loop's) that
+    every other reader has read by then (`grad_h = grad_h + grad_hs[:, t]`
+    before `grad_hs[:, t] = 0`)."""
     if node.op not in UPDATES:
         return None
     base = node.args[0]
     var = sched.name_of(base)
-    if var is None or not _sole_array(base, uses, owned):
+    if var is None:
         return None
-    return var
+    if _sole_array(base, uses, owned):
+        return var
+    if base.id in owned and users is not None and _read_before(base, node, users):
+        return var
+    return None
+
+
+def _read_before(base: Node, node: Node, users: dict[int, list[Node]]) -> bool:
+    """Whether everything that reads `base`, but `node`, comes before `node`
+    (lines are in node order, and an inline node is written in its user's line)."""
+    stack = [u for u in users.get(base.id, []) if u is not node]
+    seen = set()
+    while stack:
+        u = stack.pop()
+        if u.id in seen:
+            continue
+        seen.add(u.id)
+        if u.id > node.id:
+            return False
+        stack.extend(users.get(u.id, []))
+    return True
 
 
 def _sole_array(base: Node, uses: dict[int, int], owned: frozenset[int] = frozenset()) -> bool:
@@ -320,15 +348,16 @@ def _loop_line(
             sched.var[out.id] = var
     stacks = []
     for j in range(m):
-        shape, dtype = spec.stacks[j]
+        shape, dtype, first = spec.stacks[j]
         s_input = body.inputs[1 + n + j]
         var = namer.claim(s_input.attr("name"))
-        stacks.append((var, (spec.range.trip, *shape), dtype))
+        row0 = carried_vars[first] if first is not None else None
+        stacks.append((var, (spec.rows(first), *shape), dtype, row0))
         if j + n in outs:
             sched.var[outs[j + n].id] = var
     index = namer.claim_loop_variable(spec.range.var)
     bound = {body.inputs[0].id: index}
-    for x, var in zip(body.inputs[1 : 1 + n + m], carried_vars + [v for v, _, _ in stacks]):
+    for x, var in zip(body.inputs[1 : 1 + n + m], carried_vars + [v for v, *_ in stacks]):
         bound[x.id] = var
     for x, arg in zip(spec.captured(), node.args[n:]):
         bound[x.id] = sched.name_of(arg)
@@ -336,14 +365,14 @@ def _loop_line(
     forced = {}
     finals = []
     results = body.outputs
-    for out, var in zip(results, carried_vars + [v for v, _, _ in stacks]):
+    for out, var in zip(results, carried_vars + [v for v, *_ in stacks]):
         if out.op in (Op.INPUT, Op.CONST):
             if bound.get(out.id) != var:
                 finals.append((var, out))  # `c = 0.0`, or the value of another name
         else:
             forced[out.id] = var
     body_sched = schedule(results, bound, namer, body.adjoints or (), forced, owned)
-    for out, var in zip(results, carried_vars + [v for v, _, _ in stacks]):
+    for out, var in zip(results, carried_vars + [v for v, *_ in stacks]):
         if out.op is Op.LOOP_OUT and body_sched.name_of(out) != var:
             finals.append((var, out))  # an inner loop's value, in a variable of its own
     clashes = _clashes(body_sched, body, forced, bound)
@@ -358,13 +387,13 @@ def _loop_line(
     updated = {ln.var for ln in body_sched.lines if ln.update or OPS[ln.node.op].statement}
     for entry in inits:
         entry[2] = entry[2] and entry[0] in updated  # copy only what the body updates
-    carried_all = carried_vars + [v for v, _, _ in stacks]
+    carried_all = carried_vars + [v for v, *_ in stacks]
     loop = LoopLines(index, carried_all, [tuple(e) for e in inits], stacks, body_sched, finals)
     return Line("", node, loop=loop)
 
 
 def carried_vars_of(results, out, carried_vars, stacks) -> str:
-    names = carried_vars + [v for v, _, _ in stacks]
+    names = carried_vars + [v for v, *_ in stacks]
     return names[[r.id for r in results].index(out.id)]
 
 

@@ -115,6 +115,7 @@ def make_loop(
             body_ids.add(node.id)
     # what a step computes: not what an inner loop left behind when it made its body
     body_ids &= {n.id for n in reachable(*results)} | inner
+    hoisted = _hoisted_products(graph, made, body_ids, index)
 
     body = Graph()
     new: dict[int, Node] = {index.id: _input(body, loop_range.var, (), "int", 0)}
@@ -135,7 +136,11 @@ def make_loop(
         return found
 
     for node in graph.nodes[made:]:
-        if node.id in body_ids and node.id not in inner:
+        if node.id in hoisted:  # (x @ Wx)[:, t], the product made once before the loop
+            product, step = hoisted[node.id]
+            args = (inside(product), new[index.id])
+            new[node.id] = body.make(Op.INDEX, args, step.attrs, node.pos)
+        elif node.id in body_ids and node.id not in inner:
             args = tuple(inside(a) for a in node.args)
             new[node.id] = body.make(node.op, args, node.attrs, node.pos)
     outs = [inside(r) for r in results]
@@ -156,6 +161,40 @@ def make_loop(
     return [loop_out(loop, i) for i in range(len(placeholders))]
 
 
+def _hoisted_products(graph: Graph, made: int, body_ids: set[int], index: Node) -> dict:
+    """Products of a step's slice of an outside array and an outside matrix,
+    `x[:, t] @ Wx`, made once for every step before the loop: `x @ Wx` is one
+    large matrix product, faster than T small ones, and its gradients are one
+    product each after the reverse loop (`grad_x`, `grad_Wx`), not one per step.
+    {product node id: (the outside product, the slice node)}."""
+    found = {}
+    for node in graph.nodes[made:]:
+        if node.id not in body_ids or node.op is not Op.MATMUL:
+            continue
+        step, w = node.args
+        if step.op is not Op.INDEX or w.id in body_ids or len(w.shape) != 2:
+            continue
+        x = step.args[0]
+        entries = step.attr("index")
+        ints = [k for k, e in enumerate(entries) if e[0] == "int"]
+        whole = all(e == ("slice", None, None, None) for e in entries if e[0] != "int")
+        if (
+            x.id in body_ids
+            or len(ints) != 1
+            or not whole
+            or step.args[1:] != (index,)
+            or ints[0] >= len(x.shape) - 1
+            or len(entries) > len(x.shape)
+        ):
+            continue
+        product = graph.op(Op.MATMUL, x, w, pos=node.pos)
+        names = [_name(x), _name(w)]
+        if all(names):  # x_Wx, and its gradient grad_x_Wx
+            product = graph.name("_".join(names), product, pos=node.pos)
+        found[node.id] = (product, step)
+    return found
+
+
 def _input(graph: Graph, name: str, shape, dtype: str, slot: int) -> Node:
     """An input of a body; `slot` keeps two inputs of one name apart."""
     return graph.op(Op.INPUT, name=name, shape=shape, dtype=dtype, seed=False, slot=slot)
@@ -164,6 +203,15 @@ def _input(graph: Graph, name: str, shape, dtype: str, slot: int) -> Node:
 def body_input(graph: Graph, name: str, shape, dtype: str, slot) -> Node:
     """An input of a body made by the reverse-loop rule."""
     return _input(graph, name, shape, dtype, slot)
+
+
+def _name(node: Node) -> str | None:
+    """The source's name of an outside value, if it has one."""
+    if node.op is Op.NAME:
+        return node.attr("label")
+    if node.op is Op.INPUT:
+        return node.attr("name")
+    return None
 
 
 def _label(node: Node, k: int) -> str:

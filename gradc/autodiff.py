@@ -14,24 +14,30 @@ sent its contribution, so the code reads in the lecture's order.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from gradc import dims
 from gradc.errors import CompileError
-from gradc.ir import Function, Node, reachable
-from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op, format_shape, reduce_sum
+from gradc.ir import Function, Graph, Node, reachable
+from gradc.loops import Loop, body_input, loop_out
+from gradc.ops import NOT_DIFFERENTIABLE, OPS, UPDATES, Op, format_shape, reduce_sum
 
 
-def differentiate(fn: Function, first_only: bool = False) -> Function:
+def differentiate(
+    fn: Function, first_only: bool = False, seed_names: list[str] | None = None
+) -> Function:
     """A new function with the gradients of `fn.output`, seeded with an input
     `grad_output` of the output's shape, with respect to `fn.wrt`; `fn` is
     left as it is. A def with several outputs gets one seed per output
     (`grad_out0`, `grad_out1`, ...; none for an integer output), or, with
-    `first_only`, one for the first (f_grad's)."""
+    `first_only`, one for the first (f_grad's). `seed_names` names the seeds
+    otherwise (a loop body's: `grad_h` for carried `h`)."""
     graph = fn.graph.copy()
     fn = _moved(fn, graph)
     seeds: list[Node | None] = []
     for i, out in enumerate(fn.outputs):
         name = f"grad_out{i}" if fn.several else "grad_output"
+        name = seed_names[i] if seed_names else name
         wanted = not (first_only and i) and out.dtype not in ("int", "bool")
         seeds.append(graph.seed(out.shape, out.dtype, name) if wanted else None)
     seed = seeds[0] if seeds[0] is not None else graph.seed((), "f64", "grad_out0")
@@ -63,6 +69,7 @@ def differentiate(fn: Function, first_only: bool = False) -> Function:
         finished[x.id] = graph.name("grad_" + x.attr("name"), total)
         graph.position(made, x.pos)
 
+    loop_grads: dict[int, dict[int, Node]] = {}  # LOOP id -> {carried index: gradient}
     for node in reversed(order):
         if node.id not in needs or node.op is Op.INPUT:
             continue
@@ -70,7 +77,16 @@ def differentiate(fn: Function, first_only: bool = False) -> Function:
         g = total_of(contributions.get(node.id))
         if g is not None and node.op is not Op.NAME and g.op is not Op.NAME:
             adjoints.append((node, g))
-        local = _contributions(node, g) if g is not None else [None] * len(node.args)
+        if node.op is Op.LOOP_OUT:
+            # a carried value after the loop: its gradient seeds the reverse loop
+            if g is not None:
+                loop_grads.setdefault(node.args[0].id, {})[node.attr("index")] = g
+            local = [None]
+        elif node.op is Op.LOOP:
+            grads = loop_grads.get(node.id)
+            local = reverse_loop(node, grads) if grads else [None] * len(node.args)
+        else:
+            local = _contributions(node, g) if g is not None else [None] * len(node.args)
         for arg, c in zip(node.args, local):
             if arg.id not in needs:
                 continue
@@ -154,3 +170,301 @@ def sum_to(g: Node, shape: tuple) -> Node:
     if stretched:
         g = reduce_sum(g, stretched, keepdims=True)
     return g
+
+
+# ---------------------------------------------------------------- loops
+
+
+def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
+    """The derivative rule of a LOOP (gradc.loops): the contributions to its
+    initial and captured values, given the gradients of its carried values
+    after the loop (`out_grads`, by carried index).
+
+    The body is differentiated as a function of its own (so a body may hold
+    loops), seeded at each carried output (`grad_h`). The forward values that
+    the body's backward reads are saved by the forward loop, one array per
+    value stacked on a leading axis of the trip count, unless they are views
+    of captured values that the reverse loop can take again (`x[:, t]`).
+    The reverse loop carries the carried values' gradients backward through
+    the steps and accumulates the captured values' gradients
+    (`grad_Wx += ...`), as CS231n's rnn_backward does."""
+    spec: Loop = node.attr("loop")
+    graph = node.graph
+    body = spec.body
+    n = spec.carried
+    if spec.stacks:
+        raise CompileError("internal: a loop differentiated twice", node.pos)
+    index, carried_in = body.inputs[0], body.inputs[1 : 1 + n]
+    captured_in = spec.captured()
+    floats = ("f32", "f64")
+    wrt = [x for x in carried_in + captured_in if x.dtype in floats]
+    if not wrt:
+        return [None] * len(node.args)
+    seed_names = [f"grad_{label}" for label in spec.labels]
+    back = differentiate(replace(body, wrt=wrt), seed_names=seed_names)
+    forward_count = len(body.graph.nodes)
+    grads = dict(zip((x.id for x in wrt), back.grads))
+
+    def zero(g: Node) -> bool:
+        inner = g.args[0] if g.op is Op.NAME else g
+        return inner.op is Op.ZEROS_LIKE and inner.args[0].id < forward_count
+
+    kept = [(x, g) for x, g in grads.items() if not zero(g)]
+    backward_nodes = reachable(*(g for _, g in kept))
+    # the body's own nodes, and what a loop inside it saves per step (made just now)
+    is_forward = set(range(forward_count))
+    for n_ in back.graph.nodes[forward_count:]:
+        if n_.op is Op.LOOP_OUT and n_.args[0].id in is_forward:
+            is_forward.add(n_.id)
+    available = {index.id} | {x.id for x in captured_in}
+    carried_ids = {x.id for x in carried_in}
+
+    # forward values the backward reads: saved per step, or taken again
+    retake: set[int] = set()
+    saved: list[Node] = []
+    for b in backward_nodes:
+        if b.id in is_forward:
+            continue
+        for a in b.args:
+            if a.id not in is_forward or a.id in available or a.op is Op.CONST:
+                continue
+            if a.id in retake or any(s.id == a.id for s in saved):
+                continue
+            if a.id not in carried_ids and _retakable(a, available):
+                retake.add(a.id)
+            else:
+                saved.append(a)
+    saved.sort(key=lambda a: a.id)
+    entries = _stack_entries(saved, carried_in, body, spec.labels)
+
+    # the forward loop, saving those values
+    trip = spec.range.trip
+    fwd = back.graph  # the body's nodes keep their ids there; its loops save per step
+    f_inputs = [fwd.nodes[x.id] for x in body.inputs]
+    f_index = f_inputs[0]
+    step_of = _step_number(fwd, f_index, spec.range, node.pos)
+    stack_inputs, stack_outs = [], []
+    for j, e in enumerate(entries):
+        rows = dims.add(trip, 1) if e.first is not None else trip
+        s_in = body_input(fwd, f"{e.name}_saved", (rows, *e.value.shape), e.value.dtype, f"s{j}")
+        stack_inputs.append(s_in)
+        at = step_of if e.first is None else fwd.op(Op.ADD, step_of, fwd.constant(1))
+        value = fwd.nodes[e.value.id]
+        stack_outs.append(fwd.op(Op.SET_INDEX, s_in, value, at, index=(("int", None),)))
+    f_outputs = [fwd.nodes[o.id] for o in body.outputs] + stack_outs
+    new_body = replace(
+        body,
+        graph=fwd,
+        inputs=f_inputs[: 1 + n] + stack_inputs + f_inputs[1 + n :],
+        output=f_outputs[0],
+        others=f_outputs[1:],
+    )
+    stacks = tuple((e.value.shape, e.value.dtype, e.first) for e in entries)
+    node.attrs = (("loop", replace(spec, body=new_body, stacks=stacks)),)
+    stacked = [loop_out(node, n + j) for j in range(len(entries))]
+
+    # the reverse loop's body: the backward nodes, reading the saved values
+    bb = Graph()
+    b_index = body_input(bb, spec.range.var, (), "int", 0)
+    b_step = _step_number(bb, b_index, spec.range, node.pos)
+    seeds = {s.id: i for i, s in enumerate(back.seeds()) if s is not None}
+    carried_grads = [i for i in range(n) if carried_in[i].dtype in floats]
+    grad_inputs = {}
+    for k, i in enumerate(carried_grads):
+        x = carried_in[i]
+        grad_inputs[i] = body_input(bb, seed_names[i], x.shape, x.dtype, 1 + k)
+    accumulated = [x for x, g in kept if x in {c.id for c in captured_in}]
+    acc_inputs = {}
+    captured_pos = {x.id: k for k, x in enumerate(captured_in)}
+    for k, x_id in enumerate(accumulated):
+        x = body.graph.nodes[x_id]
+        acc_inputs[x_id] = body_input(
+            bb, f"grad_{x.attr('name')}", x.shape, x.dtype, 1 + len(carried_grads) + k
+        )
+    outer: list[Node] = []  # the reverse loop's captured values, outside
+    outer_inputs: dict[int, Node] = {}
+
+    def capture(value: Node, name: str) -> Node:
+        found = outer_inputs.get(value.id)
+        if found is None:
+            found = outer_inputs[value.id] = body_input(
+                bb, name, value.shape, value.dtype, -1 - len(outer)
+            )
+            outer.append(value)
+        return found
+
+    new: dict[int, Node] = {}
+    saved_pos = {a_id: (j, row) for j, e in enumerate(entries) for a_id, row in e.rows.items()}
+    boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos)
+    order = _reachable_until(boundary, *(g for _, g in kept))
+    # An update of a carried gradient (`grad_hs[:, t] = 0`) goes last, after
+    # every read of that gradient, so that it can update the array in place.
+    seedlike = dict(seeds)  # a seed, and the names the body's rules gave it
+    for b in order:
+        if b.op is Op.NAME and b.args[0].id in seedlike:
+            seedlike[b.id] = seedlike[b.args[0].id]
+    late: set[int] = set()
+    for b in order:
+        updates_seed = b.op in UPDATES and b.args[0].id in seedlike
+        if updates_seed or any(a.id in late for a in b.args):
+            late.add(b.id)
+    for b in [b for b in order if b.id not in late] + [b for b in order if b.id in late]:
+        if b.id in seedlike:  # `grad_hs_1 = grad_hs` would only rename the carried gradient
+            new[b.id] = grad_inputs[seedlike[b.id]]
+        elif b.id == index.id:
+            new[b.id] = b_index
+        elif b.id in saved_pos:
+            j, row = saved_pos[b.id]
+            stack = capture(stacked[j], f"{entries[j].name}_saved")
+            at = b_step if row == 0 else bb.op(Op.ADD, b_step, bb.constant(row))
+            new[b.id] = bb.op(Op.INDEX, stack, at, index=(("int", None),))
+        elif b.id in captured_pos:
+            new[b.id] = capture(node.args[n + captured_pos[b.id]], b.attr("name"))
+        elif b.op is Op.CONST:
+            new[b.id] = bb.make(Op.CONST, (), b.attrs, b.pos)
+        else:
+            new[b.id] = bb.make(b.op, tuple(new[a.id] for a in b.args), b.attrs, b.pos)
+
+    outputs, labels, inits = [], [], []
+    for i in carried_grads:
+        g = grads.get(carried_in[i].id)
+        done = new[g.id] if g is not None and not zero(g) else None
+        if done is None:
+            done = bb.op(Op.ZEROS_LIKE, grad_inputs[i])
+        outputs.append(done)
+        labels.append(seed_names[i])
+        given = out_grads.get(i)
+        inits.append(given if given is not None else graph.op(Op.ZEROS_LIKE, loop_out(node, i)))
+    for x_id in accumulated:
+        part = grads[x_id]
+        part = part.args[0] if part.op is Op.NAME else part  # `grad_Wx += ...`, not a name
+        outputs.append(acc_inputs[x_id] + new[part.id])
+        labels.append(acc_inputs[x_id].attr("name"))
+        inits.append(graph.op(Op.ZEROS_LIKE, node.args[n + captured_pos[x_id]]))
+    b_inputs = [b_index, *grad_inputs.values(), *acc_inputs.values()]
+    b_inputs += [outer_inputs[v.id] for v in outer]
+    b_fn = Function(
+        f"for {spec.range.var} reversed",
+        bb,
+        b_inputs,
+        outputs[0],
+        wrt=[],
+        others=outputs[1:],
+        tuple_output=True,
+    )
+    b_spec = Loop(spec.range, b_fn, tuple(labels), reverse=True, pos=spec.pos)
+    b_loop = graph.op(Op.LOOP, *inits, *outer, pos=node.pos, loop=b_spec)
+
+    local: list[Node | None] = [None] * len(node.args)
+    for k, i in enumerate(carried_grads):
+        local[i] = loop_out(b_loop, k)
+    for k, x_id in enumerate(accumulated):
+        local[n + captured_pos[x_id]] = loop_out(b_loop, len(carried_grads) + k)
+    return local
+
+
+@dataclass
+class _Stack:
+    """Values a forward loop saves per step in one array: `value` is written
+    at each step, at row k (or k + 1 when row 0 holds carried value `first`'s
+    initial value); `rows` gives, for each node the backward reads from it,
+    its row relative to k."""
+
+    value: Node
+    rows: dict[int, int]
+    first: int | None
+    name: str
+
+
+def _stack_entries(saved: list[Node], carried_in, body: Function, labels) -> list[_Stack]:
+    """One stack per saved value, except that a carried value saved both before
+    and after a step is one stack of T + 1 rows (`h_saved[t]`, `h_saved[t + 1]`),
+    as the CS231n cache shares prev_h and next_h between steps."""
+    saved_ids = {a.id for a in saved}
+    entries, taken = [], set()
+    for i, x in enumerate(carried_in):
+        if x.id not in saved_ids:
+            continue
+        chain = [body.outputs[i]]
+        while chain[-1].op is Op.NAME:
+            chain.append(chain[-1].args[0])
+        after = [c for c in chain if c.id in saved_ids and c.id not in taken]
+        if not after or chain[-1].op is Op.INPUT:
+            continue
+        rows = {x.id: 0, **{c.id: 1 for c in after}}
+        entries.append(_Stack(chain[-1], rows, i, _base_name(labels[i])))
+        taken.update(rows)
+    for a in saved:
+        if a.id not in taken:
+            entries.append(_Stack(a, {a.id: 0}, None, _base_name(_name_in(body, a))))
+    return entries
+
+
+def _base_name(label: str) -> str:
+    """`h_1` (the second value of h) -> `h`."""
+    head, _, tail = label.rpartition("_")
+    return head if head and tail.isdigit() else label
+
+
+def _name_in(body: Function, node: Node) -> str:
+    """The name the source gave `node` in the body, if any."""
+    if node.op is Op.INPUT:
+        return node.attr("name")
+    if node.op is Op.NAME:
+        return node.attr("label")
+    for n_ in body.graph.nodes[node.id + 1 :]:
+        if n_.op is Op.NAME and n_.args[0] is node:
+            return n_.attr("label")
+    return "step"
+
+
+def _reachable_until(boundary: set[int], *roots: Node) -> list[Node]:
+    """`reachable(*roots)`, not looking past the nodes in `boundary`."""
+    seen: dict[int, Node] = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen[node.id] = node
+        if node.id not in boundary:
+            stack.extend(node.args)
+    return [seen[i] for i in sorted(seen)]
+
+
+def _retakable(node: Node, available: set[int]) -> bool:
+    """Whether the reverse loop can compute `node` again as cheaply as reading
+    a saved copy: views and sizes of captured values and the loop variable."""
+    stack = [node]
+    while stack:
+        n_ = stack.pop()
+        if n_.id in available or n_.op is Op.CONST:
+            continue
+        if n_.op is Op.INPUT:
+            return False
+        cheap = OPS[n_.op].is_view(dict(n_.attrs)) or (not n_.shape and n_.dtype in ("int", "weak"))
+        if not cheap or n_.op in (Op.LOOP, Op.LOOP_OUT):
+            return False
+        stack.extend(n_.args)
+    return True
+
+
+def _step_number(graph, index: Node, loop_range, pos) -> Node:
+    """The step count of loop variable `index`: where a step's saved value goes."""
+    start, step = loop_range.start, loop_range.step
+    if not isinstance(start, int):
+        raise CompileError(
+            "differentiating a loop whose range starts at a dim is not supported yet",
+            pos,
+            "start the range at an integer: for t in range(T) or range(1, T)",
+        )
+    k = index if start == 0 else graph.op(Op.SUB, index, graph.constant(start))
+    return k if step == 1 else graph.op(Op.FLOORDIV, k, graph.constant(step))
+
+
+def _name_of(node: Node) -> str:
+    while node.op is Op.NAME:
+        return node.attr("label")
+    if node.op is Op.INPUT:
+        return node.attr("name")
+    return "step"

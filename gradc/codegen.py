@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import black
 import jinja2
 
-from gradc.ir import Node
+from gradc.ir import Node, reachable
+from gradc.loops import size_node
 from gradc.ops import OPS, REDUCTION, UPDATES, Op
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
@@ -158,11 +159,59 @@ def statement_lines(sched: Schedule, lines=None) -> list[str]:
     (all of them by default)."""
     out = []
     for line in lines or sched.lines:
-        if OPS[line.node.op].statement and line.node is line.target and not line.update:
+        if line.loop is not None:
+            out += _loop_statements(line, sched)
+        elif OPS[line.node.op].statement and line.node is line.target and not line.update:
             out += _statements(line, sched)
         else:
             out.append(f"{line.var} {line.update or ''}= " + _line_expression(line, sched))
     return out
+
+
+def _loop_statements(line, sched: Schedule) -> list[str]:
+    """A loop: its carried variables' initial values and its stacks before it,
+    then `for t in range(...):` and its body's lines, indented, as one
+    statement (black formats it whole if a line is too long)."""
+    loop, spec, graph = line.loop, line.node.attr("loop"), line.node.graph
+    out = []
+    for var, init, copy in loop.inits:
+        text, prec = _spell(init, sched)
+        if text == var and not copy:
+            continue
+        out.append(f"{var} = {text if prec >= ATOM or not copy else f'({text})'}")
+        if copy:
+            out[-1] += ".copy()"
+    for var, shape, dtype, row0 in loop.stacks:
+        sizes = [_dim_text(graph, d, sched) for d in shape]
+        shown = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+        kind = {"f32": ", dtype=np.float32", "int": ", dtype=np.int64"}.get(dtype, "")
+        out.append(f"{var} = np.empty({shown}{kind})")
+        if row0 is not None:
+            out.append(f"{var}[0] = {row0}")
+    r = spec.range
+    bounds = [_dim_text(graph, r.stop, sched)]
+    if r.start != 0 or r.step != 1:
+        bounds.insert(0, _dim_text(graph, r.start, sched))
+    if r.step != 1:
+        bounds.append(str(r.step))
+    over = f"range({', '.join(bounds)})"
+    head = f"for {loop.index} in {f'reversed({over})' if spec.reverse else over}:"
+    body = statement_lines(loop.body) or ["pass"]
+    if loop.finals:
+        names = ", ".join(var for var, _ in loop.finals)
+        values = ", ".join(expression(value, loop.body) for _, value in loop.finals)
+        body.append(f"{names} = {values}")
+    # continuation lines carry their own indentation (blacken_statement): one level more
+    lines = [head] + [_INDENT * 2 + text.replace("\n", "\n" + _INDENT) for text in body]
+    out.append("\n".join(lines))
+    return out
+
+
+def _dim_text(graph, d, sched: Schedule) -> str:
+    """A size (an int or a dim) as the generated code computes it."""
+    if isinstance(d, int):
+        return str(d)
+    return expression(size_node(graph, d), sched)
 
 
 def _statements(line, sched: Schedule) -> list[str]:
@@ -362,9 +411,13 @@ def literal(value) -> tuple[str, int]:
 def helpers_for(nodes) -> list[str]:
     """Source of the helper functions these nodes call, in file order."""
     wanted = set()
-    for n in nodes:
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
         helpers = OPS[n.op].helpers
         wanted.update(helpers(n) if callable(helpers) else helpers)
+        if n.op is Op.LOOP:  # and the body's
+            stack.extend(reachable(*n.attr("loop").body.outputs))
     return [src for name, src in _helper_sources().items() if name in wanted]
 
 

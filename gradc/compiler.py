@@ -21,6 +21,7 @@ from gradc.autodiff import differentiate
 from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_module, statement_lines
 from gradc.errors import CompileError, CompileErrors
 from gradc.ir import Function, Node, Schedule, reachable
+from gradc.loops import size_nodes
 from gradc.lower import COMPOSITES, MAX_OPERATIONS, definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import Op
@@ -129,7 +130,7 @@ def check_calls(module: S.Module) -> None:
     calls: dict[str, list[S.Call]] = {}
     for d in module.defs:
         found = []
-        stack = [stmt.value for stmt in d.body]
+        stack = S.expressions(d.body)
         while stack:
             e = stack.pop()
             if isinstance(e, S.Call) and e.func in order:
@@ -252,7 +253,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         if seed is not None:
             bound[seed.id] = name
     joint = schedule(back.roots(), bound, namer, back.adjoints)
-    forward_ids = {n.id for n in reachable(*back.outputs)}
+    forward_ids = _forward_ids(back)
     joint = run_line_passes(joint, back, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
     bwd_lines = [ln for ln in joint.lines if ln.target.id not in forward_ids]
@@ -310,7 +311,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         namer = Namer(reserved)
         bound = _bind_inputs(namer, flat)
         sched = schedule(flat.roots(), bound, namer, flat.adjoints)
-        sched = run_line_passes(sched, flat, {n.id for n in reachable(*flat.outputs)})
+        sched = run_line_passes(sched, flat, _forward_ids(flat))
         outs = _returned(sched, flat)
         functions.append(
             EmittedFunction(
@@ -329,6 +330,16 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         )
         nodes += reachable(*flat.roots())
     return Family(d, fn, back, flat, functions, nodes)
+
+
+def _forward_ids(fn: Function) -> set[int]:
+    """The nodes of the forward pass: what the outputs need, and every value a
+    forward loop leaves (the per-step values it saved for the backward loop)."""
+    ids = {n.id for n in reachable(*fn.outputs)}
+    for node in fn.graph.nodes:
+        if node.op is Op.LOOP_OUT and node.args[0].id in ids:
+            ids.add(node.id)
+    return ids
 
 
 def _returned(sched: Schedule, fn: Function) -> str:
@@ -350,6 +361,8 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
     for line in bwd_lines:
         # a plain line computes its node; an update line reads its node
         stack = list(line.node.args) if line.node is line.target else [line.node]
+        if line.loop is not None:
+            stack += size_nodes(line.node)  # `for t in reversed(range(T))` reads T
         while stack:
             node = stack.pop()
             var = sched.name_of(node)

@@ -166,10 +166,28 @@ class Line:
     update: str | None = None
     target: Node | None = None
     copy: bool = False  # `var = node.copy()`: a returned array of its own
+    loop: LoopLines | None = None  # a LOOP node's `for` statement
 
     def __post_init__(self):
         if self.target is None:
             self.target = self.node
+
+
+@dataclass
+class LoopLines:
+    """What a `for` statement writes around its body's lines: each carried
+    variable's initial value (`h = h0`; `.copy()` when the body updates an
+    array that is not the loop's alone), each stack's allocation, the loop
+    variable, and the assignments of results the body could not compute
+    under their carried variable (`h = h_1`)."""
+
+    index: str
+    carried: list[str]  # the carried variables, which the loop writes
+    inits: list[tuple[str, Node, bool]]  # (var, initial value, copy)
+    # (var, shape, dtype, the carried variable copied into row 0, or None)
+    stacks: list[tuple[str, tuple, str, str | None]]
+    body: Schedule
+    finals: list[tuple[str, Node]]  # (var, value) after the body's lines
 
 
 @dataclass

@@ -17,6 +17,7 @@ from gradc import dims as D
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.ir import Function, Graph, Node, constant_value
+from gradc.loops import Range, make_loop
 from gradc.ops import (
     BUILTINS,
     CONSTRUCTOR,
@@ -68,6 +69,14 @@ class _Tuple:
     """`(N, T, H)`, `return loss, scores`, `a, b = f(x)`: several values."""
 
     items: tuple
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class _LoopLocal:
+    """A name assigned only inside a loop (or a loop variable), read after it."""
+
+    name: str
     pos: Pos
 
 
@@ -124,6 +133,7 @@ class _Lowering:
         self.labels: set[str] = set()
         self._next_suffix: dict[str, int] = {}  # base -> next number to try
         self._dim_nodes: dict = {}  # dim -> its value node (`N = len(x)`)
+        self._loops = 0  # loops lowered so far: each loop's placeholders are its own
         self.float_dtype = "f64"  # the program's: constructors make arrays of it
         self.constants: dict[str, Node] = {}  # filled one by one: a constant sees the earlier
         self.constants = self._constants()
@@ -286,25 +296,163 @@ class _Lowering:
                 raise CompileError(
                     "statement after 'return' is never run", stmt.pos, "'return' comes last"
                 )
-            value = yield self.expression(stmt.value, scope, stack)
-            if self.budget is not None and self.graph.operations > self.budget:
-                raise CompileError(
-                    "program too large: its defs, with every call inlined, make more than "
-                    f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",
-                    stmt.pos,
-                )
-            if isinstance(stmt, S.Assign):
-                scope[stmt.target] = self._bound(stmt.target, value, stmt.pos)
-            elif isinstance(stmt, S.Unpack):
-                self._unpack(stmt, value, scope)
-            elif isinstance(stmt, S.IndexAssign):
-                indices = yield self.expression(S.Tuple(stmt.indices, stmt.pos), scope, stack)
-                self._index_assign(stmt, indices.items, value, scope)
-            else:
+            if isinstance(stmt, S.Return):
+                value = yield self.expression(stmt.value, scope, stack)
                 result, returned, first_return = self._returned(value, stmt), stmt.value, stmt
+            else:
+                yield self.statement(stmt, scope, stack)
         if result is None:
             raise CompileError(f"def '{d.name}' has no 'return'", d.pos)
         return result, returned
+
+    def statement(self, stmt, scope: dict, stack: tuple[str, ...]):
+        """Lower one statement (not a return) into `scope`."""
+        if isinstance(stmt, S.For):
+            yield from self._loop(stmt, scope, stack)
+            return
+        if isinstance(stmt, S.Return):
+            raise CompileError(
+                "'return' inside a loop is not supported", stmt.pos, "return after the loop"
+            )
+        value = yield self.expression(stmt.value, scope, stack)
+        if self.budget is not None and self.graph.operations > self.budget:
+            raise CompileError(
+                "program too large: its defs, with every call inlined, make more than "
+                f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",
+                stmt.pos,
+            )
+        if isinstance(stmt, S.Assign):
+            scope[stmt.target] = self._bound(stmt.target, value, stmt.pos)
+        elif isinstance(stmt, S.Unpack):
+            self._unpack(stmt, value, scope)
+        elif isinstance(stmt, S.IndexAssign):
+            indices = yield self.expression(S.Tuple(stmt.indices, stmt.pos), scope, stack)
+            self._index_assign(stmt, indices.items, value, scope)
+
+    def _loop(self, stmt: S.For, scope: dict, stack: tuple[str, ...]):
+        """`for t in range(...)`: the body lowered with placeholders for `t`
+        and for the names it carries from step to step, then made one LOOP
+        node (gradc.loops)."""
+        if stmt.func.id != "range":
+            raise CompileError(
+                f"a loop runs over range(...), not {stmt.func.id}(...)",
+                stmt.func.pos,
+                "for t in range(T): the number of steps is known from the shapes",
+            )
+        bounds = []
+        for a in stmt.args:
+            value = yield self.expression(a, scope, stack)
+            bounds.append(self._loop_bound(value, a.pos))
+        if not 1 <= len(bounds) <= 3:
+            raise CompileError(f"range() takes 1 to 3 arguments, got {len(bounds)}", stmt.func.pos)
+        start, stop, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
+        if step == 0:
+            raise CompileError("range() step must not be zero", stmt.args[2].pos)
+        if not isinstance(step, int):
+            raise CompileError(
+                "range() step must be an integer known at compile time", stmt.args[2].pos
+            )
+        assigned = S.assigned_names(stmt.body)
+        carried = []
+        for name in assigned:
+            before = scope.get(name)
+            if isinstance(before, Node):
+                carried.append(name)
+            elif before is not None:
+                what = "a size" if isinstance(before, _Dim) else "a tuple"
+                raise CompileError(
+                    f"'{name}' is {what} before the loop and is assigned in it",
+                    _assignment_pos(stmt.body, name),
+                    "sizes and tuples are fixed at compile time; give the loop its own name",
+                )
+        hidden = scope.get(stmt.var.id)
+        if stmt.var.id not in carried and isinstance(hidden, Node) and hidden.op is Op.INPUT:
+            raise CompileError(
+                f"the loop variable '{stmt.var.id}' hides the parameter of that name",
+                stmt.var.pos,
+            )
+        made = len(self.graph.nodes)
+        self._loops += 1
+        index = self.graph.op(
+            Op.PLACEHOLDER,
+            pos=stmt.var.pos,
+            name=stmt.var.id,
+            shape=(),
+            dtype="int",
+            loop=self._loops,
+        )
+        inits, placeholders = [], []
+        for name in carried:
+            init = scope[name]
+            dtype = self.float_dtype if init.dtype == "weak" else init.dtype
+            placeholders.append(
+                self.graph.op(
+                    Op.PLACEHOLDER,
+                    pos=init.pos,
+                    name=name,
+                    shape=init.shape,
+                    dtype=dtype,
+                    loop=self._loops,
+                )
+            )
+            inits.append(init)
+        inner = dict(scope)
+        inner[stmt.var.id] = index
+        inner.update(zip(carried, placeholders))
+        for s in stmt.body:
+            yield self.statement(s, inner, stack)
+        results = []
+        for name, placeholder in zip(carried, placeholders):
+            result = (
+                self._as_node(inner[name]) if not isinstance(inner[name], Node) else inner[name]
+            )
+            if result.shape != placeholder.shape:
+                raise CompileError(
+                    f"'{name}' changes shape in the loop: {format_shape(placeholder.shape)} "
+                    f"before it, {format_shape(result.shape)} after a step",
+                    _assignment_pos(stmt.body, name),
+                    "a carried value keeps its shape from step to step",
+                )
+            if result.dtype not in (placeholder.dtype, "weak") and not (
+                result.dtype == "bool" and placeholder.dtype == "int"
+            ):
+                raise CompileError(
+                    f"'{name}' changes dtype in the loop: {placeholder.dtype} before it, "
+                    f"{result.dtype} after a step",
+                    _assignment_pos(stmt.body, name),
+                )
+            results.append(result)
+        for name in assigned:
+            if name not in carried:
+                scope[name] = _LoopLocal(name, _assignment_pos(stmt.body, name))
+        scope[stmt.var.id] = _LoopLocal(stmt.var.id, stmt.var.pos)
+        if not carried:
+            return
+        outs = make_loop(
+            self.graph,
+            made,
+            index,
+            placeholders,
+            inits,
+            results,
+            Range(stmt.var.id, start, stop, step),
+            stmt.pos,
+        )
+        for name, out in zip(carried, outs):
+            scope[name] = out
+
+    def _loop_bound(self, value, pos):
+        """A range() argument: an integer, a dim or their arithmetic."""
+        if isinstance(value, _Dim):
+            return value.value
+        k = constant_value(value) if isinstance(value, Node) else None
+        if isinstance(k, int) and not isinstance(k, bool):
+            return k
+        raise CompileError(
+            "range() takes integers and dims known at compile time",
+            pos,
+            "the number of steps comes from the shapes, never from data",
+        )
 
     def _bound(self, name: str, value, pos: Pos):
         """What `name = value` puts in scope: a value gets the user's name
@@ -393,6 +541,12 @@ class _Lowering:
         if isinstance(e, S.Name):
             if e.id in scope:
                 found = scope[e.id]
+                if isinstance(found, _LoopLocal):
+                    raise CompileError(
+                        f"'{e.id}' has a value only inside the loop (line {found.pos.line})",
+                        e.pos,
+                        f"give '{e.id}' a value before the loop to carry it out of the loop",
+                    )
                 return _Dim(found.value, e.pos) if isinstance(found, _Dim) else found
             if e.id in self.constants:
                 return self.constants[e.id]
@@ -956,6 +1110,24 @@ def _run(step: Generator):
             continue
         waiting.append(step)
         step, value = sub, None
+
+
+def _assignment_pos(body, name: str) -> Pos | None:
+    """Where `body` (a loop's) first assigns `name`."""
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, S.For):
+            stack.extend(reversed(stmt.body))
+        elif isinstance(stmt, S.Assign) and stmt.target == name:
+            return stmt.pos
+        elif isinstance(stmt, S.Unpack):
+            for t in stmt.targets:
+                if t.id == name:
+                    return t.pos
+        elif isinstance(stmt, S.IndexAssign) and stmt.target.id == name:
+            return stmt.pos
+    return None
 
 
 def _bind_dims(d: S.Def, e: S.Call, bound: dict[str, Node], sizes=tuple) -> dict:

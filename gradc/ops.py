@@ -47,6 +47,7 @@ SHAPES = "shapes"
 # The default of a keyword argument that must be given: `repeat(x, 2, axis=1)`.
 REQUIRED = "required"
 INTERNAL = "internal"  # made by derivative rules and lowering, never written in source
+LOOPS = "loops"  # `for t in range(T)`: statements, not functions
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,20 @@ def _leaf_const(args, attrs, pos):
 
 def _leaf_input(args, attrs, pos):
     return attrs["shape"], attrs["dtype"]
+
+
+def _elsewhere(where: str):
+    """The spelling or rule of a loop op: another stage handles it, so reaching
+    this is a bug in gradc."""
+
+    def never(*args, **attrs):
+        raise CompileError(f"internal: {where}")
+
+    return never
+
+
+def _loop_out(args, attrs, pos):
+    return args[0].attr("loop").out_types[attrs["index"]]
 
 
 def _reduced_shape(shape, axis, keepdims):
@@ -317,7 +332,7 @@ def _floordiv(args, attrs, pos):
     for a in args:
         if a.dtype not in ("int", "weak") or a.shape:
             raise CompileError("'//' takes integers and dims (sizes), not arrays or floats", pos)
-    return (), "weak"
+    return (), "int" if any(a.dtype == "int" for a in args) else "weak"
 
 
 # ---------------------------------------------------------------- shape ops
@@ -913,10 +928,14 @@ def count(x, axis=None):
     if x.op is Op.INPUT and symbolic:  # its own axes: x.size, not x.shape[0] * x.shape[0]
         by_source[x] = [i for i in axes if not isinstance(x.shape[i], int)]
         symbolic = []
-    for d in symbolic:
+    for d in list(symbolic):
         holders = whole or [n for n in x.graph.inputs if d in n.shape]
         if not holders:
-            raise CompileError(f"internal: no input has the dimension {d}")
+            # dim arithmetic no input has as an axis (`N * T` of a reshape): its value
+            symbolic.remove(d)
+            size = dim_value(x.graph, d)
+            total = size if total == 1 else total * size
+            continue
         source = min(holders, key=lambda n: len(n.shape))
         by_source.setdefault(source, []).append(source.shape.index(d))
     for source, source_axes in by_source.items():
@@ -1526,7 +1545,20 @@ def unary(
 def binary(symbol, grad, fold, chain=None) -> OpDef:
     """An arithmetic operator `a <symbol> b`, with NumPy's broadcasting."""
     spelling = "{0} " + symbol + " {1}"
-    return OpDef(symbol, 2, spelling, grad, _elementwise, group=ARITHMETIC, fold=fold, chain=chain)
+    infer = _integer_arithmetic if symbol in "+-*" else _elementwise
+    return OpDef(symbol, 2, spelling, grad, infer, group=ARITHMETIC, fold=fold, chain=chain)
+
+
+def _integer_arithmetic(args, attrs, pos):
+    """`t + 1` of a loop variable is an integer (an index), as in Python."""
+    scalars = all(not a.shape for a in args) and any(a.dtype == "int" for a in args)
+    if scalars and all(a.dtype == "int" or _is_integer_constant(a) for a in args):
+        return (), "int"
+    return _elementwise(args, attrs, pos)
+
+
+def _is_integer_constant(node) -> bool:
+    return node.op == Op.CONST and node.attr("kind") == "int"
 
 
 def comparison(symbol, fold) -> OpDef:
@@ -1887,6 +1919,18 @@ _ROWS: dict[str, OpDef] = {
     "ONEHOT_CLASSES": OpDef("onehot", 2, _spell_onehot_classes, NOT_DIFFERENTIABLE,
                              _onehot_classes, builtin=True, params=("labels", "classes"),
                              group=NEURAL_NET),
+    # loops (gradc/loops.py): the loop variable and the carried values while a
+    # body is lowered; a loop over its initial and captured values, whose body
+    # is a function of its own; the value a carried name has after the loop.
+    # Their derivative is the reverse loop that autodiff builds (loops.reverse).
+    "PLACEHOLDER": OpDef("placeholder", 0, _elsewhere("lowering makes it a loop body's input"),
+                          NOT_DIFFERENTIABLE, _leaf_input, group=LEAF, view=True),
+    "LOOP": OpDef("for", None, _elsewhere("codegen writes a loop as statements"),
+                   _elsewhere("autodiff.reverse_loop differentiates a loop"),
+                   lambda args, attrs, pos: ((), "loop"), group=LOOPS, statement=True),
+    "LOOP_OUT": OpDef("loop_out", 1, _elsewhere("a loop's statement assigns it"),
+                       _elsewhere("autodiff.reverse_loop differentiates a loop"), _loop_out,
+                       group=LOOPS, view=True),
 }
 # fmt: on
 

@@ -136,6 +136,8 @@ _TOKEN_WORDS = {
     "STRING": "a string",
     "DEF": "'def'",
     "RETURN": "'return'",
+    "FOR": "'for'",
+    "IN": "'in'",
 }
 # Groups of tokens named as one when all of a group is expected.
 _OPERAND_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "MINUS", "PLUS"}
@@ -148,8 +150,7 @@ _PYTHON_STATEMENTS = {
     "if": "'if' is not supported; choose values with where(mask, a, b)",
     "elif": "'elif' is not supported; choose values with where(mask, a, b)",
     "else": "'else' is not supported; choose values with where(mask, a, b)",
-    "for": "loops are not supported; write the steps out (each assignment is a new value)",
-    "while": "loops are not supported; write the steps out (each assignment is a new value)",
+    "while": "'while' is not supported; loop with for t in range(n), n known from the shapes",
     "import": "'import' is not needed: the built-ins (exp, sum, softmax, ...) are always there",
     "from": "'import' is not needed: the built-ins (exp, sum, softmax, ...) are always there",
     "class": "classes are not supported; a file holds constants and defs",
@@ -549,6 +550,20 @@ class _ToSyntax(Transformer):
 
     def floordiv(self, items):
         return self._binary(items, "//")
+
+    def for_(self, items):
+        keyword, var, _in, func, arguments, _close, body = items
+        args = tuple(a for a in arguments or () if a is not None)
+        for a in args:
+            if isinstance(a, S.Keyword):
+                raise CompileError(f"{func}() takes no keyword arguments here", a.pos)
+        return S.For(
+            S.Name(str(var), _token_pos(var)),
+            S.Name(str(func), _token_pos(func)),
+            args,
+            tuple(body),
+            _token_pos(keyword),
+        )
 
     def return_(self, items):
         keyword, value = items

@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import keyword
 
-from gradc.ir import Line, Node, Schedule, reachable
+from gradc.ir import Line, LoopLines, Node, Schedule, reachable
 from gradc.ops import CHAINS, OPS, UPDATES, Op
 
 # A line holds at most this many ops, nested at most this deep (a sum or
@@ -40,6 +40,8 @@ class Namer:
         self.taken = set(RESERVED) | set(reserved)
         self.counter = 0
         self._next_suffix: dict[str, int] = {}
+        self._loop_vars: dict[str, str] = {}
+        self._active_loops: set[str] = set()
 
     def claim_exact(self, name: str) -> str:
         """A name the contract fixes (`grad_output`): taken as it is."""
@@ -55,6 +57,19 @@ class Namer:
         self.taken.add(name)
         return name
 
+    def claim_loop_variable(self, name: str) -> str:
+        """A loop variable: loops one after another may share one (`t`), a loop
+        inside another gets its own."""
+        var = self._loop_vars.get(name)
+        if var is None or var in self._active_loops:
+            var = self.claim(name)
+            self._loop_vars.setdefault(name, var)
+        self._active_loops.add(var)
+        return var
+
+    def release_loop_variable(self, var: str) -> None:
+        self._active_loops.discard(var)
+
     def temporary(self) -> str:
         while f"t{self.counter}" in self.taken:
             self.counter += 1
@@ -66,17 +81,34 @@ def schedule(
     bound: dict[int, str],
     namer: Namer,
     adjoints: list[tuple[Node, Node]] = (),
+    forced: dict[int, str] | None = None,
+    owned: frozenset[int] = frozenset(),
 ) -> Schedule:
     """The lines that compute `roots` from the INPUT nodes named in `bound`
     (node id -> the variable the caller already holds it in). `adjoints`
     pairs unnamed values with their gradients: a gradient that gets a line is
     called `grad_<value>`, and its value gets a line too, so the name means
-    something (the lecture's `q = x + y ... grad_q = ...`)."""
+    something (the lecture's `q = x + y ... grad_q = ...`).
+
+    A loop body's schedule also has `forced` (node id -> the variable its
+    line must write: a carried value's next value goes back into `h`) and
+    `owned` (inputs whose arrays the loop owns, which an indexed assignment
+    may update in place: `hs[:, t] = h`)."""
+    forced = forced or {}
     nodes = reachable(*roots)
     uses: dict[int, int] = {}
+    outs_of: dict[int, dict[int, Node]] = {}  # LOOP id -> {index: LOOP_OUT}
+    captured: set[int] = set()  # values a loop body reads
+    users: dict[int, list[Node]] = {}
     for node in nodes:
-        for arg in node.args:
+        for k, arg in enumerate(node.args):
             uses[arg.id] = uses.get(arg.id, 0) + 1
+            users.setdefault(arg.id, []).append(node)
+            if node.op is Op.LOOP and k >= node.attr("loop").carried:
+                uses[arg.id] += 1  # a body reads a captured value: it needs a variable
+                captured.add(arg.id)
+        if node.op is Op.LOOP_OUT:
+            outs_of.setdefault(node.args[0].id, {})[node.attr("index")] = node
     for root in roots:
         uses[root.id] = uses.get(root.id, 0) + 1
 
@@ -105,27 +137,43 @@ def schedule(
     size: dict[int, int] = {}  # ops of an inlined node's expression
     depth: dict[int, int] = {}  # its nesting
     for node in nodes:
-        if node.op in (Op.INPUT, Op.CONST):
+        if node.op in (Op.INPUT, Op.CONST, Op.LOOP_OUT):
+            continue  # a LOOP_OUT's variable is the one its loop carries
+        if node.op is Op.LOOP:
+            outs = outs_of.get(node.id, {})
+            sched.lines.append(_loop_line(node, sched, namer, uses, outs, owner, forced))
             continue
         if node.op is Op.NAME:
             value = node.args[0]
-            if owner.get(value.id) is node:
+            if owner.get(value.id) is node and forced.get(node.id, sched.var[value.id]) == (
+                sched.var[value.id]
+            ):
                 sched.var[node.id] = sched.var[value.id]  # its line was the value's line
             else:
-                sched.var[node.id] = namer.claim(node.attr("label"))
+                sched.var[node.id] = forced.get(node.id) or namer.claim(node.attr("label"))
                 sched.lines.append(Line(sched.var[node.id], node))
             sched.names.add(sched.var[node.id])
             continue
+        wanted = forced.get(node.id) or (
+            forced.get(owner[node.id].id) if node.id in owner else None
+        )
+        if wanted is not None:
+            reused = _reusable_base(node, sched, uses, owned, users)
+            if reused is not None and reused != wanted:
+                reused = None  # another array: copied into the carried variable
+            sched.var[node.id] = wanted
+            sched.lines.append(_forced_line(node, wanted, sched, uses, owned))
+            continue
         inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
         inline_depth = _nesting(node, depth)
-        if _size_arithmetic(node, cheap):
+        if _size_arithmetic(node, cheap) and node.id not in captured:
             # `2 * H`: written where it is used, however often, never a temporary
             cheap.add(node.id)
             size[node.id] = inline_size
             depth[node.id] = inline_depth
             continue
         value = adjoint_of.get(node.id)
-        reused = _reusable_base(node, sched, uses)
+        reused = _reusable_base(node, sched, uses, owned, users)
         if reused is not None:
             # out[:, t] = h updates out's array: nothing else reads the old value.
             # A temporary updated into a named value takes the name from its start.
@@ -191,25 +239,199 @@ def _rename(sched: Schedule, old: str, new: str) -> str:
     return new
 
 
-def _reusable_base(node: Node, sched: Schedule, uses: dict[int, int]) -> str | None:
+def _reusable_base(
+    node: Node,
+    sched: Schedule,
+    uses: dict[int, int],
+    owned: frozenset[int] = frozenset(),
+    users: dict[int, list[Node]] | None = None,
+) -> str | None:
     """The variable of an indexed assignment's old value when the assignment
     may update that array in place: its only use, an array this function
-    made (not an input, not a view)."""
+    made (not an input, not a view), or an input in `owned` (a loop's) that
+    every other reader has read by then (`grad_h = grad_h + grad_hs[:, t]`
+    before `grad_hs[:, t] = 0`)."""
     if node.op not in UPDATES:
         return None
     base = node.args[0]
     var = sched.name_of(base)
-    if var is None or uses.get(base.id, 0) != 1:
+    if var is None:
         return None
+    if _sole_array(base, uses, owned):
+        return var
+    if base.id in owned and users is not None and _read_before(base, node, users):
+        return var
+    return None
+
+
+def _read_before(base: Node, node: Node, users: dict[int, list[Node]]) -> bool:
+    """Whether everything that reads `base`, but `node`, comes before `node`
+    (lines are in node order, and an inline node is written in its user's line)."""
+    stack = [u for u in users.get(base.id, []) if u is not node]
+    seen = set()
+    while stack:
+        u = stack.pop()
+        if u.id in seen:
+            continue
+        seen.add(u.id)
+        if u.id > node.id:
+            return False
+        stack.extend(users.get(u.id, []))
+    return True
+
+
+def _sole_array(base: Node, uses: dict[int, int], owned: frozenset[int] = frozenset()) -> bool:
+    """Whether `base`'s array has no reader but its one user: read once, made
+    here (not an input or a view), through any names it was given."""
+    if uses.get(base.id, 0) != 1:
+        return False
     while base.op is Op.NAME:
         base = base.args[0]
         # the named value itself read anywhere else (a second `zeros((N, D))`,
         # merged with this one, or the gradient's np.zeros_like(v)) keeps its array
         if uses.get(base.id, 0) != 1:
-            return None
-    if base.op is Op.INPUT or OPS[base.op].is_view(dict(base.attrs)):
-        return None
-    return var
+            return False
+    if base.id in owned:
+        return True
+    return not (base.op is Op.INPUT or OPS[base.op].is_view(dict(base.attrs)))
+
+
+def _forced_line(node: Node, var: str, sched: Schedule, uses, owned) -> Line:
+    """The line of a value whose variable is fixed (a loop's carried value):
+    an accumulation into the carried array is `var += contribution`."""
+    if node.op is Op.ADD and node.shape:
+        acc, part = node.args
+        mine = acc.id in owned and sched.name_of(acc) == var and uses.get(acc.id, 0) == 1
+        if mine and part.shape == node.shape and part.dtype == node.dtype:
+            return Line(var, part, "+", target=node)
+    return Line(var, node)
+
+
+def _loop_line(
+    node: Node, sched: Schedule, namer: Namer, uses, outs: dict, owner, forced: dict
+) -> Line:
+    """The `for` statement of LOOP `node`: its carried variables (each LOOP_OUT
+    is one after the loop), their initial values, its stacks, and its body,
+    scheduled with the same namer so no name clashes. A loop inside a body
+    carries its values in the outer loop's variables where it can."""
+    spec = node.attr("loop")
+    body = spec.body
+    n, m = spec.carried, len(spec.stacks)
+    inits, carried_vars = [], []
+    for i in range(n):
+        init, out = node.args[i], outs.get(i)
+        label = owner[out.id].attr("label") if out is not None and out.id in owner else None
+        init_var = sched.name_of(init)
+        wanted = None
+        if out is not None:
+            wanted = forced.get(out.id) or (
+                forced.get(owner[out.id].id) if out.id in owner else None
+            )
+        if wanted is not None and wanted not in carried_vars:
+            var = wanted
+            if init_var != var or not _sole_array(init, uses):
+                inits.append([var, init, not _sole_array(init, uses)])
+        elif (
+            init_var is not None
+            and init.op is Op.NAME
+            and init.attr("label") == spec.labels[i]
+            and uses.get(init.id, 0) == 1
+        ):
+            var = init_var  # `h = h0` before the loop: the loop carries h on
+            if not _sole_array(init, uses):
+                inits.append([var, init, True])  # `h = h.copy()` if the body updates h
+        else:
+            var = namer.claim(label or spec.labels[i])
+            inits.append([var, init, not _sole_array(init, uses)])
+        carried_vars.append(var)
+        if out is not None:
+            sched.var[out.id] = var
+    stacks = []
+    for j in range(m):
+        shape, dtype, first = spec.stacks[j]
+        s_input = body.inputs[1 + n + j]
+        var = namer.claim(s_input.attr("name"))
+        row0 = carried_vars[first] if first is not None else None
+        stacks.append((var, (spec.rows(first), *shape), dtype, row0))
+        if j + n in outs:
+            sched.var[outs[j + n].id] = var
+    index = namer.claim_loop_variable(spec.range.var)
+    bound = {body.inputs[0].id: index}
+    for x, var in zip(body.inputs[1 : 1 + n + m], carried_vars + [v for v, *_ in stacks]):
+        bound[x.id] = var
+    for x, arg in zip(spec.captured(), node.args[n:]):
+        bound[x.id] = sched.name_of(arg)
+    owned = frozenset(x.id for x in body.inputs[1 : 1 + n + m])
+    forced = {}
+    finals = []
+    results = body.outputs
+    for out, var in zip(results, carried_vars + [v for v, *_ in stacks]):
+        if out.op in (Op.INPUT, Op.CONST):
+            if bound.get(out.id) != var:
+                finals.append((var, out))  # `c = 0.0`, or the value of another name
+        else:
+            forced[out.id] = var
+    body_sched = schedule(results, bound, namer, body.adjoints or (), forced, owned)
+    for out, var in zip(results, carried_vars + [v for v, *_ in stacks]):
+        if out.op is Op.LOOP_OUT and body_sched.name_of(out) != var:
+            finals.append((var, out))  # an inner loop's value, in a variable of its own
+    clashes = _clashes(body_sched, body, forced, bound)
+    if clashes:  # a value read after its carried variable was written: not forced
+        for out_id in clashes:
+            del forced[out_id]
+        body_sched = schedule(results, bound, namer, body.adjoints or (), forced, owned)
+        for out in results:
+            if out.id in clashes:
+                finals.append((carried_vars_of(results, out, carried_vars, stacks), out))
+    namer.release_loop_variable(index)
+    updated = {ln.var for ln in body_sched.lines if ln.update or OPS[ln.node.op].statement}
+    for entry in inits:
+        entry[2] = entry[2] and entry[0] in updated  # copy only what the body updates
+    carried_all = carried_vars + [v for v, *_ in stacks]
+    loop = LoopLines(index, carried_all, [tuple(e) for e in inits], stacks, body_sched, finals)
+    return Line("", node, loop=loop)
+
+
+def carried_vars_of(results, out, carried_vars, stacks) -> str:
+    names = carried_vars + [v for v, *_ in stacks]
+    return names[[r.id for r in results].index(out.id)]
+
+
+def _clashes(sched: Schedule, body, forced: dict[int, str], bound: dict[int, str]) -> set[int]:
+    """The forced results whose carried input is still read after the line
+    that overwrote its variable."""
+    readers_of: dict[str, int] = {var: i for i, var in bound.items()}
+    clashes = set()
+    for out_id, var in forced.items():
+        old = readers_of.get(var)
+        if old is None:
+            continue
+        written = next(
+            (
+                k
+                for k, line in enumerate(sched.lines)
+                if line.var == var or line.loop is not None and var in line.loop.carried
+            ),
+            None,
+        )
+        if written is None:
+            continue
+        for line in sched.lines[written + 1 :]:
+            if _reads_node(line, sched, old):
+                clashes.add(out_id)
+                break
+    return clashes
+
+
+def _reads_node(line: Line, sched: Schedule, node_id: int) -> bool:
+    stack = list(line.node.args) if line.node is line.target else [line.node]
+    while stack:
+        n = stack.pop()
+        if n.id == node_id:
+            return True
+        if sched.name_of(n) is None:
+            stack.extend(n.args)
+    return False
 
 
 def _nesting(node: Node, depth: dict[int, int]) -> int:

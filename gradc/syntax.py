@@ -149,7 +149,18 @@ class Return:
     pos: Pos
 
 
-Statement = Assign | Unpack | IndexAssign | Return
+@dataclass(frozen=True)
+class For:
+    """`for t in range(T):` and its body; `args` are range's arguments."""
+
+    var: Name
+    func: Name  # what the loop runs over: only `range` is allowed
+    args: tuple[Expr, ...]
+    body: tuple[Statement, ...]
+    pos: Pos
+
+
+Statement = Assign | Unpack | IndexAssign | Return | For
 
 
 @dataclass(frozen=True)
@@ -201,3 +212,39 @@ def children(expr: Expr) -> tuple[Expr, ...]:
     if isinstance(expr, Slice):
         return tuple(e for e in (expr.start, expr.stop, expr.step) if e is not None)
     return ()
+
+
+def expressions(body: tuple[Statement, ...]) -> list[Expr]:
+    """The top-level expressions of `body`'s statements, loops' bodies included
+    (a loop's range arguments too), in source order."""
+    found: list[Expr] = []
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, For):
+            found.extend(stmt.args)
+            stack.extend(reversed(stmt.body))
+            continue
+        found.append(stmt.value)
+        if isinstance(stmt, IndexAssign):
+            found.extend(i for i in stmt.indices)
+    return found
+
+
+def assigned_names(body: tuple[Statement, ...]) -> list[str]:
+    """The names `body` assigns (loops' bodies and indexed assignments
+    included; not the loop variables), in order of first assignment."""
+    names: dict[str, None] = {}
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, For):
+            stack.extend(reversed(stmt.body))
+        elif isinstance(stmt, Assign):
+            names.setdefault(stmt.target)
+        elif isinstance(stmt, Unpack):
+            for t in stmt.targets:
+                names.setdefault(t.id)
+        elif isinstance(stmt, IndexAssign):
+            names.setdefault(stmt.target.id)
+    return list(names)

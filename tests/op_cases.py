@@ -1071,6 +1071,11 @@ INTERNAL = {
     "reshape_like": "the gradient of reshape: g.reshape(x.shape)",
     "diag_grad": "the gradient of diagonal: zeros with g on the diagonal",
     "index_grad": "the gradient of x[...]: zeros with the gradient at the index",
+    # loops: checked by whole programs against PyTorch and central differences in
+    # tests/test_loops.py
+    "placeholder": "a loop variable or carried value while a loop body is lowered",
+    "for": "a loop (its derivative is the reverse loop: autodiff.reverse_loop)",
+    "loop_out": "a carried value after its loop",
 }
 
 # Ops whose meaning is syntax or a constant rather than a function of floats: each

@@ -21,7 +21,7 @@ from gradc import compile_source
 PACKAGE = Path(gradc.__file__).resolve().parent
 
 LAYERS = [
-    {"errors", "syntax", "dims", "ops", "ir", "rewrites", "resources"},
+    {"errors", "syntax", "dims", "ops", "ir", "loops", "rewrites", "resources"},
     {"parse"},
     {"lower"},
     {"autodiff"},

@@ -65,9 +65,9 @@ def test_the_expected_list_is_not_cut():
 
 def test_what_starts_a_statement_is_listed():
     # Before: "expected end of line" (from a merged state), which cannot come
-    # there; a statement starts with a name or 'return'.
+    # there; a statement starts with a name, 'return' or 'for'.
     message = error("1 = x\nreturn x").message
-    assert expected_part(message) == "'return', a name", message
+    assert expected_part(message) == "'for', 'return', a name", message
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gradc.ir import Function, Graph, Node, reachable
+from gradc.ops import Op
 from gradc.rewrites import simplify_node
 
 
@@ -39,6 +40,11 @@ def rebuild(fn: Function, replacements: dict[int, Node]) -> Function:
             new[node.id] = graph.constant(replacements[node.id])
             continue
         args = tuple(new[a.id] for a in node.args)
+        if node.op is Op.LOOP:  # its body is a function of its own: simplified alike
+            spec = node.attr("loop")
+            spec = spec.with_body(simplify(spec.body))
+            new[node.id] = graph.make(node.op, args, (("loop", spec),), node.pos)
+            continue
         new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
 
     def mapped(nodes):

@@ -74,9 +74,11 @@ at full size, its results included, two ways:
 
 The targets at the end are printed as PASS/FAIL lines: generated at most 0.9x the
 hand-written time, faster than PyTorch eager, and peak traced memory no higher than
-hand-written, at every size and dtype run and for both ways of timing. The exit code
-is 0 whatever they say (1 only if the generated module is missing or an
-implementation disagrees).
+hand-written, at every size and dtype run and for both ways of timing. A time
+target shows the range of the ratios of single rounds beside their median: with the
+stand-in of identical code the median strayed to 0.87x on a busy 2-core machine, so a
+verdict whose range straddles its target says little. The exit code is 0 whatever they
+say (1 only if the generated module is missing or an implementation disagrees).
 """
 
 from __future__ import annotations
@@ -472,18 +474,23 @@ def verdict(ok: bool, text: str) -> str:
 
 
 def time_verdicts(where: str, timings: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The time targets, each with the range of the ratios of single rounds: where that
+    range straddles the target, the verdict is the machine's noise as much as the code's."""
     lines = []
     for mode, times in timings.items():
-        ratio = paired_ratio(times[GENERATED], times[REFERENCE])
-        lines.append(
-            verdict(
-                ratio <= TARGET_VS_REFERENCE,
-                f"{where} {mode}: generated {ratio:.2f}x hand-written"
-                f" (target <= {TARGET_VS_REFERENCE}x)",
+        for peer, ok, target in (
+            (REFERENCE, lambda r: r <= TARGET_VS_REFERENCE, f"<= {TARGET_VS_REFERENCE}x"),
+            (TORCH, lambda r: r < 1, "< 1x"),
+        ):
+            ratio = paired_ratio(times[GENERATED], times[peer])
+            rounds = [a / b for a, b in zip(times[GENERATED], times[peer])]
+            lines.append(
+                verdict(
+                    ok(ratio),
+                    f"{where} {mode}: generated {ratio:.2f}x {peer} (target {target}; rounds"
+                    f" {min(rounds):.2f}x to {max(rounds):.2f}x)",
+                )
             )
-        )
-        ratio = paired_ratio(times[GENERATED], times[TORCH])
-        lines.append(verdict(ratio < 1, f"{where} {mode}: generated {ratio:.2f}x {TORCH} (< 1x)"))
     return lines
 
 

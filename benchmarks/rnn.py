@@ -4,7 +4,7 @@ code against CS231n's hand-written loop, PyTorch eager and JAX.
 Run by hand from the repository root, after compiling the example:
 
     gradc compile examples/rnn.grad -o generated/rnn.py
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/rnn.py     # ~5 minutes
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/rnn.py     # ~5 minutes, 2 cores
     python benchmarks/rnn.py --quick --sizes small --dtypes f64
 
 The layer is `rnn_layer` of examples/rnn.grad: for x: [N, T, D], h0: [N, H],
@@ -69,8 +69,9 @@ at full size, its results included, two ways:
   mark of resident memory (VmHWM, which ru_maxrss reports) is reset by writing 5 to
   /proc/self/clear_refs just before the call, and the resident set before the call is
   subtracted from the mark after it. It sees every allocator, PyTorch's included, but
-  counts whole pages, memory that malloc keeps after a free, and first-touch costs; it
-  is printed for comparison (Linux only; "n/a" elsewhere).
+  counts whole pages, memory that malloc keeps after a free, and first-touch costs (a
+  first large matrix product touches more of BLAS's preallocated workspace); it is
+  printed for comparison (Linux only; "n/a" elsewhere).
 
 The targets at the end are printed as PASS/FAIL lines: generated at most 0.9x the
 hand-written time, faster than PyTorch eager, and peak traced memory no higher than

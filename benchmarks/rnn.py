@@ -314,7 +314,7 @@ def outputs(names, p: Problem, generated: Path | None) -> tuple[dict, list[str]]
     return results, problems
 
 
-def disagreements(results: dict, dtype: str, rtol: float | None = None) -> list[str]:
+def disagreements(results: dict, dtype: str) -> list[str]:
     """Every way in which an implementation's hs or gradients differ from the
     hand-written ones."""
     ref_hs, ref_grads = results[REFERENCE]
@@ -324,15 +324,15 @@ def disagreements(results: dict, dtype: str, rtol: float | None = None) -> list[
             problems.append(f"{name}: {len(grads)} gradients, expected 5")
             continue
         for what, got, want in zip(OUTPUTS, (hs, *grads), (ref_hs, *ref_grads)):
-            problems += compare(f"{name}: {what}", got, f"{REFERENCE}'s", want, dtype, rtol)
+            problems += compare(f"{name}: {what}", got, f"{REFERENCE}'s", want, dtype)
     return problems
 
 
-def compare(what: str, got, reference: str, want, dtype: str, rtol: float | None) -> list[str]:
+def compare(what: str, got, reference: str, want, dtype: str) -> list[str]:
     """How array `got` differs from `want`: shape, dtype (that of the inputs), or a
-    difference above rtol times the largest entry of `want` (so that entries near zero
+    difference above RTOL times the largest entry of `want` (so that entries near zero
     need no digits they lack)."""
-    rtol = RTOL[dtype] if rtol is None else rtol
+    rtol = RTOL[dtype]
     got, want, dtype = np.asarray(got), np.asarray(want), np.dtype(DTYPES[dtype])
     problems = []
     if got.dtype != dtype:
@@ -356,7 +356,7 @@ def check(p: Problem, generated: Path, names) -> list[str]:
     if GENERATED in names:
         hs = load_generated(generated).rnn_layer(*p.inputs)
         want = results[GENERATED][0]
-        problems += compare("rnn_layer: hs", hs, "rnn_layer_forward's", want, p.dtype, None)
+        problems += compare("rnn_layer: hs", hs, "rnn_layer_forward's", want, p.dtype)
     return problems
 
 

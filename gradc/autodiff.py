@@ -18,9 +18,18 @@ from dataclasses import dataclass, replace
 
 from gradc import dims
 from gradc.errors import CompileError
-from gradc.ir import Function, Graph, Node, reachable
+from gradc.ir import Function, Graph, Node, is_constant, reachable
 from gradc.loops import Loop, body_input, loop_out
-from gradc.ops import NOT_DIFFERENTIABLE, OPS, UPDATES, Op, format_shape, reduce_sum
+from gradc.ops import (
+    NOT_DIFFERENTIABLE,
+    OPS,
+    UPDATES,
+    Op,
+    dim_value,
+    format_shape,
+    reduce_sum,
+    reshape_to,
+)
 
 
 def differentiate(
@@ -44,9 +53,13 @@ def differentiate(
     order = reachable(*fn.outputs)
     wrt_ids = {x.id for x in fn.wrt}
     needs = {}  # id -> node: the nodes that depend on a differentiated input
+    live = set()  # ...through differentiable ops (not a shape read, not a constructor)
     for node in order:
         if node.id in wrt_ids or any(a.id in needs for a in node.args):
             needs[node.id] = node
+        differentiable = OPS[node.op].grad != NOT_DIFFERENTIABLE
+        if node.id in wrt_ids or differentiable and any(a.id in live for a in node.args):
+            live.add(node.id)
 
     pending = {}  # users not yet processed, per node
     for node in order:
@@ -84,7 +97,8 @@ def differentiate(
             local = [None]
         elif node.op is Op.LOOP:
             grads = loop_grads.get(node.id)
-            local = reverse_loop(node, grads) if grads else [None] * len(node.args)
+            wanted = {k for k, a in enumerate(node.args) if a.id in live}
+            local = reverse_loop(node, grads, wanted) if grads else [None] * len(node.args)
         else:
             local = _contributions(node, g) if g is not None else [None] * len(node.args)
         for arg, c in zip(node.args, local):
@@ -175,7 +189,9 @@ def sum_to(g: Node, shape: tuple) -> Node:
 # ---------------------------------------------------------------- loops
 
 
-def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
+def reverse_loop(
+    node: Node, out_grads: dict[int, Node], wanted: set[int] | None = None
+) -> list[Node | None]:
     """The derivative rule of a LOOP (gradc.loops): the contributions to its
     initial and captured values, given the gradients of its carried values
     after the loop (`out_grads`, by carried index).
@@ -294,6 +310,7 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
         return found
 
     new: dict[int, Node] = {}
+    stack_reads: dict[int, tuple] = {}  # a step's row of a saved stack: (stack, row, first)
     saved_pos = {a_id: (j, row) for j, e in enumerate(entries) for a_id, row in e.rows.items()}
     boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos)
     order = _reachable_until(boundary, *(g for _, g in kept))
@@ -318,6 +335,7 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
             stack = capture(stacked[j], f"{entries[j].name}_saved")
             at = b_step if row == 0 else bb.op(Op.ADD, b_step, bb.constant(row))
             new[b.id] = bb.op(Op.INDEX, stack, at, index=(("int", None),))
+            stack_reads[new[b.id].id] = (stacked[j], row, entries[j].first is not None)
         elif b.id in captured_pos:
             new[b.id] = capture(node.args[n + captured_pos[b.id]], b.attr("name"))
         elif b.op is Op.CONST:
@@ -335,13 +353,34 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
         labels.append(seed_names[i])
         given = out_grads.get(i)
         inits.append(given if given is not None else graph.op(Op.ZEROS_LIKE, loop_out(node, i)))
+    if wanted is not None:
+        for k, i in enumerate(carried_grads):
+            if i not in wanted:
+                outputs[k] = _unobserved_zeroing(outputs[k], grad_inputs[i], bb)
+    # A step's contribution that is a product with a saved row (`h_saved[t].T @ g`)
+    # or a sum (`g.sum(axis=0)`) is added up after the loop, from `g` saved per
+    # step: one large product (or sum) instead of one per step.
+    after: dict[int, tuple] = {}
+    per_step: list[Node] = []
+    summed = []
     for x_id in accumulated:
         part = grads[x_id]
-        part = part.args[0] if part.op is Op.NAME else part  # `grad_Wx += ...`, not a name
-        outputs.append(acc_inputs[x_id] + new[part.id])
+        part = new[(part.args[0] if part.op is Op.NAME else part).id]  # `+= ...`, not a name
+        plan = _after_the_loop(part, stack_reads)
+        if plan is not None:
+            if all(g.id != plan[1].id for g in per_step):
+                per_step.append(plan[1])
+            after[x_id] = plan
+            continue
+        summed.append(x_id)
+        outputs.append(acc_inputs[x_id] + part)
         labels.append(acc_inputs[x_id].attr("name"))
         inits.append(graph.op(Op.ZEROS_LIKE, node.args[n + captured_pos[x_id]]))
-    b_inputs = [b_index, *grad_inputs.values(), *acc_inputs.values()]
+    b_inputs = [b_index, *grad_inputs.values(), *(acc_inputs[x] for x in summed)]
+    for j, g in enumerate(per_step):
+        g_in = body_input(bb, "grad_steps", (spec.range.trip, *g.shape), g.dtype, f"s{j}")
+        b_inputs.append(g_in)
+        outputs.append(bb.op(Op.SET_INDEX, g_in, g, b_step, index=(("int", None),)))
     b_inputs += [outer_inputs[v.id] for v in outer]
     b_fn = Function(
         f"for {spec.range.var} reversed",
@@ -352,15 +391,59 @@ def reverse_loop(node: Node, out_grads: dict[int, Node]) -> list[Node | None]:
         others=outputs[1:],
         tuple_output=True,
     )
-    b_spec = Loop(spec.range, b_fn, tuple(labels), reverse=True, pos=spec.pos)
+    b_stacks = tuple((g.shape, g.dtype, None) for g in per_step)
+    b_spec = Loop(spec.range, b_fn, tuple(labels), b_stacks, reverse=True, pos=spec.pos)
     b_loop = graph.op(Op.LOOP, *inits, *outer, pos=node.pos, loop=b_spec)
 
     local: list[Node | None] = [None] * len(node.args)
     for k, i in enumerate(carried_grads):
         local[i] = loop_out(b_loop, k)
-    for k, x_id in enumerate(accumulated):
+    for k, x_id in enumerate(summed):
         local[n + captured_pos[x_id]] = loop_out(b_loop, len(carried_grads) + k)
+    carried_count = len(carried_grads) + len(summed)
+    for x_id, plan in after.items():
+        steps = loop_out(b_loop, carried_count + [g.id for g in per_step].index(plan[1].id))
+        local[n + captured_pos[x_id]] = _added_up(plan, steps, spec.range.trip)
     return local
+
+
+def _after_the_loop(part: Node, stack_reads: dict[int, tuple]):
+    """How a step's contribution can be added up after the loop: ("product",
+    g, stack, row, first) for `stack[k + row].T @ g`, ("sum", g, axis) for
+    `g.sum(axis)`; None to add it up in the loop."""
+    if part.op is Op.MATMUL and len(part.shape) == 2:
+        left, g = part.args
+        if left.op is Op.TRANSPOSE and left.args[0].id in stack_reads:
+            row = left.args[0]
+            if len(row.shape) == 2 and len(g.shape) == 2 and not left.attrs:
+                return ("product", g, *stack_reads[row.id])
+    if part.op is Op.SUM and not part.attr("keepdims") and part.args[0].shape:
+        return ("sum", part.args[0], part.attr("axis"))
+    return None
+
+
+def _added_up(plan: tuple, steps: Node, trip) -> Node:
+    """The sum over the steps of a contribution, from the per-step values `steps`."""
+    if plan[0] == "sum":
+        axis = plan[2] if plan[2] is not None else tuple(range(len(plan[1].shape)))
+        return reduce_sum(steps, (0, *(a + 1 for a in axis)))
+    _, g, stack, row, first = plan
+    graph = steps.graph
+    if first and row == 0:  # rows 0 .. T - 1 of T + 1
+        stop = trip if isinstance(trip, int) else dim_value(graph, trip)
+        rows = graph.op(Op.INDEX, stack, _lift(graph, stop), index=(("slice", None, trip, None),))
+    elif first:  # rows 1 .. T
+        rows = graph.op(Op.INDEX, stack, graph.constant(1), index=(("slice", 1, None, None),))
+    else:
+        rows = stack
+    count = dims.mul(trip, rows.shape[1])
+    flat_rows = reshape_to(rows, (count, rows.shape[2]))
+    flat_steps = reshape_to(steps, (count, steps.shape[2]))
+    return graph.op(Op.MATMUL, graph.op(Op.TRANSPOSE, flat_rows), flat_steps)
+
+
+def _lift(graph, value):
+    return value if hasattr(value, "graph") else graph.constant(value)
 
 
 @dataclass
@@ -416,6 +499,28 @@ def _name_in(body: Function, node: Node) -> str:
         if n_.op is Op.NAME and n_.args[0] is node:
             return n_.attr("label")
     return "step"
+
+
+def _unobserved_zeroing(out: Node, carried: Node, bb: Graph) -> Node:
+    """The carried gradient `out` without a zeroing no one can see: when the
+    loop's initial value needs no gradient and a step zeroes the very region
+    it read (`grad_hs[:, t] = 0` after `grad_hs[:, t]`), a later step reads
+    other regions only, so the gradient may stay as it came (`carried`)."""
+    value = out.args[0] if out.op is Op.NAME else out
+    if value.op is not Op.SET_INDEX or value.args[0] is not carried:
+        return out
+    if not is_constant(value.args[1], 0):
+        return out
+    rest = value.args[2:]
+    index = value.attr("index")
+    if not any(e[0] == "int" for e in index) or any(e[0] == "array" for e in index):
+        return out
+    for n_ in bb.nodes:
+        if n_ is value or carried not in n_.args:
+            continue
+        if n_.op is not Op.INDEX or n_.args[1:] != rest or n_.attr("index") != index:
+            return out
+    return carried
 
 
 def _reachable_until(boundary: set[int], *roots: Node) -> list[Node]:

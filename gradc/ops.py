@@ -1086,6 +1086,15 @@ def _mish_grad(g, y, x):
 
 
 def _matmul_grad(g, y, a, b):
+    if len(a.shape) > 2 and len(b.shape) == 2:
+        # rows of any batch times one matrix: b's gradient is one matrix product
+        # over all rows, a.reshape(M, K).T @ g.reshape(M, H), not M batched ones summed
+        rows = 1
+        for d in a.shape[:-1]:
+            rows = dims.mul(rows, d)
+        flat_a = reshape_to(a, (rows, a.shape[-1]))
+        flat_g = reshape_to(g, (rows, g.shape[-1]))
+        return (matmul(g, transpose(b)), matmul(transpose(flat_a), flat_g))
     if len(a.shape) > 2 or len(b.shape) > 2:
         # batched: the batch axes that broadcast are summed by autodiff
         return (matmul(g, swap_last(b)), matmul(swap_last(a), g))

@@ -166,7 +166,7 @@ def schedule(
             continue
         inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
         inline_depth = _nesting(node, depth)
-        if _size_arithmetic(node, cheap) and node.id not in captured:
+        if _size_arithmetic(node, cheap) and node.id not in captured and node.id not in owner:
             # `2 * H`: written where it is used, however often, never a temporary
             cheap.add(node.id)
             size[node.id] = inline_size
@@ -221,6 +221,7 @@ def _size_arithmetic(node: Node, cheap: set[int]) -> bool:
     return all(
         a.op is Op.CONST
         and isinstance(a.attr("value"), int)
+        or a.op is Op.SIZE
         or a.op is Op.NAME
         and (a.args[0].op in (Op.SIZE, Op.FLOORDIV) or a.args[0].id in cheap)
         or a.id in cheap
@@ -322,6 +323,11 @@ def _loop_line(
         init, out = node.args[i], outs.get(i)
         label = owner[out.id].attr("label") if out is not None and out.id in owner else None
         init_var = sched.name_of(init)
+        if body.outputs[i] is body.inputs[1 + i] and init_var is not None:
+            carried_vars.append(init_var)  # never changes in the loop: read where it is
+            if out is not None:
+                sched.var[out.id] = init_var
+            continue
         wanted = None
         if out is not None:
             wanted = forced.get(out.id) or (

@@ -356,7 +356,7 @@ def reverse_loop(
     if wanted is not None:
         for k, i in enumerate(carried_grads):
             if i not in wanted:
-                outputs[k] = _unobserved_zeroing(outputs[k], grad_inputs[i], bb)
+                outputs[k] = _unobserved_zeroing(outputs[k], grad_inputs[i], bb, b_index)
     # A step's contribution that is a product with a saved row (`h_saved[t].T @ g`)
     # or a sum (`g.sum(axis=0)`) is added up after the loop, from `g` saved per
     # step: one large product (or sum) instead of one per step.
@@ -501,24 +501,29 @@ def _name_in(body: Function, node: Node) -> str:
     return "step"
 
 
-def _unobserved_zeroing(out: Node, carried: Node, bb: Graph) -> Node:
+def _unobserved_zeroing(out: Node, carried: Node, bb: Graph, index: Node) -> Node:
     """The carried gradient `out` without a zeroing no one can see: when the
     loop's initial value needs no gradient and a step zeroes the very region
     it read (`grad_hs[:, t] = 0` after `grad_hs[:, t]`), a later step reads
-    other regions only, so the gradient may stay as it came (`carried`)."""
+    other regions only (the region is at the loop variable itself, so no two
+    steps share it), and the gradient may stay as it came (`carried`)."""
     value = out.args[0] if out.op is Op.NAME else out
     if value.op is not Op.SET_INDEX or value.args[0] is not carried:
         return out
     if not is_constant(value.args[1], 0):
         return out
     rest = value.args[2:]
-    index = value.attr("index")
-    if not any(e[0] == "int" for e in index) or any(e[0] == "array" for e in index):
+    entries = value.attr("index")
+    if entries.count(("int", None)) != 1 or rest != (index,):
+        return out
+    if any(
+        e[0] not in ("int", "slice") or e[0] == "slice" and e[1:] != (None,) * 3 for e in entries
+    ):
         return out
     for n_ in bb.nodes:
         if n_ is value or carried not in n_.args:
             continue
-        if n_.op is not Op.INDEX or n_.args[1:] != rest or n_.attr("index") != index:
+        if n_.op is not Op.INDEX or n_.args[1:] != rest or n_.attr("index") != entries:
             return out
     return carried
 

@@ -173,6 +173,15 @@ PROGRAMS = {
         "    return sum(y * y)\n",
         [(2, 4), ()],
     ),
+    # two steps write one region: the region's gradient must be zeroed where read
+    "shared region": (
+        "def f(x: [N, T], w):\n"
+        "    y = zeros((N, T))\n"
+        "    for t in range(T):\n"
+        "        y[:, t // 2] = y[:, t // 2] * w + x[:, t]\n"
+        "    return sum(y * y)\n",
+        [(2, 4), ()],
+    ),
     # a swap of two carried values, and a scalar carried
     "swap": (
         "def f(a: [N], b: [N]):\n"
@@ -256,6 +265,11 @@ def test_the_module_does_not_grow_with_the_trip_count():
             "a size",
         ),
         ("def f(x: [N]):\n    while x:\n        x = x + 1\n    return sum(x)\n", "while"),
+        (
+            "def f(x: [N]):\n    for t in range(N - 1, -1, -1):\n        x = x * 2\n"
+            "    return sum(x)\n",
+            "starts at a dim",
+        ),
     ],
 )
 def test_bad_loops_are_positioned_errors(source, message):

@@ -512,7 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", default=",".join(DEFAULT_SIZES), help=f"comma-separated: {','.join(SIZES)}"
     )
     parser.add_argument(
-        "--dtypes", default=",".join(DTYPES), help=f"comma-separated: {','.join(DTYPES)}"
+        "--dtypes",
+        default="f64",
+        help=f"comma-separated: {','.join(DTYPES)} (default f64: examples/rnn.grad declares "
+        "float64 arrays, so its constructors make float64 for float32 inputs; f32 needs a "
+        "module compiled from f32-typed parameters)",
     )
     parser.add_argument("--quick", action="store_true", help="3 samples of ~0.05 s, 1 round")
     parser.add_argument("--samples", type=int, help="rounds of timing (default 9; --quick 3)")

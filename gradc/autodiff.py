@@ -366,7 +366,7 @@ def reverse_loop(
     for x_id in accumulated:
         part = grads[x_id]
         part = new[(part.args[0] if part.op is Op.NAME else part).id]  # `+= ...`, not a name
-        plan = _after_the_loop(part, stack_reads)
+        plan = _after_the_loop(part, stack_reads, b_index, spec.range)
         if plan is not None:
             if all(g.id != plan[1].id for g in per_step):
                 per_step.append(plan[1])
@@ -381,6 +381,8 @@ def reverse_loop(
         g_in = body_input(bb, "grad_steps", (spec.range.trip, *g.shape), g.dtype, f"s{j}")
         b_inputs.append(g_in)
         outputs.append(bb.op(Op.SET_INDEX, g_in, g, b_step, index=(("int", None),)))
+    used = {n_.id for n_ in reachable(*outputs)}  # a read dropped by a plan above goes
+    outer = [v for v in outer if outer_inputs[v.id].id in used]
     b_inputs += [outer_inputs[v.id] for v in outer]
     b_fn = Function(
         f"for {spec.range.var} reversed",
@@ -407,10 +409,19 @@ def reverse_loop(
     return local
 
 
-def _after_the_loop(part: Node, stack_reads: dict[int, tuple]):
+def _after_the_loop(part: Node, stack_reads: dict[int, tuple], index: Node, loop_range):
     """How a step's contribution can be added up after the loop: ("product",
     g, stack, row, first) for `stack[k + row].T @ g`, ("sum", g, axis) for
-    `g.sum(axis)`; None to add it up in the loop."""
+    `g.sum(axis)`, ("slot", g, axis) for g put at the loop variable of an axis
+    the loop covers once (`grad_x_Wx[:, t] = g`); None to add it up in the loop."""
+    if part.op is Op.INDEX_GRAD and part.args[2:] == (index,):
+        like, entries = part.args[1], part.attr("index")
+        full = ("slice", None, None, None)
+        ints = [k for k, e in enumerate(entries) if e == ("int", None)]
+        whole = all(e == full for k, e in enumerate(entries) if k not in ints)
+        covers = loop_range.start == 0 and loop_range.step == 1
+        if len(ints) == 1 and whole and covers and like.shape[ints[0]] == loop_range.stop:
+            return ("slot", part.args[0], ints[0])
     if part.op is Op.MATMUL and len(part.shape) == 2:
         left, g = part.args
         if left.op is Op.TRANSPOSE and left.args[0].id in stack_reads:
@@ -427,6 +438,10 @@ def _added_up(plan: tuple, steps: Node, trip) -> Node:
     if plan[0] == "sum":
         axis = plan[2] if plan[2] is not None else tuple(range(len(plan[1].shape)))
         return reduce_sum(steps, (0, *(a + 1 for a in axis)))
+    if plan[0] == "slot":  # the steps' axis moved to where the loop variable indexed
+        a = plan[2]
+        axes = (*range(1, a + 1), 0, *range(a + 1, len(steps.shape)))
+        return steps if a == 0 else steps.graph.op(Op.TRANSPOSE, steps, axes=axes)
     _, g, stack, row, first = plan
     graph = steps.graph
     if first and row == 0:  # rows 0 .. T - 1 of T + 1

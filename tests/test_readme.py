@@ -185,3 +185,16 @@ def test_readme_lstm_step_is_what_gradc_generates():
     function = generated[generated.index("def lstm_step_backward") :].split("\n\n\n")[0]
     kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
     assert output.strip() == kept
+
+
+def test_readme_rnn_is_what_gradc_generates():
+    text = (ROOT / "README.md").read_text()
+    loops = text.split("## Loops", 1)[1].split("\n## ", 1)[0]
+    source, forward, backward = re.findall(r"```python\n(.*?)\n```", loops, re.S)[:3]
+    example = (ROOT / "examples" / "rnn.grad").read_text()
+    assert source.strip() in example
+    generated = compile_source(example, "rnn.grad")
+    for shown, name in ((forward, "rnn_layer_forward"), (backward, "rnn_layer_backward")):
+        function = generated[generated.index(f"def {name}(") :].split("\n\n\n")[0]
+        kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
+        assert shown.strip() == kept

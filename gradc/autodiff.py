@@ -251,6 +251,10 @@ def reverse_loop(
             else:
                 saved.append(a)
     saved.sort(key=lambda a: a.id)
+    # a value the backward reads only for its shape (`np.zeros_like(a)`) is not saved:
+    # the reverse loop makes zeros of that shape from the sizes it has
+    shape_only = _read_for_shape_only(saved, backward_nodes, is_forward)
+    saved = [a for a in saved if a.id not in shape_only]
     entries = _stack_entries(saved, carried_in, body, spec.labels)
 
     # the forward loop, saving those values
@@ -309,10 +313,13 @@ def reverse_loop(
             outer.append(value)
         return found
 
+    def outer_size(name: str) -> Node:  # a dim, read where the loop is (`N`, `H`)
+        return capture(dim_value(graph, name), name)
+
     new: dict[int, Node] = {}
     stack_reads: dict[int, tuple] = {}  # a step's row of a saved stack: (stack, row, first)
     saved_pos = {a_id: (j, row) for j, e in enumerate(entries) for a_id, row in e.rows.items()}
-    boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos)
+    boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos) | shape_only
     order = _reachable_until(boundary, *(g for _, g in kept))
     # An update of a carried gradient (`grad_hs[:, t] = 0`) goes last, after
     # every read of that gradient, so that it can update the array in place.
@@ -330,6 +337,14 @@ def reverse_loop(
             new[b.id] = grad_inputs[seedlike[b.id]]
         elif b.id == index.id:
             new[b.id] = b_index
+        elif b.id in shape_only:
+            continue  # its readers make zeros of its shape (below)
+        elif b.op is Op.ZEROS_LIKE and b.args[0].id in shape_only:
+            new[b.id] = _fresh_zeros(bb, b.args[0], b.id, outer_size)
+        elif b.op is Op.INDEX_GRAD and b.args[1].id in shape_only:
+            args = (new[b.args[0].id], _fresh_zeros(bb, b.args[1], b.id, outer_size))
+            args += tuple(new[a.id] for a in b.args[2:])
+            new[b.id] = bb.make(b.op, args, b.attrs, b.pos)
         elif b.id in saved_pos:
             j, row = saved_pos[b.id]
             stack = capture(stacked[j], f"{entries[j].name}_saved")
@@ -407,6 +422,33 @@ def reverse_loop(
         steps = loop_out(b_loop, carried_count + [g.id for g in per_step].index(plan[1].id))
         local[n + captured_pos[x_id]] = _added_up(plan, steps, spec.range.trip)
     return local
+
+
+_SHAPE_READS = {(Op.INDEX_GRAD, 1), (Op.ZEROS_LIKE, 0)}  # (op, argument): only its shape
+
+
+def _fresh_zeros(graph: Graph, like: Node, user: int, size_of) -> Node:
+    """Zeros of `like`'s shape made for one reader (`user`) alone: never merged
+    with another reader's, since each may fill its own in place. `size_of(name)`
+    gives a dim's value."""
+    sizes = [dim_value(graph, d, size_of) for d in like.shape]
+    return graph.op(Op.ZEROS, *sizes, shape=like.shape, dtype=like.dtype, reader=user)
+
+
+def _read_for_shape_only(saved: list[Node], backward_nodes, is_forward) -> set[int]:
+    """The saved values every backward read of which needs only the shape."""
+    reads: dict[int, set] = {a.id: set() for a in saved}
+    for b in backward_nodes:
+        if b.id in is_forward:
+            continue
+        for k, a in enumerate(b.args):
+            if a.id in reads:
+                reads[a.id].add((b.op, k))
+    return {
+        a.id
+        for a in saved
+        if reads[a.id] <= _SHAPE_READS and a.dtype in ("f32", "f64") and a.op is not Op.INPUT
+    }
 
 
 def _after_the_loop(part: Node, stack_reads: dict[int, tuple], index: Node, loop_range):
@@ -492,9 +534,18 @@ def _stack_entries(saved: list[Node], carried_in, body: Function, labels) -> lis
         rows = {x.id: 0, **{c.id: 1 for c in after}}
         entries.append(_Stack(chain[-1], rows, i, _base_name(labels[i])))
         taken.update(rows)
+    by_value: dict[int, _Stack] = {}  # a value and the name it was given: one stack
     for a in saved:
-        if a.id not in taken:
-            entries.append(_Stack(a, {a.id: 0}, None, _base_name(_name_in(body, a))))
+        if a.id in taken:
+            continue
+        value = a
+        while value.op is Op.NAME:
+            value = value.args[0]
+        entry = by_value.get(value.id)
+        if entry is None:
+            entry = by_value[value.id] = _Stack(value, {}, None, _base_name(_name_in(body, a)))
+            entries.append(entry)
+        entry.rows[a.id] = 0
     return entries
 
 
@@ -511,8 +562,12 @@ def _name_in(body: Function, node: Node) -> str:
     if node.op is Op.NAME:
         return node.attr("label")
     for n_ in body.graph.nodes[node.id + 1 :]:
-        if n_.op is Op.NAME and n_.args[0] is node:
+        if n_.op is Op.NAME and n_.args[0].id == node.id:
             return n_.attr("label")
+    if len(node.args) == 1 and OPS[node.op].builtin:  # sigmoid(f) -> sigmoid_f
+        inner = _name_in(body, node.args[0])
+        if inner != "step":
+            return f"{OPS[node.op].name}_{_base_name(inner)}"
     return "step"
 
 

@@ -222,7 +222,8 @@ def _statements(line, sched: Schedule) -> list[str]:
     args = [expression(a, sched) for a in node.args]
     if node.op in UPDATES:
         base = node.args[0]
-        if sched.name_of(base) == line.var:  # updated in place (schedule)
+        in_place = line.in_place if line.in_place is not None else sched.name_of(base) == line.var
+        if in_place:  # updated in place (schedule)
             return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)[1:]
         fresh = sched.name_of(base) is None and not OPS[base.op].is_view(dict(base.attrs))
         if not fresh:

@@ -167,6 +167,9 @@ class Line:
     target: Node | None = None
     copy: bool = False  # `var = node.copy()`: a returned array of its own
     loop: LoopLines | None = None  # a LOOP node's `for` statement
+    # an indexed assignment into its old value's own variable that may not
+    # update that array in place (another reader still needs it): False
+    in_place: bool | None = None
 
     def __post_init__(self):
         if self.target is None:

@@ -129,6 +129,9 @@ def make_loop(
             return found
         if a.op is Op.CONST:
             return body.make(Op.CONST, (), a.attrs, a.pos)
+        if a.op in _SIZE_ARITHMETIC and not a.shape and a.dtype == "weak":
+            # `2 * H`: written where it is used, from the sizes it is made of
+            return body.make(a.op, tuple(inside(b) for b in a.args), a.attrs, a.pos)
         found = new[a.id] = _input(
             body, _label(a, len(captured)), a.shape, a.dtype, -1 - len(captured)
         )
@@ -193,6 +196,9 @@ def _hoisted_products(graph: Graph, made: int, body_ids: set[int], index: Node) 
             product = graph.name("_".join(names), product, pos=node.pos)
         found[node.id] = (product, step)
     return found
+
+
+_SIZE_ARITHMETIC = (Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV)
 
 
 def _input(graph: Graph, name: str, shape, dtype: str, slot: int) -> Node:

@@ -1416,6 +1416,8 @@ def _add_into(node, var, index, rest, value, assign) -> str:
 def _spell_index_grad(args, attrs, node, var):
     g, like, *rest = args
     last = _add_into(node, var, attrs["index"], rest, g, assign=True)
+    if node.args[1].op == Op.ZEROS:  # zeros made for their shape alone
+        return [f"{var} = {like}", last]
     return [f"{var} = np.zeros_like({like})", last]
 
 

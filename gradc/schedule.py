@@ -57,6 +57,16 @@ class Namer:
         self.taken.add(name)
         return name
 
+    def copy(self) -> Namer:
+        """A namer that hands out the same names from here on, independently."""
+        twin = Namer(set())
+        twin.taken = set(self.taken)
+        twin.counter = self.counter
+        twin._next_suffix = dict(self._next_suffix)
+        twin._loop_vars = dict(self._loop_vars)
+        twin._active_loops = set(self._active_loops)
+        return twin
+
     def claim_loop_variable(self, name: str) -> str:
         """A loop variable: loops one after another may share one (`t`), a loop
         inside another gets its own."""
@@ -96,6 +106,17 @@ def schedule(
     may update in place: `hs[:, t] = h`)."""
     forced = forced or {}
     nodes = reachable(*roots)
+    if owned:
+        # a loop body: saving a value the step starts with (`c_saved[t] = c`) comes
+        # first, before the step writes the carried variable anew
+        first = [
+            n
+            for n in nodes
+            if n.op in UPDATES and all(a.op in (Op.INPUT, Op.CONST) for a in n.args)
+        ]
+        if first:
+            ids = {n.id for n in first}
+            nodes = first + [n for n in nodes if n.id not in ids]
     uses: dict[int, int] = {}
     outs_of: dict[int, dict[int, Node]] = {}  # LOOP id -> {index: LOOP_OUT}
     captured: set[int] = set()  # values a loop body reads
@@ -162,7 +183,10 @@ def schedule(
             if reused is not None and reused != wanted:
                 reused = None  # another array: copied into the carried variable
             sched.var[node.id] = wanted
-            sched.lines.append(_forced_line(node, wanted, sched, uses, owned))
+            line = _forced_line(node, wanted, sched, uses, owned)
+            if node.op in UPDATES and reused is None:
+                line.in_place = False  # `y = y.copy()` first: a view of the old y is read
+            sched.lines.append(line)
             continue
         inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
         inline_depth = _nesting(node, depth)
@@ -222,6 +246,9 @@ def _size_arithmetic(node: Node, cheap: set[int]) -> bool:
         a.op is Op.CONST
         and isinstance(a.attr("value"), int)
         or a.op is Op.SIZE
+        or a.op is Op.INPUT  # a size a loop body reads from outside
+        and a.dtype == "weak"
+        and not a.shape
         or a.op is Op.NAME
         and (a.args[0].op in (Op.SIZE, Op.FLOORDIV) or a.args[0].id in cheap)
         or a.id in cheap
@@ -377,18 +404,17 @@ def _loop_line(
                 finals.append((var, out))  # `c = 0.0`, or the value of another name
         else:
             forced[out.id] = var
+    trial = schedule(results, bound, namer.copy(), body.adjoints or (), forced, owned)
+    clashes = _clashes(trial, body, forced, bound)
+    for out_id in clashes:  # a value read after its carried variable was written: not forced
+        del forced[out_id]
     body_sched = schedule(results, bound, namer, body.adjoints or (), forced, owned)
     for out, var in zip(results, carried_vars + [v for v, *_ in stacks]):
         if out.op is Op.LOOP_OUT and body_sched.name_of(out) != var:
             finals.append((var, out))  # an inner loop's value, in a variable of its own
-    clashes = _clashes(body_sched, body, forced, bound)
-    if clashes:  # a value read after its carried variable was written: not forced
-        for out_id in clashes:
-            del forced[out_id]
-        body_sched = schedule(results, bound, namer, body.adjoints or (), forced, owned)
-        for out in results:
-            if out.id in clashes:
-                finals.append((carried_vars_of(results, out, carried_vars, stacks), out))
+    for out in results:
+        if out.id in clashes:
+            finals.append((carried_vars_of(results, out, carried_vars, stacks), out))
     namer.release_loop_variable(index)
     updated = {ln.var for ln in body_sched.lines if ln.update or OPS[ln.node.op].statement}
     for entry in inits:

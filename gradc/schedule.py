@@ -152,6 +152,7 @@ def schedule(
                 owner[value.id] = node
 
     sched = Schedule(lines=[], var=dict(bound))
+    bound_vars = set(bound.values())  # the caller's variables: never renamed here
     only_named: set[int] = set()  # values with a line only for their gradient's name
 
     cheap: set[int] = set()  # arithmetic of sizes, inlined wherever used
@@ -206,7 +207,7 @@ def schedule(
                 name = "grad_" + sched.var[value.id]
             elif node.id in owner:
                 name = owner[node.id].attr("label")
-            if name is not None and reused not in sched.names:
+            if name is not None and reused not in sched.names and reused not in bound_vars:
                 reused = _rename(sched, reused, namer.claim(name))
             sched.var[node.id] = reused
         elif value is not None and value.id in sched.var:
@@ -430,29 +431,45 @@ def carried_vars_of(results, out, carried_vars, stacks) -> str:
 
 
 def _clashes(sched: Schedule, body, forced: dict[int, str], bound: dict[int, str]) -> set[int]:
-    """The forced results whose carried input is still read after the line
-    that overwrote its variable."""
-    readers_of: dict[str, int] = {var: i for i, var in bound.items()}
+    """The forced results whose variable a line reads while it holds another
+    value: a carried variable holds its input, then each value a line writes
+    into it (in place or anew); reading an earlier one after that is a clash."""
     clashes = set()
+    inputs = {var: i for i, var in bound.items()}
     for out_id, var in forced.items():
-        old = readers_of.get(var)
-        if old is None:
-            continue
-        written = next(
-            (
-                k
-                for k, line in enumerate(sched.lines)
-                if line.var == var or line.loop is not None and var in line.loop.carried
-            ),
-            None,
-        )
-        if written is None:
-            continue
-        for line in sched.lines[written + 1 :]:
-            if _reads_node(line, sched, old):
-                clashes.add(out_id)
-                break
+        held = inputs.get(var)  # an input's id: inputs are never names
+        for line in sched.lines:
+            for node in _read_nodes(line, sched):
+                stale = held is not None and _unnamed(node).id != held
+                if sched.var.get(node.id) == var and stale:
+                    clashes.add(out_id)
+            if line.var == var:
+                held = _unnamed(line.target).id
+            elif line.loop is not None and var in line.loop.carried:
+                held = None  # an inner loop's value: not read back by id
     return clashes
+
+
+def _read_nodes(line: Line, sched: Schedule) -> list[Node]:
+    """The materialized nodes a line reads (through the nodes written inline)."""
+    found = []
+    stack = list(line.node.args) if line.node is line.target else [line.node]
+    if line.update is not None and line.target.args:
+        stack.append(line.target.args[0])
+    while stack:
+        n = stack.pop()
+        if sched.name_of(n) is not None:
+            found.append(n)
+        else:
+            stack.extend(n.args)
+    return found
+
+
+def _unnamed(node: Node) -> Node:
+    """The value a name stands for (a name and its value share a variable)."""
+    while node.op is Op.NAME:
+        node = node.args[0]
+    return node
 
 
 def _reads_node(line: Line, sched: Schedule, node_id: int) -> bool:

@@ -182,6 +182,18 @@ PROGRAMS = {
         "    return sum(y * y)\n",
         [(2, 4), ()],
     ),
+    # a carried array read, then overwritten at the step, then read again
+    "read, write, read": (
+        "def f(x: [N, T], c: [N]):\n"
+        "    hs = x * 1\n"
+        "    s = 0.0\n"
+        "    for t in range(T):\n"
+        "        z = hs[:, t] * 2\n"
+        "        hs[:, t] = c\n"
+        "        s += sum(z * hs[:, 0])\n"
+        "    return s\n",
+        [(2, 3), (2,)],
+    ),
     # a swap of two carried values, and a scalar carried
     "swap": (
         "def f(a: [N], b: [N]):\n"

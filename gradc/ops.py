@@ -1092,8 +1092,19 @@ def _matmul_grad(g, y, a, b):
         rows = 1
         for d in a.shape[:-1]:
             rows = dims.mul(rows, d)
-        flat_a = reshape_to(a, (rows, a.shape[-1]))
-        flat_g = reshape_to(g, (rows, g.shape[-1]))
+        view = g
+        while view.op == Op.NAME:
+            view = view.args[0]
+        axes = dict(view.attrs).get("axes") if view.op == Op.TRANSPOSE else None
+        if axes is not None and axes[-1] == len(axes) - 1:
+            # g is a view with its batch axes permuted (a reverse loop's per-step
+            # gradients, time first): permute a alike and read g's own array, so the
+            # reshapes copy a, not g
+            flat_a = reshape_to(_apply(Op.TRANSPOSE, a, axes=axes), (rows, a.shape[-1]))
+            flat_g = reshape_to(view.args[0], (rows, g.shape[-1]))
+        else:
+            flat_a = reshape_to(a, (rows, a.shape[-1]))
+            flat_g = reshape_to(g, (rows, g.shape[-1]))
         return (matmul(g, transpose(b)), matmul(transpose(flat_a), flat_g))
     if len(a.shape) > 2 or len(b.shape) > 2:
         # batched: the batch axes that broadcast are summed by autodiff

@@ -154,25 +154,36 @@ def unpack_statement(names: list[str], value: str) -> str:
     return tuple_statement("", names, f" = {value}")
 
 
-def statement_lines(sched: Schedule, lines=None) -> list[str]:
+def statement_lines(sched: Schedule, lines=None, defined: set[str] | None = None) -> list[str]:
     """`var = expression` (or `var += expression`) for each scheduled line
-    (all of them by default)."""
+    (all of them by default). `defined`: the variables the function has before
+    these lines (a loop's sizes are spelled only with variables it has)."""
     out = []
+    defined = set(defined) if defined is not None else None
     for line in lines or sched.lines:
         if line.loop is not None:
-            out += _loop_statements(line, sched)
-        elif OPS[line.node.op].statement and line.node is line.target and not line.update:
+            out += _loop_statements(line, sched, defined)
+            if defined is not None:
+                defined.update(line.loop.carried)
+                defined.update(var for var, *_ in line.loop.stacks)
+            continue
+        if defined is not None:
+            defined.add(line.var)
+        if OPS[line.node.op].statement and line.node is line.target and not line.update:
             out += _statements(line, sched)
         else:
             out.append(f"{line.var} {line.update or ''}= " + _line_expression(line, sched))
     return out
 
 
-def _loop_statements(line, sched: Schedule) -> list[str]:
+def _loop_statements(line, sched: Schedule, defined: set[str] | None) -> list[str]:
     """A loop: its carried variables' initial values and its stacks before it,
     then `for t in range(...):` and its body's lines, indented, as one
     statement (black formats it whole if a line is too long)."""
     loop, spec, graph = line.loop, line.node.attr("loop"), line.node.graph
+    sizes = sched
+    if defined is not None:  # a size's variable may come later: spell it from the shapes
+        sizes = Schedule(lines=[], var={k: v for k, v in sched.var.items() if v in defined})
     out = []
     for var, init, copy in loop.inits:
         text, prec = _spell(init, sched)
@@ -182,21 +193,25 @@ def _loop_statements(line, sched: Schedule) -> list[str]:
         if copy:
             out[-1] += ".copy()"
     for var, shape, dtype, row0 in loop.stacks:
-        sizes = [_dim_text(graph, d, sched) for d in shape]
-        shown = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+        texts = [_dim_text(graph, d, sizes) for d in shape]
+        shown = "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
         kind = {"f32": ", dtype=np.float32", "int": ", dtype=np.int64"}.get(dtype, "")
         out.append(f"{var} = np.empty({shown}{kind})")
         if row0 is not None:
             out.append(f"{var}[0] = {row0}")
     r = spec.range
-    bounds = [_dim_text(graph, r.stop, sched)]
+    bounds = [_dim_text(graph, r.stop, sizes)]
     if r.start != 0 or r.step != 1:
-        bounds.insert(0, _dim_text(graph, r.start, sched))
+        bounds.insert(0, _dim_text(graph, r.start, sizes))
     if r.step != 1:
         bounds.append(str(r.step))
     over = f"range({', '.join(bounds)})"
     head = f"for {loop.index} in {f'reversed({over})' if spec.reverse else over}:"
-    body = statement_lines(loop.body) or ["pass"]
+    inner = None
+    if defined is not None:
+        inner = defined | {loop.index, *loop.carried} | {var for var, *_ in loop.stacks}
+        inner |= set(loop.body.var.values()) - {ln.var for ln in loop.body.lines}
+    body = statement_lines(loop.body, defined=inner) or ["pass"]
     if loop.finals:
         names = ", ".join(var for var, _ in loop.finals)
         values = ", ".join(expression(value, loop.body) for _, value in loop.finals)

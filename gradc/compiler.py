@@ -235,7 +235,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             base,
             params,
             f"Forward pass: returns {outs}.",
-            statement_lines(plain),
+            statement_lines(plain, defined=set(params)),
             returns=f"return {outs}",
         )
     )
@@ -281,7 +281,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                 if fn.several
                 else f"Forward pass: returns ({outs}, cache) for {base}_backward."
             ),
-            statement_lines(joint, fwd_lines),
+            statement_lines(joint, fwd_lines, defined=set(params)),
             cache=cache,
             returns=f"return ({outs}), cache" if fn.several else f"return {outs}, cache",
         )
@@ -296,7 +296,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             f"{base}_backward",
             seed_names + ["cache"],
             f"Backward pass: {what}; returns gradients for ({wrt_names}).",
-            defaults + statement_lines(joint, bwd_lines),
+            defaults + statement_lines(joint, bwd_lines, defined=set(cache) | set(seed_names)),
             unpack=cache,
             returns="return ",
             returned=grad_vars,
@@ -323,7 +323,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                     if fn.several
                     else f"Returns {outs} and its gradients for ({wrt_names})."
                 ),
-                statement_lines(sched),
+                statement_lines(sched, defined=set(params)),
                 returns=f"return ({outs}), " if fn.several else f"return {outs}, ",
                 returned=[sched.name_of(g) for g in flat.grads],
             )

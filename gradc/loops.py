@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from gradc import dims
 from gradc.errors import Pos
 from gradc.ir import Function, Graph, Node, reachable
-from gradc.ops import Op, dim_value
+from gradc.ops import Op, dim_value, is_whole_number
 
 
 @dataclass(frozen=True)
@@ -103,11 +103,14 @@ def make_loop(
     results: list[Node],
     loop_range: Range,
     pos: Pos | None,
+    sizes: list[Node] = (),
 ) -> list[Node]:
     """The LOOP node for a body lowered into `graph` from node `made` on, with
     the loop variable's placeholder `index` and the carried values'
     `placeholders` (their values before the loop: `inits`; after a step:
-    `results`). Returns the carried values after the loop."""
+    `results`). `sizes`: the dims the range is made of, read by the loop's
+    statement (so a loop inside a body has them there). Returns the carried
+    values after the loop."""
     inner = {index.id, *(p.id for p in placeholders)}
     body_ids = set(inner)
     for node in graph.nodes[made:]:
@@ -132,9 +135,14 @@ def make_loop(
         if a.op in _SIZE_ARITHMETIC and not a.shape and a.dtype == "weak":
             # `2 * H`: written where it is used, from the sizes it is made of
             return body.make(a.op, tuple(inside(b) for b in a.args), a.attrs, a.pos)
-        found = new[a.id] = _input(
-            body, _label(a, len(captured)), a.shape, a.dtype, -1 - len(captured)
-        )
+        name, slot = _label(a, len(captured)), -1 - len(captured)
+        if not a.shape and a.dtype == "weak" and is_whole_number(a):  # a size: `T`
+            found = body.op(
+                Op.INPUT, name=name, shape=(), dtype="weak", seed=False, slot=slot, whole=True
+            )
+        else:
+            found = _input(body, name, a.shape, a.dtype, slot)
+        new[a.id] = found
         captured.append(a)
         return found
 
@@ -147,6 +155,8 @@ def make_loop(
             args = tuple(inside(a) for a in node.args)
             new[node.id] = body.make(node.op, args, node.attrs, node.pos)
     outs = [inside(r) for r in results]
+    for size in sizes:
+        inside(size)
     inputs = [new[index.id], *(new[p.id] for p in placeholders)]
     inputs += [new[a.id] for a in captured]
     fn = Function(
@@ -230,8 +240,15 @@ def _label(node: Node, k: int) -> str:
 
 
 def size_node(graph: Graph, d) -> Node:
-    """The value of size `d` (a dim of a range or of a stack's shape) in `graph`."""
-    return dim_value(graph, d)
+    """The value of size `d` (a dim of a range or of a stack's shape) in `graph`:
+    a loop body reads a dim from the size it captured under the dim's name, else
+    from the shape of an input that has it."""
+    sizes = {x.attr("name"): x for x in graph.inputs if dict(x.attrs).get("whole")}
+
+    def atom(name):
+        return sizes[name] if name in sizes else dim_value(graph, name)
+
+    return dim_value(graph, d, atom)
 
 
 def size_nodes(node: Node) -> list[Node]:

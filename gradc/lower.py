@@ -356,6 +356,8 @@ class _Lowering:
         carried = []
         for name in assigned:
             before = scope.get(name)
+            if isinstance(before, _LoopLocal):
+                before = None  # a name an earlier loop's body made: new here too
             if isinstance(before, Node):
                 carried.append(name)
             elif before is not None:
@@ -428,6 +430,7 @@ class _Lowering:
         scope[stmt.var.id] = _LoopLocal(stmt.var.id, stmt.var.pos)
         if not carried:
             return
+        atoms = [a for bound in (start, stop) for a in D.atoms(bound)]
         outs = make_loop(
             self.graph,
             made,
@@ -437,6 +440,7 @@ class _Lowering:
             results,
             Range(stmt.var.id, start, stop, step),
             stmt.pos,
+            sizes=[self._dim_node(a, stmt.pos) for a in dict.fromkeys(atoms)],
         )
         for name, out in zip(carried, outs):
             scope[name] = out

@@ -1572,15 +1572,26 @@ def binary(symbol, grad, fold, chain=None) -> OpDef:
 
 
 def _integer_arithmetic(args, attrs, pos):
-    """`t + 1` of a loop variable is an integer (an index), as in Python."""
+    """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python."""
     scalars = all(not a.shape for a in args) and any(a.dtype == "int" for a in args)
-    if scalars and all(a.dtype == "int" or _is_integer_constant(a) for a in args):
+    if scalars and all(a.dtype == "int" or is_whole_number(a) for a in args):
         return (), "int"
     return _elementwise(args, attrs, pos)
 
 
-def _is_integer_constant(node) -> bool:
-    return node.op == Op.CONST and node.attr("kind") == "int"
+def is_whole_number(node) -> bool:
+    """An integer known as a Python number or a size: `1`, `T`, `T - 1`."""
+    while node.op == Op.NAME:
+        node = node.args[0]
+    if node.op == Op.CONST:
+        return node.attr("kind") == "int"
+    if node.op in (Op.SIZE, Op.FLOORDIV):
+        return True
+    if node.op == Op.INPUT:  # a size a loop body reads from outside
+        return dict(node.attrs).get("whole", False)
+    if node.op in (Op.ADD, Op.SUB, Op.MUL) and node.dtype == "weak" and not node.shape:
+        return all(is_whole_number(a) for a in node.args)
+    return False
 
 
 def comparison(symbol, fold) -> OpDef:

@@ -369,7 +369,7 @@ def _loop_line(
             init_var is not None
             and init.op is Op.NAME
             and init.attr("label") == spec.labels[i]
-            and uses.get(init.id, 0) == 1
+            and _read_once(init, sched, uses)
         ):
             var = init_var  # `h = h0` before the loop: the loop carries h on
             if not _sole_array(init, uses):
@@ -405,6 +405,12 @@ def _loop_line(
                 finals.append((var, out))  # `c = 0.0`, or the value of another name
         else:
             forced[out.id] = var
+    # `a, b = b, a + b`: the final `a = b` reads b's old value, so b's new value
+    # may not be written into b before it (the finals are one tuple assignment)
+    read_by_finals = {bound.get(value.id) for _, value in finals}
+    for out_id, var in list(forced.items()):
+        if var in read_by_finals:
+            del forced[out_id]
     trial = schedule(results, bound, namer.copy(), body.adjoints or (), forced, owned)
     clashes = _clashes(trial, body, forced, bound)
     for out_id in clashes:  # a value read after its carried variable was written: not forced
@@ -414,7 +420,8 @@ def _loop_line(
         if out.op is Op.LOOP_OUT and body_sched.name_of(out) != var:
             finals.append((var, out))  # an inner loop's value, in a variable of its own
     for out in results:
-        if out.id in clashes:
+        unforced = out.op not in (Op.INPUT, Op.CONST, Op.LOOP_OUT) and out.id not in forced
+        if out.id in clashes or unforced:
             finals.append((carried_vars_of(results, out, carried_vars, stacks), out))
     namer.release_loop_variable(index)
     updated = {ln.var for ln in body_sched.lines if ln.update or OPS[ln.node.op].statement}
@@ -423,6 +430,19 @@ def _loop_line(
     carried_all = carried_vars + [v for v, *_ in stacks]
     loop = LoopLines(index, carried_all, [tuple(e) for e in inits], stacks, body_sched, finals)
     return Line("", node, loop=loop)
+
+
+def _read_once(node: Node, sched: Schedule, uses) -> bool:
+    """Whether the variable of `node` has no reader but its one user: the
+    name, and every value computed under the same variable (`g = np.tanh(x)`
+    is both the name g and the tanh a gradient reads)."""
+    var = sched.name_of(node)
+    while True:
+        if uses.get(node.id, 0) != 1:
+            return False
+        if node.op is not Op.NAME or sched.name_of(node.args[0]) != var:
+            return True
+        node = node.args[0]
 
 
 def carried_vars_of(results, out, carried_vars, stacks) -> str:
@@ -439,21 +459,44 @@ def _clashes(sched: Schedule, body, forced: dict[int, str], bound: dict[int, str
     for out_id, var in forced.items():
         held = inputs.get(var)  # an input's id: inputs are never names
         for line in sched.lines:
-            for node in _read_nodes(line, sched):
-                stale = held is not None and _unnamed(node).id != held
-                if sched.var.get(node.id) == var and stale:
+            # `var = base.copy()` comes before `var[idx] = value`: an indexed
+            # assignment reads its value and indices after writing its variable
+            copies = (
+                line.node.op in UPDATES
+                and line.node is line.target
+                and line.var == var
+                and line.in_place is False
+                or line.node.op in UPDATES
+                and line.var == var
+                and sched.name_of(line.node.args[0]) != var
+            )
+            early = _read_nodes(line, sched, line.node.args[:1]) if copies else None
+            for node in early if copies else _read_nodes(line, sched):
+                if _stale(node, var, held, sched):
                     clashes.add(out_id)
             if line.var == var:
                 held = _unnamed(line.target).id
             elif line.loop is not None and var in line.loop.carried:
                 held = None  # an inner loop's value: not read back by id
+            if copies:
+                for node in _read_nodes(line, sched, line.node.args[1:]):
+                    if _stale(node, var, held, sched):
+                        clashes.add(out_id)
     return clashes
 
 
-def _read_nodes(line: Line, sched: Schedule) -> list[Node]:
-    """The materialized nodes a line reads (through the nodes written inline)."""
+def _stale(node: Node, var: str, held: int | None, sched: Schedule) -> bool:
+    """Whether `node` is read from `var` while `var` holds another value."""
+    return sched.var.get(node.id) == var and held is not None and _unnamed(node).id != held
+
+
+def _read_nodes(line: Line, sched: Schedule, args=None) -> list[Node]:
+    """The materialized nodes a line reads (through the nodes written inline);
+    `args`: only those of these arguments."""
     found = []
     stack = list(line.node.args) if line.node is line.target else [line.node]
+    if args is not None:
+        stack = list(args)
     if line.update is not None and line.target.args:
         stack.append(line.target.args[0])
     while stack:

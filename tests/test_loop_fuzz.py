@@ -34,14 +34,8 @@ reference says compiles. Failures are grouped by kind, as in `test_fuzz.py`
 (`run_profile`), and the test lists each kind with its smallest program.
 
 `REGRESSIONS` holds the minimal programs of the bugs this fuzzer found, each checked
-against the same oracle and marked `xfail(strict=True)` until gradc is fixed. Until
-then the generator steers around them, each place with a comment that says `gradc bug:`
-and names its regression case: no [B, N] state (`BATCHED_PERCENT = 0`), no loop inside
-a loop (`MAX_DEPTH = 1`, so no call of `walk` in a body), no `T - 1 - t` or `T - 1`
-index, no `a, b = b, a + b` or plain swap, no `zeros_like(x)` of an input, no value
-before a loop from an op whose derivative reads its output, no name of one loop's
-body reused in a later loop, no write of a read of the same array. Undo each when its
-case flips to XPASS.
+against the same oracle (all fixed). Where the generator still steers around one, the
+place says `gradc bug:` and names its case.
 
 CI profile: 400 programs, derandomized, no example database; about 12 s.
 """
@@ -900,13 +894,8 @@ def f(h: [N], b: [N]):
 }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason))
-        for name, (reason, _) in REGRESSIONS.items()
-    ],
-)
+@pytest.mark.parametrize("name", list(REGRESSIONS))
 def test_regression(name):
+    """Each program the fuzzer once found wrong (the reason says how it was)."""
     program = parse_program(REGRESSIONS[name][1], SIZES)
     check_loop_program(program, Tally())

@@ -4,8 +4,12 @@ norm, and plot both runs; exit 1 unless the clipped run's loss falls below its t
 
     gradc compile examples/rnn.grad -o generated/rnn.py
     pip install -e '.[examples]'                      # matplotlib and tqdm
-    python examples/train_char_rnn.py                 # about 30 s; writes examples/char_rnn.png
+    python examples/train_char_rnn.py                 # writes examples/char_rnn.png
     python examples/train_char_rnn.py --quick         # a smoke run of a few seconds
+
+A full run takes about 30 s on one core with OPENBLAS_NUM_THREADS=1; with
+NumPy's default of one BLAS thread per core it took 35 to 65 s on a busy
+2-core machine, as the matrices ([16, 128] @ [128, 128]) are too small to share.
 
 The lesson is Pascanu, Mikolov and Bengio's (On the difficulty of training
 recurrent neural networks, ICML 2013): backpropagating through a vanilla tanh
@@ -123,7 +127,7 @@ def train(char_rnn_grad, params, data, steps, clip, label, progress):
         starts = rng.integers(0, len(data) - SEQ_LEN, size=BATCH)
         window = starts[:, None] + offsets  # [N, T] positions in the text
         loss, grads = char_rnn_grad(data[window], data[window + 1], h0, *params)
-        grads = grads[1:]  # grad_h0 is not a parameter's
+        grads = grads[-len(params) :]  # the parameters' gradients, without grad_h0's
         norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
         losses.append(float(loss))
         norms.append(norm)

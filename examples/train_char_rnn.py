@@ -7,31 +7,34 @@ norm, and plot both runs; exit 1 unless the clipped run's loss falls below its t
     python examples/train_char_rnn.py                 # writes examples/char_rnn.png
     python examples/train_char_rnn.py --quick         # a smoke run of a few seconds
 
-A full run takes about 30 s on one core with OPENBLAS_NUM_THREADS=1; with
-NumPy's default of one BLAS thread per core it took 35 to 65 s on a busy
-2-core machine, as the matrices ([16, 128] @ [128, 128]) are too small to share.
-
 The lesson is Pascanu, Mikolov and Bengio's (On the difficulty of training
 recurrent neural networks, ICML 2013): backpropagating through a vanilla tanh
 RNN multiplies the gradient by Wh.T and the tanh derivative once per time step,
-so over a long sequence its norm can grow by orders of magnitude in one step of
-training; a plain SGD step along such a gradient throws the weights far away,
-and the loss jumps up and stays up. Rescaling the gradient whenever its global
-norm (over all parameters) exceeds a threshold keeps its direction, bounds the
-step, and training goes on.
+so over a long sequence its norm can grow by orders of magnitude within a few
+steps of training; a plain SGD step along such a gradient throws the weights
+far away, and the loss jumps up and stays up. Rescaling the gradient whenever
+its global norm (over all parameters) exceeds a threshold keeps its direction,
+bounds the step, and training goes on.
 
 Both runs start from the same weights and see the same minibatches: SEQ_LEN
 characters from random places in examples/data/alice.txt (about 6 KB, public
 domain), a zero initial state, plain SGD on `char_rnn_grad`. Wh starts with
 spectral radius about 1 and the embeddings small, so the recurrence, not the
-input, drives the state: the edge where gradients explode.
+input, drives the state: the edge where gradients explode. The text is tiny, so
+the clipped model largely learns it by heart: its sample repeats words and
+phrases of the text. The sampling loop, a few lines of NumPy, is `sample` below.
 
 The loss checked against the target is `char_rnn`'s mean cross-entropy over the
 whole text, in nats per character (a uniform guess is ln 61 = 4.1). A full run
-also exits 1 if the run without clipping never exceeds 100 times the threshold,
-since its plot would then not show the explosion. The text is tiny, so the
-clipped model largely learns it by heart: its sample repeats words and phrases
-of the text. The sampling loop, a few lines of NumPy, is `sample` below.
+also exits 1 if the run without clipping reaches the target too, since its plot
+would then show no lesson.
+
+Everything is seeded: the same machine and NumPy give the same numbers and the
+same plot. The run without clipping is chaotic, though: a difference in the
+last bit of a gradient grows into another trajectory within a dozen steps, so
+elsewhere its curve differs in detail. With seeds 0 to 8 (SEED) it always
+spiked, to between 16 and 60,000 times the threshold, and ended with a loss of
+3.0 to 6.8, against 0.45 to 0.50 with clipping.
 """
 
 from __future__ import annotations
@@ -39,9 +42,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import sys
 import time
 from pathlib import Path
+
+# One BLAS thread, unless the caller chose: the matrices ([16, 128] @ [128, 128]) are
+# too small to share, and a second thread only waits for the first (on a busy 2-core
+# machine a full run took 3 min 44 s with two, 42 s with one). Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np
 
@@ -73,10 +84,12 @@ LEARNING_RATE = 1.0
 CLIP_NORM = 1.0  # about the median gradient norm of the clipped run
 STEPS = 1000
 QUICK_STEPS = 200
-# the clipped run's loss on the whole text after STEPS steps is 0.52, and 0.89 with
-# a gradient that forgets to backpropagate through time (no grad_h from step t+1)
+# The clipped run's loss on the whole text after STEPS steps is 0.50 (0.45 to 0.50
+# for seeds 0 to 8), and 0.89 with a gradient that forgets to backpropagate through
+# time (no grad_h from step t + 1); after QUICK_STEPS steps 1.66 to 1.76, and 2.01 to
+# 2.09 without backpropagation through time.
 TARGET_LOSS = 0.7
-QUICK_TARGET_LOSS = 1.9  # after QUICK_STEPS steps: 1.78, and 2.06 without it
+QUICK_TARGET_LOSS = 1.9
 SAMPLE_PROMPT = "Alice "
 SAMPLE_LENGTH = 300
 SAMPLE_TEMPERATURE = 0.5
@@ -302,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         f"clipped run: loss {loss:.3f} ({'<=' if ok else '>'} target {target:g}) "
         f"in {elapsed:.1f} s"
     )
-    if steps == STEPS and max_norms["no clipping"] < 100 * CLIP_NORM:
-        # the plot goes into the README: without an explosion it shows no lesson
-        print("the run without clipping never exceeded 100x the threshold: no explosion shown")
+    if steps == STEPS and text_losses["no clipping"] <= target:
+        # the plot goes into the README: if both runs learn, it shows no lesson
+        print("the run without clipping reached the target too: the plot shows no lesson")
         ok = False
     return 0 if ok else 1
 

@@ -4,7 +4,6 @@ gradient norm, reaches its quick target and writes the plot (issue 12, loops).""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,13 +14,9 @@ SCRIPT = REPO / "examples/train_char_rnn.py"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    # one BLAS thread: on [16, 128] matrices a second one only waits, and on a
-    # busy 2-core machine it made the quick run twice as slow (14 s against 6 s)
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
         cwd=REPO,
-        env=env,
         capture_output=True,
         text=True,
         timeout=120,

@@ -32,9 +32,10 @@ would then show no lesson.
 Everything is seeded: the same machine and NumPy give the same numbers and the
 same plot. The run without clipping is chaotic, though: a difference in the
 last bit of a gradient grows into another trajectory within a dozen steps, so
-elsewhere its curve differs in detail. With seeds 0 to 8 (SEED) it always
-spiked, to between 16 and 60,000 times the threshold, and ended with a loss of
-3.0 to 6.8, against 0.45 to 0.50 with clipping.
+elsewhere its curve differs in detail. With seeds 0 to 8 (SEED), under two
+builds of generated/rnn.py that sum in different orders, it always spiked, to
+between 16 and 85,000 times the threshold, and ended with a loss of 1.8 to 6.8,
+against 0.45 to 0.53 with clipping.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ LEARNING_RATE = 1.0
 CLIP_NORM = 1.0  # about the median gradient norm of the clipped run
 STEPS = 1000
 QUICK_STEPS = 200
-# The clipped run's loss on the whole text after STEPS steps is 0.50 (0.45 to 0.50
+# The clipped run's loss on the whole text after STEPS steps is 0.50 (0.45 to 0.53
 # for seeds 0 to 8), and 0.89 with a gradient that forgets to backpropagate through
 # time (no grad_h from step t + 1); after QUICK_STEPS steps 1.66 to 1.76, and 2.01 to
 # 2.09 without backpropagation through time.

@@ -162,16 +162,14 @@ def measure(source: str, repeat: int) -> tuple[float, float, str]:
     return statistics.median(totals), statistics.median(blacks), output
 
 
-RNN_LAYER = """
-def rnn_layer(x: [N, {T}, D], h0: [N, H], Wx: [D, H], Wh: [H, H], b: [H]) -> [N, {T}, H]:
-    h = h0
-    hs = zeros((N, {T}, H))
-    for t in range({T}):
-        h = tanh(x[:, t] @ Wx + h @ Wh + b)
-        hs[:, t] = h
-    return hs
-"""
+REPO = Path(__file__).resolve().parent.parent
 TRIPS = ("T", "4", "64", "512")
+
+
+def rnn_layer() -> str:
+    """The def rnn_layer of examples/rnn.grad (its trip count is the dim T)."""
+    example = (REPO / "examples" / "rnn.grad").read_text(encoding="utf-8")
+    return example[example.index("def rnn_layer") : example.index("def char_rnn")]
 
 
 def trip_count_table(repeat: int) -> bool:
@@ -181,7 +179,7 @@ def trip_count_table(repeat: int) -> bool:
     print(f"{'T':>6} {'seconds':>9} {'gen lines':>9} {'vs T=4':>7}")
     found = {}
     for trip in TRIPS:
-        seconds, _, output = measure(RNN_LAYER.format(T=trip), max(repeat, 5))
+        seconds, _, output = measure(rnn_layer().replace("T", trip), max(repeat, 5))
         found[trip] = (seconds, output.count("\n"))
     for trip, (seconds, lines) in found.items():
         print(f"{trip:>6} {seconds:>9.4f} {lines:>9} {seconds / found['4'][0]:>6.2f}x")

@@ -320,7 +320,7 @@ def reverse_loop(
     stack_reads: dict[int, tuple] = {}  # a step's row of a saved stack: (stack, row, first)
     saved_pos = {a_id: (j, row) for j, e in enumerate(entries) for a_id, row in e.rows.items()}
     boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos) | shape_only
-    order = _reachable_until(boundary, *(g for _, g in kept))
+    order = reachable(*(g for _, g in kept), until=boundary)
     # An update of a carried gradient (`grad_hs[:, t] = 0`) goes last, after
     # every read of that gradient, so that it can update the array in place.
     seedlike = dict(seeds)  # a seed, and the names the body's rules gave it
@@ -596,20 +596,6 @@ def _unobserved_zeroing(out: Node, carried: Node, bb: Graph, index: Node) -> Nod
         if n_.op is not Op.INDEX or n_.args[1:] != rest or n_.attr("index") != entries:
             return out
     return carried
-
-
-def _reachable_until(boundary: set[int], *roots: Node) -> list[Node]:
-    """`reachable(*roots)`, not looking past the nodes in `boundary`."""
-    seen: dict[int, Node] = {}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen[node.id] = node
-        if node.id not in boundary:
-            stack.extend(node.args)
-    return [seen[i] for i in sorted(seen)]
 
 
 def _retakable(node: Node, available: set[int]) -> bool:

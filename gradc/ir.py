@@ -245,9 +245,10 @@ class Function:
         return self.outputs + list(self.grads or [])
 
 
-def reachable(*roots: Node) -> list[Node]:
-    """Every node the roots depend on, in topological (creation) order.
-    Iterative, so deep graphs cannot overflow the stack."""
+def reachable(*roots: Node, until: set[int] = frozenset()) -> list[Node]:
+    """Every node the roots depend on, in topological (creation) order, not
+    looking past the nodes whose ids are in `until`. Iterative, so deep graphs
+    cannot overflow the stack."""
     seen: dict[int, Node] = {}
     stack = list(roots)
     while stack:
@@ -255,7 +256,8 @@ def reachable(*roots: Node) -> list[Node]:
         if node.id in seen:
             continue
         seen[node.id] = node
-        stack.extend(node.args)
+        if node.id not in until:
+            stack.extend(node.args)
     return [seen[i] for i in sorted(seen)]
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from gradc import dims
 from gradc.errors import CompileError
 from gradc.ir import Function, Graph, Node, is_constant, reachable
-from gradc.loops import Loop, body_input, loop_out
+from gradc.loops import Loop, body_input, loop_out, size_node
 from gradc.ops import (
     NOT_DIFFERENTIABLE,
     OPS,
@@ -27,6 +27,7 @@ from gradc.ops import (
     Op,
     dim_value,
     format_shape,
+    is_whole_number,
     reduce_sum,
     reshape_to,
 )
@@ -307,14 +308,25 @@ def reverse_loop(
     def capture(value: Node, name: str) -> Node:
         found = outer_inputs.get(value.id)
         if found is None:
-            found = outer_inputs[value.id] = body_input(
-                bb, name, value.shape, value.dtype, -1 - len(outer)
-            )
+            slot = -1 - len(outer)
+            if not value.shape and value.dtype == "weak" and is_whole_number(value):
+                found = bb.op(  # a size: the reverse loop's range and zeros read it
+                    Op.INPUT, name=name, shape=(), dtype="weak", seed=False, slot=slot, whole=True
+                )
+            else:
+                found = body_input(bb, name, value.shape, value.dtype, slot)
+            outer_inputs[value.id] = found
             outer.append(value)
         return found
 
     def outer_size(name: str) -> Node:  # a dim, read where the loop is (`N`, `H`)
-        return capture(dim_value(graph, name), name)
+        return capture(size_node(graph, name), name)
+
+    range_sizes = {  # the reverse loop's range reads them
+        outer_size(atom).id
+        for bound in (spec.range.start, spec.range.stop)
+        for atom in dims.atoms(bound)
+    }
 
     new: dict[int, Node] = {}
     stack_reads: dict[int, tuple] = {}  # a step's row of a saved stack: (stack, row, first)
@@ -396,7 +408,7 @@ def reverse_loop(
         g_in = body_input(bb, "grad_steps", (spec.range.trip, *g.shape), g.dtype, f"s{j}")
         b_inputs.append(g_in)
         outputs.append(bb.op(Op.SET_INDEX, g_in, g, b_step, index=(("int", None),)))
-    used = {n_.id for n_ in reachable(*outputs)}  # a read dropped by a plan above goes
+    used = {n_.id for n_ in reachable(*outputs)} | range_sizes  # a read dropped above goes
     outer = [v for v in outer if outer_inputs[v.id].id in used]
     b_inputs += [outer_inputs[v.id] for v in outer]
     b_fn = Function(

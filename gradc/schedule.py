@@ -109,10 +109,16 @@ def schedule(
     if owned:
         # a loop body: saving a value the step starts with (`c_saved[t] = c`) comes
         # first, before the step writes the carried variable anew
+        readers: dict[int, int] = {}
+        for n in nodes:
+            for a in n.args:
+                readers[a.id] = readers.get(a.id, 0) + 1
         first = [
             n
             for n in nodes
-            if n.op in UPDATES and all(a.op in (Op.INPUT, Op.CONST) for a in n.args)
+            if n.op in UPDATES
+            and readers.get(n.args[0].id) == 1  # a stack: nothing else reads it
+            and all(a.op in (Op.INPUT, Op.CONST) for a in n.args)
         ]
         if first:
             ids = {n.id for n in first}
@@ -477,12 +483,27 @@ def _clashes(sched: Schedule, body, forced: dict[int, str], bound: dict[int, str
             if line.var == var:
                 held = _unnamed(line.target).id
             elif line.loop is not None and var in line.loop.carried:
-                held = None  # an inner loop's value: not read back by id
+                held = _loop_value(line, var, sched)  # the inner loop's value now
             if copies:
                 for node in _read_nodes(line, sched, line.node.args[1:]):
                     if _stale(node, var, held, sched):
                         clashes.add(out_id)
     return clashes
+
+
+def _loop_value(line: Line, var: str, sched: Schedule) -> int:
+    """The id of the LOOP_OUT a loop's line leaves in `var` (-1 if none is read)."""
+    nodes = line.node.graph.nodes
+    for node_id, held in sched.var.items():
+        node = nodes[node_id] if node_id < len(nodes) else None
+        if (
+            node is not None
+            and held == var
+            and node.op is Op.LOOP_OUT
+            and node.args[0] is line.node
+        ):
+            return node_id
+    return -1
 
 
 def _stale(node: Node, var: str, held: int | None, sched: Schedule) -> bool:

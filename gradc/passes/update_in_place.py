@@ -105,6 +105,8 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
         if held == old:  # the result, and any NAME sharing its line
             sched.var[node_id] = var
     last_read[var] = last_read.get(old, i)
+    if old not in owned:  # `grad_z_3 = t3` shared t3's array: now var's, shared alike
+        owned.discard(var)
     return [Line(var, operand, OPS[op].name, target=node) for op, operand in chain[1:]]
 
 

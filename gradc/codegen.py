@@ -185,13 +185,26 @@ def _loop_statements(line, sched: Schedule, defined: set[str] | None) -> list[st
     if defined is not None:  # a size's variable may come later: spell it from the shapes
         sizes = Schedule(lines=[], var={k: v for k, v in sched.var.items() if v in defined})
     out = []
+    names, values = [], []
     for var, init, copy in loop.inits:
         text, prec = _spell(init, sched)
         if text == var and not copy:
             continue
-        out.append(f"{var} = {text if prec >= ATOM or not copy else f'({text})'}")
-        if copy:
-            out[-1] += ".copy()"
+        names.append(var)
+        values.append(
+            (text if prec >= ATOM or not copy else f"({text})") + (".copy()" if copy else "")
+        )
+    # `grad_g = grad_h` then `grad_h = grad_g + grad_h` would read the new grad_g:
+    # initial values that read a variable set before them are one tuple assignment
+    read_later = any(
+        re.search(rf"\b{re.escape(name)}\b", value)
+        for k, name in enumerate(names)
+        for value in values[k + 1 :]
+    )
+    if read_later:
+        out.append(f"{', '.join(names)} = {', '.join(values)}")
+    else:
+        out += [f"{name} = {value}" for name, value in zip(names, values)]
     for var, shape, dtype, row0 in loop.stacks:
         texts = [_dim_text(graph, d, sizes) for d in shape]
         shown = "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"

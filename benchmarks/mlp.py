@@ -136,13 +136,15 @@ def make_problem(size: str, dtype: str, seed: int = 0) -> Problem:
 # The implementations
 
 
-def load_generated(path: Path):
+def load_generated(path: Path, stem: str = "two_layer_net"):
+    """The generated module at `path` (made from examples/<stem>.grad), or exit with
+    the command that makes it."""
     if not path.exists():
         raise SystemExit(
             f"error: {path} does not exist.\n"
-            "run: gradc compile examples/two_layer_net.grad -o generated/two_layer_net.py"
+            f"run: gradc compile examples/{stem}.grad -o generated/{stem}.py"
         )
-    spec = importlib.util.spec_from_file_location("two_layer_net", path)
+    spec = importlib.util.spec_from_file_location(f"{stem}_generated", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -328,6 +330,21 @@ def calibrate(run: Callable[[], object], seconds: float) -> int:
         calls *= 2
     best = min(elapsed, time_calls(run, calls), time_calls(run, calls))
     return max(1, round(calls * seconds / best))
+
+
+def time_alone(run: Callable[[], object], samples: int, seconds: float) -> None:
+    """Times `run` in this process (a fresh one, started by the benchmark for it alone)
+    and prints its per-call seconds and minor page faults per call as JSON."""
+    import json
+    import resource
+
+    for _ in range(3):
+        run()
+    calls = calibrate(run, seconds)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times = [time_calls(run, calls) / calls for _ in range(samples)]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls * samples)
+    print(json.dumps({"seconds": times, "faults": faults}))
 
 
 def peak_bytes(run: Callable[[], object]) -> int:

@@ -90,7 +90,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -105,7 +104,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 # The same timing and memory measurement as mlp.py and word2vec.py
-from mlp import calibrate, format_bytes, format_seconds, peak_bytes, time_calls  # noqa: E402
+from mlp import (  # noqa: E402
+    format_bytes,
+    format_seconds,
+    peak_bytes,
+    time_alone,
+)
+from mlp import load_generated as mlp_load_generated  # noqa: E402
 from rnn_handwritten import rnn_backward, rnn_forward  # noqa: E402
 from word2vec import environment, interleaved, paired_ratio  # noqa: E402
 
@@ -169,14 +174,7 @@ def make_problem(size: str, dtype: str, seed: int = 0) -> Problem:
 
 
 def load_generated(path: Path):
-    if not path.exists():
-        raise SystemExit(
-            f"error: {path} does not exist.\n"
-            "run: gradc compile examples/rnn.grad -o generated/rnn.py"
-        )
-    spec = importlib.util.spec_from_file_location("rnn_generated", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = mlp_load_generated(path, "rnn")
     missing = [name for name in ENTRY_POINTS if not hasattr(module, name)]
     if missing:
         raise SystemExit(f"error: {path} does not define {', '.join(missing)}")
@@ -367,13 +365,7 @@ def check(p: Problem, generated: Path, names) -> list[str]:
 def alone(name: str, size: str, dtype: str, samples: int, seconds: float, generated: Path):
     """Times one implementation in this process (started fresh by `fresh_process`)."""
     run, _ = bind(name, make_problem(size, dtype), generated)
-    for _ in range(3):
-        run()
-    calls = calibrate(run, seconds)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    times = [time_calls(run, calls) / calls for _ in range(samples)]
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls * samples)
-    print(json.dumps({"seconds": times, "faults": faults}))
+    time_alone(run, samples, seconds)
 
 
 def status_kib(field: str) -> int:

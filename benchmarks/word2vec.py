@@ -81,7 +81,6 @@ they say (1 only if the generated module is missing or an implementation disagre
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -100,7 +99,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from mlp import calibrate, format_seconds, time_calls  # noqa: E402  the same timing as mlp.py
+from mlp import calibrate, format_seconds, time_alone, time_calls  # noqa: E402  as mlp.py
+from mlp import load_generated as mlp_load_generated  # noqa: E402
 
 DEFAULT_GENERATED = REPO / "generated" / "word2vec.py"
 
@@ -205,15 +205,7 @@ def handwritten_add_at(c, o, neg, V_in, U):
 
 
 def load_generated(path: Path):
-    if not path.exists():
-        raise SystemExit(
-            f"error: {path} does not exist.\n"
-            "run: gradc compile examples/word2vec.grad -o generated/word2vec.py"
-        )
-    spec = importlib.util.spec_from_file_location("word2vec_generated", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return mlp_load_generated(path, "word2vec")
 
 
 def as_is(result):
@@ -320,13 +312,7 @@ def interleaved(runs: dict[str, Callable], samples: int, seconds: float) -> dict
 def alone(name: str, size: str, dtype: str, samples: int, seconds: float, generated: Path):
     """Times one implementation in this process (started fresh by `measure_alone`)."""
     run, _ = bind(name, make_problem(size, dtype), generated)
-    for _ in range(3):
-        run()
-    calls = calibrate(run, seconds)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    times = [time_calls(run, calls) / calls for _ in range(samples)]
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls * samples)
-    print(json.dumps({"seconds": times, "faults": faults}))
+    time_alone(run, samples, seconds)
 
 
 def training_loop(name: str, size: str, dtype: str, steps: int, tokens: int, generated: Path):

@@ -29,7 +29,6 @@ from gradc.ops import (
     format_shape,
     is_whole_number,
     reduce_sum,
-    reshape_to,
 )
 
 
@@ -499,16 +498,23 @@ def _added_up(plan: tuple, steps: Node, trip) -> Node:
     _, g, stack, row, first = plan
     graph = steps.graph
     if first and row == 0:  # rows 0 .. T - 1 of T + 1
-        stop = trip if isinstance(trip, int) else dim_value(graph, trip)
+        stop = trip if isinstance(trip, int) else size_node(graph, trip)
         rows = graph.op(Op.INDEX, stack, _lift(graph, stop), index=(("slice", None, trip, None),))
     elif first:  # rows 1 .. T
         rows = graph.op(Op.INDEX, stack, graph.constant(1), index=(("slice", 1, None, None),))
     else:
         rows = stack
     count = dims.mul(trip, rows.shape[1])
-    flat_rows = reshape_to(rows, (count, rows.shape[2]))
-    flat_steps = reshape_to(steps, (count, steps.shape[2]))
+    flat_rows = _reshaped(rows, (count, rows.shape[2]))
+    flat_steps = _reshaped(steps, (count, steps.shape[2]))
     return graph.op(Op.MATMUL, graph.op(Op.TRANSPOSE, flat_rows), flat_steps)
+
+
+def _reshaped(x: Node, shape: tuple) -> Node:
+    """x reshaped to `shape`, its sizes read where x is (a body reads its dims
+    from the sizes it captured)."""
+    sizes = [size_node(x.graph, d) for d in shape]
+    return x.graph.op(Op.RESHAPE, x, *sizes, shape=tuple(shape))
 
 
 def _lift(graph, value):

@@ -138,6 +138,7 @@ def schedule(
             outs_of.setdefault(node.args[0].id, {})[node.attr("index")] = node
     for root in roots:
         uses[root.id] = uses.get(root.id, 0) + 1
+    result_ids = {root.id for root in roots}
 
     adjoint_of: dict[int, Node] = {}
     for value, grad in adjoints:
@@ -186,7 +187,7 @@ def schedule(
             forced.get(owner[node.id].id) if node.id in owner else None
         )
         if wanted is not None:
-            reused = _reusable_base(node, sched, uses, owned, users)
+            reused = _reusable_base(node, sched, uses, owned, users, result_ids)
             if reused is not None and reused != wanted:
                 reused = None  # another array: copied into the carried variable
             sched.var[node.id] = wanted
@@ -204,7 +205,7 @@ def schedule(
             depth[node.id] = inline_depth
             continue
         value = adjoint_of.get(node.id)
-        reused = _reusable_base(node, sched, uses, owned, users)
+        reused = _reusable_base(node, sched, uses, owned, users, result_ids)
         if reused is not None:
             # out[:, t] = h updates out's array: nothing else reads the old value.
             # A temporary updated into a named value takes the name from its start.
@@ -280,6 +281,7 @@ def _reusable_base(
     uses: dict[int, int],
     owned: frozenset[int] = frozenset(),
     users: dict[int, list[Node]] | None = None,
+    results: set[int] = frozenset(),
 ) -> str | None:
     """The variable of an indexed assignment's old value when the assignment
     may update that array in place: its only use, an array this function
@@ -294,14 +296,17 @@ def _reusable_base(
         return None
     if _sole_array(base, uses, owned):
         return var
-    if base.id in owned and users is not None and _read_before(base, node, users):
+    if base.id in owned and users is not None and _read_before(base, node, users, results):
         return var
     return None
 
 
-def _read_before(base: Node, node: Node, users: dict[int, list[Node]]) -> bool:
+def _read_before(
+    base: Node, node: Node, users: dict[int, list[Node]], results: set[int] = frozenset()
+) -> bool:
     """Whether everything that reads `base`, but `node`, comes before `node`
-    (lines are in node order, and an inline node is written in its user's line)."""
+    (lines are in node order, and an inline node is written in its user's line),
+    and no result is a view of it (a result is read after every line)."""
     stack = [u for u in users.get(base.id, []) if u is not node]
     seen = set()
     while stack:
@@ -311,6 +316,8 @@ def _read_before(base: Node, node: Node, users: dict[int, list[Node]]) -> bool:
         seen.add(u.id)
         if u.id > node.id:
             return False
+        if u.id in results and OPS[u.op].is_view(dict(u.attrs)):
+            return False  # `grad_g = grad_zs[t]` carried out of the step, then zeroed
         stack.extend(users.get(u.id, []))
     return True
 

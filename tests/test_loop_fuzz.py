@@ -1010,6 +1010,31 @@ def f(h0: [N]):
     return sum(g) + sum(h * h)
 """,
     ),
+    "a view of a carried gradient, then zeroed": (
+        "gradient of xa: `grad_g_ = grad_zs[t1]` (a view, the step's result) was read "
+        "after `grad_zs[t1] = 0` zeroed its array (found by a random run)",
+        """
+def f(xa: [N, T], xb: [T, N]):
+    g = xb[0] * 1
+    zs = zeros_like(xb)
+    for i in range(0, 4):
+        zs[i // 2] = g
+        g = tanh(xa[:, i // 2])
+    return sum(zs * zs)
+""",
+    ),
+    "a weight product after an inner range over a dim": (
+        'refused: "internal: no input has the dimension T" (the rows of a saved stack, '
+        "read after an inner reverse loop; found by a random run)",
+        """
+def f(h0: [B, N], xa: [B, T, N], W: [N, N]):
+    h = h0
+    for k in range(T):
+        for t in range(0, T):
+            h = tanh(h @ W)
+    return sum(h * h)
+""",
+    ),
 }
 STILL_FAILING: set[str] = set()
 

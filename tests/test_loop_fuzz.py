@@ -67,9 +67,12 @@ from checks import strict_numpy  # noqa: E402
 from fuzz_programs import chance  # noqa: E402
 from test_fuzz import (  # noqa: E402
     CI,
+    LONG,
+    LONG_EXAMPLES,
     Tally,
     check_central_differences,
     failure_report,
+    require_long_profile,
     run_profile,
 )
 
@@ -733,6 +736,17 @@ def test_loop_fuzz(capsys):
     assert tally.programs >= CI_PROGRAMS * 0.9
     missing = EVERYTHING - tally.features
     assert not missing, f"the programs never use {sorted(missing)}"
+
+
+@pytest.mark.fuzz_long
+def test_loop_fuzz_long(request, capsys):
+    """New programs on every run (`pytest -m fuzz_long tests/test_loop_fuzz.py`;
+    GRADC_FUZZ_EXAMPLES sets how many, 5000 by default)."""
+    require_long_profile(request)
+    tally = run_profile(LONG, LONG_EXAMPLES, loop_programs(), check_loop_program)
+    with capsys.disabled():
+        print(f"\nloop fuzz, long: {tally.programs} programs, {tally.failed} failed")
+    assert not tally.failures, failure_report(tally)
 
 
 # --------------------------------------------------------------------------------------

@@ -282,26 +282,34 @@ def disagreements(impls: list[Implementation], p: Problem) -> list[str]:
 
 
 def compare(name: str, output, reference: str, expected, dtype_name: str) -> list[str]:
-    rtol, dtype = RTOL[dtype_name], np.dtype(DTYPES[dtype_name])
     (loss, grads), (ref_loss, ref_grads) = output, expected
     if len(grads) != 4:
         return [f"{name}: {len(grads)} gradients, expected 4"]
     problems = []
     names = ("loss", "grad_W1", "grad_b1", "grad_W2", "grad_b2")
     for what, got, want in zip(names, (loss, *grads), (ref_loss, *ref_grads)):
-        got, want = np.asarray(got), np.asarray(want)
-        if got.dtype != dtype:
-            problems.append(f"{name}: {what} is {got.dtype}, inputs are {dtype}")
-        if got.shape != want.shape:
-            problems.append(f"{name}: {what} has shape {got.shape}, {reference}'s {want.shape}")
-            continue
-        scale = max(float(np.max(np.abs(want))), np.finfo(dtype).tiny)
-        error = float(np.max(np.abs(got.astype(np.float64) - want)))
-        if not np.isfinite(error) or error > rtol * scale:
-            problems.append(
-                f"{name}: {what} differs from {reference}'s: max |difference| {error:.3g}"
-                f" > {rtol:g} * max |{what}| = {rtol * scale:.3g}"
-            )
+        problems += array_problems(f"{name}: {what}", got, f"{reference}'s", want, dtype_name)
+    return problems
+
+
+def array_problems(what: str, got, reference: str, want, dtype_name: str) -> list[str]:
+    """How array `got` differs from `want`: shape, dtype (that of the inputs), or a
+    difference above RTOL times the largest entry of `want` (so that entries near zero
+    need no digits they lack). Every benchmark checks its implementations with it."""
+    rtol, dtype = RTOL[dtype_name], np.dtype(DTYPES[dtype_name])
+    got, want = np.asarray(got), np.asarray(want)
+    problems = []
+    if got.dtype != dtype:
+        problems.append(f"{what} is {got.dtype}, inputs are {dtype}")
+    if got.shape != want.shape:
+        return [*problems, f"{what} has shape {got.shape}, {reference} {want.shape}"]
+    scale = max(float(np.max(np.abs(want))), np.finfo(dtype).tiny)
+    error = float(np.max(np.abs(got.astype(np.float64) - want)))
+    if not np.isfinite(error) or error > rtol * scale:
+        problems.append(
+            f"{what} differs from {reference}: max |difference| {error:.3g}"
+            f" > {rtol:g} * its largest entry = {rtol * scale:.3g}"
+        )
     return problems
 
 

@@ -104,6 +104,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 # The same timing and memory measurement as mlp.py and word2vec.py
+from mlp import array_problems as compare  # noqa: E402
 from mlp import (  # noqa: E402
     format_bytes,
     format_seconds,
@@ -124,7 +125,6 @@ SIZES = {  # name: (N, T, D, H)
 }
 DEFAULT_SIZES = ("small", "large")  # the issue's two sizes
 DTYPES = {"f64": np.float64, "f32": np.float32}
-RTOL = {"f64": 1e-7, "f32": 1e-4}
 GENERATED = "generated fwd+bwd"
 REFERENCE = "hand-written"
 TORCH = "torch eager"
@@ -323,27 +323,6 @@ def disagreements(results: dict, dtype: str) -> list[str]:
             continue
         for what, got, want in zip(OUTPUTS, (hs, *grads), (ref_hs, *ref_grads)):
             problems += compare(f"{name}: {what}", got, f"{REFERENCE}'s", want, dtype)
-    return problems
-
-
-def compare(what: str, got, reference: str, want, dtype: str) -> list[str]:
-    """How array `got` differs from `want`: shape, dtype (that of the inputs), or a
-    difference above RTOL times the largest entry of `want` (so that entries near zero
-    need no digits they lack)."""
-    rtol = RTOL[dtype]
-    got, want, dtype = np.asarray(got), np.asarray(want), np.dtype(DTYPES[dtype])
-    problems = []
-    if got.dtype != dtype:
-        problems.append(f"{what} is {got.dtype}, inputs are {dtype}")
-    if got.shape != want.shape:
-        return [*problems, f"{what} has shape {got.shape}, {reference} {want.shape}"]
-    scale = max(float(np.max(np.abs(want))), np.finfo(dtype).tiny)
-    error = float(np.max(np.abs(got.astype(np.float64) - want)))
-    if not np.isfinite(error) or error > rtol * scale:
-        problems.append(
-            f"{what} differs from {reference}: max |difference| {error:.3g}"
-            f" > {rtol:g} * its largest entry = {rtol * scale:.3g}"
-        )
     return problems
 
 

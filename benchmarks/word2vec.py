@@ -99,7 +99,13 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from mlp import calibrate, format_seconds, time_alone, time_calls  # noqa: E402  as mlp.py
+from mlp import (  # noqa: E402  as mlp.py
+    array_problems,  # noqa: E402
+    calibrate,
+    format_seconds,
+    time_alone,
+    time_calls,
+)
 from mlp import load_generated as mlp_load_generated  # noqa: E402
 
 DEFAULT_GENERATED = REPO / "generated" / "word2vec.py"
@@ -109,7 +115,6 @@ SIZES = {  # name: (B, K, D, V)
     "large": (1024, 10, 100, 20000),
 }
 DTYPES = {"f64": np.float64, "f32": np.float32}
-RTOL = {"f64": 1e-7, "f32": 1e-4}
 REFERENCE = "hand-written"
 GENERATED = ("generated _grad", "generated fwd+bwd")
 NAMES = (*GENERATED, REFERENCE, "hand-written add.at", "torch eager")
@@ -271,22 +276,12 @@ def disagreements(p: Problem, generated: Path, names) -> list[str]:
     for a, b, what in zip(p.inputs, saved, ("c", "o", "neg", "V_in", "U")):
         if not np.array_equal(a, b):
             problems.append(f"an implementation changed its input {what} in place")
-    rtol, dtype = RTOL[p.dtype], np.dtype(DTYPES[p.dtype])
     ref_loss, ref_grads = results[REFERENCE]
     for name, (loss, grads) in results.items():
         for what, got, want in zip(
             ("loss", "grad_V_in", "grad_U"), (loss, *grads), (ref_loss, *ref_grads)
         ):
-            got, want = np.asarray(got), np.asarray(want)
-            if got.dtype != dtype:
-                problems.append(f"{name}: {what} is {got.dtype}, inputs are {dtype}")
-            if got.shape != want.shape:
-                problems.append(f"{name}: {what} has shape {got.shape}, expected {want.shape}")
-                continue
-            scale = max(float(np.max(np.abs(want))), np.finfo(dtype).tiny)
-            error = float(np.max(np.abs(got.astype(np.float64) - want)))
-            if not np.isfinite(error) or error > rtol * scale:
-                problems.append(f"{name}: {what} differs from {REFERENCE}'s by {error:.3g}")
+            problems += array_problems(f"{name}: {what}", got, f"{REFERENCE}'s", want, p.dtype)
     return problems
 
 

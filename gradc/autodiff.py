@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from gradc import dims
 from gradc.errors import CompileError
 from gradc.ir import Function, Graph, Node, is_constant, reachable
-from gradc.loops import Loop, body_input, loop_out, size_node
+from gradc.loops import Loop, body_function, body_input, captured_input, loop_out, size_node
 from gradc.ops import (
     NOT_DIFFERENTIABLE,
     OPS,
@@ -27,7 +27,6 @@ from gradc.ops import (
     Op,
     dim_value,
     format_shape,
-    is_whole_number,
     reduce_sum,
 )
 
@@ -307,14 +306,7 @@ def reverse_loop(
     def capture(value: Node, name: str) -> Node:
         found = outer_inputs.get(value.id)
         if found is None:
-            slot = -1 - len(outer)
-            if not value.shape and value.dtype == "weak" and is_whole_number(value):
-                found = bb.op(  # a size: the reverse loop's range and zeros read it
-                    Op.INPUT, name=name, shape=(), dtype="weak", seed=False, slot=slot, whole=True
-                )
-            else:
-                found = body_input(bb, name, value.shape, value.dtype, slot)
-            outer_inputs[value.id] = found
+            found = outer_inputs[value.id] = captured_input(bb, value, name, -1 - len(outer))
             outer.append(value)
         return found
 
@@ -410,15 +402,7 @@ def reverse_loop(
     used = {n_.id for n_ in reachable(*outputs)} | range_sizes  # a read dropped above goes
     outer = [v for v in outer if outer_inputs[v.id].id in used]
     b_inputs += [outer_inputs[v.id] for v in outer]
-    b_fn = Function(
-        f"for {spec.range.var} reversed",
-        bb,
-        b_inputs,
-        outputs[0],
-        wrt=[],
-        others=outputs[1:],
-        tuple_output=True,
-    )
+    b_fn = body_function(f"for {spec.range.var} reversed", bb, b_inputs, outputs)
     b_stacks = tuple((g.shape, g.dtype, None) for g in per_step)
     b_spec = Loop(spec.range, b_fn, tuple(labels), b_stacks, reverse=True, pos=spec.pos)
     b_loop = graph.op(Op.LOOP, *inits, *outer, pos=node.pos, loop=b_spec)
@@ -644,11 +628,3 @@ def _step_number(graph, index: Node, loop_range, pos) -> Node:
         )
     k = index if start == 0 else graph.op(Op.SUB, index, graph.constant(start))
     return k if step == 1 else graph.op(Op.FLOORDIV, k, graph.constant(step))
-
-
-def _name_of(node: Node) -> str:
-    while node.op is Op.NAME:
-        return node.attr("label")
-    if node.op is Op.INPUT:
-        return node.attr("name")
-    return "step"

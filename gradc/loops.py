@@ -135,13 +135,8 @@ def make_loop(
         if a.op in _SIZE_ARITHMETIC and not a.shape and a.dtype == "weak":
             # `2 * H`: written where it is used, from the sizes it is made of
             return body.make(a.op, tuple(inside(b) for b in a.args), a.attrs, a.pos)
-        name, slot = _label(a, len(captured)), -1 - len(captured)
-        if not a.shape and a.dtype == "weak" and is_whole_number(a):  # a size: `T`
-            found = body.op(
-                Op.INPUT, name=name, shape=(), dtype="weak", seed=False, slot=slot, whole=True
-            )
-        else:
-            found = _input(body, name, a.shape, a.dtype, slot)
+        name = _name(a) or f"c{len(captured)}"
+        found = captured_input(body, a, name, -1 - len(captured))
         new[a.id] = found
         captured.append(a)
         return found
@@ -159,15 +154,7 @@ def make_loop(
         inside(size)
     inputs = [new[index.id], *(new[p.id] for p in placeholders)]
     inputs += [new[a.id] for a in captured]
-    fn = Function(
-        f"for {loop_range.var}",
-        body,
-        inputs,
-        outs[0],
-        wrt=[],
-        others=outs[1:],
-        tuple_output=True,
-    )
+    fn = body_function(f"for {loop_range.var}", body, inputs, outs)
     labels = tuple(p.attr("name") for p in placeholders)
     spec = Loop(loop_range, fn, labels, pos=pos)
     loop = graph.op(Op.LOOP, *inits, *captured, pos=pos, loop=spec)
@@ -221,22 +208,28 @@ def body_input(graph: Graph, name: str, shape, dtype: str, slot) -> Node:
     return _input(graph, name, shape, dtype, slot)
 
 
+def captured_input(graph: Graph, value: Node, name: str, slot) -> Node:
+    """The input of a body for the outside `value`. A size (`T`) is marked, so
+    that the body reads that dim from it (`size_node`) and it stays an integer."""
+    if not value.shape and value.dtype == "weak" and is_whole_number(value):
+        return graph.op(
+            Op.INPUT, name=name, shape=(), dtype="weak", seed=False, slot=slot, whole=True
+        )
+    return _input(graph, name, value.shape, value.dtype, slot)
+
+
+def body_function(name: str, graph: Graph, inputs: list[Node], outputs: list[Node]) -> Function:
+    """A loop's body as a function: its inputs, and its outputs as a tuple."""
+    return Function(name, graph, inputs, outputs[0], wrt=[], others=outputs[1:], tuple_output=True)
+
+
 def _name(node: Node) -> str | None:
     """The source's name of an outside value, if it has one."""
     if node.op is Op.NAME:
         return node.attr("label")
-    if node.op is Op.INPUT:
-        return node.attr("name")
-    return None
-
-
-def _label(node: Node, k: int) -> str:
-    """A captured value's name inside the body (its gradient is grad_<name>)."""
-    while node.op is Op.NAME:
-        return node.attr("label")
     if node.op in (Op.INPUT, Op.PLACEHOLDER):
         return node.attr("name")
-    return f"c{k}"
+    return None
 
 
 def size_node(graph: Graph, d) -> Node:

@@ -543,17 +543,6 @@ def _unnamed(node: Node) -> Node:
     return node
 
 
-def _reads_node(line: Line, sched: Schedule, node_id: int) -> bool:
-    stack = list(line.node.args) if line.node is line.target else [line.node]
-    while stack:
-        n = stack.pop()
-        if n.id == node_id:
-            return True
-        if sched.name_of(n) is None:
-            stack.extend(n.args)
-    return False
-
-
 def _nesting(node: Node, depth: dict[int, int]) -> int:
     """How deeply `node`'s expression nests if written inline; the left operand
     of a chain of the same kind (`a + b - c`) does not nest."""

@@ -255,6 +255,30 @@ def reverse_loop(
     shape_only = _read_for_shape_only(saved, backward_nodes, is_forward)
     saved = [a for a in saved if a.id not in shape_only]
     entries = _stack_entries(saved, carried_in, body, spec.labels)
+    # A value the step also writes into a carried array at the loop variable
+    # (`hs[:, t] = h`) is read back from that array after the loop (`hs[:, t]`),
+    # not saved twice; its value before the step (`h` at step t is `hs[:, t - 1]`,
+    # or h0) only where that is a product the reverse loop adds up afterwards.
+    captured_ids = {x.id for x in captured_in}
+    carried_pos = {x.id: i for i, x in enumerate(carried_in)}
+    read_back = {}  # entry: (carried array, subscript, axis, carried value read before a step)
+    for j, e in enumerate(entries):
+        first = e.first
+        if first is None and e.value.id in carried_pos:  # only the value before the step
+            first = carried_pos[e.value.id]
+            found = _written_at_step(body.outputs[first], body, carried_in, spec.range, index)
+        else:
+            found = _written_at_step(e.value, body, carried_in, spec.range, index)
+        if found is None:
+            continue
+        if first is None or (
+            found[2] in (0, 1)
+            and len(carried_in[found[0]].shape) == 3
+            and _only_in_products(carried_in[first], backward_nodes, is_forward, grads, captured_ids)
+        ):
+            read_back[j] = (*found, first)
+    kept_entries = [e for j, e in enumerate(entries) if j not in read_back]
+    stack_of = {j: k for k, j in enumerate(j for j in range(len(entries)) if j not in read_back)}
 
     # the forward loop, saving those values
     trip = spec.range.trip
@@ -263,7 +287,7 @@ def reverse_loop(
     f_index = f_inputs[0]
     step_of = _step_number(fwd, f_index, spec.range, node.pos)
     stack_inputs, stack_outs = [], []
-    for j, e in enumerate(entries):
+    for j, e in enumerate(kept_entries):
         rows = dims.add(trip, 1) if e.first is not None else trip
         s_in = body_input(fwd, f"{e.name}_saved", (rows, *e.value.shape), e.value.dtype, f"s{j}")
         stack_inputs.append(s_in)
@@ -278,9 +302,9 @@ def reverse_loop(
         output=f_outputs[0],
         others=f_outputs[1:],
     )
-    stacks = tuple((e.value.shape, e.value.dtype, e.first) for e in entries)
+    stacks = tuple((e.value.shape, e.value.dtype, e.first, 0) for e in kept_entries)
     node.attrs = (("loop", replace(spec, body=new_body, stacks=stacks)),)
-    stacked = [loop_out(node, n + j) for j in range(len(entries))]
+    stacked = [loop_out(node, n + j) for j in range(len(kept_entries))]
 
     # the reverse loop's body: the backward nodes, reading the saved values
     bb = Graph()
@@ -321,6 +345,7 @@ def reverse_loop(
 
     new: dict[int, Node] = {}
     stack_reads: dict[int, tuple] = {}  # a step's row of a saved stack: (stack, row, first)
+    shifted: dict[int, tuple] = {}  # a value before the step, read back: (array, axis, init)
     saved_pos = {a_id: (j, row) for j, e in enumerate(entries) for a_id, row in e.rows.items()}
     boundary = set(seeds) | {index.id} | set(saved_pos) | set(captured_pos) | shape_only
     order = reachable(*(g for _, g in kept), until=boundary)
@@ -348,12 +373,24 @@ def reverse_loop(
             args = (new[b.args[0].id], _fresh_zeros(bb, b.args[1], b.id, outer_size))
             args += tuple(new[a.id] for a in b.args[2:])
             new[b.id] = bb.make(b.op, args, b.attrs, b.pos)
+        elif b.id in saved_pos and saved_pos[b.id][0] in read_back:
+            j, row = saved_pos[b.id]
+            i, subscript, axis, first = read_back[j]
+            array = capture(loop_out(node, i), spec.labels[i])
+            before = first is not None and _unnamed(b).id == carried_in[first].id
+            at = bb.op(Op.SUB, b_index, bb.constant(1)) if before else b_index
+            new[b.id] = bb.op(Op.INDEX, array, at, index=subscript)
+            if before:  # only a product added up after the loop reads it (checked above)
+                init = node.args[first]  # `h0`, not `h = h0`: the loop carries h
+                init = _unnamed(init) if _unnamed(init).op is Op.INPUT else init
+                shifted[new[b.id].id] = (loop_out(node, i), axis, init)
         elif b.id in saved_pos:
             j, row = saved_pos[b.id]
-            stack = capture(stacked[j], f"{entries[j].name}_saved")
+            j = stack_of[j]
+            stack = capture(stacked[j], f"{kept_entries[j].name}_saved")
             at = b_step if row == 0 else bb.op(Op.ADD, b_step, bb.constant(row))
             new[b.id] = bb.op(Op.INDEX, stack, at, index=(("int", None),))
-            stack_reads[new[b.id].id] = (stacked[j], row, entries[j].first is not None)
+            stack_reads[new[b.id].id] = (stacked[j], row, kept_entries[j].first is not None)
         elif b.id in captured_pos:
             new[b.id] = capture(node.args[n + captured_pos[b.id]], b.attr("name"))
         elif b.op is Op.CONST:
@@ -384,7 +421,7 @@ def reverse_loop(
     for x_id in accumulated:
         part = grads[x_id]
         part = new[(part.args[0] if part.op is Op.NAME else part).id]  # `+= ...`, not a name
-        plan = _after_the_loop(part, stack_reads, b_index, spec.range)
+        plan = _after_the_loop(part, stack_reads, shifted, b_index, spec.range)
         if plan is not None:
             if all(g.id != plan[1].id for g in per_step):
                 per_step.append(plan[1])
@@ -395,15 +432,22 @@ def reverse_loop(
         labels.append(acc_inputs[x_id].attr("name"))
         inits.append(graph.op(Op.ZEROS_LIKE, node.args[n + captured_pos[x_id]]))
     b_inputs = [b_index, *grad_inputs.values(), *(acc_inputs[x] for x in summed)]
+    # the steps of a value laid out as the product or the slot that reads them
+    # wants them (`grad_steps[:, t] = g` for `x_Wx[:, t]`), so that no copy is needed
+    layouts = [_steps_axis(g, after.values()) for g in per_step]
     for j, g in enumerate(per_step):
-        g_in = body_input(bb, "grad_steps", (spec.range.trip, *g.shape), g.dtype, f"s{j}")
+        shape = (*g.shape[: layouts[j]], spec.range.trip, *g.shape[layouts[j] :])
+        g_in = body_input(bb, "grad_steps", shape, g.dtype, f"s{j}")
         b_inputs.append(g_in)
-        outputs.append(bb.op(Op.SET_INDEX, g_in, g, b_step, index=(("int", None),)))
+        subscript = (("slice", None, None, None),) * layouts[j] + (("int", None),)
+        outputs.append(bb.op(Op.SET_INDEX, g_in, g, b_step, index=subscript))
     used = {n_.id for n_ in reachable(*outputs)} | range_sizes  # a read dropped above goes
+    if used & set(shifted):
+        raise CompileError("internal: a value before a loop's step read in the loop", node.pos)
     outer = [v for v in outer if outer_inputs[v.id].id in used]
     b_inputs += [outer_inputs[v.id] for v in outer]
     b_fn = body_function(f"for {spec.range.var} reversed", bb, b_inputs, outputs)
-    b_stacks = tuple((g.shape, g.dtype, None) for g in per_step)
+    b_stacks = tuple((g.shape, g.dtype, None, layouts[j]) for j, g in enumerate(per_step))
     b_spec = Loop(spec.range, b_fn, tuple(labels), b_stacks, reverse=True, pos=spec.pos)
     b_loop = graph.op(Op.LOOP, *inits, *outer, pos=node.pos, loop=b_spec)
 
@@ -414,8 +458,9 @@ def reverse_loop(
         local[n + captured_pos[x_id]] = loop_out(b_loop, len(carried_grads) + k)
     carried_count = len(carried_grads) + len(summed)
     for x_id, plan in after.items():
-        steps = loop_out(b_loop, carried_count + [g.id for g in per_step].index(plan[1].id))
-        local[n + captured_pos[x_id]] = _added_up(plan, steps, spec.range.trip)
+        j = [g.id for g in per_step].index(plan[1].id)
+        steps = loop_out(b_loop, carried_count + j)
+        local[n + captured_pos[x_id]] = _added_up(plan, steps, spec.range.trip, layouts[j])
     return local
 
 
@@ -446,9 +491,11 @@ def _read_for_shape_only(saved: list[Node], backward_nodes, is_forward) -> set[i
     }
 
 
-def _after_the_loop(part: Node, stack_reads: dict[int, tuple], index: Node, loop_range):
+def _after_the_loop(part: Node, stack_reads: dict, shifted: dict, index: Node, loop_range):
     """How a step's contribution can be added up after the loop: ("product",
-    g, stack, row, first) for `stack[k + row].T @ g`, ("sum", g, axis) for
+    g, stack, row, first) for `stack[k + row].T @ g`, ("shifted", g, array,
+    axis, init) for `h.T @ g` with h the value before the step read back from
+    `array` (`hs[:, t - 1]`, or `init` at the first step), ("sum", g, axis) for
     `g.sum(axis)`, ("slot", g, axis) for g put at the loop variable of an axis
     the loop covers once (`grad_x_Wx[:, t] = g`); None to add it up in the loop."""
     if part.op is Op.INDEX_GRAD and part.args[2:] == (index,):
@@ -465,22 +512,43 @@ def _after_the_loop(part: Node, stack_reads: dict[int, tuple], index: Node, loop
             row = left.args[0]
             if len(row.shape) == 2 and len(g.shape) == 2 and not left.attrs:
                 return ("product", g, *stack_reads[row.id])
+        if left.op is Op.TRANSPOSE and left.args[0].id in shifted and len(g.shape) == 2:
+            return ("shifted", g, *shifted[left.args[0].id])
     if part.op is Op.SUM and not part.attr("keepdims") and part.args[0].shape:
         return ("sum", part.args[0], part.attr("axis"))
     return None
 
 
-def _added_up(plan: tuple, steps: Node, trip) -> Node:
-    """The sum over the steps of a contribution, from the per-step values `steps`."""
+def _steps_axis(g: Node, plans) -> int:
+    """Where the steps' axis goes in the array of g's steps: where a product
+    with a read-back array or a slot has it, else first."""
+    mine = [p for p in plans if p[1].id == g.id]
+    axes = [p[3] for p in mine if p[0] == "shifted"] or [p[2] for p in mine if p[0] == "slot"]
+    return axes[0] if axes else 0
+
+
+def _added_up(plan: tuple, steps: Node, trip, layout: int) -> Node:
+    """The sum over the steps of a contribution, from the per-step values
+    `steps`, whose axis `layout` is the steps'."""
+    graph = steps.graph
+
+    def moved(to: int) -> Node:  # the steps' axis moved to `to`
+        if to == layout:
+            return steps
+        axes = list(range(len(steps.shape)))
+        axes.remove(layout)
+        axes.insert(to, layout)
+        return graph.op(Op.TRANSPOSE, steps, axes=tuple(axes))
+
     if plan[0] == "sum":
         axis = plan[2] if plan[2] is not None else tuple(range(len(plan[1].shape)))
-        return reduce_sum(steps, (0, *(a + 1 for a in axis)))
-    if plan[0] == "slot":  # the steps' axis moved to where the loop variable indexed
-        a = plan[2]
-        axes = (*range(1, a + 1), 0, *range(a + 1, len(steps.shape)))
-        return steps if a == 0 else steps.graph.op(Op.TRANSPOSE, steps, axes=axes)
+        return reduce_sum(steps, tuple(sorted((layout, *(a + (a >= layout) for a in axis)))))
+    if plan[0] == "slot":  # the steps' axis where the loop variable indexed
+        return moved(plan[2])
+    if plan[0] == "shifted":
+        return _shifted_product(plan, moved(plan[3]), trip)
+    steps = moved(0)
     _, g, stack, row, first = plan
-    graph = steps.graph
     if first and row == 0:  # rows 0 .. T - 1 of T + 1
         stop = trip if isinstance(trip, int) else size_node(graph, trip)
         rows = graph.op(Op.INDEX, stack, _lift(graph, stop), index=(("slice", None, trip, None),))
@@ -492,6 +560,96 @@ def _added_up(plan: tuple, steps: Node, trip) -> Node:
     flat_rows = _reshaped(rows, (count, rows.shape[2]))
     flat_steps = _reshaped(steps, (count, steps.shape[2]))
     return graph.op(Op.MATMUL, graph.op(Op.TRANSPOSE, flat_rows), flat_steps)
+
+
+def _shifted_product(plan: tuple, steps: Node, trip) -> Node:
+    """The sum over steps t of `h.T @ g` where h is the value before step t:
+    `init` at t = 0, then the row t - 1 of `array` on `axis`, where `steps`
+    has g's rows too. On axis 0 (`hs[t]`): init.T @ g[0] plus one product of
+    rows 0 .. T - 2 with steps 1 .. T - 1. On axis 1 (`hs[:, t]`) rows and
+    steps are flattened over (N, T) without a copy and each row is paired
+    with the next step's: a pair that crosses from one sequence to the next
+    (`hs[n - 1, T - 1]` with step 0 of n) is taken out again."""
+    _, g, array, axis, init = plan
+    graph = steps.graph
+    full = ("slice", None, None, None)
+    all_but_last = ("slice", None, -1, None)
+    from_second = ("slice", 1, None, None)
+
+    def at(x: Node, entries: tuple, *args: int) -> Node:
+        return graph.op(Op.INDEX, x, *map(graph.constant, args), index=entries)
+
+    def product(h: Node, g: Node) -> Node:
+        return graph.op(Op.MATMUL, graph.op(Op.TRANSPOSE, h), g)
+
+    first = product(init, at(steps, (full,) * axis + (("int", 0),), 0))
+    width, g_width = array.shape[2], steps.shape[2]
+    if axis == 0:
+        count = dims.mul(dims.sub(trip, 1), array.shape[1])
+        rows = _reshaped(at(array, (all_but_last,), -1), (count, width))
+        later = _reshaped(at(steps, (from_second,), 1), (count, g_width))
+        return graph.op(Op.ADD, product(rows, later), first)
+    count = dims.mul(array.shape[0], trip)
+    rows = at(_reshaped(array, (count, width)), (all_but_last,), -1)
+    later = at(_reshaped(steps, (count, g_width)), (from_second,), 1)
+    crossing = product(
+        at(array, (all_but_last, ("int", -1)), -1, -1), at(steps, (from_second, ("int", 0)), 1, 0)
+    )
+    return graph.op(Op.ADD, graph.op(Op.SUB, product(rows, later), crossing), first)
+
+
+def _unnamed(node: Node) -> Node:
+    while node.op is Op.NAME:
+        node = node.args[0]
+    return node
+
+
+def _written_at_step(value: Node, body: Function, carried_in, loop_range, index: Node):
+    """(i, subscript, axis) when each step writes `value` into carried array i
+    at the loop variable on `axis` (`hs[:, t] = h`), the whole region, and
+    writes nothing else there, over a range that covers that axis once: then
+    after the loop, `hs[:, t]` is step t's value."""
+    if loop_range.start != 0 or loop_range.step != 1:
+        return None
+    value = _unnamed(value)
+    for i, x in enumerate(carried_in):
+        out = _unnamed(body.outputs[i])
+        if out.op is not Op.SET_INDEX or _unnamed(out.args[0]).id != x.id:
+            continue
+        if len(out.args) != 3 or out.args[2].id != index.id or _unnamed(out.args[1]) is not value:
+            continue
+        subscript = out.attr("index")
+        ints = [k for k, e in enumerate(subscript) if e == ("int", None)]
+        whole = all(e == ("slice", None, None, None) for e in subscript if e[0] != "int")
+        if len(ints) != 1 or not whole:
+            continue
+        axis = ints[0]
+        region = (*x.shape[:axis], *x.shape[axis + 1 :])
+        same = tuple(value.shape) == region and value.dtype == x.dtype
+        if same and x.shape[axis] == loop_range.stop:
+            return i, subscript, axis
+    return None
+
+
+def _only_in_products(x: Node, backward_nodes, is_forward, grads: dict, captured: set) -> bool:
+    """Whether every backward read of x is `x.T @ g` and that product is a
+    captured value's whole contribution (`grad_Wh += h.T @ g`): one that the
+    reverse loop adds up after the loop, so no step reads x itself."""
+    mine = [b for b in backward_nodes if b.id not in is_forward]
+    contributions = {_unnamed(g).id for c, g in grads.items() if c in captured}
+    readers = [b for b in mine if any(_unnamed(a).id == x.id for a in b.args)]
+    if not readers or len(x.shape) != 2:
+        return False
+    for b in readers:
+        users = [m for m in mine if any(a.id == b.id for a in m.args)]
+        if b.op is not Op.TRANSPOSE or b.attrs or len(users) != 1:
+            return False
+        m = users[0]
+        if m.op is not Op.MATMUL or m.args[0].id != b.id or m.id not in contributions:
+            return False
+        if len(m.shape) != 2 or len(m.args[1].shape) != 2:
+            return False
+    return True
 
 
 def _reshaped(x: Node, shape: tuple) -> Node:

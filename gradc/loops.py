@@ -60,9 +60,10 @@ class Loop:
     # [*carried after one step, *stacks after one step]
     body: Function
     labels: tuple[str, ...]  # the carried values' names
-    # per stack, the shape and dtype of one step's saved value, and the carried
-    # value whose initial value is its row 0 (then it has trip + 1 rows), or None
-    stacks: tuple[tuple[tuple, str, int | None], ...] = ()
+    # per stack, the shape and dtype of one step's saved value, the carried
+    # value whose initial value is its row 0 (then it has trip + 1 rows) or
+    # None, and the axis of the steps (0: `h_saved[t]`; 1: `grad_steps[:, t]`)
+    stacks: tuple[tuple[tuple, str, int | None, int], ...] = ()
     reverse: bool = False  # `for t in reversed(range(...))`
     pos: Pos | None = field(default=None, compare=False)
 
@@ -75,11 +76,16 @@ class Loop:
         """(shape, dtype) of each LOOP_OUT: the carried values, then the stacks."""
         inputs = self.body.inputs[1 : 1 + self.carried]
         types = [(x.shape, x.dtype) for x in inputs]
-        return types + [((self.rows(first), *shape), dtype) for shape, dtype, first in self.stacks]
+        return types + [(self.stack_shape(j), s[1]) for j, s in enumerate(self.stacks)]
 
     def rows(self, first: int | None):
         """A stack's first dim: a row per step, and one more for an initial value."""
         return self.range.trip if first is None else dims.add(self.range.trip, 1)
+
+    def stack_shape(self, j: int) -> tuple:
+        """The shape of stack j: a step's value's, with the steps' axis put in."""
+        shape, _, first, axis = self.stacks[j]
+        return (*shape[:axis], self.rows(first), *shape[axis:])
 
     def captured(self) -> list[Node]:
         """The body's inputs for the captured values, in the LOOP's argument order."""
@@ -250,6 +256,6 @@ def size_nodes(node: Node) -> list[Node]:
     line reads (the cache of f_backward) reads these too."""
     spec: Loop = node.attr("loop")
     sizes = [spec.range.start, spec.range.stop]
-    for shape, _, first in spec.stacks:
-        sizes += [spec.rows(first), *shape]
+    for j in range(len(spec.stacks)):
+        sizes += spec.stack_shape(j)
     return [size_node(node.graph, d) for d in sizes if not isinstance(d, int)]

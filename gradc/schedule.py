@@ -395,11 +395,11 @@ def _loop_line(
             sched.var[out.id] = var
     stacks = []
     for j in range(m):
-        shape, dtype, first = spec.stacks[j]
+        _, dtype, first, _ = spec.stacks[j]
         s_input = body.inputs[1 + n + j]
         var = namer.claim(s_input.attr("name"))
         row0 = carried_vars[first] if first is not None else None
-        stacks.append((var, (spec.rows(first), *shape), dtype, row0))
+        stacks.append((var, spec.stack_shape(j), dtype, row0))
         if j + n in outs:
             sched.var[outs[j + n].id] = var
     index = namer.claim_loop_variable(spec.range.var)

@@ -194,6 +194,53 @@ PROGRAMS = {
         "    return s\n",
         [(2, 3), (2,)],
     ),
+    # a step's value read back from the array it is written into (hs[:, t]), and the
+    # value before the step (hs[:, t - 1], h0 at t = 0) in the product of Wh's
+    # gradient; the array is changed after the loop, so the forward keeps a copy
+    "read back, time second": (
+        "def f(x: [N, T, D], h0: [N, D], Wh: [D, D]):\n"
+        "    h = h0\n"
+        "    hs = zeros((N, T, D))\n"
+        "    for t in range(T):\n"
+        "        h = tanh(x[:, t] + h @ Wh)\n"
+        "        hs[:, t] = h\n"
+        "    hs[:, 0] = hs[:, 1] * 0.5\n"
+        "    return sum(hs * hs) + sum(h * x[:, 0])\n",
+        [(3, 4, 2), (3, 2), (2, 2)],
+    ),
+    # the same with time first (hs[t]), h read before the step only by products
+    "read back, time first": (
+        "def f(x: [T, N, D], h0: [N, D], Wh: [D, D], Wx: [D, D]):\n"
+        "    h = h0\n"
+        "    hs = zeros((T, N, D))\n"
+        "    for t in range(T):\n"
+        "        h = sigmoid(x[t] @ Wx + h @ Wh)\n"
+        "        hs[t] = h\n"
+        "    return sum(hs * x)\n",
+        [(3, 2, 2), (2, 2), (2, 2), (2, 2)],
+    ),
+    # one step: no row before the last, the first step's product alone
+    "read back, one step": (
+        "def f(x: [N, T, D], h0: [N, D], Wh: [D, D]):\n"
+        "    h = h0\n"
+        "    hs = zeros((N, T, D))\n"
+        "    for t in range(T):\n"
+        "        h = tanh(x[:, t] + h @ Wh)\n"
+        "        hs[:, t] = h\n"
+        "    return sum(hs * hs)\n",
+        [(2, 1, 3), (2, 3), (3, 3)],
+    ),
+    # the range does not cover the axis (one column more): saved per step instead
+    "read back, not the whole axis": (
+        "def f(x: [N, T, D], h0: [N, D], Wh: [D, D]):\n"
+        "    h = h0\n"
+        "    hs = zeros((N, T + 1, D))\n"
+        "    for t in range(T):\n"
+        "        h = tanh(x[:, t] + h @ Wh)\n"
+        "        hs[:, t] = h\n"
+        "    return sum(hs * hs)\n",
+        [(2, 3, 3), (2, 3), (3, 3)],
+    ),
     # a swap of two carried values, and a scalar carried
     "swap": (
         "def f(a: [N], b: [N]):\n"
@@ -233,6 +280,19 @@ def test_loop_gradients_agree_with_central_differences(name):
             numeric[k] = (f_up - module.f(*shaped)) / (2 * step)
         _close(np.reshape(grads[i], -1), numeric, rtol=1e-6)
         _close(back[i], grads[i], rtol=1e-12)
+
+
+def test_a_value_written_at_the_step_is_read_back_not_saved_again():
+    """rnn_layer's forward saves nothing per step: the backward reads h_t as
+    hs[:, t] and adds up Wh's gradient after the loop from hs shifted by a step,
+    so it holds no more than CS231n's rnn_forward caches (must-show 3's memory)."""
+    module = _generated("rnn")
+    text = Path(module.__file__).read_text()
+    forward = text[text.index("def rnn_layer_forward") : text.index("def rnn_layer_backward")]
+    assert "_saved" not in forward and "hs[:, t] = h" in forward
+    backward = text[text.index("def rnn_layer_backward") : text.index("def char_rnn(")]
+    assert "hs[:, t]" in backward and "grad_steps[:, t] = " in backward
+    assert ".transpose(" not in backward  # no copy of x or of the steps' gradients
 
 
 def test_the_module_does_not_grow_with_the_trip_count():

@@ -437,7 +437,8 @@ def reverse_loop(
     layouts = [_steps_axis(g, after.values()) for g in per_step]
     for j, g in enumerate(per_step):
         shape = (*g.shape[: layouts[j]], spec.range.trip, *g.shape[layouts[j] :])
-        g_in = body_input(bb, "grad_steps", shape, g.dtype, f"s{j}")
+        name = f"{g.attr('label')}_steps" if g.op is Op.NAME else "grad_steps"  # grad_a_steps
+        g_in = body_input(bb, name, shape, g.dtype, f"s{j}")
         b_inputs.append(g_in)
         subscript = (("slice", None, None, None),) * layouts[j] + (("int", None),)
         outputs.append(bb.op(Op.SET_INDEX, g_in, g, b_step, index=subscript))

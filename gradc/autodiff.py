@@ -76,8 +76,8 @@ def differentiate(
     def finish_input(x: Node) -> None:
         made = len(graph.nodes)
         total = total_of(contributions.get(x.id))
-        if total is None:
-            total = graph.op(Op.ZEROS_LIKE, x)
+        if total is None:  # a zero of its own, not the forward's zeros_like(x) if any
+            total = graph.op(Op.ZEROS_LIKE, x, gradient=True)
         finished[x.id] = graph.name("grad_" + x.attr("name"), total)
         graph.position(made, x.pos)
 
@@ -274,7 +274,9 @@ def reverse_loop(
         if first is None or (
             found[2] in (0, 1)
             and len(carried_in[found[0]].shape) == 3
-            and _only_in_products(carried_in[first], backward_nodes, is_forward, grads, captured_ids)
+            and _only_in_products(
+                carried_in[first], backward_nodes, is_forward, grads, captured_ids
+            )
         ):
             read_back[j] = (*found, first)
     kept_entries = [e for j, e in enumerate(entries) if j not in read_back]

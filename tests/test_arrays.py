@@ -1354,3 +1354,20 @@ def test_generated_code_for_indexing_is_as_black_writes_it():
         if black.format_str(text, mode=black.Mode()) != text:
             changed.append(p.id)
     assert not changed, changed
+
+
+def test_an_input_read_only_for_its_shape_gets_zeros_of_its_own():
+    """W's gradient is zero: the backward makes it (`np.zeros_like(W)`), not a
+    reference to the forward's `zeros_like(W)`, which it never had (the fuzzer
+    found `grad_W` returned undefined)."""
+    module = compiled(
+        "def f(W: [N, D], w2: [D]):\n"
+        "    W, a = w2, cumsum(zeros_like(W), 0)\n"
+        "    return sum(a) + sum(W * W)\n"
+    )
+    W, w2 = np.ones((3, 4)), np.arange(4.0)
+    out, cache = module.f_forward(W, w2)
+    grad_W, grad_w2 = module.f_backward(1.0, cache)
+    np.testing.assert_array_equal(grad_W, np.zeros((3, 4)))
+    np.testing.assert_array_equal(grad_w2, 2 * w2)  # d/dw2 of sum(w2 * w2)
+    assert module.f_grad(W, w2)[1][0].shape == (3, 4)

@@ -57,6 +57,14 @@ def _make(p: dict) -> DimValue:
     return dim
 
 
+def _operand_text(d, binds_looser: str) -> str:
+    """`d` as an operand of `//`, in parentheses when it has an operator that
+    binds looser there (`(H - K + 2) // 2`, `D // (2 * H)`; not `2 * D // 3`),
+    so that the text reads, and runs, as it means."""
+    text = str(d)
+    return f"({text})" if any(op in text for op in binds_looser) else text
+
+
 def _atom_text(a: str, alone: bool) -> str:
     return f"({a})" if isinstance(a, Floor) and not alone else str(a)
 
@@ -128,10 +136,7 @@ def floordiv(a: DimValue, b: DimValue) -> DimValue:
                 rest.remove(name)
             out[tuple(rest)] = c
         return _make(out)
-    atom = Floor(
-        f"{_atom_text(a, False) if isinstance(a, Dim) else a} // "
-        f"{_atom_text(b, False) if isinstance(b, Dim) else b}"
-    )
+    atom = Floor(f"{_operand_text(a, '+-')} // {_operand_text(b, '+-*/')}")
     atom.num, atom.den = a, b
     return atom
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 from gradc.ir import Graph, Node, constant_value, is_constant
-from gradc.ops import COMPARISON_GROUP, OPS, Op, broadcast_shapes
+from gradc.ops import COMPARISON_GROUP, OPS, Op, broadcast_shapes, full_axis
 
 
 def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> Node:
@@ -197,6 +197,15 @@ def _sum_rules(graph, args, attrs):
         if inner["keepdims"] and inner["axis"] == axis:
             # sum(sum(y, a, keepdims=True), a) -> sum(y, a): the axes are 1s already
             return simplify_node(graph, Op.SUM, x.args, _items({"axis": axis, "keepdims": False}))
+    if x.op is Op.SUM and not keepdims and not dict(x.attrs)["keepdims"]:
+        inner, (y,) = dict(x.attrs)["axis"], x.args
+        if inner is not None:
+            # sum(sum(y, a), b) -> sum(y, a + b'), b' the axes of y that b names:
+            # one pass over y (a bias's gradient, sum over (0, 2, 3))
+            left = [k for k in range(len(y.shape)) if k not in inner]
+            outer = range(len(left)) if axis is None else axis
+            merged = full_axis(tuple(sorted((*inner, *(left[k] for k in outer)))), y.shape)
+            return simplify_node(graph, Op.SUM, (y,), _items({"axis": merged, "keepdims": False}))
     return None
 
 

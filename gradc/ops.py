@@ -127,7 +127,9 @@ def result_dtype(args) -> str:
         if _FLOAT_ORDER[a.dtype] > _FLOAT_ORDER[best]:
             best = a.dtype
     if best in ("weak", "int"):
-        return "f64" if any(a.dtype == "int" for a in args) else best
+        # NumPy: a mask or an int64 array with a Python number is int64 or float64,
+        # never float32 (`(x > 0) / 2` is float64)
+        return "f64" if any(a.dtype in ("int", "bool") for a in args) else best
     if best == "f32" and any(a.dtype == "int" and a.shape for a in args):
         return "f64"  # NumPy: an int64 array and a float32 array give float64
     return best
@@ -458,6 +460,46 @@ def _pad(args, attrs, pos):
 
 def _flip(args, attrs, pos):
     return args[0].shape, args[0].dtype
+
+
+def window_count(size, window, stride):
+    """How many windows of `window` fit along an axis of `size`, every
+    `stride`-th: (size - window) // stride + 1, as a dim."""
+    return dims.add(dims.floordiv(dims.sub(size, window), stride), 1)
+
+
+def _images(x, what: str, pos):
+    if len(x.shape) != 4:
+        raise CompileError(f"{what} takes images [N, C, H, W]; got {format_shape(x.shape)}", pos)
+
+
+def _conv2d(args, attrs, pos):
+    x, w = args
+    _images(x, "conv2d()", pos)
+    if len(w.shape) != 4:
+        raise CompileError(
+            f"conv2d() takes a kernel [F, C, HH, WW]; got {format_shape(w.shape)}", pos
+        )
+    if x.shape[1] != w.shape[1]:
+        raise CompileError(
+            f"conv2d(): the images have {x.shape[1]} channels {format_shape(x.shape)}, "
+            f"the kernel takes {w.shape[1]} {format_shape(w.shape)}",
+            pos,
+        )
+    stride = attrs["stride"]
+    size = [window_count(x.shape[k], w.shape[k], stride) for k in (2, 3)]
+    return (x.shape[0], w.shape[0], *size), result_dtype(args)
+
+
+def _pool2d(args, attrs, pos):
+    (x,) = args
+    _images(x, "pooling", pos)
+    size = [window_count(x.shape[k], attrs["size"], attrs["stride"]) for k in (2, 3)]
+    return (*x.shape[:2], *size), _float_dtype(x)
+
+
+def _normalized(args, attrs, pos):
+    return args[0].shape, result_dtype(args[:3])
 
 
 def einsum_parts(spec: str, pos):
@@ -1135,6 +1177,49 @@ def _cross_entropy_grad(g, y, logits, labels, log_probs):
     return ((probs - onehot(labels, log_probs)) * g / count(logits, (0,)), None, None)
 
 
+def _conv2d_grad(g, y, x, w, stride):
+    return (
+        _apply(Op.CONV2D_GRAD_INPUT, g, w, x, stride=stride),
+        _apply(Op.CONV2D_GRAD_WEIGHT, g, x, w, stride=stride),
+    )
+
+
+def _max_pool2d_grad(g, y, x, size, stride):
+    # to the first max of each window, as PyTorch's
+    return (_apply(Op.MAX_POOL2D_GRAD, g, x, size=size, stride=stride),)
+
+
+def _avg_pool2d_adjoint(g, x, size, stride):
+    return (_apply(Op.AVG_POOL2D_GRAD, g, x, size=size, stride=stride),)
+
+
+def _batch_norm_grad(g, y, x, gamma, beta, xhat, istd, axis):
+    # The simplified backward (CS231n's batchnorm_backward_alt): the mean and the
+    # variance are taken over `axis`, so every x there reaches every output, and
+    #   dx = gamma * istd / n * (n * g - sum(g) - xhat * sum(g * xhat))
+    # with n values per statistic. sum(g) and sum(g * xhat) are beta's and gamma's
+    # gradients, shared. xhat and istd get none: this rule went through them.
+    per_channel = (lambda v: expand(v, (1, 2))) if len(x.shape) == 4 else (lambda v: v)
+    grad_beta = reduce_sum(g, axis)
+    grad_gamma = reduce_sum(g * xhat, axis)
+    n = count(x, axis)
+    grad_x = per_channel(gamma * istd / n) * (
+        n * g - per_channel(grad_beta) - xhat * per_channel(grad_gamma)
+    )
+    return (grad_x, grad_gamma, grad_beta, None, None)
+
+
+def _layer_norm_grad(g, y, x, gamma, beta, xhat, istd, axis):
+    # Each row is normalised by its own statistics (istd is [..., 1]):
+    #   dx = istd * (d - mean(d) - xhat * mean(d * xhat)),  d = g * gamma,
+    # the means over the last axis; gamma's and beta's gradients add up over rows.
+    # xhat and istd get none: this rule went through them.
+    d = g * gamma
+    mean_d = reduce_mean(d, (axis,), keepdims=True)
+    mean_dx = reduce_mean(d * xhat, (axis,), keepdims=True)
+    return (istd * (d - mean_d - xhat * mean_dx), g * xhat, g, None, None)
+
+
 def _index_grad_rule(g, y, x, *rest, index):
     full = ("slice", None, None, None)
     if any(e == ("new",) for e in index) and all(e in (full, ("new",)) for e in index):
@@ -1506,6 +1591,13 @@ def _spell_diag_grad(args, attrs, node, var):
 def _spell_onehot_classes(args, attrs, node):
     dtype = _NUMPY_DTYPES[attrs["dtype"]]
     return f"np.eye({args[1]}{f', dtype={dtype}' if dtype else ''})[{args[0]}]"
+
+
+def _spell_batch_norm(args, attrs, node):
+    x, gamma, beta, xhat, _ = args
+    if len(node.shape) == 4:  # per channel: gamma [C] over [N, C, H, W]
+        return f"{gamma}[:, None, None] * {xhat} + {beta}[:, None, None]"
+    return f"{gamma} * {xhat} + {beta}"
 
 
 _NUMPY_DTYPES = {"f64": "", "f32": "np.float32", "int": "int"}
@@ -1952,6 +2044,34 @@ _ROWS: dict[str, OpDef] = {
     "ONEHOT_CLASSES": OpDef("onehot", 2, _spell_onehot_classes, NOT_DIFFERENTIABLE,
                              _onehot_classes, builtin=True, params=("labels", "classes"),
                              group=NEURAL_NET),
+    # conv2d(x, w, b, stride, pad) lowers to these (gradc.lower), the padding by np.pad
+    # and the bias by broadcasting: a valid correlation of images [N, C, H, W] with
+    # kernels [F, C, HH, WW], written out by helpers over a strided view of x's windows
+    "CONV2D": internal("conv2d", 2, "conv2d({0}, {1}, {stride})", _conv2d, grad=_conv2d_grad,
+                        helpers=("windows", "conv2d")),
+    "CONV2D_GRAD_INPUT": internal("conv2d_grad_input", 3, "conv2d_grad_input({0}, {1}, {2}, {stride})",
+                                   lambda args, attrs, pos: (args[2].shape, result_dtype(args[:2])),
+                                   helpers=("window_entries", "conv2d_grad_input")),
+    "CONV2D_GRAD_WEIGHT": internal("conv2d_grad_weight", 3,
+                                    "conv2d_grad_weight({0}, {1}, {2}, {stride})",
+                                    lambda args, attrs, pos: (args[2].shape, result_dtype(args[:2])),
+                                    helpers=("windows", "conv2d_grad_weight")),
+    "MAX_POOL2D": internal("max_pool2d", 1, "max_pool2d({0}, {size}, {stride})", _pool2d,
+                            grad=_max_pool2d_grad, helpers=("windows", "max_pool2d")),
+    "MAX_POOL2D_GRAD": internal("max_pool2d_grad", 2, "max_pool2d_grad({0}, {1}, {size}, {stride})",
+                                 lambda args, attrs, pos: (args[1].shape, result_dtype(args)),
+                                 helpers=("windows", "window_entries", "max_pool2d_grad")),
+    "AVG_POOL2D": linear("avg_pool2d", 1, "avg_pool2d({0}, {size}, {stride})",
+                          _avg_pool2d_adjoint, _pool2d, helpers=("windows", "avg_pool2d")),
+    "AVG_POOL2D_GRAD": linear("avg_pool2d_grad", 2, "avg_pool2d_grad({0}, {1}, {size}, {stride})",
+                               lambda g, gy, x, size, stride: (_apply(Op.AVG_POOL2D, g, size=size,
+                                                                     stride=stride), None),
+                               lambda args, attrs, pos: (args[1].shape, result_dtype(args)),
+                               helpers=("window_entries", "avg_pool2d_grad")),
+    # batch_norm and layer_norm lower to their statistics (istd = 1 / sqrt(var + eps),
+    # xhat) and this op, gamma * xhat + beta, whose rule is the fused backward
+    "BATCH_NORM": internal("batch_norm", 5, _spell_batch_norm, _normalized, grad=_batch_norm_grad),
+    "LAYER_NORM": internal("layer_norm", 5, "{1} * {3} + {2}", _normalized, grad=_layer_norm_grad),
     # loops (gradc/loops.py): the loop variable and the carried values while a
     # body is lowered; a loop over its initial and captured values, whose body
     # is a function of its own; the value a carried name has after the loop.

@@ -24,6 +24,7 @@ from gradc.ops import (
     OPERATORS,
     OPS,
     REDUCTIONS,
+    REQUIRED,
     Op,
     check_labels,
     count,
@@ -32,10 +33,13 @@ from gradc.ops import (
     format_shape,
     full_axis,
     pick,
+    reduce_mean,
     reduce_sum,
     relu,
     reshaped,
     slice_along,
+    sqrt,
+    window_count,
 )
 from gradc.rewrites import simplify_node
 
@@ -1067,12 +1071,15 @@ class _Lowering:
         attrs = {}
         for name, default in attr_params.items():
             given = bound.get(name)
+            if given is None and default == REQUIRED:
+                raise CompileError(f"{e.func}() is missing argument '{name}'", e.pos)
             if given is None:
                 attrs[name] = default
                 continue
             where = _keyword_pos(e, name) if name in kwargs else e.pos
             value = self._compile_time(given)
-            attrs[name] = _attribute(e.func, name, default, value, where)
+            kind = None if default == REQUIRED else default  # a number, as a default would say
+            attrs[name] = _attribute(e.func, name, kind, value, where)
         return values, attrs
 
     def _inline(self, d: S.Def, e: S.Call, args, kwargs, stack) -> Node:
@@ -1084,8 +1091,13 @@ class _Lowering:
         missing = [p for p in params if p not in bound]
         if missing:
             raise CompileError(f"{d.name}() is missing argument '{missing[0]}'", e.pos)
-        for p in params:
-            bound[p] = self._as_node(bound[p])
+        for p in d.params:
+            value = bound[p.name] = self._as_node(bound[p.name])
+            number = constant_value(value) if value.op is Op.CONST else None
+            if p.type is None and isinstance(number, int) and not isinstance(number, bool):
+                # an untyped parameter is a float: f(x, 2) passes 2.0, so that the
+                # callee's arithmetic with it stays float (k * (D + 1) is not an int)
+                bound[p.name] = self.graph.constant(float(number), pos=value.pos)
         dims = _bind_dims(d, e, bound, self._sizes)
         scope = dict(bound)
         for name, size in dims.items():  # the callee's dims are the caller's sizes
@@ -1376,7 +1388,122 @@ def _build_mse(call, a, b):
     return squared.graph.op(Op.MEAN, squared, axis=None, keepdims=False)
 
 
+def _whole(call, func: str, name: str, value, least: int) -> int:
+    """A compile-time integer argument (`stride=2`), at least `least`."""
+    if value is None or value != int(value) or value < least:
+        shown = f"{value:g}" if isinstance(value, float) else value
+        raise CompileError(
+            f"{func}(): '{name}' must be an integer >= {least}, not {shown}", call.pos
+        )
+    return int(value)
+
+
+def _fits(call, func: str, x: Node, window: tuple, stride: int, pad: int = 0):
+    """A window that does not fit the (padded) images is an error that shows
+    the output size's arithmetic, (H + 2 * pad - HH) // stride + 1."""
+    for axis, k, name in ((2, window[0], "H"), (3, window[1], "W")):
+        size = D.add(x.shape[axis], 2 * pad)
+        out = window_count(size, k, stride)
+        if isinstance(out, int) and out < 1:
+            padded = f" + 2 * {pad}" if pad else ""
+            raise CompileError(
+                f"{func}(): a window of {k} does not fit {name} = {x.shape[axis]}{padded}: "
+                f"({x.shape[axis]}{padded} - {k}) // {stride} + 1 = {out}",
+                call.pos,
+                "use a smaller kernel or window, or pad the images",
+            )
+
+
+def _build_conv2d(call, x, w, b, stride, pad):
+    # The padding is np.pad's and the bias a broadcast add, so that their
+    # gradients are the usual ones; CONV2D is the valid correlation alone.
+    stride = _whole(call, "conv2d", "stride", stride, 1)
+    pad = _whole(call, "conv2d", "pad", pad, 0)
+    if len(x.shape) == 4 and len(w.shape) == 4:
+        _fits(call, "conv2d", x, w.shape[2:], stride, pad)
+    if len(w.shape) == 4 and (len(b.shape) != 1 or b.shape[0] != w.shape[0]):
+        raise CompileError(
+            f"conv2d(): the bias must be [{w.shape[0]}], one per kernel of w {format_shape(w.shape)}; "
+            f"got {format_shape(b.shape)}",
+            call.pos,
+        )
+    g = x.graph
+    padded = x
+    if pad:
+        named = {Op.INPUT: "name", Op.NAME: "label"}.get(x.op)
+        base = f"{x.attr(named)}_padded" if named else "padded"  # x_padded
+        padded = call.label(base, g.op(Op.PAD, x, widths=((0, 0), (0, 0), (pad, pad), (pad, pad))))
+    out = g.op(Op.CONV2D, padded, w, stride=stride)
+    return out + expand(b, (1, 2))
+
+
+def _build_pool(op: Op, func: str):
+    def build(call, x, size, stride):
+        size = _whole(call, func, "size", size, 1)
+        stride = size if stride is None else _whole(call, func, "stride", stride, 1)
+        if len(x.shape) == 4:
+            _fits(call, func, x, (size, size), stride)
+        return x.graph.op(op, x, size=size, stride=stride)
+
+    return build
+
+
+def _normalization(func: str, call, x, gamma, beta, axis, eps):
+    """xhat = (x - mean) * istd over `axis`, with istd = 1 / sqrt(var + eps) (the
+    biased variance, as PyTorch's), labelled for the reader; the fused op's rule
+    reads them back."""
+    if not isinstance(eps, float) or eps < 0:
+        raise CompileError(f"{func}(): eps must be a number >= 0", call.pos)
+    centered = call.label("centered", x - reduce_mean(x, axis, keepdims=True))
+    keep = func == "layer_norm"  # [N, 1]: per row; batch norm's istd is per feature
+    variance = reduce_mean(centered * centered, axis, keepdims=keep)
+    istd = call.label("istd", 1 / sqrt(variance + eps))
+    per_channel = expand(istd, (1, 2)) if len(x.shape) == 4 and not keep else istd
+    return call.label("xhat", centered * per_channel), istd
+
+
+def _check_scale(func, call, x, gamma, beta, size, what):
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        if p.shape != (size,):
+            raise CompileError(
+                f"{func}(): {name} must be [{size}], {what} of x {format_shape(x.shape)}; "
+                f"got {format_shape(p.shape)}",
+                call.pos,
+            )
+
+
+def _build_batch_norm(call, x, gamma, beta, eps):
+    if len(x.shape) not in (2, 4):
+        raise CompileError(
+            f"batch_norm() takes x [N, D] or images [N, C, H, W]; got {format_shape(x.shape)}",
+            call.pos,
+        )
+    axis = (0,) if len(x.shape) == 2 else (0, 2, 3)
+    what = "one per feature" if len(x.shape) == 2 else "one per channel"
+    _check_scale("batch_norm", call, x, gamma, beta, x.shape[1], what)
+    xhat, istd = _normalization("batch_norm", call, x, gamma, beta, axis, eps)
+    return x.graph.op(Op.BATCH_NORM, x, gamma, beta, xhat, istd, axis=axis)
+
+
+def _build_layer_norm(call, x, gamma, beta, eps):
+    if not x.shape:
+        raise CompileError("layer_norm() takes an array; got a scalar", call.pos)
+    last = len(x.shape) - 1
+    _check_scale("layer_norm", call, x, gamma, beta, x.shape[last], "the size of the last axis")
+    xhat, istd = _normalization("layer_norm", call, x, gamma, beta, (last,), eps)
+    return x.graph.op(Op.LAYER_NORM, x, gamma, beta, xhat, istd, axis=last)
+
+
 COMPOSITES: dict[str, Composite] = {
+    "conv2d": Composite(("x", "w", "b"), {"stride": 1, "pad": 0}, _build_conv2d),
+    "max_pool2d": Composite(
+        ("x",), {"size": REQUIRED, "stride": None}, _build_pool(Op.MAX_POOL2D, "max_pool2d")
+    ),
+    "avg_pool2d": Composite(
+        ("x",), {"size": REQUIRED, "stride": None}, _build_pool(Op.AVG_POOL2D, "avg_pool2d")
+    ),
+    "batch_norm": Composite(("x", "gamma", "beta"), {"eps": 1e-5}, _build_batch_norm),
+    "layer_norm": Composite(("x", "gamma", "beta"), {"eps": 1e-5}, _build_layer_norm),
     "cross_entropy": Composite(("logits", "labels"), {}, _build_cross_entropy),
     "svm_loss": Composite(("scores", "labels"), {"margin": 1.0}, _build_svm_loss),
     "mse": Composite(("a", "b"), {}, _build_mse),

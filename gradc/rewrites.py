@@ -96,10 +96,17 @@ def _where_known(graph, mask, a, b):
 # Each rule returns the rewritten node, or None when it does not apply.
 
 
+def _all_zeros(node: Node) -> bool:
+    """zeros(...), zeros_like(x), or one of them with new axes: every entry 0."""
+    while node.op is Op.EXPAND:
+        node = node.args[0]
+    return node.op in (Op.ZEROS, Op.ZEROS_LIKE)
+
+
 def _add_identities(graph, a, b):
-    if is_constant(b, 0):
-        return a  # x + 0 -> x
-    if is_constant(a, 0):
+    if is_constant(b, 0) or _all_zeros(b):
+        return a  # x + 0 -> x, x + zeros(C)[:, None, None] -> x (where x keeps its shape)
+    if is_constant(a, 0) or _all_zeros(a):
         return b  # 0 + x -> x
     if b.op is Op.NEG:
         return _make(graph, Op.SUB, a, b.args[0])  # a + (-b) -> a - b

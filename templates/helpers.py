@@ -167,3 +167,73 @@ def scatter_add(out, ids, values):
     if np.shape(values) != ids.shape + out.shape[1:]:
         values = np.broadcast_to(values, ids.shape + out.shape[1:])
     np.add.at(out.reshape(-1), entries, values.reshape(-1))
+
+
+def windows(x, size, stride):
+    # The size[0] x size[1] windows over the last two axes of x, every stride-th one:
+    # [..., Ho, Wo, size[0], size[1]], a view of x itself (no copy).
+    view = np.lib.stride_tricks.sliding_window_view(x, tuple(size), axis=(-2, -1))
+    return view[..., ::stride, ::stride, :, :]
+
+
+def window_entries(i, j, stride, out_shape):
+    # Where entry (i, j) of every window lies in the images: rows i, i + stride, ...
+    # and columns j, j + stride, ..., one per window of an output [N, C, Ho, Wo].
+    Ho, Wo = out_shape[-2:]
+    return np.s_[..., i : i + stride * Ho : stride, j : j + stride * Wo : stride]
+
+
+def conv2d(x, w, stride):
+    # out[n, f, h, w] = sum over c, i, j of x's window (h, w) at (c, i, j) times
+    # w[f, c, i, j]: one matrix product of the windows [N * Ho * Wo, C * HH * WW]
+    # with the kernels, laid out as [N, F, Ho, Wo].
+    out = np.tensordot(windows(x, w.shape[2:], stride), w, axes=((1, 4, 5), (1, 2, 3)))
+    return out.transpose(0, 3, 1, 2)
+
+
+def conv2d_grad_input(g, w, x, stride):
+    # Each window of x met the kernels: the gradient of every window, g times the
+    # kernels, is added back where the window lies, one strided slice per kernel
+    # position (i, j), so that no np.add.at is needed.
+    cols = np.tensordot(w, g, axes=(0, 1))  # [C, HH, WW, N, Ho, Wo]
+    grad = np.zeros((x.shape[1], x.shape[0], *x.shape[2:]), dtype=cols.dtype)
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            grad[window_entries(i, j, stride, g.shape)] += cols[:, i, j]
+    return grad.transpose(1, 0, 2, 3)
+
+
+def conv2d_grad_weight(g, x, w, stride):
+    # grad_w[f, c, i, j] = sum over n, h, w of g[n, f, h, w] times x's window (h, w)
+    # at (c, i, j): one matrix product of g with the windows.
+    return np.tensordot(g, windows(x, w.shape[2:], stride), axes=((0, 2, 3), (0, 2, 3)))
+
+
+def max_pool2d(x, size, stride):
+    return windows(x, (size, size), stride).max(axis=(-2, -1))
+
+
+def max_pool2d_grad(g, x, size, stride):
+    # Each window's gradient goes to its max, the first one where several tie
+    # (row by row, as PyTorch's), added up where windows overlap.
+    flat = windows(x, (size, size), stride).reshape(*g.shape, size * size)
+    first = flat.argmax(axis=-1)
+    grad = np.zeros_like(x, dtype=g.dtype)
+    for k in range(size * size):
+        i, j = divmod(k, size)
+        grad[window_entries(i, j, stride, g.shape)] += np.where(first == k, g, 0)
+    return grad
+
+
+def avg_pool2d(x, size, stride):
+    return windows(x, (size, size), stride).mean(axis=(-2, -1))
+
+
+def avg_pool2d_grad(g, x, size, stride):
+    # Each window's gradient is shared equally by its size * size entries.
+    share = g / (size * size)
+    grad = np.zeros_like(x, dtype=share.dtype)
+    for i in range(size):
+        for j in range(size):
+            grad[window_entries(i, j, stride, g.shape)] += share
+    return grad

@@ -321,6 +321,33 @@ def cross_entropy(logits, labels):
     return F.cross_entropy(_tensor(logits), _labels(labels), reduction="mean")
 
 
+def conv2d(x, w, b, stride=1, pad=0):
+    return F.conv2d(_tensor(x), _tensor(w), _tensor(b), stride=stride, padding=pad)
+
+
+def max_pool2d(x, size, stride=None):
+    return F.max_pool2d(_tensor(x), size, stride)
+
+
+def avg_pool2d(x, size, stride=None):
+    return F.avg_pool2d(_tensor(x), size, stride)
+
+
+def batch_norm(x, gamma, beta, eps=1e-5):
+    """Training-mode statistics (biased variance), over all axes but 1. PyTorch refuses
+    one value per channel (N = 1 of [N, D]), where xhat is 0: written out there."""
+    x, gamma, beta = _tensor(x), _tensor(gamma), _tensor(beta)
+    if x.numel() > x.shape[1]:
+        return F.batch_norm(x, None, None, gamma, beta, True, 0.0, eps)
+    centered = x - x  # every value is its channel's mean
+    return gamma * centered / torch.sqrt(centered * centered + eps) + beta
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    x = _tensor(x)
+    return F.layer_norm(x, x.shape[-1:], _tensor(gamma), _tensor(beta), eps)
+
+
 def svm_loss(scores, labels, margin=1.0):
     """CS231n's multiclass hinge, mean over rows: sum over j != y_i of
     max(0, s_ij - s_iy + margin). The hinge is relu (slope 0 at exactly 0, as the
@@ -1052,6 +1079,18 @@ CASES: dict[str, OpCase] = {
     "svm_loss":      with_labels(svm_loss, variants=({"margin": 0.5}, {"margin": 0.0})),
     "pick":          with_labels(pick),
     "mse":           pairwise(mse),
+    "conv2d":        shaped(conv2d, ("conv2d(x, w, b)", "x: [N, C, 5, 6], w: [D, C, 3, 2], b: [D]"),
+                            ("conv2d(x, w, b, 2, 1)", "x: [N, D, 7, 6], w: [C, D, 3, 3], b: [C]"),
+                            ("conv2d(x, w, b, stride=2, pad=2)", "x: [N, C, 5, 5], w: [D, C, 1, 3], b: [D]")),
+    "max_pool2d":    shaped(max_pool2d, ("max_pool2d(x, 2)", "x: [N, C, 4, 6]"), ("max_pool2d(x, 3, 1)", "x: [N, D, 5, 6]"),
+                            ("max_pool2d(x, 2, stride=3)", "x: [N, D, 7, 5]")),
+    "avg_pool2d":    shaped(avg_pool2d, ("avg_pool2d(x, 2)", "x: [N, C, 4, 6]"), ("avg_pool2d(x, 3, 1)", "x: [N, D, 5, 6]"),
+                            ("avg_pool2d(x, 2, stride=3)", "x: [N, D, 7, 5]")),
+    "batch_norm":    shaped(batch_norm, ("batch_norm(x, g, b)", "x: [N, D], g: [D], b: [D]"),
+                            ("batch_norm(x, g, b, eps=0.5)", "x: [N, D], g: [D], b: [D]"),
+                            ("batch_norm(x, g, b)", "x: [N, C, 3, 4], g: [C], b: [C]")),
+    "layer_norm":    shaped(layer_norm, ("layer_norm(x, g, b)", "x: [N, D], g: [D], b: [D]"),
+                            ("layer_norm(x, g, b, eps=0.5)", "x: [N, H, D], g: [D], b: [D]")),
 }
 # fmt: on
 
@@ -1071,6 +1110,10 @@ INTERNAL = {
     "reshape_like": "the gradient of reshape: g.reshape(x.shape)",
     "diag_grad": "the gradient of diagonal: zeros with g on the diagonal",
     "index_grad": "the gradient of x[...]: zeros with the gradient at the index",
+    "conv2d_grad_input": "conv2d's gradient of its images",
+    "conv2d_grad_weight": "conv2d's gradient of its kernels",
+    "max_pool2d_grad": "max_pool2d's gradient: to each window's first max",
+    "avg_pool2d_grad": "avg_pool2d's gradient: shared by each window's entries",
     # loops: checked by whole programs against PyTorch and central differences in
     # tests/test_loops.py
     "placeholder": "a loop variable or carried value while a loop body is lowered",

@@ -1371,3 +1371,18 @@ def test_an_input_read_only_for_its_shape_gets_zeros_of_its_own():
     np.testing.assert_array_equal(grad_W, np.zeros((3, 4)))
     np.testing.assert_array_equal(grad_w2, 2 * w2)  # d/dw2 of sum(w2 * w2)
     assert module.f_grad(W, w2)[1][0].shape == (3, 4)
+
+
+def test_an_integer_passed_to_an_untyped_parameter_is_a_float():
+    """An untyped parameter is a float scalar: g's call f(x, 2) computes with 2.0,
+    so g returns a float, 2.0 * (N + 1), as f(x, 2.0) would (the fuzzer found
+    `2 * N + 2`, an int, returned)."""
+    module = compiled(
+        "def f(x: [N], k):\n"
+        "    return k * (N + 1)\n"
+        "\n"
+        "def g(x: [N]):\n"
+        "    return f(x, 2)\n"
+    )
+    out = module.g(np.zeros(3))
+    assert isinstance(out, float) and out == 8.0

@@ -54,7 +54,10 @@ def callable_builtins() -> dict[str, tuple[tuple[str, ...] | None, dict]]:
             for name in (spec.name, *getattr(spec, "aliases", ())):  # silu is swish
                 found[name] = (params, keywords)
     for name, composite in _composites().items():
-        found[name] = (tuple(composite.params), composite.attr_params)
+        attrs = composite.attr_params
+        required = tuple(k for k, v in attrs.items() if v == gradc.ops.REQUIRED)
+        keywords = {k: v for k, v in attrs.items() if k not in required}
+        found[name] = (tuple(composite.params) + required, keywords)
     return found
 
 

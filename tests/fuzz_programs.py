@@ -906,7 +906,8 @@ class DefBuilder:
         )
         left = self.expr(left_shape, depth)
         right = self.expr(right_shape, self.draw(st.integers(0, depth)))
-        if shape and self.chance(15):  # arange(D) < e, arange(N)[:, None] <= e: triangles
+        # arange(D) < e, arange(N)[:, None] <= e: triangles (steered to when FAVOR asks)
+        if shape and self.chance(60 if "arange" in FAVOR else 15):
             self.features.add("arange")
             if len(shape) >= 2 and self.chance(50):
                 left = Expr(f"arange({shape[-2]})[:, None]", (shape[-2], 1), 4.0, ATOM, True)
@@ -1059,7 +1060,10 @@ class DefBuilder:
         return call(kind, e, self.labels.name, shape=(), bound=(2 * e.bound + 2) * 4, margin=margin)
 
     def _call(self, shape, depth):
-        callee, mapping, _, k = self.pick([o for o in self.calls if o[2] == shape])
+        options = [o for o in self.calls if o[2] == shape]
+        if "tuple_index" in FAVOR and any(o[3] is not None for o in options):
+            options = [o for o in options if o[3] is not None]  # steered to `g(x)[k]`
+        callee, mapping, _, k = self.pick(options)
         text = self.call_text(callee, mapping, depth)
         if k is None:
             return Expr(text, shape, callee.info.bound)
@@ -1464,6 +1468,17 @@ class DefBuilder:
                     add("diagonal_sum", d)
         for spec, shapes, contracted in einsum_options(P, s, tuple(self.all_dims)):
             add("einsum", spec, shapes, contracted)
+        # the layers of images, made of [A, B] values: an image per row and channel
+        if r == 2:
+            for c in self.all_dims:
+                if (s[0], c) in P and (s[1], c) in P and (s[1],) in P:
+                    add("conv2d", c)
+            add("max_pool2d")
+            add("avg_pool2d")
+            if (s[1],) in P:
+                add("batch_norm")
+        if r >= 1 and (s[-1],) in P:
+            add("layer_norm")
         return options
 
     def _shaped(self, shape, depth):
@@ -1757,6 +1772,66 @@ class DefBuilder:
         e = self.expr((d, d), depth)
         return call("trace", e, shape=s, bound=4 * e.bound)
 
+    def _shape_conv2d(self, s, depth, c):
+        """conv2d of [A, C] rows as A images of C channels, 1 x 1, with B kernels
+        [C, 1, 1]: with no padding back to [A, B]; padded by 1, the middle of
+        its 3 x 3 output (stride 1) or the corner of its 2 x 2 (stride 2)."""
+        self.features.add("conv2d")
+        self.features.add("reshape")
+        a, b = s
+        x = self.bounded(self.expr((a, c), depth), 3.0)
+        w = self.bounded(self.expr((b, c), self.draw(st.integers(0, depth))), 3.0)
+        bias = self.bounded(self.expr((b,), 0), 3.0)
+        images = f"reshape({x.text}, ({a}, {c}, 1, 1))"
+        kernels = f"reshape({w.text}, ({b}, {c}, 1, 1))"
+        bound = 4 * x.bound * w.bound + bias.bound
+        form = self.pick(("plain", "padded", "strided"))
+        if form == "plain":
+            conv = f"conv2d({images}, {kernels}, {bias.text})"
+            return Expr(f"reshape({conv}, ({a}, {b}))", s, bound, ATOM, False)
+        stride, at = ("1", "1, 1") if form == "padded" else ("2", "0, 0")
+        conv = f"conv2d({images}, {kernels}, {bias.text}, pad=1, stride={stride})"
+        return Expr(f"{conv}[:, :, {at}]", s, bound, ATOM, False)
+
+    def _shape_max_pool2d(self, s, depth):
+        return self.pool("max_pool2d", s, depth)
+
+    def _shape_avg_pool2d(self, s, depth):
+        return self.pool("avg_pool2d", s, depth)
+
+    def pool(self, op, s, depth):
+        """A 2 x 2 pool of four [A, B] values as A images of B channels, 2 x 2: e,
+        and functions of e that tie with it at isolated points only."""
+        self.features.add(op)
+        self.features.add("stack")
+        self.features.add("reshape")
+        a, b = s
+        e = self.bounded(self.expr(s, depth), 3.0)
+        x = wrap(e, PRODUCT + 1)
+        parts = f"stack(({e.text}, 0.5 * {x} + 0.3, -{x}, {x} * {x} - 0.2), axis=-1)"
+        images = f"reshape({parts}, ({a}, {b}, 2, 2))"
+        stride = self.pick(("", ", 2", ", stride=2"))
+        bound = max(e.bound * e.bound + 0.2, e.bound + 0.3)
+        return Expr(f"reshape({op}({images}, 2{stride}), ({a}, {b}))", s, bound, ATOM, False)
+
+    def _shape_batch_norm(self, s, depth):
+        self.features.add("batch_norm")
+        return self.normalization("batch_norm", s, depth, rows=s[0])
+
+    def _shape_layer_norm(self, s, depth):
+        self.features.add("layer_norm")
+        return self.normalization("layer_norm", s, depth, rows=s[-1])
+
+    def normalization(self, op, s, depth, rows):
+        """op(e, gamma, beta): |xhat| <= sqrt(n - 1) for n values per statistic,
+        n a dim of at most 8 here."""
+        e = self.expr(s, depth)
+        gamma = self.bounded(self.expr((s[-1] if op == "layer_norm" else s[1],), 0), 3.0)
+        beta = self.bounded(self.expr(gamma.shape, 0), 3.0)
+        eps = self.pick(("", ", eps=0.1", ", 0.5"))
+        return Expr(f"{op}({e.text}, {gamma.text}, {beta.text}{eps})", s,
+                    3 * gamma.bound + beta.bound, ATOM, False)  # fmt: skip
+
     def _shape_einsum(self, s, depth, spec, shapes, contracted):
         self.features.add("einsum")
         operands = [
@@ -1814,7 +1889,7 @@ class DefBuilder:
         if self.assignable():
             kinds += ["set_index", "add_at"]
         if any(o[3] == 0 for o in self.calls):
-            kinds += ["unpack_call"] * 2
+            kinds += ["unpack_call"] * (8 if "tuple_unpack" in FAVOR else 2)
         if self.split_sources():
             kinds.append("split_unpack")
         return kinds
@@ -1973,7 +2048,8 @@ def programs(draw) -> Program:
         lines.append("")
         features.add("constant")
     lines32 = list(lines)
-    def_names = draw(st.permutations(DEF_NAMES))[: draw(st.integers(1, 3))]
+    least = 2 if "tuple_unpack" in FAVOR or "tuple_index" in FAVOR else 1  # a callee
+    def_names = draw(st.permutations(DEF_NAMES))[: draw(st.integers(least, 3))]
     defs: list[DefInfo] = []
     callees: list[Callee] = []
     fills: dict = {}  # constructors' fill values (see DefBuilder.fill_value)
@@ -2037,7 +2113,8 @@ def draw_def(draw, name, callees, constants, features, last, fills=None):
     # A def may return two values: a callee's are unpacked by its caller (`a, b =
     # g(x)`) or indexed (`g(x)[1]`); a last def's first output is mostly a scalar
     # loss (f_grad exists), the other rides along.
-    several = chance(draw, 25)
+    tuples = "tuple_unpack" in FAVOR or "tuple_index" in FAVOR  # steered to callees of two
+    several = chance(draw, 75 if tuples and not last else 25)
     if last and several:
         out_shapes = [() if chance(draw, 60) else builder.possible_shape()]
     elif last:

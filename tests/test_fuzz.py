@@ -477,7 +477,7 @@ def test_fuzz_well_formed(capsys, monkeypatch):
     hypothesis draws depends on more than its seed (on the tests that ran before), so
     a construct the programs missed gets a top-up run that favours it."""
     tally = run_profile(CI, CI_WELL_FORMED, programs(), check_program)
-    for _ in range(2):
+    for _ in range(3):
         missing = EVERYTHING - tally.features
         if not missing:
             break

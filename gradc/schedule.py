@@ -237,7 +237,12 @@ def schedule(
                 or inline_depth > MAX_NESTING
             ):
                 only_named.add(node.id)
-            sched.var[node.id] = namer.temporary()
+            saved = sched.var.get(node.args[0].id, "") if node.op is Op.INDEX else ""
+            if saved.endswith("_saved") and saved != "_saved":
+                # a step's row of a saved stack, read more than once: by the value's name
+                sched.var[node.id] = namer.claim(saved.removesuffix("_saved"))
+            else:
+                sched.var[node.id] = namer.temporary()
         else:
             size[node.id] = inline_size
             depth[node.id] = inline_depth

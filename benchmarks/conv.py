@@ -124,7 +124,17 @@ from mlp import (  # noqa: E402
     time_alone,
 )
 from mlp import load_generated as mlp_load_generated  # noqa: E402
-from rnn import peak_rss_growth, spread_warning, verdict  # noqa: E402
+from rnn import (  # noqa: E402
+    GENERATED,
+    REFERENCE,
+    TORCH,
+    peak_rss_growth,
+    rotated_rounds,
+    run_each,
+    spread_warning,
+    verdict,
+)
+from rnn import memory_verdicts as rnn_memory_verdicts  # noqa: E402
 from word2vec import environment, interleaved, paired_ratio  # noqa: E402
 
 STRIDE, PAD, EPS = 1, 1, 1e-5
@@ -159,9 +169,6 @@ SIZES = {  # name: {"conv": (N, C, H, W, F, K), "bn": (N, D)}
 }
 DEFAULT_SIZES = ("small", "large")  # the issue's two sizes of each layer
 DTYPES = {"f64": np.float64, "f32": np.float32}
-GENERATED = "generated fwd+bwd"
-REFERENCE = "hand-written"
-TORCH = "torch eager"
 JAX = "jax jit"
 TRACED = (GENERATED, REFERENCE)  # NumPy-based: tracemalloc sees their arrays
 INPUTS = {"conv": ("x", "w", "b"), "bn": ("x", "gamma", "beta")}
@@ -379,16 +386,7 @@ def outputs(names, p: Problem, generated: Path | None) -> tuple[dict, list[str]]
     """Each implementation's (out, grads), run once, and every input or upstream
     gradient that a call changed in place (restored after each)."""
     arrays = dict(zip((*INPUTS[p.layer], "dout"), (*p.inputs, p.dout)))
-    saved = {what: a.copy() for what, a in arrays.items()}
-    results, problems = {}, []
-    for name in names:
-        run, to_numpy = bind(name, p, generated)
-        results[name] = to_numpy(run())
-        for what, a in arrays.items():
-            if not np.array_equal(a, saved[what]):
-                problems.append(f"{name}: changed its input {what} in place")
-                a[...] = saved[what]
-    return results, problems
+    return run_each(names, lambda name: bind(name, p, generated), arrays)
 
 
 def disagreements(results: dict, layer: str, dtype: str) -> list[str]:
@@ -456,22 +454,8 @@ def fresh_process(flag: str, name: str, p: Problem, args) -> dict:
 
 
 def measure_alone(names, p: Problem, args) -> dict[str, dict]:
-    """{name: {"seconds": one median per round, "faults": page faults per call}}: in
-    each of --rounds rounds every name is timed in a fresh process of its own, the
-    starting name rotated each round, so that a load that comes and goes hits every
-    implementation alike and the ratios can be paired by round."""
-    found = {name: {"seconds": [], "faults": []} for name in names}
-    order = list(names)
-    for r in range(args.rounds):
-        shift = r % len(order)
-        for name in order[shift:] + order[:shift]:
-            result = fresh_process("--alone", name, p, args)
-            found[name]["seconds"].append(statistics.median(result["seconds"]))
-            found[name]["faults"].append(result["faults"])
-    return {
-        name: {"seconds": r["seconds"], "faults": statistics.mean(r["faults"])}
-        for name, r in found.items()
-    }
+    """Every name timed alone in fresh processes, --rounds rounds (`rotated_rounds`)."""
+    return rotated_rounds(names, args.rounds, lambda name: fresh_process("--alone", name, p, args))
 
 
 # --------------------------------------------------------------------------------------
@@ -498,16 +482,7 @@ def time_verdicts(where: str, layer: str, timings: dict[str, dict[str, list[floa
 
 
 def memory_verdicts(where: str, layer: str, found: dict[str, dict]) -> list[str]:
-    if layer not in MEMORY_TARGETS:
-        return []
-    generated, reference = found[GENERATED]["traced"], found[REFERENCE]["traced"]
-    return [
-        verdict(
-            generated <= reference,
-            f"{where}: peak traced memory generated {format_bytes(generated)}, hand-written"
-            f" {format_bytes(reference)} (target <= hand-written)",
-        )
-    ]
+    return rnn_memory_verdicts(where, found) if layer in MEMORY_TARGETS else []
 
 
 def describe(layer: str, size: str) -> str:

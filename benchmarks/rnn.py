@@ -296,20 +296,27 @@ def implementation_names(with_jax: bool) -> list[str]:
 # Agreement
 
 
-def outputs(names, p: Problem, generated: Path | None) -> tuple[dict, list[str]]:
-    """Each implementation's (hs, grads), run once, and every input or upstream
-    gradient that a call changed in place (restored after each)."""
-    arrays = dict(zip(("x", "h0", "Wx", "Wh", "b", "dhs"), (*p.inputs, p.dhs)))
+def run_each(names, bind_one: Callable, arrays: dict) -> tuple[dict, list[str]]:
+    """Each implementation's result, bound by `bind_one(name)` -> (run, to_numpy) and
+    run once, and every one of `arrays` (name: array) that a call changed in place
+    (restored after each)."""
     saved = {what: a.copy() for what, a in arrays.items()}
     results, problems = {}, []
     for name in names:
-        run, to_numpy = bind(name, p, generated)
+        run, to_numpy = bind_one(name)
         results[name] = to_numpy(run())
         for what, a in arrays.items():
             if not np.array_equal(a, saved[what]):
                 problems.append(f"{name}: changed its input {what} in place")
                 a[...] = saved[what]
     return results, problems
+
+
+def outputs(names, p: Problem, generated: Path | None) -> tuple[dict, list[str]]:
+    """Each implementation's (hs, grads), run once, and every input or upstream
+    gradient that a call changed in place (restored after each)."""
+    arrays = dict(zip(("x", "h0", "Wx", "Wh", "b", "dhs"), (*p.inputs, p.dhs)))
+    return run_each(names, lambda name: bind(name, p, generated), arrays)
 
 
 def disagreements(results: dict, dtype: str) -> list[str]:
@@ -401,23 +408,30 @@ def fresh_process(flag: str, name: str, size: str, dtype: str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_alone(names, size: str, dtype: str, args) -> dict[str, dict]:
+def rotated_rounds(names, rounds: int, time_one: Callable[[str], dict]) -> dict[str, dict]:
     """{name: {"seconds": one median per round, "faults": page faults per call}}: in
-    each of --rounds rounds every name is timed in a fresh process of its own, the
-    starting name rotated each round, so that a load that comes and goes hits every
-    implementation alike and the ratios can be paired by round."""
+    each of `rounds` rounds every name is timed by `time_one(name)` (in a fresh process
+    of its own), the starting name rotated each round, so that a load that comes and
+    goes hits every implementation alike and the ratios can be paired by round."""
     found = {name: {"seconds": [], "faults": []} for name in names}
     order = list(names)
-    for r in range(args.rounds):
+    for r in range(rounds):
         shift = r % len(order)
         for name in order[shift:] + order[:shift]:
-            result = fresh_process("--alone", name, size, dtype, args)
+            result = time_one(name)
             found[name]["seconds"].append(statistics.median(result["seconds"]))
             found[name]["faults"].append(result["faults"])
     return {
         name: {"seconds": r["seconds"], "faults": statistics.mean(r["faults"])}
         for name, r in found.items()
     }
+
+
+def measure_alone(names, size: str, dtype: str, args) -> dict[str, dict]:
+    """Every name timed alone in fresh processes, --rounds rounds (`rotated_rounds`)."""
+    return rotated_rounds(
+        names, args.rounds, lambda name: fresh_process("--alone", name, size, dtype, args)
+    )
 
 
 # --------------------------------------------------------------------------------------

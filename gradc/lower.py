@@ -1448,7 +1448,7 @@ def _build_pool(op: Op, func: str):
     return build
 
 
-def _normalization(func: str, call, x, gamma, beta, axis, eps):
+def _normalization(func: str, call, x, axis, eps):
     """xhat = (x - mean) * istd over `axis`, with istd = 1 / sqrt(var + eps) (the
     biased variance, as PyTorch's), labelled for the reader; the fused op's rule
     reads them back."""
@@ -1481,7 +1481,7 @@ def _build_batch_norm(call, x, gamma, beta, eps):
     axis = (0,) if len(x.shape) == 2 else (0, 2, 3)
     what = "one per feature" if len(x.shape) == 2 else "one per channel"
     _check_scale("batch_norm", call, x, gamma, beta, x.shape[1], what)
-    xhat, istd = _normalization("batch_norm", call, x, gamma, beta, axis, eps)
+    xhat, istd = _normalization("batch_norm", call, x, axis, eps)
     return x.graph.op(Op.BATCH_NORM, x, gamma, beta, xhat, istd, axis=axis)
 
 
@@ -1490,7 +1490,7 @@ def _build_layer_norm(call, x, gamma, beta, eps):
         raise CompileError("layer_norm() takes an array; got a scalar", call.pos)
     last = len(x.shape) - 1
     _check_scale("layer_norm", call, x, gamma, beta, x.shape[last], "the size of the last axis")
-    xhat, istd = _normalization("layer_norm", call, x, gamma, beta, (last,), eps)
+    xhat, istd = _normalization("layer_norm", call, x, (last,), eps)
     return x.graph.op(Op.LAYER_NORM, x, gamma, beta, xhat, istd, axis=last)
 
 

@@ -1816,13 +1816,13 @@ class DefBuilder:
 
     def _shape_batch_norm(self, s, depth):
         self.features.add("batch_norm")
-        return self.normalization("batch_norm", s, depth, rows=s[0])
+        return self.normalization("batch_norm", s, depth)
 
     def _shape_layer_norm(self, s, depth):
         self.features.add("layer_norm")
-        return self.normalization("layer_norm", s, depth, rows=s[-1])
+        return self.normalization("layer_norm", s, depth)
 
-    def normalization(self, op, s, depth, rows):
+    def normalization(self, op, s, depth):
         """op(e, gamma, beta): |xhat| <= sqrt(n - 1) for n values per statistic,
         n a dim of at most 8 here."""
         e = self.expr(s, depth)

@@ -210,3 +210,14 @@ def test_benchmark_says_how_to_make_a_missing_module(tmp_path):
     with pytest.raises(SystemExit) as exit:
         rnn.main([*QUICK, "--generated", str(tmp_path / "rnn.py")])
     assert "run: gradc compile examples/rnn.grad -o generated/rnn.py" in str(exit.value)
+
+
+def test_floor_benchmark_prints_the_products_share(tmp_path, capsys):
+    import rnn_floor
+
+    args = ["--size", "tiny", "--samples", "1", "--seconds", "0.001"]
+    assert rnn_floor.main([*args, "--generated", str(standin(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    for name in ("generated fwd+bwd", "hand-written fwd+bwd", "generated products"):
+        assert name in out
+    assert "elementwise share of the generated layer:" in out

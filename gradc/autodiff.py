@@ -61,7 +61,10 @@ def differentiate(
             live.add(node.id)
 
     pending = {}  # users not yet processed, per node
+    named = {}  # value id -> the NAME node that names it: rules read y by its name
     for node in order:
+        if node.op is Op.NAME:
+            named.setdefault(node.args[0].id, node)
         for arg in node.args:
             if arg.id in needs:
                 pending[arg.id] = pending.get(arg.id, 0) + 1
@@ -99,7 +102,8 @@ def differentiate(
             wanted = {k for k, a in enumerate(node.args) if a.id in live}
             local = reverse_loop(node, grads, wanted) if grads else [None] * len(node.args)
         else:
-            local = _contributions(node, g) if g is not None else [None] * len(node.args)
+            y = named.get(node.id, node)
+            local = _contributions(node, g, y) if g is not None else [None] * len(node.args)
         for arg, c in zip(node.args, local):
             if arg.id not in needs:
                 continue
@@ -135,14 +139,17 @@ def _moved(fn: Function, graph) -> Function:
     )
 
 
-def _contributions(node: Node, g: Node) -> list[Node | None]:
+def _contributions(node: Node, g: Node, y: Node) -> list[Node | None]:
+    """The rule of `node`'s op on the gradient `g` of its value `y` (the value
+    under its source name where it has one, so that a rule's `g * y` is the same
+    node as the program's `g * xhat`, and is computed once)."""
     rule = OPS[node.op].grad
     if rule == NOT_DIFFERENTIABLE:
         return [None] * len(node.args)
     if rule is None:
         raise CompileError(f"internal: no derivative rule for {node.op.name}", node.pos)
     try:
-        return list(rule(g, node, *node.args, **dict(node.attrs)))
+        return list(rule(g, y, *node.args, **dict(node.attrs)))
     except CompileError as exc:
         # a rule's nodes carry no position: the error is at what it differentiates
         if exc.pos is None:

@@ -112,6 +112,10 @@ class Graph:
         """The node for `op(*args, **attrs)`, made at most once."""
         return self.make(op, args, tuple(sorted(attrs.items())) if attrs else (), pos)
 
+    def find(self, op: Op, args: tuple, attr_items: tuple = ()) -> Node | None:
+        """The node for `op(*args)` if the graph has it already, else None."""
+        return self._interned.get((op, attr_items, *[a.id for a in args]))
+
     def make(self, op: Op, args: tuple, attr_items: tuple, pos: Pos | None = None) -> Node:
         """`op` with attributes already as sorted (name, value) pairs."""
         key = (op, attr_items, *[a.id for a in args])

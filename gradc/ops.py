@@ -502,6 +502,11 @@ def _normalized(args, attrs, pos):
     return args[0].shape, result_dtype(args[:3])
 
 
+def _ratio(args, attrs, pos):
+    # {0} / {1}: the other arguments are what the derivative rule reads
+    return broadcast_shapes([args[0].shape, args[1].shape], pos), result_dtype(args[:2])
+
+
 def einsum_parts(spec: str, pos):
     """'ij,jk->ik' as (['ij', 'jk'], 'ik'); implicit output as NumPy's."""
     spec = spec.replace(" ", "")
@@ -1218,6 +1223,34 @@ def _layer_norm_grad(g, y, x, gamma, beta, xhat, istd, axis):
     mean_d = reduce_mean(d, (axis,), keepdims=True)
     mean_dx = reduce_mean(d * xhat, (axis,), keepdims=True)
     return (istd * (d - mean_d - xhat * mean_dx), g * xhat, g, None, None)
+
+
+def _standardize_grad(g, y, centered, std, x, mean, axis):
+    # y = (x - mean(x)) / sqrt(var(x) + c) over `axis` (any constant c >= 0),
+    # written out by the user. Through the mean and the variance every x there
+    # reaches every y; the three paths add up to the simplified formula
+    #   dx = (g - mean(g) - y * mean(g * y)) / std
+    # (the staged chain rule spends about three times the passes over x). The
+    # sums are over leading axes without keepdims where they broadcast so, as
+    # beta's and gamma's gradients are, and the rewrites can share them.
+    # centered, std and mean get none: this rule went through them.
+    keep = axis is not None and tuple(axis) != tuple(range(len(axis)))
+    n = count(x, axis)
+    mean_g = reduce_sum(g, axis, keepdims=keep) / n
+    mean_gy = reduce_sum(g * y, axis, keepdims=keep) / n
+    return (None, None, (g - mean_g - y * mean_gy) / std, None)
+
+
+def _softmax_ratio_grad(g, y, e, total, u, *shift, axis):
+    # y = exp(u) / sum(exp(u)) over `axis`, written out by the user: softmax's
+    # Jacobian diag(y) - y y^T, as the built-in softmax's rule,
+    #   du = y * (g - sum(g * y)).
+    # When u = x - c with c constant along `axis` (the max, for stability), x
+    # gets du and c nothing: sum(du) over `axis` is 0 (softmax does not change
+    # when every entry moves by the same amount), so c's share is exactly 0.
+    # e and total get none: this rule went through them.
+    du = y * (g - reduce_sum(g * y, axis, keepdims=True))
+    return (None, None, du) + (None,) * len(shift)
 
 
 def _index_grad_rule(g, y, x, *rest, index):
@@ -2072,6 +2105,11 @@ _ROWS: dict[str, OpDef] = {
     # xhat) and this op, gamma * xhat + beta, whose rule is the fused backward
     "BATCH_NORM": internal("batch_norm", 5, _spell_batch_norm, _normalized, grad=_batch_norm_grad),
     "LAYER_NORM": internal("layer_norm", 5, "{1} * {3} + {2}", _normalized, grad=_layer_norm_grad),
+    # Normalisations written out with mean/var and exp/sum (rewrites.py spots
+    # them): the same division, with the simplified formulas as their rules
+    "STANDARDIZE": internal("standardize", 4, "{0} / {1}", _ratio, grad=_standardize_grad),
+    "SOFTMAX_RATIO": internal("softmax_ratio", None, "{0} / {1}", _ratio,
+                              grad=_softmax_ratio_grad),
     # loops (gradc/loops.py): the loop variable and the carried values while a
     # body is lowered; a loop over its initial and captured values, whose body
     # is a function of its own; the value a carried name has after the loop.

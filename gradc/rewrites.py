@@ -213,7 +213,7 @@ def _sum_rules(graph, args, attrs):
             outer = range(len(left)) if axis is None else axis
             merged = full_axis(tuple(sorted((*inner, *(left[k] for k in outer)))), y.shape)
             return simplify_node(graph, Op.SUM, (y,), _items({"axis": merged, "keepdims": False}))
-    return None
+    return _reduce_products(graph, Op.SUM, x, attrs)
 
 
 def _expand_rules(graph, args, attrs):
@@ -249,6 +249,220 @@ def _exact_gelu(graph, args, attrs):
     scaled = _make(graph, Op.MUL, x, graph.constant(math.sqrt(0.5)))
     phi = _make(graph, Op.ADD, graph.constant(1), _make(graph, Op.ERF, scaled))
     return _make(graph, Op.MUL, _make(graph, Op.MUL, graph.constant(0.5), x), phi)
+
+
+# ---------------------------------------------------------------- normalisations
+# A batch norm, layer norm or softmax written out with mean/var and exp/sum
+# becomes the same division as a node whose derivative rule is the simplified
+# formula (ops.py: standardize, softmax_ratio): the forward code is unchanged,
+# the backward is what a careful person derives by hand.
+
+
+def _through_names(node: Node) -> Node:
+    while node.op is Op.NAME:
+        node = node.args[0]
+    return node
+
+
+def _axes(node: Node, ndim: int) -> tuple:
+    axis = node.attr("axis")
+    return tuple(range(ndim)) if axis is None else tuple(axis)
+
+
+def _constant_along(small: Node, shape: tuple, axes: tuple) -> bool:
+    """Whether `small`, broadcast to `shape`, repeats along every axis in `axes`
+    and keeps the other axes' sizes (as a statistic over `axes` does)."""
+    offset = len(shape) - len(small.shape)
+    if offset < 0:
+        return False
+    for k, size in enumerate(shape):
+        if k < offset:
+            if k not in axes:
+                return False
+        elif (small.shape[k - offset] == 1) != (k in axes) or (
+            k not in axes and small.shape[k - offset] != size
+        ):
+            return False
+    return True
+
+
+def _statistic(node: Node, op: Op, of: Node, axes: tuple) -> bool:
+    """Whether `node` is op(of) over `axes`, broadcasting back over `of`."""
+    node = _through_names(node)
+    return (
+        node.op is op
+        and _through_names(node.args[0]) is of
+        and _axes(node, len(of.shape)) == axes
+        and _constant_along(node, of.shape, axes)
+    )
+
+
+def _variance(node: Node, x: Node, mean: Node, axes: tuple) -> bool:
+    """var(x) over `axes`, or mean((x - mean(x)) ** 2) written out."""
+    v = _through_names(node)
+    if _statistic(v, Op.VAR, x, axes):
+        return v.attr("ddof") == 0
+    if not _statistic(v, Op.MEAN, _through_names(v.args[0]), axes):
+        return False
+    square = _through_names(v.args[0])
+    squared = (
+        square.op is Op.SQUARE
+        or square.op is Op.POW
+        and is_constant(square.args[1], 2)
+        or square.op is Op.MUL
+        and _through_names(square.args[0]) is _through_names(square.args[1])
+    )
+    if not squared:
+        return False
+    d = _through_names(square.args[0])
+    return (
+        d.op is Op.SUB
+        and _through_names(d.args[0]) is x
+        and _through_names(d.args[1]) is mean
+        and _constant_along(v, x.shape, axes)
+    )
+
+
+def _standardized(graph, a, b):
+    # (x - mean(x)) / sqrt(var(x) + c) -> standardize(...), c a number >= 0, and
+    # (x - mean(x)) / std(x), over the same axes (var written out as
+    # mean((x - mean(x)) ** 2) too)
+    centered = _through_names(a)
+    if centered.op is not Op.SUB or b.dtype not in ("f32", "f64"):
+        return None
+    x, mean = (_through_names(n) for n in centered.args)
+    if mean.op is not Op.MEAN or x.shape != centered.shape or not x.shape:
+        return None
+    axes = _axes(mean, len(x.shape))
+    if not _statistic(mean, Op.MEAN, x, axes):
+        return None
+    std = _through_names(b)
+    if std.op is Op.STD and std.attr("ddof") == 0 and _statistic(std, Op.STD, x, axes):
+        return graph.make(Op.STANDARDIZE, (a, b, *centered.args), (("axis", mean.attr("axis")),))
+    if std.op is not Op.SQRT:
+        return None
+    inside = _through_names(std.args[0])
+    if inside.op is Op.ADD:
+        v, c = inside.args
+        if v.op is Op.CONST:
+            v, c = c, v
+        if c.op is not Op.CONST or not constant_value(c) >= 0:
+            return None
+        inside = v
+    if not _variance(inside, x, mean, axes):
+        return None
+    attrs = (("axis", mean.attr("axis")),)
+    return graph.make(Op.STANDARDIZE, (a, b, *centered.args), attrs)
+
+
+def _softmax_ratio(graph, a, b):
+    # exp(u) / sum(exp(u)) -> softmax_ratio(...), over the sum's axes
+    e, total = _through_names(a), _through_names(b)
+    if e.op is not Op.EXP or not e.shape or total.op is not Op.SUM:
+        return None
+    axes = _axes(total, len(e.shape))
+    if not _statistic(total, Op.SUM, e, axes):
+        return None
+    u = _through_names(e.args[0])
+    shift = ()
+    if u.op is Op.SUB and u.args[0].shape == u.shape and _repeats_along(u.args[1], u.shape, axes):
+        x, c = u.args
+        u, shift = x, (c,)
+    return graph.make(Op.SOFTMAX_RATIO, (a, b, u, *shift), (("axis", total.attr("axis")),))
+
+
+def _in_products(rule):
+    """`rule` on a / b, and on k * a / b as k * (a / b): a scale written
+    before the division (`gamma * (x - mu) / sqrt(v + eps)`)."""
+
+    def in_products(graph, a, b):
+        out = rule(graph, a, b)
+        if out is not None or a.op is not Op.MUL:
+            return out
+        left, right = a.args
+        inner = rule(graph, right, b)
+        if inner is not None:
+            return _make(graph, Op.MUL, left, inner)
+        inner = rule(graph, left, b)
+        return None if inner is None else _make(graph, Op.MUL, inner, right)
+
+    return in_products
+
+
+def _repeats_along(c: Node, shape: tuple, axes: tuple) -> bool:
+    """Whether `c`, broadcast to `shape`, is the same along every axis in `axes`."""
+    offset = len(shape) - len(c.shape)
+    return offset >= 0 and all(k < offset or c.shape[k - offset] == 1 for k in axes)
+
+
+# ---------------------------------------------------------------- reductions of products
+
+
+def _factors(node: Node) -> list[Node]:
+    """The factors of a product a * b * c, through products and their names
+    (the named product stays for its other readers)."""
+    inner = _through_names(node)
+    if inner.op is not Op.MUL:
+        return [node]
+    return _factors(inner.args[0]) + _factors(inner.args[1])
+
+
+def _product(graph, factors: list[Node]) -> Node:
+    out = factors[0]
+    for f in factors[1:]:
+        out = _make(graph, Op.MUL, out, f)
+    return out
+
+
+def _reduce_products(graph, op, x, attrs) -> Node | None:
+    # sum(a * b) -> b * sum(a) when b is the same along the summed axes (a
+    # broadcast bias or scale, a scalar): one multiply over the small result
+    # instead of the large array, and sum(a) may be a sum the program already
+    # has (batch norm: sum(g * gamma) is gamma * grad_beta). Likewise
+    # sum(a / b) -> sum(a) / b and the same for mean.
+    x = _through_names(x)
+    if x.op not in (Op.MUL, Op.DIV) or not x.shape:
+        return None
+    axes = tuple(range(len(x.shape))) if attrs["axis"] is None else tuple(attrs["axis"])
+    leading = axes == tuple(range(len(axes)))
+
+    def outside(f: Node) -> bool:
+        # f repeats along the axes, and lines up with the reduced result
+        if not f.shape:
+            return True
+        if attrs["axis"] is None or not _repeats_along(f, x.shape, axes):
+            return False
+        return attrs["keepdims"] or (leading and len(f.shape) <= len(x.shape) - len(axes))
+
+    if x.op is Op.DIV:
+        num, den = x.args
+        if num.shape != x.shape or not outside(den):
+            return None
+        return _make(graph, Op.DIV, simplify_node(graph, op, (num,), _items(attrs)), den)
+    factors = _factors(x)
+    moved = [f for f in factors if outside(f)]
+    kept_factors = [f for f in factors if not outside(f)]
+    if not moved or not kept_factors:
+        return None
+    if all(not f.shape for f in moved) and not _has_product_sum(graph, op, kept_factors, attrs):
+        # only numbers move: no pass saved where a * s is needed anyway (a
+        # gradient that is also summed), unless sum(a) is there to share
+        return None
+    rest = _product(graph, kept_factors)
+    if rest.shape != x.shape:
+        return None
+    inner = simplify_node(graph, op, (rest,), _items(attrs))
+    return _make(graph, Op.MUL, _product(graph, moved), inner)
+
+
+def _has_product_sum(graph, op, factors: list[Node], attrs: dict) -> bool:
+    """Whether the graph already has op(f1 * f2 * ...) over these axes."""
+    product = factors[0]
+    for f in factors[1:]:
+        product = graph.find(Op.MUL, (product, f))
+        if product is None:
+            return False
+    return graph.find(op, (product,), _items(attrs)) is not None
 
 
 def _items(attrs: dict) -> tuple:
@@ -292,7 +506,12 @@ _RULES = {
     Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region),
     Op.SUB: (_sub_identities, _lift_broadcast(Op.SUB)),
     Op.MUL: (_mul_identities, _lift_broadcast(Op.MUL)),
-    Op.DIV: (_div_identities, _lift_broadcast(Op.DIV)),
+    Op.DIV: (
+        _div_identities,
+        _lift_broadcast(Op.DIV),
+        _in_products(_standardized),
+        _in_products(_softmax_ratio),
+    ),
     Op.POW: (_pow_identities,),
     Op.NEG: (_neg_identities,),
 }
@@ -300,6 +519,7 @@ _RULES = {
 # Rules of ops with attributes (axes) take (graph, args, attrs).
 _ATTR_RULES = {
     Op.SUM: (_sum_rules,),
+    Op.MEAN: (lambda graph, args, attrs: _reduce_products(graph, Op.MEAN, args[0], attrs),),
     Op.EXPAND: (_expand_rules,),
     Op.GELU: (_exact_gelu,),
 }

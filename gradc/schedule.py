@@ -129,7 +129,8 @@ def schedule(
     users: dict[int, list[Node]] = {}
     for node in nodes:
         for k, arg in enumerate(node.args):
-            uses[arg.id] = uses.get(arg.id, 0) + 1
+            if _spelled(node, k):
+                uses[arg.id] = uses.get(arg.id, 0) + 1
             users.setdefault(arg.id, []).append(node)
             if node.op is Op.LOOP and k >= node.attr("loop").carried:
                 uses[arg.id] += 1  # a body reads a captured value: it needs a variable
@@ -325,6 +326,14 @@ def _read_before(
             return False  # `grad_g = grad_zs[t]` carried out of the step, then zeroed
         stack.extend(users.get(u.id, []))
     return True
+
+
+def _spelled(node: Node, k: int) -> bool:
+    """Whether the text of `node` reads its argument k: an argument its template
+    leaves out (what a derivative rule reads, standardize's x) needs no variable
+    of its own for it."""
+    spelling = OPS[node.op].spelling
+    return not isinstance(spelling, str) or f"{{{k}}}" in spelling
 
 
 def _sole_array(base: Node, uses: dict[int, int], owned: frozenset[int] = frozenset()) -> bool:

@@ -1114,6 +1114,10 @@ INTERNAL = {
     "conv2d_grad_weight": "conv2d's gradient of its kernels",
     "max_pool2d_grad": "max_pool2d's gradient: to each window's first max",
     "avg_pool2d_grad": "avg_pool2d's gradient: shared by each window's entries",
+    # normalisations written out (checked against torch by whole programs in
+    # tests/test_rewrites_normalization.py)
+    "standardize": "(x - mean(x)) / sqrt(var(x) + eps) written out: its fused gradient",
+    "softmax_ratio": "exp(u) / sum(exp(u)) written out: softmax's gradient",
     # loops: checked by whole programs against PyTorch and central differences in
     # tests/test_loops.py
     "placeholder": "a loop variable or carried value while a loop body is lowered",

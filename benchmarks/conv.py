@@ -114,6 +114,8 @@ from conv_handwritten import (  # noqa: E402
     batchnorm_forward,
     conv_backward,
     conv_forward,
+    layernorm_backward,
+    layernorm_forward,
     output_size,
 )
 from mlp import array_problems as compare  # noqa: E402
@@ -138,14 +140,27 @@ from rnn import memory_verdicts as rnn_memory_verdicts  # noqa: E402
 from word2vec import environment, interleaved, paired_ratio  # noqa: E402
 
 STRIDE, PAD, EPS = 1, 1, 1e-5
-LAYERS = ("conv", "bn")
+LAYERS = ("conv", "bn", "bn_written", "ln_written")
+DEFAULT_LAYERS = ("conv", "bn")  # benchmarks/norm.py runs the written-out ones
 # The generated functions of each layer and dtype; each also has _forward and _backward
 ENTRY_POINTS = {
     ("conv", "f64"): "conv_layer",
     ("conv", "f32"): "conv_layer_f32",
     ("bn", "f64"): "bn_layer",
     ("bn", "f32"): "bn_layer_f32",
+    ("bn_written", "f64"): "bn_written",
+    ("bn_written", "f32"): "bn_written_f32",
+    ("ln_written", "f64"): "ln_written",
+    ("ln_written", "f32"): "ln_written_f32",
 }
+# Batch norm and layer norm as a user writes them, with mean and var (issue 14)
+WRITTEN_OUT = """
+def {name}(x: {t}[N, D], gamma: {t}[D], beta: {t}[D]) -> {t}[N, D]:
+    mu = mean(x, axis={axis}{keep})
+    sigma2 = var(x, axis={axis}{keep})
+    xhat = (x - mu) / sqrt(sigma2 + {eps})
+    return gamma * xhat + beta
+"""
 SOURCE = f"""\
 def conv_layer(x: [N, C, H, W], w: [F, C, K, K], b: [F]):
     return conv2d(x, w, b, {STRIDE}, {PAD})
@@ -161,8 +176,12 @@ def bn_layer(x: [N, D], gamma: [D], beta: [D]) -> [N, D]:
 
 def bn_layer_f32(x: f32[N, D], gamma: f32[D], beta: f32[D]) -> f32[N, D]:
     return batch_norm(x, gamma, beta)
-"""
-SIZES = {  # name: {"conv": (N, C, H, W, F, K), "bn": (N, D)}
+""" + "".join(
+    WRITTEN_OUT.format(name=name + suffix, t=t, axis=axis, keep=keep, eps=EPS)
+    for name, axis, keep in (("bn_written", 0, ""), ("ln_written", 1, ", keepdims=True"))
+    for suffix, t in (("", ""), ("_f32", "f32"))
+)
+SIZES = {  # name: {"conv": (N, C, H, W, F, K), "bn": (N, D)}; the written-out as bn
     "tiny": {"conv": (2, 3, 5, 5, 4, 3), "bn": (4, 5)},  # for the harness and the tests
     "small": {"conv": (8, 3, 32, 32, 16, 3), "bn": (64, 128)},
     "large": {"conv": (32, 16, 16, 16, 32, 3), "bn": (256, 512)},
@@ -171,12 +190,13 @@ DEFAULT_SIZES = ("small", "large")  # the issue's two sizes of each layer
 DTYPES = {"f64": np.float64, "f32": np.float32}
 JAX = "jax jit"
 TRACED = (GENERATED, REFERENCE)  # NumPy-based: tracemalloc sees their arrays
-INPUTS = {"conv": ("x", "w", "b"), "bn": ("x", "gamma", "beta")}
+INPUTS = {"conv": ("x", "w", "b"), **{k: ("x", "gamma", "beta") for k in LAYERS[1:]}}
 OUTPUTS = {
     "conv": ("out", "grad_x", "grad_w", "grad_b"),
-    "bn": ("out", "grad_x", "grad_gamma", "grad_beta"),
+    **{k: ("out", "grad_x", "grad_gamma", "grad_beta") for k in LAYERS[1:]},
 }
-TIME_TARGETS = {"conv": 0.7, "bn": 1.1}  # generated / hand-written, at most
+# generated / hand-written, at most
+TIME_TARGETS = {"conv": 0.7, "bn": 1.1, "bn_written": 1.2, "ln_written": 1.2}
 MEMORY_TARGETS = ("conv",)  # layers whose traced peak must be <= hand-written's
 
 
@@ -212,7 +232,7 @@ def make_problem(layer: str, size: str, dtype: str, seed: int = 0) -> Problem:
         )
         out_shape = (N, F, output_size(H, K, STRIDE, PAD), output_size(W, K, STRIDE, PAD))
         return Problem(layer, size, dtype, (x, w, b), normal(out_shape, 1.0))
-    N, D = SIZES[size]["bn"]
+    N, D = SIZES[size]["bn"]  # bn, bn_written, ln_written
     x, gamma, beta = normal((N, D), 2.0, 1.0), normal(D, 0.1, 1.0), normal(D, 0.1)
     return Problem(layer, size, dtype, (x, gamma, beta), normal((N, D), 1.0))
 
@@ -281,6 +301,9 @@ def bind(name: str, p: Problem, generated: Path | None) -> tuple[Callable[[], ob
         if p.layer == "conv":
             forward = functools.partial(conv_forward, stride=STRIDE, pad=PAD)
             backward = conv_backward
+        elif p.layer == "ln_written":
+            forward = functools.partial(layernorm_forward, eps=EPS)
+            backward = layernorm_backward
         else:
             forward = functools.partial(batchnorm_forward, eps=EPS)
             backward = batchnorm_backward
@@ -306,6 +329,11 @@ def torch_implementation(p: Problem):
     dout = torch.from_numpy(p.dout)
     if p.layer == "conv":
         layer = functools.partial(F.conv2d, stride=STRIDE, padding=PAD)
+    elif p.layer == "ln_written":
+
+        def layer(x, gamma, beta):
+            return F.layer_norm(x, gamma.shape, gamma, beta, eps=EPS)
+
     else:
 
         def layer(x, gamma, beta):
@@ -350,10 +378,11 @@ def jax_implementation(p: Problem):
             return out + b[None, :, None, None]
 
     else:
+        axis = 1 if p.layer == "ln_written" else 0
 
         def layer(x, gamma, beta):
-            centered = x - jnp.mean(x, axis=0)
-            var = jnp.mean(centered * centered, axis=0)
+            centered = x - jnp.mean(x, axis=axis, keepdims=True)
+            var = jnp.mean(centered * centered, axis=axis, keepdims=True)
             return gamma * centered / jnp.sqrt(var + EPS) + beta
 
     @jax.jit
@@ -487,7 +516,7 @@ def memory_verdicts(where: str, layer: str, found: dict[str, dict]) -> list[str]
 
 def describe(layer: str, size: str) -> str:
     dims = "(N, C, H, W, F, K)" if layer == "conv" else "(N, D)"
-    return f"{dims} = {SIZES[size][layer]}"
+    return f"{dims} = {SIZES[size]['conv' if layer == 'conv' else 'bn']}"
 
 
 def split(value: str, known, what: str, parser) -> list[str]:
@@ -501,7 +530,9 @@ def split(value: str, known, what: str, parser) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--layers", default=",".join(LAYERS), help=f"comma-separated: {','.join(LAYERS)}"
+        "--layers",
+        default=",".join(DEFAULT_LAYERS),
+        help=f"comma-separated: {','.join(LAYERS)}",
     )
     parser.add_argument(
         "--sizes", default=",".join(DEFAULT_SIZES), help=f"comma-separated: {','.join(SIZES)}"
@@ -572,11 +603,12 @@ def run_benchmark(args, layers, sizes, dtypes, origin: str) -> int:
     )
     print()
     modes = ["interleaved"] if args.no_alone else ["interleaved", "alone"]
-    header = f"{'layer':<6}{'size':<7}{'dtype':<6}{'implementation':<19}"
+    width = max(len(layer) for layer in layers) + 2
+    header = f"{'layer':<{width}}{'size':<7}{'dtype':<6}{'implementation':<19}"
     header += f"{'median':>11}{'vs hand':>9}{'vs torch':>9}" * len(modes)
     if not args.no_alone:
         header += f"{'faults':>8}{'traced':>14}{'RSS':>14}"
-    print(f"{'':<38}" + "".join(f"{m:^29}" for m in modes))
+    print(f"{'':<{width + 32}}" + "".join(f"{m:^29}" for m in modes))
     print(header, flush=True)
     verdicts, warnings = [], []
     for layer in layers:
@@ -602,7 +634,7 @@ def run_benchmark(args, layers, sizes, dtypes, origin: str) -> int:
                     faults = {n: r["faults"] for n, r in alone_found.items()}
                     found = {n: fresh_process("--memory", n, p, args) for n in names}
                 for name in names:
-                    row = f"{layer:<6}{size:<7}{dtype:<6}{name:<19}"
+                    row = f"{layer:<{width}}{size:<7}{dtype:<6}{name:<19}"
                     for times in timings.values():
                         row += (
                             f"{format_seconds(statistics.median(times[name])):>11}"

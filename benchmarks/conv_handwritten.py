@@ -148,3 +148,29 @@ def batchnorm_backward(dout, cache):
     dgamma = (dout * xhat).sum(axis=0)
     dx = (gamma * istd / N) * (N * dout - dbeta - xhat * dgamma)
     return dx, dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, eps: float = 1e-5):
+    """out: [N, D], each row normalized with its own mean and biased variance (CS231n's
+    layernorm_forward), and the cache for layernorm_backward."""
+    mu = x.mean(axis=1, keepdims=True)
+    centered = x - mu
+    var = (centered * centered).mean(axis=1, keepdims=True)
+    istd = 1.0 / np.sqrt(var + eps)
+    xhat = centered * istd
+    out = gamma * xhat + beta
+    return out, (xhat, gamma, istd)
+
+
+def layernorm_backward(dout, cache):
+    """dx, dgamma, dbeta by the simplified formula, per row: with dxhat = dout * gamma,
+    dx = (1/D) istd (D dxhat - sum(dxhat) - xhat sum(dxhat xhat)), sums over the row."""
+    xhat, gamma, istd = cache
+    D = dout.shape[1]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma
+    sum_dxhat = dxhat.sum(axis=1, keepdims=True)
+    sum_dxhat_xhat = (dxhat * xhat).sum(axis=1, keepdims=True)
+    dx = (istd / D) * (D * dxhat - sum_dxhat - xhat * sum_dxhat_xhat)
+    return dx, dgamma, dbeta

@@ -224,11 +224,12 @@ def standin(tmp_path, conv_mistake: str = "pass", bn_mistake: str = "pass") -> P
 QUICK = ["--sizes", "tiny", "--no-alone", "--samples", "1", "--seconds", "0.01"]
 
 
-def assert_ran(out: str, layers=conv.LAYERS, dtypes=conv.DTYPES) -> None:
+def assert_ran(out: str, layers=conv.DEFAULT_LAYERS, dtypes=conv.DTYPES) -> None:
+    width = max(len(layer) for layer in layers) + 2
     for layer in layers:
         for dtype in dtypes:
             for name in conv.implementation_names(conv.jax_available()):
-                assert f"{layer:<6}tiny   {dtype:<6}{name}" in out
+                assert f"{layer:<{width}}tiny   {dtype:<6}{name}" in out
             assert f"  {layer} tiny {dtype} interleaved: generated" in out
     assert "targets PASS" in out
 
@@ -311,3 +312,18 @@ def test_benchmark_runs_on_gradcs_generated_layers(capsys):
     out = capsys.readouterr().out
     assert "generated module: compiled in-process from SOURCE" in out
     assert_ran(out)
+
+
+def test_norm_benchmark_runs_the_written_out_layers(capsys):
+    """benchmarks/norm.py: conv.py's harness on batch norm and layer norm written out
+    with mean and var, compiled by gradc and checked against the hand-written
+    simplified formulas and torch at the tiny size."""
+    import norm
+
+    assert norm.main(QUICK) == 0
+    out = capsys.readouterr().out
+    for layer in ("bn_written", "ln_written"):
+        for dtype in conv.DTYPES:
+            assert f"{layer}  tiny   {dtype}   {conv.GENERATED}" in out
+            assert f"{layer} tiny {dtype} interleaved: generated" in out
+    assert "(target <= 1.2x" in out

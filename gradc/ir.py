@@ -121,6 +121,8 @@ class Graph:
         key = (op, attr_items, *[a.id for a in args])
         found = self._interned.get(key)
         if found is not None:
+            if found.pos is None:  # made first where no position was at hand
+                found.pos = pos
             return found
         spec = OPS[op]
         if spec.arity is not None and len(args) != spec.arity:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+from gradc.errors import CompileError
 from gradc.ir import Graph, Node, constant_value, is_constant
 from gradc.ops import COMPARISON_GROUP, OPS, Op, broadcast_shapes, full_axis
 
@@ -31,13 +32,18 @@ def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> 
         out = _folded(graph, op, args, attrs)
         if out is not None and _keeps_type(op, args, attrs, out):
             return out
-    for rule in _RULES.get(op, ()):
-        out = rule(graph, *args)
+    made = len(graph.nodes)
+    rules = [(rule, args) for rule in _RULES.get(op, ())]
+    rules += [(rule, (args, dict(attrs))) for rule in _ATTR_RULES.get(op, ())]
+    for rule, given in rules:
+        try:
+            out = rule(graph, *given)
+        except CompileError:
+            # a rewrite of a wrong program (shapes that do not broadcast): the op
+            # itself reports the mistake, at its position
+            continue
         if out is not None and _keeps_type(op, args, attrs, out):
-            return out
-    for rule in _ATTR_RULES.get(op, ()):
-        out = rule(graph, args, dict(attrs))
-        if out is not None and _keeps_type(op, args, attrs, out):
+            graph.position(made, pos)  # what a rule made stands for the source's op
             return out
     return graph.make(op, args, attrs, pos)
 
@@ -139,10 +145,30 @@ def _sub_identities(graph, a, b):
     return None
 
 
+def _floats(node: Node) -> bool:
+    """Whether NumPy makes `node` a float array: a product of masks is a mask in
+    NumPy (`(x >= 0) * (x <= 1)`), whatever dtype the IR gives it, and only a
+    float times it (`1.0 * m`) makes it a float."""
+    stack, seen = [node], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if node.op is Op.MUL and seen < 64:  # a long product has floats (or is rare)
+            stack += node.args
+            continue
+        value = constant_value(node)
+        if value is not None:
+            if not isinstance(value, (bool, int)):  # 1.0, and float32's np.float32(1.0)
+                return True
+        elif node.dtype in ("f32", "f64") and OPS[node.op].group != COMPARISON_GROUP:
+            return True
+    return False
+
+
 def _mul_identities(graph, a, b):
-    if is_constant(b, 1):
-        return a  # x * 1 -> x
-    if is_constant(a, 1):
+    if is_constant(b, 1) and (_floats(a) or not _floats(b)):
+        return a  # x * 1 -> x (not mask * 1.0, which makes the mask a float)
+    if is_constant(a, 1) and (_floats(b) or not _floats(a)):
         return b  # 1 * x -> x
     if is_constant(b, -1):
         return _make(graph, Op.NEG, a)  # x * -1 -> -x
@@ -150,6 +176,10 @@ def _mul_identities(graph, a, b):
         return _make(graph, Op.NEG, b)  # -1 * x -> -x
     if a.op is Op.NEG and b.op is Op.NEG:
         return _make(graph, Op.MUL, a.args[0], b.args[0])  # (-a) * (-b) -> a * b
+    if a.op is Op.DIV and is_constant(a.args[0], 1):
+        return _make(graph, Op.DIV, b, a.args[1])  # (1 / s) * x -> x / s
+    if b.op is Op.DIV and is_constant(b.args[0], 1):
+        return _make(graph, Op.DIV, a, b.args[1])  # x * (1 / s) -> x / s
     if a.op is Op.CONST and b.op is Op.MUL:
         s, x = b.args
         if x.op is Op.CONST:
@@ -249,6 +279,117 @@ def _exact_gelu(graph, args, attrs):
     scaled = _make(graph, Op.MUL, x, graph.constant(math.sqrt(0.5)))
     phi = _make(graph, Op.ADD, graph.constant(1), _make(graph, Op.ERF, scaled))
     return _make(graph, Op.MUL, _make(graph, Op.MUL, graph.constant(0.5), x), phi)
+
+
+# ---------------------------------------------------------------- products of constants
+# A chain of products and quotients with numbers in several places, as the chain
+# rule leaves them (`grad_out * 0.5 / len(t) * 2 * t0`, from 0.5 * mean(d ** 2);
+# `grad_norm / (2 * norm) * 2 * g`, from sqrt), is rebuilt with its numbers
+# multiplied into one, the scalars first and the array last, so that one pass
+# goes over the array: `grad_out / len(t) * t0`, `grad_norm / norm * g`.
+
+
+# How many factors a product is taken apart into: enough for what the chain rule
+# leaves around one expression, and it keeps a chain of 10,000 products linear.
+_MAX_FACTORS = 12
+
+
+def _monomial(node: Node) -> tuple[list[tuple], int]:
+    """The factors of a product or quotient, through unnamed products,
+    quotients and negations, in order: (number, None, 1) for a number
+    (-1 for a negation), (1, node, 1 or -1) for a factor or a divisor; and how
+    many of the products taken apart were arrays (passes over memory). At most
+    _MAX_FACTORS: beyond them, a product is one factor."""
+    items: list[tuple] = []
+    passes = 0
+    stack = [(node, 1)]  # what is left to take apart, the next one last
+    while stack:
+        node, exponent = stack.pop()
+        value = constant_value(node)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            items.append((value, None, exponent))
+            continue
+        if len(items) + len(stack) >= _MAX_FACTORS or node.op not in (Op.NEG, Op.MUL, Op.DIV):
+            items.append((1, node, exponent))
+            continue
+        if node.op is Op.DIV and is_constant(node.args[1], 0):
+            items.append((1, node, exponent))
+            continue
+        passes += bool(node.shape)
+        if node.op is Op.NEG:
+            items.append((-1, None, 1))
+            stack.append((node.args[0], exponent))
+        else:
+            flip = -1 if node.op is Op.DIV else 1
+            stack += [(node.args[1], flip * exponent), (node.args[0], exponent)]
+    return items, passes
+
+
+def _fold_numbers(op):
+    def rule(graph, a, b):
+        left, passes_a = _monomial(a)
+        right, passes_b = _monomial(b)
+        if op is Op.DIV:
+            right = [(n, f, -e) for n, f, e in right]
+        items = left + right
+        if any(f is None and n == 0 and e == -1 for n, f, e in items):
+            return None  # a division by zero stays as written (NumPy's inf or nan)
+        numbers = [n**e for n, f, e in items if f is None]
+        factors = [(f, e) for n, f, e in items if f is not None]
+        if not factors or not any(_floats(f) for f, e in factors):
+            return None  # masks and integers: the numbers are what makes them floats
+        c = math.prod(numbers)
+        if c == 0 or not math.isfinite(c):
+            return None
+        if isinstance(c, float) and c.is_integer() and abs(c) < 2**53:
+            c = int(c)  # 2 * g, not 2.0 * g: the same product
+        out, passes = _canonical_product(graph, c, factors)
+        now = passes_a + passes_b + bool(a.shape or b.shape)
+        if len([n for n in numbers if n != -1]) >= 2 or passes < now:
+            return out
+        return None
+
+    return rule
+
+
+def _raw(graph, op: Op, *args: Node) -> Node:
+    return graph.make(op, args, ())
+
+
+def _canonical_product(graph, c, factors: list[tuple]) -> tuple[Node, int]:
+    """c times the factors (divided by the divisors), the scalars first so that
+    they meet as numbers, then the arrays: `2 * grad_out / N * d`, `d / N`. And
+    how many passes over an array it makes. Made as it is (not through the
+    rules, which would offer each part to this rule again): the parts are in
+    the form the rules leave, and a form not taken stays unread in the graph."""
+    nums = [f for f, e in factors if e == 1 and not f.shape]
+    dens = [f for f, e in factors if e == -1 and not f.shape]
+    arrays = [f for f, e in factors if e == 1 and f.shape]
+    array_dens = [f for f, e in factors if e == -1 and f.shape]
+    scalar = graph.constant(abs(c)) if abs(c) != 1 else None
+    if c < 0 and scalar is not None:
+        scalar, c = graph.constant(c), 1  # -2 * g: the sign rides on the number
+    for f in nums:
+        scalar = f if scalar is None else _raw(graph, Op.MUL, scalar, f)
+    den = None
+    for f in dens:
+        den = f if den is None else _raw(graph, Op.MUL, den, f)
+    if scalar is not None and den is not None:
+        scalar, den = _raw(graph, Op.DIV, scalar, den), None
+    out, passes = scalar, 0
+    for f in arrays:
+        out = f if out is None else _raw(graph, Op.MUL, out, f)
+        passes += out is not f
+    if den is not None:
+        out = _raw(graph, Op.DIV, out if out is not None else graph.constant(1), den)
+        passes += bool(out.shape)
+    for f in array_dens:
+        out = _raw(graph, Op.DIV, out if out is not None else graph.constant(1), f)
+        passes += 1
+    if c < 0:
+        out = _raw(graph, Op.NEG, out)
+        passes += bool(out.shape)
+    return out, passes
 
 
 # ---------------------------------------------------------------- normalisations
@@ -400,11 +541,17 @@ def _repeats_along(c: Node, shape: tuple, axes: tuple) -> bool:
 
 def _factors(node: Node) -> list[Node]:
     """The factors of a product a * b * c, through products and their names
-    (the named product stays for its other readers)."""
-    inner = _through_names(node)
-    if inner.op is not Op.MUL:
-        return [node]
-    return _factors(inner.args[0]) + _factors(inner.args[1])
+    (the named product stays for its other readers); at most _MAX_FACTORS."""
+    factors: list[Node] = []
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        inner = _through_names(node)
+        if inner.op is Op.MUL and len(factors) + len(stack) < _MAX_FACTORS:
+            stack += [inner.args[1], inner.args[0]]
+        else:
+            factors.append(node)
+    return factors
 
 
 def _product(graph, factors: list[Node]) -> Node:
@@ -438,6 +585,8 @@ def _reduce_products(graph, op, x, attrs) -> Node | None:
         num, den = x.args
         if num.shape != x.shape or not outside(den):
             return None
+        if not den.shape and graph.find(op, (num,), _items(attrs)) is None:
+            return None  # by a number: as for products, only to share a sum
         return _make(graph, Op.DIV, simplify_node(graph, op, (num,), _items(attrs)), den)
     factors = _factors(x)
     moved = [f for f in factors if outside(f)]
@@ -505,9 +654,10 @@ _RULES = {
     Op.WHERE: (_where_known,),
     Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region),
     Op.SUB: (_sub_identities, _lift_broadcast(Op.SUB)),
-    Op.MUL: (_mul_identities, _lift_broadcast(Op.MUL)),
+    Op.MUL: (_mul_identities, _fold_numbers(Op.MUL), _lift_broadcast(Op.MUL)),
     Op.DIV: (
         _div_identities,
+        _fold_numbers(Op.DIV),
         _lift_broadcast(Op.DIV),
         _in_products(_standardized),
         _in_products(_softmax_ratio),

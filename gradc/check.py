@@ -155,7 +155,7 @@ def _check_def(fn, d, generated, dims, at, seed, scale=1) -> DefResult:
             continue
         grad_output = 1.0 if np.shape(out) == () else rng.standard_normal(np.shape(out))
         out, cache = forward(*args)
-        grads = backward(grad_output, cache)
+        grads = _or_nan(backward, (grad_output, cache), [args[k] for k in wrt])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             numeric = [_central(f, args, k, grad_output, STEP)[0] for k in wrt]
@@ -185,7 +185,9 @@ def _check_def(fn, d, generated, dims, at, seed, scale=1) -> DefResult:
     if not smooth:
         where = "the point given with --at is" if at else "every point tried is"
         result.note = f"{where} within h of a kink; differences there are unreliable"
-    flat_grads = flat(*args)[1] if flat is not None else grads
+    flat_grads = grads
+    if flat is not None:
+        flat_grads = _or_nan(lambda *a: flat(*a)[1], args, [args[k] for k in wrt])
     expected = flat_reference(*args) if flat_reference and flat is not None else grads
     for k, grad, num, same, want in zip(wrt, grads, numeric, flat_grads, expected, strict=True):
         error, worst = _max_error(grad, num, floor)
@@ -356,7 +358,19 @@ def _central(f, args, k, grad_output, h):
 
 
 def _total(f, args, grad_output) -> float:
-    return float(np.sum(np.asarray(f(*args), dtype=np.float64) * grad_output))
+    try:
+        return float(np.sum(np.asarray(f(*args), dtype=np.float64) * grad_output))
+    except (ArithmeticError, ValueError):  # sqrt(-h) on the scalar path: NumPy's nan
+        return math.nan
+
+
+def _or_nan(gradients, args, like) -> tuple:
+    """gradients(*args), or nan of each input's shape where the scalar path raises
+    (1 / 0.0 on Python floats) and NumPy would give inf or nan."""
+    try:
+        return gradients(*args)
+    except (ArithmeticError, ValueError):
+        return tuple(np.full(np.shape(x), math.nan) if np.shape(x) else math.nan for x in like)
 
 
 def _noise_floor(f, args, grad_output) -> float:

@@ -26,7 +26,7 @@ import jinja2
 
 from gradc.ir import Node, reachable
 from gradc.loops import size_node
-from gradc.ops import OPS, REDUCTION, UPDATES, Op
+from gradc.ops import ARITHMETIC, COMPARISON_GROUP, OPS, REDUCTION, UPDATES, Op
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
 
@@ -154,10 +154,14 @@ def unpack_statement(names: list[str], value: str) -> str:
     return tuple_statement("", names, f" = {value}")
 
 
-def statement_lines(sched: Schedule, lines=None, defined: set[str] | None = None) -> list[str]:
+def statement_lines(
+    sched: Schedule, lines=None, defined: set[str] | None = None, scalar: bool = False
+) -> list[str]:
     """`var = expression` (or `var += expression`) for each scheduled line
     (all of them by default). `defined`: the variables the function has before
-    these lines (a loop's sizes are spelled only with variables it has)."""
+    these lines (a loop's sizes are spelled only with variables it has).
+    `scalar`: every value is a float scalar, spelled on Python floats (the
+    rows' `scalar` spellings: `math.exp(x)`)."""
     out = []
     defined = set(defined) if defined is not None else None
     for line in lines or sched.lines:
@@ -172,7 +176,7 @@ def statement_lines(sched: Schedule, lines=None, defined: set[str] | None = None
         if OPS[line.node.op].statement and line.node is line.target and not line.update:
             out += _statements(line, sched)
         else:
-            out.append(f"{line.var} {line.update or ''}= " + _line_expression(line, sched))
+            out.append(f"{line.var} {line.update or ''}= " + _line_expression(line, sched, scalar))
     return out
 
 
@@ -260,8 +264,8 @@ def _statements(line, sched: Schedule) -> list[str]:
     return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)
 
 
-def _line_expression(line, sched: Schedule) -> str:
-    text, prec = _spell(line.node, sched, top=line.node is line.target)
+def _line_expression(line, sched: Schedule, scalar: bool = False) -> str:
+    text, prec = _spell(line.node, sched, top=line.node is line.target, scalar=scalar)
     if line.copy:
         return f"{text if prec >= ATOM else f'({text})'}.copy()"
     return text
@@ -272,29 +276,37 @@ def expression(node: Node, sched: Schedule, top: bool = False) -> str:
     return text
 
 
-def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
+def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False) -> tuple[str, int]:
     """The Python text of `node` and its precedence. Materialized nodes are
     their variable, except at the top of their own line."""
     var = sched.name_of(node)
     if var is not None and not (top and node.op is not Op.INPUT):
         return var, ATOM
     if node.op is Op.NAME:
-        return _spell(node.args[0], sched)
+        return _spell(node.args[0], sched, scalar=scalar)
     if node.op is Op.CONST:
-        return literal(node.attr("value"))
+        return literal(node.attr("value"), scalar)
     if node.op is Op.INDEX:  # `x[H : 2 * H]`: black's spacing depends on the bounds' text
         x, prec = _spell(node.args[0], sched)
         x = x if prec >= ATOM else f"({x})"
         rest = [_spell(a, sched)[0] for a in node.args[1:]]
         return OPS[Op.INDEX].spelling([x, *rest], dict(node.attrs), node), ATOM
-    form = _form(node)
+    form = _form(node, scalar)
     args = []
     for i, arg in enumerate(node.args):
-        text, prec = _spell(arg, sched)
+        text, prec = _spell(arg, sched, scalar=scalar)
+        if scalar and arg.op is Op.CONST and OPS[node.op].group not in _NUMBER_KEEPING:
+            # `g if m else 0.0`, `max(x, 0.0)`: an argument these ops may return
+            # is a float, so the function returns Python floats
+            text = literal(float(arg.attr("value")), scalar)[0]
         args.append(f"({text})" if prec < form.needs[i] else text)
     if form.power:
-        return _hugged_power(*args), form.prec
+        base, exponent = form.text.split(" ** ", 1)
+        fill = functools.partial(_PLACEHOLDER.sub, lambda m: args[int(m.group(1))])
+        return _hugged_power(fill(base), fill(exponent)), form.prec
     text = _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text)
+    if scalar:
+        return text, form.prec
     if node.dtype == "int" and not node.shape and OPS[node.op].group == REDUCTION:
         # argmax(x), sum(x > 0): a NumPy integer would widen float32 arrays; a
         # Python int does not
@@ -305,6 +317,10 @@ def _spell(node: Node, sched: Schedule, top: bool = False) -> tuple[str, int]:
         return (f"float({text})", ATOM) if node.op not in _INT_KEEPING else (f"{text}.item()", ATOM)
     return text, form.prec
 
+
+# On the scalar path, ops whose number arguments stay as written (`1 - L`,
+# `x**2`, `x > 0`): arithmetic never returns an argument unchanged.
+_NUMBER_KEEPING = (ARITHMETIC, COMPARISON_GROUP)
 
 # NumPy functions that give an integer for integers (np.maximum(N, 2)): `.item()`
 _INT_KEEPING = {Op.ABS, Op.SIGN, Op.MAXIMUM, Op.MINIMUM, Op.WHERE}
@@ -332,6 +348,7 @@ UNARY = 14
 PRODUCT = 13
 SUM = 12
 COMPARISON = 9
+CONDITIONAL = 1  # `a if m else b`
 _OPERATOR_PREC = {
     ast.Add: SUM,
     ast.Sub: SUM,
@@ -352,21 +369,29 @@ class _Form:
     power: bool  # `a ** b`: black hugs simple operands (`x**2`)
 
 
-def _form(node: Node) -> _Form:
+def _form(node: Node, scalar: bool = False) -> _Form:
     """The form of `node`'s spelling. Spellings look only at the op, its
-    attributes and the ranks of the node and its arguments: the memo key."""
-    key = (node.op, node.attrs, len(node.shape), *(len(a.shape) for a in node.args))
+    attributes and the ranks of the node and its arguments: the memo key.
+    Scalar spellings look at constant arguments too (`x**2`, `math.pow`)."""
+    if scalar:
+        key = (node.op, node.attrs, True, *(_constant(a) for a in node.args))
+    else:
+        key = (node.op, node.attrs, len(node.shape), *(len(a.shape) for a in node.args))
     form = _FORMS.get(key)
     if form is None:
-        form = _FORMS[key] = _form_of(node)
+        form = _FORMS[key] = _form_of(node, scalar)
     return form
+
+
+def _constant(node: Node):
+    return (type(node.attr("value")), node.attr("value")) if node.op is Op.CONST else None
 
 
 _FORMS: dict[tuple, _Form] = {}
 
 
-def _form_of(node: Node) -> _Form:
-    spelling = OPS[node.op].spelling
+def _form_of(node: Node, scalar: bool = False) -> _Form:
+    spelling = OPS[node.op].scalar if scalar else OPS[node.op].spelling
     holders = [f"_gradc_arg{i}_" for i in range(len(node.args))]
     if callable(spelling):
         text = spelling(holders, dict(node.attrs), node)
@@ -385,6 +410,8 @@ def _form_of(node: Node) -> _Form:
 
 
 def _precedence(tree: ast.expr) -> int:
+    if isinstance(tree, ast.IfExp):
+        return CONDITIONAL
     if isinstance(tree, ast.BinOp):
         return _OPERATOR_PREC[type(tree.op)]
     if isinstance(tree, ast.UnaryOp):
@@ -405,6 +432,8 @@ def _needed(parent: ast.expr, child: ast.expr) -> int:
         return POWER + 1  # -(x**2), as black writes it, never -x**2
     if isinstance(parent, ast.Compare):
         return COMPARISON + 1  # no chained comparisons
+    if isinstance(parent, ast.IfExp):
+        return COMPARISON  # `a if x > 0 else b`; a nested conditional in parentheses
     if isinstance(parent, (ast.Attribute, ast.Subscript)) and child is parent.value:
         return ATOM
     if isinstance(parent, ast.Call) and child is parent.func:
@@ -428,18 +457,23 @@ def _hugged_power(base: str, exponent: str) -> str:
     return f"{base} ** {exponent}"
 
 
-def literal(value) -> tuple[str, int]:
-    """A Python number as source, with its precedence (negatives are unary)."""
+def literal(value, scalar: bool = False) -> tuple[str, int]:
+    """A Python number as source, with its precedence (negatives are unary).
+    `scalar`: infinities and nan from `math`, not `np`."""
     if isinstance(value, float) and not math.isfinite(value):
-        text = "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "-np.inf")
+        lib = "math" if scalar else "np"
+        text = f"{lib}.nan" if math.isnan(value) else (f"{lib}.inf" if value > 0 else f"-{lib}.inf")
     else:
         text = repr(value)
     return text, (UNARY if text.startswith("-") else ATOM)
 
 
-def helpers_for(nodes) -> list[str]:
-    """Source of the helper functions these nodes call, in file order."""
+def helpers_for(nodes, scalar_nodes=()) -> list[str]:
+    """Source of the helper functions these nodes call (`scalar_nodes`: nodes
+    spelled on the scalar path), in file order."""
     wanted = set()
+    for n in scalar_nodes:
+        wanted.update(OPS[n.op].scalar_helpers)
     stack = list(nodes)
     while stack:
         n = stack.pop()
@@ -498,6 +532,7 @@ def render_module(
         source_name=source_name,
         source_sha256=source_sha256,
         uses_numpy="np." in body_text,
+        uses_math="math." in body_text,
         helpers=helpers,
         functions=functions,
     )

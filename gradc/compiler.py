@@ -24,7 +24,7 @@ from gradc.ir import Function, Node, Schedule, reachable
 from gradc.loops import size_nodes
 from gradc.lower import COMPOSITES, MAX_OPERATIONS, definitions, expression_def, lower
 from gradc.ops import BUILTINS as OP_BUILTINS
-from gradc.ops import Op
+from gradc.ops import OPS, Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import LINE_PASSES, PIPELINE, specialize_seed
 from gradc.schedule import RESERVED, Namer, schedule
@@ -42,6 +42,7 @@ class Family:
     flat: Function | None  # f_backward's with the seed 1: f_grad (scalar outputs)
     functions: list[EmittedFunction]
     nodes: list[Node]  # every node the generated code spells (for its helpers)
+    scalar: bool = False  # spelled on Python floats (takes_scalar_path)
 
 
 @dataclass
@@ -59,7 +60,10 @@ class Compiled:
         text = self.module.source
         return render_module(
             [fn for family in self.families for fn in family.functions],
-            helpers_for([n for family in self.families for n in family.nodes]),
+            helpers_for(
+                [n for family in self.families if not family.scalar for n in family.nodes],
+                [n for family in self.families if family.scalar for n in family.nodes],
+            ),
             version=__version__,
             source_name=_printable(PurePath(self.module.filename).name),
             source_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -219,31 +223,54 @@ def _check_wrt_override(module: S.Module, names: list[str]) -> None:
         raise CompileError(f"--wrt {','.join(names)}: no def has all of these parameters")
 
 
+_SCALAR_DTYPES = ("weak", "f64", "bool")  # a Python float (or number, or bool)
+
+
+def takes_scalar_path(nodes) -> bool:
+    """Whether a def is spelled on Python floats with `math` (the scalar path):
+    every value it computes, forward and backward, is a float64 scalar (or a
+    number, or a comparison's bool), and every op has a scalar spelling in its
+    row. Anything else (an array, float32, an op without one) keeps the whole
+    def on NumPy."""
+    return all(
+        not n.shape
+        and n.dtype in _SCALAR_DTYPES
+        and (n.op in (Op.INPUT, Op.CONST, Op.NAME) or OPS[n.op].scalar is not None)
+        for n in nodes
+    )
+
+
 def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     """f, f_forward, f_backward and (for a scalar first output) f_grad."""
     base = fn.name
     functions = []
+    # Differentiated once; f_grad is this with the seed set to 1.
+    back = run_passes(differentiate(fn))
+    flat = None
+    if fn.output.shape == ():
+        flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
+    scalar = takes_scalar_path(
+        reachable(*fn.outputs, *back.roots(), *(flat.roots() if flat is not None else ()))
+    )
 
     # f: the forward pass alone.
     namer = Namer(reserved)
     bound = _bind_inputs(namer, fn)
     params = [bound[x.id] for x in fn.inputs]
-    plain = schedule(fn.outputs, bound, namer)
+    plain = schedule(fn.outputs, bound, namer, scalar=scalar)
     outs = _returned(plain, fn)
     functions.append(
         EmittedFunction(
             base,
             params,
             f"Forward pass: returns {outs}.",
-            statement_lines(plain, defined=set(params)),
+            statement_lines(plain, defined=set(params), scalar=scalar),
             returns=f"return {outs}",
         )
     )
     nodes = reachable(*fn.outputs)
 
     # f_forward / f_backward: one schedule, split at the cache.
-    # Differentiated once; f_grad below is this with the seed set to 1.
-    back = run_passes(differentiate(fn))
     namer = Namer(reserved)
     bound = _bind_inputs(namer, back)
     seed_names = []
@@ -252,7 +279,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         seed_names.append(name)
         if seed is not None:
             bound[seed.id] = name
-    joint = schedule(back.roots(), bound, namer, back.adjoints)
+    joint = schedule(back.roots(), bound, namer, back.adjoints, scalar=scalar)
     forward_ids = _forward_ids(back)
     joint = run_line_passes(joint, back, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
@@ -281,7 +308,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                 if fn.several
                 else f"Forward pass: returns ({outs}, cache) for {base}_backward."
             ),
-            statement_lines(joint, fwd_lines, defined=set(params)),
+            statement_lines(joint, fwd_lines, defined=set(params), scalar=scalar),
             cache=cache,
             returns=f"return ({outs}), cache" if fn.several else f"return {outs}, cache",
         )
@@ -296,7 +323,10 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             f"{base}_backward",
             seed_names + ["cache"],
             f"Backward pass: {what}; returns gradients for ({wrt_names}).",
-            defaults + statement_lines(joint, bwd_lines, defined=set(cache) | set(seed_names)),
+            defaults
+            + statement_lines(
+                joint, bwd_lines, defined=set(cache) | set(seed_names), scalar=scalar
+            ),
             unpack=cache,
             returns="return ",
             returned=grad_vars,
@@ -305,12 +335,10 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     nodes += reachable(*back.roots())
 
     # f_grad: forward and backward flat in one function, for a scalar output.
-    flat = None
-    if fn.output.shape == ():
-        flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
+    if flat is not None:
         namer = Namer(reserved)
         bound = _bind_inputs(namer, flat)
-        sched = schedule(flat.roots(), bound, namer, flat.adjoints)
+        sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
         sched = run_line_passes(sched, flat, _forward_ids(flat))
         outs = _returned(sched, flat)
         functions.append(
@@ -323,13 +351,13 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                     if fn.several
                     else f"Returns {outs} and its gradients for ({wrt_names})."
                 ),
-                statement_lines(sched, defined=set(params)),
+                statement_lines(sched, defined=set(params), scalar=scalar),
                 returns=f"return ({outs}), " if fn.several else f"return {outs}, ",
                 returned=[sched.name_of(g) for g in flat.grads],
             )
         )
         nodes += reachable(*flat.roots())
-    return Family(d, fn, back, flat, functions, nodes)
+    return Family(d, fn, back, flat, functions, nodes, scalar)
 
 
 def _forward_ids(fn: Function) -> set[int]:

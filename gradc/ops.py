@@ -88,6 +88,14 @@ class OpDef:
     # A reduction that is the identity on a scalar (`sum(2.0)` is 2.0): lowering
     # returns the scalar itself. Not so var (0), norm (|x|) or argmax (0).
     identity_on_scalars: bool = False
+    # How the op is written on Python floats, in a def whose every value is a
+    # float scalar (the scalar path: `math.exp({0})`, `max({0}, 0.0)`), with
+    # the helpers that spelling calls. None: the op keeps its def on NumPy.
+    # Where NumPy gives inf or nan (and warns), the spelling may raise Python's
+    # error instead (ZeroDivisionError, ValueError, OverflowError); wherever
+    # NumPy gives a finite value, it gives the same value.
+    scalar: str | Callable | None = None
+    scalar_helpers: tuple[str, ...] = ()
 
     def is_view(self, attrs: dict) -> bool:
         return self.view(**attrs) if callable(self.view) else self.view
@@ -1664,13 +1672,16 @@ def unary(
     alpha=None,
     aliases=(),
     infer=_elementwise,
+    scalar=None,
+    scalar_helpers=(),
     **keywords,
 ) -> OpDef:
     """An elementwise function of one argument: `np.<name>(x)` unless the
     spelling says otherwise, or `name(x)` when it is a generated helper.
     `alpha`: the default of a compile-time `alpha=` keyword argument (and
     `keywords`, of others: `approximate="tanh"`); `aliases`: other names it
-    may be called by."""
+    may be called by; `scalar`: its spelling on Python floats (`math.exp({0})`)
+    and `scalar_helpers` the helpers that calls."""
     if spelling is None:
         spelling = f"{name}({{0}})" if helpers else f"np.{name}({{0}})"
     return OpDef(
@@ -1686,14 +1697,27 @@ def unary(
         group=ELEMENTWISE if builtin else INTERNAL,
         fold=fold,
         aliases=aliases,
+        scalar=scalar,
+        scalar_helpers=scalar_helpers,
     )
 
 
-def binary(symbol, grad, fold, chain=None) -> OpDef:
-    """An arithmetic operator `a <symbol> b`, with NumPy's broadcasting."""
+def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
+    """An arithmetic operator `a <symbol> b`, with NumPy's broadcasting; the
+    same operator on Python floats unless `scalar` says otherwise."""
     spelling = "{0} " + symbol + " {1}"
     infer = _integer_arithmetic if symbol in "+-*" else _elementwise
-    return OpDef(symbol, 2, spelling, grad, infer, group=ARITHMETIC, fold=fold, chain=chain)
+    return OpDef(
+        symbol,
+        2,
+        spelling,
+        grad,
+        infer,
+        group=ARITHMETIC,
+        fold=fold,
+        chain=chain,
+        scalar=spelling if scalar is None else scalar,
+    )
 
 
 def _integer_arithmetic(args, attrs, pos):
@@ -1723,7 +1747,14 @@ def comparison(symbol, fold) -> OpDef:
     """`a <symbol> b`: a mask, not differentiable."""
     spelling = "{0} " + symbol + " {1}"
     return OpDef(
-        symbol, 2, spelling, NOT_DIFFERENTIABLE, _compare, group=COMPARISON_GROUP, fold=fold
+        symbol,
+        2,
+        spelling,
+        NOT_DIFFERENTIABLE,
+        _compare,
+        group=COMPARISON_GROUP,
+        fold=fold,
+        scalar=spelling,
     )
 
 
@@ -1774,6 +1805,21 @@ def linear(name, arity, spelling, adjoint, infer, view=False, **row) -> OpDef:
 def internal(name, arity, spelling, infer, grad=NOT_DIFFERENTIABLE, helpers=(), view=False):
     """An op that derivative rules or lowering make; never written in source."""
     return OpDef(name, arity, spelling, grad, infer, helpers, view=view)
+
+
+def _scalar_power(args, attrs, node):
+    # A whole-number exponent is Python's `x**2`; any other is math.pow, which
+    # raises ValueError where `(-8.0) ** 0.5` would silently be a complex number
+    # (NumPy's nan).
+    exponent = node.args[1]
+    whole = exponent.op is Op.CONST and float(exponent.attr("value")).is_integer()
+    return f"{args[0]} ** {args[1]}" if whole else f"math.pow({args[0]}, {args[1]})"
+
+
+# The lecture's sigmoid on a Python float, 1 / (1 + exp(-x)), within 2 ulp of the
+# NumPy helper's e / (1 + e) for negative x; below -700 (exp(-x) would overflow past
+# 709.78) 1 + exp(x) rounds to 1, so sigmoid(x) is exp(x), as NumPy's.
+_SCALAR_SIGMOID = "1 / (1 + math.exp(-{0})) if {0} > -700.0 else math.exp({0})"
 
 
 def _sigmoid_value(x):
@@ -1836,9 +1882,9 @@ _ROWS: dict[str, OpDef] = {
     ),
     # constructors: constants, never differentiated
     "ZEROS_LIKE": OpDef("zeros_like", 1, "np.zeros_like({0})", NOT_DIFFERENTIABLE, _same,
-                         builtin=True, params=("x",), group=CONSTRUCTOR),
+                         builtin=True, params=("x",), group=CONSTRUCTOR, scalar="0.0"),
     "ONES_LIKE": OpDef("ones_like", 1, "np.ones_like({0})", NOT_DIFFERENTIABLE, _same,
-                        builtin=True, params=("x",), group=CONSTRUCTOR),
+                        builtin=True, params=("x",), group=CONSTRUCTOR, scalar="1.0"),
     "ZEROS": OpDef("zeros", None, _spell_constructor("zeros"), NOT_DIFFERENTIABLE, _constructor,
                     builtin=True, params=("shape",), attr_params={"dtype": None},
                     group=CONSTRUCTOR),
@@ -1872,96 +1918,120 @@ _ROWS: dict[str, OpDef] = {
     "MUL": binary("*", _mul_grad, operator.mul, chain="product"),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
     "DIV": binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
-    "POW": binary("**", _pow_grad, operator.pow),
+    "POW": binary("**", _pow_grad, operator.pow, scalar=_scalar_power),
     "FLOORDIV": OpDef("//", 2, "{0} // {1}", NOT_DIFFERENTIABLE, _floordiv, group=ARITHMETIC,
                        fold=operator.floordiv),
     "NEG": linear("-", 1, "-{0}", lambda g, x: (-g,), _elementwise, group=ARITHMETIC,
-                   fold=operator.neg),
-    "EXP": unary("exp", lambda g, y, x: (g * y,), math.exp),
-    "LOG": unary("log", lambda g, y, x: (g / x,), math.log),
-    "LOG1P": unary("log1p", lambda g, y, x: (g / (1 + x),), math.log1p),
+                   fold=operator.neg, scalar="-{0}"),
+    "EXP": unary("exp", lambda g, y, x: (g * y,), math.exp, scalar="math.exp({0})"),
+    "LOG": unary("log", lambda g, y, x: (g / x,), math.log, scalar="math.log({0})"),
+    "LOG1P": unary("log1p", lambda g, y, x: (g / (1 + x),), math.log1p, scalar="math.log1p({0})"),
     # exp(x), not y + 1: y + 1 cancels for very negative x
-    "EXPM1": unary("expm1", lambda g, y, x: (g * exp(x),), math.expm1),
-    "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt),
+    "EXPM1": unary("expm1", lambda g, y, x: (g * exp(x),), math.expm1, scalar="math.expm1({0})"),
+    "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt, scalar="math.sqrt({0})"),
     # sign(0) = 0 gives abs'(0) = 0, as PyTorch
-    "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs),
+    "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs, scalar="abs({0})"),
     # sign, floor, ceil and round are piecewise constant: zero gradient, as PyTorch
-    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: float((x > 0) - (x < 0))),
-    "FLOOR": unary("floor", NOT_DIFFERENTIABLE, lambda x: float(math.floor(x))),
-    "CEIL": unary("ceil", NOT_DIFFERENTIABLE, lambda x: float(math.ceil(x))),
+    "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: float((x > 0) - (x < 0)),
+                  scalar="float(({0} > 0) - ({0} < 0))"),
+    "FLOOR": unary("floor", NOT_DIFFERENTIABLE, lambda x: float(math.floor(x)),
+                   scalar="float(math.floor({0}))"),
+    "CEIL": unary("ceil", NOT_DIFFERENTIABLE, lambda x: float(math.ceil(x)),
+                  scalar="float(math.ceil({0}))"),
     # halves to even, as NumPy and PyTorch (and Python's round)
-    "ROUND": unary("round", NOT_DIFFERENTIABLE, lambda x: float(round(x))),
+    "ROUND": unary("round", NOT_DIFFERENTIABLE, lambda x: float(round(x)),
+                   scalar="float(round({0}))"),
     # 1 / x is a float whatever x is; np.reciprocal of an integer array is 0 or 1
     "RECIPROCAL": unary("reciprocal", lambda g, y, x: (-g * y**2,), lambda x: 1 / x,
-                         spelling="1 / {0}"),
-    "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin),
-    "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos),
-    "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan),
-    "ARCSIN": unary("arcsin", lambda g, y, x: (g / sqrt(1 - x**2),), math.asin),
-    "ARCCOS": unary("arccos", lambda g, y, x: (-g / sqrt(1 - x**2),), math.acos),
-    "ARCTAN": unary("arctan", lambda g, y, x: (g / (1 + x**2),), math.atan),
+                         spelling="1 / {0}", scalar="1 / {0}"),
+    "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin, scalar="math.sin({0})"),
+    "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos, scalar="math.cos({0})"),
+    "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan, scalar="math.tan({0})"),
+    "ARCSIN": unary("arcsin", lambda g, y, x: (g / sqrt(1 - x**2),), math.asin,
+                    scalar="math.asin({0})"),
+    "ARCCOS": unary("arccos", lambda g, y, x: (-g / sqrt(1 - x**2),), math.acos,
+                    scalar="math.acos({0})"),
+    "ARCTAN": unary("arctan", lambda g, y, x: (g / (1 + x**2),), math.atan,
+                    scalar="math.atan({0})"),
     "ARCTAN2": OpDef("arctan2", 2, "np.arctan2({0}, {1})", _arctan2_grad, _elementwise,
-                      builtin=True, params=("y", "x"), group=ELEMENTWISE, fold=math.atan2),
-    "SINH": unary("sinh", lambda g, y, x: (g * cosh(x),), math.sinh),
-    "COSH": unary("cosh", lambda g, y, x: (g * sinh(x),), math.cosh),
-    "ARCSINH": unary("arcsinh", lambda g, y, x: (g / sqrt(1 + x**2),), math.asinh),
+                      builtin=True, params=("y", "x"), group=ELEMENTWISE, fold=math.atan2,
+                      scalar="math.atan2({0}, {1})"),
+    "SINH": unary("sinh", lambda g, y, x: (g * cosh(x),), math.sinh, scalar="math.sinh({0})"),
+    "COSH": unary("cosh", lambda g, y, x: (g * sinh(x),), math.cosh, scalar="math.cosh({0})"),
+    "ARCSINH": unary("arcsinh", lambda g, y, x: (g / sqrt(1 + x**2),), math.asinh,
+                     scalar="math.asinh({0})"),
     # g / x / log(b), as g / x * (1 / log(b)): x * log(10) overflows for a huge x
-    "LOG2": unary("log2", lambda g, y, x: (g / x * (1 / math.log(2)),), math.log2),
-    "LOG10": unary("log10", lambda g, y, x: (g / x * (1 / math.log(10)),), math.log10),
-    "EXP2": unary("exp2", lambda g, y, x: (g * y * math.log(2),), lambda x: 2.0**x),
+    "LOG2": unary("log2", lambda g, y, x: (g / x * (1 / math.log(2)),), math.log2,
+                  scalar="math.log2({0})"),
+    "LOG10": unary("log10", lambda g, y, x: (g / x * (1 / math.log(10)),), math.log10,
+                   scalar="math.log10({0})"),
+    "EXP2": unary("exp2", lambda g, y, x: (g * y * math.log(2),), lambda x: 2.0**x,
+                  scalar="2.0 ** {0}"),
     # 2/sqrt(pi) exp(-x**2); NumPy has no erf: a helper computes it
     "ERF": unary("erf", lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * exp(-(x**2)),), math.erf,
-                  helpers=("erf",)),
-    "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x),
-    "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh),
+                  helpers=("erf",), scalar="math.erf({0})"),
+    "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x, scalar="{0} ** 2"),
+    "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh, scalar="math.tanh({0})"),
     "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
-                      helpers=("sigmoid",)),
+                      helpers=("sigmoid",), scalar=_SCALAR_SIGMOID),
     # d log(sigmoid(x)) = sigmoid(-x): exact where 1 - sigmoid(x) would cancel
     "LOG_SIGMOID": unary("log_sigmoid", lambda g, y, x: (g * sigmoid(-x),),
                           lambda x: min(x, 0.0) - math.log1p(math.exp(-abs(x))),
-                          helpers=("log_sigmoid",)),
+                          helpers=("log_sigmoid",),
+                          scalar="min({0}, 0.0) - math.log1p(math.exp(-abs({0})))"),
     "SOFTPLUS": unary("softplus", lambda g, y, x: (g * sigmoid(x),),
                        lambda x: max(x, 0.0) + math.log1p(math.exp(-abs(x))),
-                       helpers=("softplus",)),
+                       helpers=("softplus",),
+                       scalar="max({0}, 0.0) + math.log1p(math.exp(-abs({0})))"),
     # y > 0 exactly where x > 0, so relu'(0) = 0 as PyTorch
     "RELU": unary("relu", lambda g, y, x: (g * greater(y, 0),), lambda x: max(x, 0),
-                   spelling="np.maximum({0}, 0)"),
+                   spelling="np.maximum({0}, 0)", scalar="max({0}, 0.0)"),
     "LEAKY_RELU": unary("leaky_relu", lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
                          _leaky_relu_value, spelling="leaky_relu({0}, {alpha})",
-                         helpers=("leaky_relu",), alpha=0.01),
+                         helpers=("leaky_relu",), alpha=0.01,
+                         scalar="{0} if {0} > 0 else {alpha} * {0}"),
     # for x <= 0, d/dx alpha*(exp(x)-1) = alpha*exp(x); exp of min(x, 0) never overflows
     "ELU": unary("elu",
                   lambda g, y, x, alpha: (where(greater(x, 0), g, g * alpha * exp(minimum(x, 0))),),
                   _elu_value, spelling="elu({0}, {alpha})", helpers=("elu",),
-                  alpha=1.0),
+                  alpha=1.0, scalar="{0} if {0} > 0 else {alpha} * math.expm1({0})"),
     # d/dx x*s(x) = s + x*s*(1-s) = s + y*(1-s)
     "SWISH": unary("swish", lambda g, y, x: (g * (sigmoid(x) + y * (1 - sigmoid(x))),),
                     lambda x: x * _sigmoid_value(x), helpers=("sigmoid", "swish"),
-                    aliases=("silu",)),
-    "MISH": unary("mish", _mish_grad, _mish_value, helpers=("softplus", "mish")),
+                    aliases=("silu",), scalar="{0} * (" + _SCALAR_SIGMOID + ")"),
+    "MISH": unary("mish", _mish_grad, _mish_value, helpers=("softplus", "mish"),
+                   scalar="{0} * math.tanh(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))"),
     # approximate="tanh": a helper; "none", the exact x * Phi(x), is written by
     # lowering as 0.5 * x * (1 + erf(x / sqrt(2))) (rewrites.py)
     "GELU": unary("gelu", _gelu_grad, _gelu_value, helpers=("gelu",), infer=_gelu,
-                   approximate="tanh"),
-    "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False),
+                   approximate="tanh", scalar="scalar_gelu({0})", scalar_helpers=("scalar_gelu",)),
+    "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False,
+                        scalar="scalar_gelu_grad({0})", scalar_helpers=("scalar_gelu_grad",)),
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
     "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
-                        lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)"),
+                        lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)",
+                        scalar="min(max({0}, -1.0), 1.0)"),
     # |x| < 3 is false at +-3, so hard_sigmoid'(+-3) = 0 as PyTorch
     "HARD_SIGMOID": unary("hard_sigmoid", lambda g, y, x: (g * less(absolute(x), 3) / 6,),
-                           _hard_sigmoid_value, spelling="np.clip({0} / 6 + 0.5, 0, 1)"),
+                           _hard_sigmoid_value, spelling="np.clip({0} / 6 + 0.5, 0, 1)",
+                           scalar="min(max({0} / 6 + 0.5, 0.0), 1.0)"),
     "LOGIT": unary("logit", lambda g, y, x: (g / (x * (1 - x)),),
-                    lambda x: math.log(x / (1 - x)), spelling="np.log({0} / (1 - {0}))"),
+                    lambda x: math.log(x / (1 - x)), spelling="np.log({0} / (1 - {0}))",
+                    scalar="math.log({0} / (1 - {0}))"),
     "CLIP": OpDef("clip", 3, "np.clip({0}, {1}, {2})", _clip_grad, _elementwise, builtin=True,
                    params=("x", "lo", "hi"), group=ELEMENTWISE,
-                   fold=lambda x, lo, hi: float(min(max(x, lo), hi))),
+                   fold=lambda x, lo, hi: float(min(max(x, lo), hi)),
+                   scalar="min(max({0}, {1}), {2})"),
     "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
-                      builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max),
+                      builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max,
+                      scalar="max({0}, {1})"),
     "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
-                      builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=min),
+                      builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=min,
+                      scalar="min({0}, {1})"),
     "WHERE": OpDef("where", 3, "np.where({0}, {1}, {2})",
                     lambda g, y, m, a, b: (None, where(m, g, 0), where(m, 0, g)), _where,
-                    builtin=True, params=("mask", "a", "b"), group=ELEMENTWISE),
+                    builtin=True, params=("mask", "a", "b"), group=ELEMENTWISE,
+                    scalar="{1} if {0} else {2}"),
     "LT": comparison("<", operator.lt),
     "LE": comparison("<=", operator.le),
     "GT": comparison(">", operator.gt),
@@ -2144,6 +2214,14 @@ BUILTINS: dict[str, Op] = {
     name: op for op, spec in OPS.items() if spec.builtin for name in (spec.name, *spec.aliases)
 }
 REDUCTIONS = frozenset(op for op, spec in OPS.items() if spec.group == REDUCTION)
+# The arguments each op's scalar spelling writes more than once (`max({0}, 0.0) +
+# math.log1p(math.exp(-abs({0})))`): the scalar path gives them a variable, so an
+# expression is not computed twice.
+SCALAR_REPEATS: dict[Op, frozenset[int]] = {
+    op: frozenset(int(k) for k in set(found) if found.count(k) > 1)
+    for op, spec in OPS.items()
+    if isinstance(spec.scalar, str) and (found := re.findall(r"\{([0-9]+)\}", spec.scalar))
+}
 # Indexed assignments: statement ops over an old value (their first argument), which
 # they copy, or update in place when nothing else reads it.
 UPDATES = frozenset(op for op, spec in OPS.items() if spec.statement and spec.group == INDEXING)

@@ -18,7 +18,7 @@ import builtins
 import keyword
 
 from gradc.ir import Line, LoopLines, Node, Schedule, reachable
-from gradc.ops import CHAINS, OPS, UPDATES, Op
+from gradc.ops import CHAINS, OPS, SCALAR_REPEATS, UPDATES, Op
 
 # A line holds at most this many ops, nested at most this deep (a sum or
 # product chain `a + b + c` counts as one level), before a temporary is made.
@@ -29,7 +29,7 @@ RESERVED = (
     set(keyword.kwlist)
     | set(getattr(keyword, "softkwlist", ()))
     | set(dir(builtins))
-    | {"np", "numpy", "cache", "grad_output"}
+    | {"np", "numpy", "math", "cache", "grad_output"}
 )
 
 
@@ -93,6 +93,7 @@ def schedule(
     adjoints: list[tuple[Node, Node]] = (),
     forced: dict[int, str] | None = None,
     owned: frozenset[int] = frozenset(),
+    scalar: bool = False,
 ) -> Schedule:
     """The lines that compute `roots` from the INPUT nodes named in `bound`
     (node id -> the variable the caller already holds it in). `adjoints`
@@ -103,7 +104,10 @@ def schedule(
     A loop body's schedule also has `forced` (node id -> the variable its
     line must write: a carried value's next value goes back into `h`) and
     `owned` (inputs whose arrays the loop owns, which an indexed assignment
-    may update in place: `hs[:, t] = h`)."""
+    may update in place: `hs[:, t] = h`).
+
+    `scalar`: the lines are spelled on the scalar path, where an argument a
+    spelling writes twice (`SCALAR_REPEATS`) gets a variable."""
     forced = forced or {}
     nodes = reachable(*roots)
     if owned:
@@ -132,6 +136,8 @@ def schedule(
             if _spelled(node, k):
                 uses[arg.id] = uses.get(arg.id, 0) + 1
             users.setdefault(arg.id, []).append(node)
+            if scalar and k in SCALAR_REPEATS.get(node.op, ()):
+                uses[arg.id] += 1
             if node.op is Op.LOOP and k >= node.attr("loop").carried:
                 uses[arg.id] += 1  # a body reads a captured value: it needs a variable
                 captured.add(arg.id)

@@ -1,7 +1,11 @@
 # Helper functions that generated modules define for themselves, only the ones
 # they use. Each is numerically stable for every finite float64 input (no
 # overflow, no NumPy warning up to |x| = 1e4) and keeps float32 as float32.
-# This file is data: gradc copies functions out of it by name.
+# This file is data: gradc copies functions out of it by name. The scalar_*
+# helpers are the same functions on one Python float, for defs on the scalar
+# path (`math`, no NumPy): they give the same values and return Python floats.
+import math
+
 import numpy as np
 
 
@@ -105,6 +109,22 @@ def gelu_grad(x):
     c = np.clip(x, -10, 10)
     inner = 0.7978845608028654 * (c + 0.044715 * c**3)
     t = np.tanh(inner)
+    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * c**2)
+    return 0.5 * (1 + t) + 0.5 * c * (1 - t**2) * d_inner
+
+
+def scalar_gelu(x):
+    # gelu(x) (the tanh approximation) on a Python float, as the NumPy helper gelu.
+    c = min(max(x, -10.0), 10.0)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
+    return 0.5 * x * (1 + math.tanh(inner))
+
+
+def scalar_gelu_grad(x):
+    # d/dx of scalar_gelu(x), as the NumPy helper gelu_grad.
+    c = min(max(x, -10.0), 10.0)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
+    t = math.tanh(inner)
     d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * c**2)
     return 0.5 * (1 + t) + 0.5 * c * (1 - t**2) * d_inner
 

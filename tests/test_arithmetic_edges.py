@@ -17,6 +17,11 @@ from gradc import compile_source
 from gradc.api import load_source
 
 POW = load_source(compile_source("def f(x, y):\n    return x ** y\n", "pow.grad"), "pow")
+# the same on arrays: declared as arrays, so on NumPy (POW, of float scalars, is on
+# the scalar path, which takes Python floats)
+POW_ARRAYS = load_source(
+    compile_source("def f(x: [N], y: [N]):\n    return x ** y\n", "pow_arrays.grad"), "pow_arrays"
+)
 
 POINTS = [(0.0, 0.0), (0.0, 1.0), (0.0, 2.0), (2.0, 0.0), (1.5, -0.5), (0.5, 3.0)]
 
@@ -43,8 +48,8 @@ def test_pow_on_arrays_matches_torch_with_zeros_in_both():
     y = np.array([0.0, 1.0, 2.0, 0.0, -0.5, 3.0])
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
-        out, cache = POW.f_forward(x, y)
-        gx, gy = POW.f_backward(np.ones_like(out), cache)
+        out, cache = POW_ARRAYS.f_forward(x, y)
+        gx, gy = POW_ARRAYS.f_backward(np.ones_like(out), cache)
     want, want_x, want_y = torch_pow(x, y)
     np.testing.assert_allclose(out, want, rtol=1e-12)
     np.testing.assert_allclose(gx, want_x, rtol=1e-12)

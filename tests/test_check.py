@@ -149,13 +149,23 @@ def write(tmp_path, text: str):
 
 
 def test_a_point_outside_the_domain_is_a_usage_error(capsys, tmp_path):
-    source = write(tmp_path, "def f(x):\n    return sum(sqrt(x))\n")
+    source = write(tmp_path, "def f(x: [N]):\n    return sum(sqrt(x))\n")
     code, out, err = check(capsys, source, "--at", "x=-1")
     assert code == 2, out + err
     assert out == ""  # no table: nothing was checked
     assert err.startswith("gradc: error: --at x=-1 is outside the domain of 'f'"), err
     assert "invalid value encountered in sqrt" in err
     assert "give one with --at" not in err and "Warning" not in err
+
+
+def test_a_point_outside_the_domain_of_a_scalar_def_is_a_usage_error(capsys, tmp_path):
+    # the scalar path computes with math: math.sqrt(-1) raises where NumPy warns
+    source = write(tmp_path, "def f(x):\n    return sqrt(x)\n")
+    code, out, err = check(capsys, source, "--at", "x=-1")
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith("gradc: error: --at x=-1 is outside the domain of 'f'"), err
+    assert "math domain error" in err
 
 
 def test_a_partly_fixed_point_outside_the_domain_names_the_inputs_given(capsys, tmp_path):

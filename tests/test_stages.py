@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradc import compile_source
@@ -362,8 +363,14 @@ def test_printed_precedence_matches_python(expr):
 
 
 def test_non_finite_constants_print_as_numpy():
-    src = compile_def("    return x * 1e999\n", "x")
+    src = compile_def("    return x * 1e999\n", "x: [N]")
     assert "np.inf" in src
+    assert math.isinf(load_source(src).f(np.ones(2))[0])
+
+
+def test_non_finite_constants_print_as_math_on_the_scalar_path():
+    src = compile_def("    return x * 1e999\n", "x")
+    assert "math.inf" in src and "np." not in src
     assert math.isinf(load_source(src).f(1.0))
 
 

@@ -126,16 +126,23 @@ def schedule(
     uses: dict[int, int] = {}
     outs_of: dict[int, dict[int, Node]] = {}  # LOOP id -> {index: LOOP_OUT}
     captured: set[int] = set()  # values a loop body reads
-    users: dict[int, list[Node]] = {}
     for node in nodes:
-        for k, arg in enumerate(node.args):
+        for arg in node.args:
             uses[arg.id] = uses.get(arg.id, 0) + 1
-            users.setdefault(arg.id, []).append(node)
-            if node.op is Op.LOOP and k >= node.attr("loop").carried:
+        if node.op is Op.LOOP:
+            for arg in node.args[node.attr("loop").carried :]:
                 uses[arg.id] += 1  # a body reads a captured value: it needs a variable
                 captured.add(arg.id)
-        if node.op is Op.LOOP_OUT:
+        elif node.op is Op.LOOP_OUT:
             outs_of.setdefault(node.args[0].id, {})[node.attr("index")] = node
+    # who reads each node: only an update of an array a loop body owns asks (_read_before),
+    # and a list for every node would be most of a large schedule's allocations
+    users: dict[int, list[Node]] | None = None
+    if owned:
+        users = {}
+        for node in nodes:
+            for arg in node.args:
+                users.setdefault(arg.id, []).append(node)
     for root in roots:
         uses[root.id] = uses.get(root.id, 0) + 1
     result_ids = {root.id for root in roots}
@@ -158,7 +165,7 @@ def schedule(
             ):
                 owner[value.id] = node
 
-    sched = Schedule(lines=[], var=dict(bound))
+    sched = Schedule(lines=[], var=dict(bound), nodes=nodes)
     bound_vars = set(bound.values())  # the caller's variables: never renamed here
     only_named: set[int] = set()  # values with a line only for their gradient's name
 

@@ -58,6 +58,7 @@ class Steps:
     def __init__(self) -> None:
         self.taken = 0
 
+
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
 _DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
 

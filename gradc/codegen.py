@@ -301,10 +301,9 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
             text = literal(float(arg.attr("value")), scalar)[0]
         args.append(f"({text})" if prec < form.needs[i] else text)
     if form.power:
-        base, exponent = form.text.split(" ** ", 1)
-        fill = functools.partial(_PLACEHOLDER.sub, lambda m: args[int(m.group(1))])
-        return _hugged_power(fill(base), fill(exponent)), form.prec
-    text = _PLACEHOLDER.sub(lambda m: args[int(m.group(1))], form.text)
+        base, exponent = form.template.split(" ** ", 1)
+        return _hugged_power(base.format(*args), exponent.format(*args)), form.prec
+    text = form.template.format(*args)
     if scalar:
         return text, form.prec
     if node.dtype == "int" and not node.shape and OPS[node.op].group == REDUCTION:
@@ -364,6 +363,9 @@ _PLACEHOLDER = re.compile(r"_gradc_arg([0-9]+)_")
 @dataclass(frozen=True)
 class _Form:
     text: str  # the spelling, with a placeholder for each argument
+    # the same as a str.format template (`{0} + {1}`): filled in one call, where a
+    # regular expression's substitution calls back into Python for each argument
+    template: str
     prec: int  # the precedence of the whole expression
     needs: tuple[int, ...]  # the precedence each argument needs, unparenthesized
     power: bool  # `a ** b`: black hugs simple operands (`x**2`)
@@ -406,7 +408,9 @@ def _form_of(node: Node, scalar: bool = False) -> _Form:
                 index = int(_PLACEHOLDER.fullmatch(child.id).group(1))
                 needs[index] = max(needs[index], _needed(parent, child))
     power = isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Pow)
-    return _Form(text, _precedence(tree), tuple(needs), power)
+    escaped = text.replace("{", "{{").replace("}", "}}")
+    template = _PLACEHOLDER.sub(lambda m: "{" + m.group(1) + "}", escaped)
+    return _Form(text, template, _precedence(tree), tuple(needs), power)
 
 
 def _precedence(tree: ast.expr) -> int:

@@ -22,7 +22,15 @@ from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_mod
 from gradc.errors import CompileError, CompileErrors
 from gradc.ir import Function, Node, Schedule, reachable
 from gradc.loops import size_nodes
-from gradc.lower import COMPOSITES, MAX_OPERATIONS, definitions, expression_def, lower
+from gradc.lower import (
+    COMPOSITES,
+    MAX_LOWERING_STEPS,
+    MAX_OPERATIONS,
+    Steps,
+    definitions,
+    expression_def,
+    lower,
+)
 from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import OPS, Op
 from gradc.parse import parse, parse_expression
@@ -101,15 +109,17 @@ def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
         check_calls(module)
         reserved = {n for d in module.defs for n in _api_names(d.name)} | set(helper_names())
         errors: dict[tuple, CompileError] = {}  # one error per def; a callee's error once
-        operations = 0
+        operations, steps = 0, Steps()
         for d in module.defs:
             d_wrt = wrt if wrt is not None and _has_params(d, wrt) else None
             try:
-                fn = lower(module, d.name, d_wrt, budget=MAX_OPERATIONS - operations)
+                fn = lower(module, d.name, d_wrt, MAX_OPERATIONS - operations, steps)
                 operations += fn.graph.operations
                 families.append(_family(d, fn, reserved))
             except CompileError as exc:
                 errors.setdefault((exc.pos, exc.message), exc)
+                if steps.taken > MAX_LOWERING_STEPS:
+                    break  # each def after it would be refused at its first expression
         if errors:
             found = list(errors.values())
             raise found[0] if len(found) == 1 else CompileErrors(found)
@@ -268,7 +278,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             returns=f"return {outs}",
         )
     )
-    nodes = reachable(*fn.outputs)
+    nodes = list(plain.nodes)
 
     # f_forward / f_backward: one schedule, split at the cache.
     namer = Namer(reserved)
@@ -291,8 +301,9 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     defaults = []
     if fn.several:
         # `None` for an output's gradient means zero
+        read = {n.id for n in reachable(*back.grads)}  # once, not once an output
         for seed, out, name in zip(back.seeds(), back.outputs, seed_names):
-            if seed is None or seed.id not in {n.id for n in reachable(*back.grads)}:
+            if seed is None or seed.id not in read:
                 continue
             var = joint.name_of(out)
             zero = f"np.zeros_like({var})" if out.shape else "0.0"
@@ -332,7 +343,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             returned=grad_vars,
         )
     )
-    nodes += reachable(*back.roots())
+    nodes += joint.nodes
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     if flat is not None:
@@ -356,7 +367,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                 returned=[sched.name_of(g) for g in flat.grads],
             )
         )
-        nodes += reachable(*flat.roots())
+        nodes += sched.nodes
     return Family(d, fn, back, flat, functions, nodes, scalar)
 
 

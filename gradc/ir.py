@@ -14,12 +14,22 @@ tie-breaker for every ordering the compiler makes (determinism by construction).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from gradc.errors import CompileError, Pos
 from gradc.ops import LEAF, OPS, Op
 
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
 _NO_ATTRS: dict = {}
+_ID = attrgetter("id")
+
+
+def _key(op: Op, attr_items: tuple, args) -> tuple:
+    """What makes two nodes the same node. The op goes in as a plain int: a
+    tuple of numbers and strings is dropped by Python's cycle collector after
+    its first look (an enum member would keep it tracked), and there is a key
+    for every node, which each full collection would otherwise scan again."""
+    return (int(op), attr_items, *map(_ID, args))
 
 
 class Node:
@@ -103,7 +113,7 @@ class Graph:
             args = tuple(new.nodes[a.id] for a in n.args)
             node = Node(n.id, n.op, args, n.attrs, n.shape, n.dtype, n.pos, new)
             new.nodes.append(node)
-            new._interned[(n.op, n.attrs, *[a.id for a in args])] = node
+            new._interned[_key(n.op, n.attrs, args)] = node
         new.inputs = [new.nodes[x.id] for x in self.inputs]
         new.operations = self.operations
         return new
@@ -118,7 +128,7 @@ class Graph:
 
     def make(self, op: Op, args: tuple, attr_items: tuple, pos: Pos | None = None) -> Node:
         """`op` with attributes already as sorted (name, value) pairs."""
-        key = (op, attr_items, *[a.id for a in args])
+        key = _key(op, attr_items, args)
         found = self._interned.get(key)
         if found is not None:
             if found.pos is None:  # made first where no position was at hand
@@ -207,6 +217,8 @@ class Schedule:
     # (`t0` for `grad_t0`): they can go back inline if that gradient loses its name
     named_for_gradient: dict[int, int] = field(default_factory=dict)  # value id -> grad id
     names: set[str] = field(default_factory=set)  # variables that hold a NAME: `h`, `grad_h`
+    # every node the lines compute, on a line or inline (for the helpers they call)
+    nodes: list[Node] = field(default_factory=list)
 
     def name_of(self, node: Node) -> str | None:
         return self.var.get(node.id)
@@ -255,16 +267,19 @@ def reachable(*roots: Node, until: set[int] = frozenset()) -> list[Node]:
     """Every node the roots depend on, in topological (creation) order, not
     looking past the nodes whose ids are in `until`. Iterative, so deep graphs
     cannot overflow the stack."""
-    seen: dict[int, Node] = {}
+    seen: set[int] = set()
+    found: list[Node] = []
     stack = list(roots)
     while stack:
         node = stack.pop()
         if node.id in seen:
             continue
-        seen[node.id] = node
+        seen.add(node.id)
+        found.append(node)
         if node.id not in until:
             stack.extend(node.args)
-    return [seen[i] for i in sorted(seen)]
+    found.sort(key=_ID)
+    return found
 
 
 def constant_value(node: Node):

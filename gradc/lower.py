@@ -43,7 +43,21 @@ from gradc.ops import (
 )
 from gradc.rewrites import simplify_node
 
-MAX_OPERATIONS = 30_000  # operations (not inputs, constants or names) of all the lowered defs
+MAX_OPERATIONS = 150_000  # operations (not inputs, constants or names) of all the lowered defs
+# Expressions lowered, counting each inlined body every time it is inlined. Hash-consing
+# makes a body inlined again with the same arguments add no operation, so defs that each
+# call the one before twice stay small while their lowering takes 2**n steps; this caps
+# the time instead. A program of plain statements takes 2 to 4 steps an operation, so
+# MAX_OPERATIONS is reached first.
+MAX_LOWERING_STEPS = 500_000
+
+
+class Steps:
+    """The lowering steps a module's defs have taken: they share MAX_LOWERING_STEPS."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+
 
 _STATIC_NAMES = {"True": True, "False": False, "None": None}
 _DTYPE_WORDS = {"f64": "float64", "f32": "float32", "int": "integer"}
@@ -93,16 +107,21 @@ class _Slice:
 
 
 def lower(
-    module: S.Module, function: str, wrt: list[str] | None = None, budget: int | None = None
+    module: S.Module,
+    function: str,
+    wrt: list[str] | None = None,
+    budget: int | None = None,
+    steps: Steps | None = None,
 ) -> Function:
     """Lower the def called `function` (and every def it calls) to IR.
     `wrt`, when given, overrides the def's `@wrt(...)`; past `budget`
-    operations (inputs, constants and names are free) the program is too
-    large, an error at the statement reached."""
+    operations (inputs, constants and names are free), or once `steps` (the
+    module's) passes MAX_LOWERING_STEPS, the program is too large, an error at
+    the expression or statement reached."""
     defs = definitions(module)
     if function not in defs:
         raise CompileError(f"no def named '{function}'")
-    return _Lowering(module, defs, budget).function(defs[function], wrt)
+    return _Lowering(module, defs, budget, steps).function(defs[function], wrt)
 
 
 def definitions(module: S.Module) -> dict[str, S.Def]:
@@ -129,9 +148,16 @@ def expression_def(expr: S.Expr, name: str) -> S.Def:
 
 
 class _Lowering:
-    def __init__(self, module: S.Module, defs: dict[str, S.Def], budget: int | None = None):
+    def __init__(
+        self,
+        module: S.Module,
+        defs: dict[str, S.Def],
+        budget: int | None = None,
+        steps: Steps | None = None,
+    ):
         self.module = module
         self.budget = budget
+        self.steps = steps
         self.defs = defs
         self.graph = Graph()
         self.labels: set[str] = set()
@@ -319,12 +345,7 @@ class _Lowering:
                 "'return' inside a loop is not supported", stmt.pos, "return after the loop"
             )
         value = yield self.expression(stmt.value, scope, stack)
-        if self.budget is not None and self.graph.operations > self.budget:
-            raise CompileError(
-                "program too large: its defs, with every call inlined, make more than "
-                f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",
-                stmt.pos,
-            )
+        self._check_size(stmt.pos)
         if isinstance(stmt, S.Assign):
             scope[stmt.target] = self._bound(stmt.target, value, stmt.pos)
         elif isinstance(stmt, S.Unpack):
@@ -524,13 +545,14 @@ class _Lowering:
         """Lower one expression, without recursion on its depth (a lowering
         step: a call to a def asks `_run` for the inlined body's value)."""
         results: list[Node] = []
-        work: list[tuple[S.Expr, bool]] = [(expr, False)]
+        # (expression, its children once they are queued, else None)
+        work: list[tuple[S.Expr, tuple | None]] = [(expr, None)]
         while work:
-            e, ready = work.pop()
-            kids = S.children(e)
-            if not ready:
-                work.append((e, True))
-                work.extend((k, False) for k in reversed(kids))
+            e, kids = work.pop()
+            if kids is None:
+                kids = S.children(e)
+                work.append((e, kids))
+                work.extend((k, None) for k in reversed(kids))
                 continue
             args = results[len(results) - len(kids) :]
             del results[len(results) - len(kids) :]
@@ -540,7 +562,27 @@ class _Lowering:
                 results.append((yield self._inline(self.defs[e.func], e, positional, named, stack)))
             else:
                 results.append(self._node(e, args, scope, stack))
+            # checked as it grows, so one huge expression is refused when it crosses a
+            # limit, not once it is all lowered
+            if self.steps is not None:
+                self.steps.taken += 1
+            self._check_size(e.pos)
         return results[0]
+
+    def _check_size(self, pos: Pos) -> None:
+        if self.budget is not None and self.graph.operations > self.budget:
+            raise CompileError(
+                "program too large: its defs, with every call inlined, make more than "
+                f"{MAX_OPERATIONS:,} operations; gradc writes flat code, so split the model",
+                pos,
+            )
+        if self.steps is not None and self.steps.taken > MAX_LOWERING_STEPS:
+            raise CompileError(
+                "program too large: lowering its defs, with every call inlined each time "
+                f"it is made, takes more than {MAX_LOWERING_STEPS:,} steps; "
+                "call a def fewer times, or split the model",
+                pos,
+            )
 
     def _node(self, e: S.Expr, args: list, scope, stack):
         g = self.graph

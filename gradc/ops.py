@@ -106,8 +106,8 @@ class OpDef:
 
 def broadcast_shapes(shapes, pos=None):
     """NumPy broadcasting over symbolic dims; a mismatch is a compile error."""
-    if all(s == shapes[0] for s in shapes):
-        return tuple(shapes[0])  # the common case, and the fast one
+    if shapes.count(shapes[0]) == len(shapes):
+        return tuple(shapes[0])  # all the same: the common case, and the fast one
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(ndim):

@@ -25,7 +25,7 @@ from gradc import syntax as S
 from gradc.errors import CompileError, Pos
 from gradc.resources import data_dir
 
-MAX_TOKENS = 100_000
+MAX_TOKENS = 1_000_000
 _TOKEN = re.compile(r"#[^\n]*|[A-Za-z_0-9.]+|\*\*|//|->|[-+*/@<>=!(),:\[\]]")
 
 
@@ -54,8 +54,10 @@ def parse(source: str, filename: str = "<source>", start: str = "start"):
 
 
 def _check_size(text: str) -> None:
-    """Refuse, at once, a file too large to compile in seconds: gradc writes
-    flat code, one line per operation, and MAX_TOKENS is about 15,000 of them."""
+    """Refuse, at once (a scan, not a parse), a file too large to compile:
+    gradc writes flat code, one line per operation, a plain statement has 5 to
+    8 tokens an operation, and MAX_TOKENS is about 150,000 operations (the
+    lowering's limit, MAX_OPERATIONS)."""
     if len(text) < MAX_TOKENS:  # cannot hold that many tokens
         return
     count = 0

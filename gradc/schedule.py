@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 
 from gradc.ir import Line, LoopLines, Node, Schedule, reachable
 from gradc.ops import CHAINS, OPS, SCALAR_REPEATS, UPDATES, Op
@@ -130,19 +131,26 @@ def schedule(
     uses: dict[int, int] = {}
     outs_of: dict[int, dict[int, Node]] = {}  # LOOP id -> {index: LOOP_OUT}
     captured: set[int] = set()  # values a loop body reads
-    users: dict[int, list[Node]] = {}
     for node in nodes:
         for k, arg in enumerate(node.args):
             if _spelled(node, k):
                 uses[arg.id] = uses.get(arg.id, 0) + 1
-            users.setdefault(arg.id, []).append(node)
             if scalar and k in SCALAR_REPEATS.get(node.op, ()):
-                uses[arg.id] += 1
-            if node.op is Op.LOOP and k >= node.attr("loop").carried:
+                uses[arg.id] = uses.get(arg.id, 0) + 1
+        if node.op is Op.LOOP:
+            for arg in node.args[node.attr("loop").carried :]:
                 uses[arg.id] += 1  # a body reads a captured value: it needs a variable
                 captured.add(arg.id)
-        if node.op is Op.LOOP_OUT:
+        elif node.op is Op.LOOP_OUT:
             outs_of.setdefault(node.args[0].id, {})[node.attr("index")] = node
+    # who reads each node: only an update of an array a loop body owns asks (_read_before),
+    # and a list for every node would be most of a large schedule's allocations
+    users: dict[int, list[Node]] | None = None
+    if owned:
+        users = {}
+        for node in nodes:
+            for arg in node.args:
+                users.setdefault(arg.id, []).append(node)
     for root in roots:
         uses[root.id] = uses.get(root.id, 0) + 1
     result_ids = {root.id for root in roots}
@@ -165,7 +173,7 @@ def schedule(
             ):
                 owner[value.id] = node
 
-    sched = Schedule(lines=[], var=dict(bound))
+    sched = Schedule(lines=[], var=dict(bound), nodes=nodes)
     bound_vars = set(bound.values())  # the caller's variables: never renamed here
     only_named: set[int] = set()  # values with a line only for their gradient's name
 
@@ -338,8 +346,16 @@ def _spelled(node: Node, k: int) -> bool:
     """Whether the text of `node` reads its argument k: an argument its template
     leaves out (what a derivative rule reads, standardize's x) needs no variable
     of its own for it."""
-    spelling = OPS[node.op].spelling
-    return not isinstance(spelling, str) or f"{{{k}}}" in spelling
+    spelled = _SPELLED.get(node.op, _UNKNOWN)
+    if spelled is _UNKNOWN:
+        spelling = OPS[node.op].spelling
+        found = re.findall(r"\{(\d+)\}", spelling) if isinstance(spelling, str) else None
+        spelled = _SPELLED[node.op] = None if found is None else {int(i) for i in found}
+    return spelled is None or k in spelled
+
+
+_SPELLED: dict = {}  # op -> the arguments its template reads (None: all of them)
+_UNKNOWN = object()
 
 
 def _sole_array(base: Node, uses: dict[int, int], owned: frozenset[int] = frozenset()) -> bool:

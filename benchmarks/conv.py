@@ -16,6 +16,11 @@ that --generated names, which must define the same functions):
   = (8, 3, 32, 32, 16, 3) ("small") and (32, 16, 16, 16, 32, 3) ("large")
 - bn: `bn_layer(x, gamma, beta)` = batch_norm(x, gamma, beta), training statistics
   over axis 0 of x: [N, D], eps 1e-5; at (N, D) = (64, 128) and (256, 512)
+- bn_written, ln_written (benchmarks/norm.py runs these two; not run by default):
+  batch norm and layer norm written out with mean and var, as in WRITTEN_OUT below,
+  over axis 0 and over axis 1 with keepdims; the same sizes as bn. Their
+  references are the hand-written simplified formulas (batchnorm_* and
+  layernorm_* of conv_handwritten.py); torch's are F.batch_norm and F.layer_norm
 
 float32 runs call `conv_layer_f32` and `bn_layer_f32`, the same layers declared with
 f32 parameters (gradc's float dtype is the declared one). Every implementation
@@ -80,7 +85,7 @@ at full size, its results included, two ways:
 
 The targets at the end are printed as PASS/FAIL lines, at every size and dtype run and
 for both ways of timing: conv generated at most 0.7x the hand-written time, batch_norm
-generated at most 1.1x, and conv's peak traced memory generated no higher than
+generated at most 1.1x, the written-out layers at most 1.2x, and conv's peak traced memory generated no higher than
 hand-written. Each time target shows the range of the ratios of single rounds beside
 their median: a verdict whose range straddles its target says little. The ratio to
 PyTorch eager is printed on "info" lines, with no target. The exit code is 0 whatever

@@ -294,17 +294,21 @@ def _exact_gelu(graph, args, attrs):
 _MAX_FACTORS = 12
 
 
-def _monomial(node: Node) -> tuple[list[tuple], int]:
+def _monomial(node: Node, names: bool = False, full=None) -> tuple[list[tuple], int]:
     """The factors of a product or quotient, through unnamed products,
     quotients and negations, in order: (number, None, 1) for a number
     (-1 for a negation), (1, node, 1 or -1) for a factor or a divisor; and how
-    many of the products taken apart were arrays (passes over memory). At most
-    _MAX_FACTORS: beyond them, a product is one factor."""
+    many of the products taken apart were arrays of the shape `full` (passes over
+    memory; any array when `full` is None). With `names`, through named products
+    too. At most _MAX_FACTORS: beyond them, a product is one factor."""
     items: list[tuple] = []
     passes = 0
     stack = [(node, 1)]  # what is left to take apart, the next one last
     while stack:
         node, exponent = stack.pop()
+        if names and node.op is Op.NAME:  # grad_xhat = grad_out * gamma
+            inner = _through_names(node)
+            node = inner if inner.op in (Op.NEG, Op.MUL, Op.DIV) else node
         value = constant_value(node)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             items.append((value, None, exponent))
@@ -315,7 +319,7 @@ def _monomial(node: Node) -> tuple[list[tuple], int]:
         if node.op is Op.DIV and is_constant(node.args[1], 0):
             items.append((1, node, exponent))
             continue
-        passes += bool(node.shape)
+        passes += bool(node.shape) and (full is None or node.shape == full)
         if node.op is Op.NEG:
             items.append((-1, None, 1))
             stack.append((node.args[0], exponent))
@@ -327,8 +331,9 @@ def _monomial(node: Node) -> tuple[list[tuple], int]:
 
 def _fold_numbers(op):
     def rule(graph, a, b):
-        left, passes_a = _monomial(a)
-        right, passes_b = _monomial(b)
+        full = broadcast_shapes([a.shape, b.shape])
+        left, passes_a = _monomial(a, full=full)
+        right, passes_b = _monomial(b, full=full)
         if op is Op.DIV:
             right = [(n, f, -e) for n, f, e in right]
         items = left + right
@@ -343,11 +348,56 @@ def _fold_numbers(op):
             return None
         if isinstance(c, float) and c.is_integer() and abs(c) < 2**53:
             c = int(c)  # 2 * g, not 2.0 * g: the same product
-        out, passes = _canonical_product(graph, c, factors)
-        now = passes_a + passes_b + bool(a.shape or b.shape)
+        # small arrays move first only past a division (gamma * d / std -> gamma /
+        # std * d); in a product they stay where the chain rule put them
+        out, passes = _canonical_product(graph, c, factors, small_arrays=op is Op.DIV)
+        now = passes_a + passes_b + bool(full)
         if len([n for n in numbers if n != -1]) >= 2 or passes < now:
             return out
         return None
+
+    return rule
+
+
+def _common_factor(op):
+    """a * f - b * f -> f * (a - b) (and +) for an array f smaller than the
+    result (a scale, a per-feature gamma): the large terms are combined first and
+    f meets them once, and a product such as grad_xhat = grad_out * gamma is not
+    needed at all (batch norm written out: grad_x = gamma / std * (grad_out -
+    grad_beta / N - xhat * (grad_gamma / N)), as the hand-written formula)."""
+
+    def rule(graph, a, b):
+        shape = broadcast_shapes([a.shape, b.shape])
+        if not shape:
+            return None
+        left, _ = _monomial(a, names=True)
+        right, _ = _monomial(b, names=True)
+        common = next(
+            (
+                f
+                for n, f, e in left
+                if f is not None
+                and e == 1
+                and f.shape
+                and f.shape != shape
+                and f.op is Op.INPUT
+                and any(g is f and d == 1 for m, g, d in right)
+            ),
+            None,
+        )
+        if common is None:
+            return None
+        rest = []
+        for items in (left, right):
+            k = next(i for i, (n, f, e) in enumerate(items) if f is common and e == 1)
+            items = items[:k] + items[k + 1 :]
+            c = math.prod(n**e for n, f, e in items if f is None)
+            factors = [(f, e) for n, f, e in items if f is not None]
+            if not factors:
+                rest.append(graph.constant(c))
+                continue
+            rest.append(_canonical_product(graph, c, factors)[0])
+        return _make(graph, Op.MUL, common, _make(graph, op, *rest))
 
     return rule
 
@@ -356,16 +406,19 @@ def _raw(graph, op: Op, *args: Node) -> Node:
     return graph.make(op, args, ())
 
 
-def _canonical_product(graph, c, factors: list[tuple]) -> tuple[Node, int]:
-    """c times the factors (divided by the divisors), the scalars first so that
-    they meet as numbers, then the arrays: `2 * grad_out / N * d`, `d / N`. And
-    how many passes over an array it makes. Made as it is (not through the
+def _canonical_product(graph, c, factors: list[tuple], small_arrays=True) -> tuple[Node, int]:
+    """c times the factors (divided by the divisors), the small ones first (the
+    scalars, and arrays smaller than the result, as a per-feature gamma) so that
+    they meet each other before the large ones, then the large: `2 * grad_out / N
+    * d`, `d / N`, `gamma / std * d`. And how many passes over the large it makes. Made as it is (not through the
     rules, which would offer each part to this rule again): the parts are in
     the form the rules leave, and a form not taken stays unread in the graph."""
-    nums = [f for f, e in factors if e == 1 and not f.shape]
-    dens = [f for f, e in factors if e == -1 and not f.shape]
-    arrays = [f for f, e in factors if e == 1 and f.shape]
-    array_dens = [f for f, e in factors if e == -1 and f.shape]
+    full = broadcast_shapes([f.shape for f, e in factors])
+    small = {id(f) for f, e in factors if f.shape != full and (small_arrays or not f.shape)}
+    nums = [f for f, e in factors if e == 1 and id(f) in small]
+    dens = [f for f, e in factors if e == -1 and id(f) in small]
+    arrays = [f for f, e in factors if e == 1 and id(f) not in small]
+    array_dens = [f for f, e in factors if e == -1 and id(f) not in small]
     scalar = graph.constant(abs(c)) if abs(c) != 1 else None
     if c < 0 and scalar is not None:
         scalar, c = graph.constant(c), 1  # -2 * g: the sign rides on the number
@@ -379,16 +432,16 @@ def _canonical_product(graph, c, factors: list[tuple]) -> tuple[Node, int]:
     out, passes = scalar, 0
     for f in arrays:
         out = f if out is None else _raw(graph, Op.MUL, out, f)
-        passes += out is not f
+        passes += out is not f and bool(full)
     if den is not None:
         out = _raw(graph, Op.DIV, out if out is not None else graph.constant(1), den)
-        passes += bool(out.shape)
+        passes += out.shape == full and bool(full)
     for f in array_dens:
         out = _raw(graph, Op.DIV, out if out is not None else graph.constant(1), f)
         passes += 1
     if c < 0:
         out = _raw(graph, Op.NEG, out)
-        passes += bool(out.shape)
+        passes += out.shape == full and bool(full)
     return out, passes
 
 
@@ -652,15 +705,15 @@ def _rebroadcast(graph, value, like, attrs):
 
 _RULES = {
     Op.WHERE: (_where_known,),
-    Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region),
-    Op.SUB: (_sub_identities, _lift_broadcast(Op.SUB)),
+    Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region, _common_factor(Op.ADD)),
+    Op.SUB: (_sub_identities, _lift_broadcast(Op.SUB), _common_factor(Op.SUB)),
     Op.MUL: (_mul_identities, _fold_numbers(Op.MUL), _lift_broadcast(Op.MUL)),
     Op.DIV: (
         _div_identities,
-        _fold_numbers(Op.DIV),
-        _lift_broadcast(Op.DIV),
         _in_products(_standardized),
         _in_products(_softmax_ratio),
+        _fold_numbers(Op.DIV),
+        _lift_broadcast(Op.DIV),
     ),
     Op.POW: (_pow_identities,),
     Op.NEG: (_neg_identities,),

@@ -215,9 +215,12 @@ def test_written_out_batch_norm_backward_is_the_simplified_formula():
 
     text = compile_source(CASES[0].source, "bn.grad")
     backward = text[text.index("def f_backward") :]
-    # no staged gradients of the statistics; gamma's and beta's sums are shared
+    # no staged gradients of the statistics; gamma's and beta's sums are shared,
+    # and gamma is taken out of the three terms (no full-size grad_out * gamma):
+    # grad_x = gamma / std * (grad_out - grad_beta / N - grad_gamma / N * xhat)
     assert "grad_mu" not in backward and "grad_sigma2" not in backward
-    assert "gamma * grad_beta" in backward and "gamma * grad_gamma" in backward
+    assert "grad_beta / " in backward and "grad_gamma / " in backward
+    assert "grad_xhat" not in backward and "grad_x = gamma / " in backward
     assert backward.count(".sum(") == 2
 
 

@@ -210,3 +210,15 @@ def test_readme_convnet_is_what_gradc_generates():
     function = generated[generated.index("def convnet_backward(") :].split("\n\n\n")[0]
     kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
     assert backward.strip() == kept
+
+
+def test_readme_batchnorm_is_what_gradc_generates():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Simplified backward passes", 1)[1].split("\n## ", 1)[0]
+    source, backward = re.findall(r"```python\n(.*?)\n```", section, re.S)[:2]
+    example = (ROOT / "examples" / "batchnorm.grad").read_text()
+    assert source.strip() in example
+    generated = compile_source(example, "batchnorm.grad")
+    function = generated[generated.index("def batchnorm_backward(") :].split("\n\n\n")[0]
+    kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
+    assert backward.strip() == kept

@@ -100,7 +100,6 @@ import functools
 import importlib.metadata
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -138,6 +137,7 @@ from rnn import (  # noqa: E402
     peak_rss_growth,
     rotated_rounds,
     run_each,
+    run_fresh,
     spread_warning,
     verdict,
 )
@@ -474,17 +474,12 @@ def memory(name: str, layer: str, size: str, dtype: str, generated: Path):
 def fresh_process(flag: str, name: str, p: Problem, args) -> dict:
     """This script run with `flag name` (--alone or --memory) for one layer, size and
     dtype; its last line of output, a JSON object."""
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
+    arguments = [
         *(flag, name, "--layers", p.layer, "--sizes", p.size, "--dtypes", p.dtype),
         *("--generated", str(args.generated)),
         *("--samples", str(args.samples), "--seconds", str(args.seconds)),
     ]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"error: {name} ({flag}) failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh(__file__, arguments, f"{name} ({flag})")
 
 
 def measure_alone(names, p: Problem, args) -> dict[str, dict]:

@@ -393,19 +393,25 @@ def memory(name: str, size: str, dtype: str, generated: Path):
     print(json.dumps({"rss": rss, "traced": traced}))
 
 
+def run_fresh(script: str, arguments: list[str], what: str) -> dict:
+    """`script` run with `arguments` in a fresh Python process, and the last line of
+    its output, a JSON object; a failure stops the benchmark, naming `what`. Every
+    benchmark's alone timing and memory measurement goes through here."""
+    argv = [sys.executable, str(Path(script).resolve()), *arguments]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"error: {what} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def fresh_process(flag: str, name: str, size: str, dtype: str, args) -> dict:
     """This script run with `flag name` (--alone or --memory) for one size and dtype;
     its last line of output, a JSON object."""
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
+    arguments = [
         *(flag, name, "--sizes", size, "--dtypes", dtype, "--generated", str(args.generated)),
         *("--samples", str(args.samples), "--seconds", str(args.seconds)),
     ]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"error: {name} ({flag}) failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh(__file__, arguments, f"{name} ({flag})")
 
 
 def rotated_rounds(names, rounds: int, time_one: Callable[[str], dict]) -> dict[str, dict]:

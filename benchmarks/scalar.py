@@ -55,11 +55,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import math
 import random
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -72,7 +70,7 @@ sys.path.insert(0, str(HERE))
 
 # The same timing as mlp.py, word2vec.py and rnn.py
 from mlp import format_seconds, time_alone  # noqa: E402
-from rnn import rotated_rounds, spread_warning, verdict  # noqa: E402
+from rnn import rotated_rounds, run_fresh, spread_warning, verdict  # noqa: E402
 from word2vec import environment, interleaved, paired_ratio  # noqa: E402
 
 GENERATED = "generated"
@@ -483,16 +481,11 @@ def alone(impl: str, name: str, samples: int, seconds: float) -> None:
 
 
 def fresh_process(impl: str, name: str, args) -> dict:
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
+    arguments = [
         *("--alone", impl, "--programs", name),
         *("--samples", str(args.samples), "--seconds", str(args.seconds)),
     ]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"error: {impl} (--alone) failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_fresh(__file__, arguments, f"{impl} (--alone)")
 
 
 def time_verdicts(where: str, timings: dict[str, dict[str, list[float]]]) -> list[str]:

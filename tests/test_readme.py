@@ -200,25 +200,25 @@ def test_readme_rnn_is_what_gradc_generates():
         assert shown.strip() == kept
 
 
-def test_readme_convnet_is_what_gradc_generates():
+def assert_section_shows_backward(heading: str, example: str, function: str) -> None:
+    """README's section `heading` shows part of examples/`example` and then, exactly
+    (docstring aside), the generated `function`."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Convolutional nets", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
     source, backward = re.findall(r"```python\n(.*?)\n```", section, re.S)[:2]
-    example = (ROOT / "examples" / "convnet.grad").read_text()
-    assert source.strip() in example
-    generated = compile_source(example, "convnet.grad")
-    function = generated[generated.index("def convnet_backward(") :].split("\n\n\n")[0]
-    kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
+    program = (ROOT / "examples" / example).read_text()
+    assert source.strip() in program
+    generated = compile_source(program, example)
+    found = generated[generated.index(f"def {function}(") :].split("\n\n\n")[0]
+    kept = "\n".join(ln for ln in found.splitlines() if '"""' not in ln).strip()
     assert backward.strip() == kept
+
+
+def test_readme_convnet_is_what_gradc_generates():
+    assert_section_shows_backward("Convolutional nets", "convnet.grad", "convnet_backward")
 
 
 def test_readme_batchnorm_is_what_gradc_generates():
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Simplified backward passes", 1)[1].split("\n## ", 1)[0]
-    source, backward = re.findall(r"```python\n(.*?)\n```", section, re.S)[:2]
-    example = (ROOT / "examples" / "batchnorm.grad").read_text()
-    assert source.strip() in example
-    generated = compile_source(example, "batchnorm.grad")
-    function = generated[generated.index("def batchnorm_backward(") :].split("\n\n\n")[0]
-    kept = "\n".join(ln for ln in function.splitlines() if '"""' not in ln).strip()
-    assert backward.strip() == kept
+    assert_section_shows_backward(
+        "Simplified backward passes", "batchnorm.grad", "batchnorm_backward"
+    )

@@ -350,10 +350,11 @@ def _fold_numbers(op):
             c = int(c)  # 2 * g, not 2.0 * g: the same product
         # small arrays move first only past a division (gamma * d / std -> gamma /
         # std * d); in a product they stay where the chain rule put them
-        out, passes = _canonical_product(graph, c, factors, small_arrays=op is Op.DIV)
+        small_arrays = op is Op.DIV
+        _, passes = _canonical_product(graph, c, factors, small_arrays, build=False)
         now = passes_a + passes_b + bool(full)
         if len([n for n in numbers if n != -1]) >= 2 or passes < now:
-            return out
+            return _canonical_product(graph, c, factors, small_arrays)[0]
         return None
 
     return rule
@@ -402,47 +403,63 @@ def _common_factor(op):
     return rule
 
 
-def _raw(graph, op: Op, *args: Node) -> Node:
-    return graph.make(op, args, ())
+class _Sketch:
+    """A value's shape alone: `_canonical_product` counts a form's passes with
+    these before it makes any node (most products stay as they are)."""
+
+    def __init__(self, shape: tuple):
+        self.shape = shape
 
 
-def _canonical_product(graph, c, factors: list[tuple], small_arrays=True) -> tuple[Node, int]:
+def _canonical_product(
+    graph, c, factors: list[tuple], small_arrays=True, build=True
+) -> tuple[Node | None, int]:
     """c times the factors (divided by the divisors), the small ones first (the
     scalars, and arrays smaller than the result, as a per-feature gamma) so that
     they meet each other before the large ones, then the large: `2 * grad_out / N
-    * d`, `d / N`, `gamma / std * d`. And how many passes over the large it makes. Made as it is (not through the
-    rules, which would offer each part to this rule again): the parts are in
-    the form the rules leave, and a form not taken stays unread in the graph."""
+    * d`, `d / N`, `gamma / std * d`. And how many passes over the large it
+    makes; with build=False only that (and None). Made as it is (not through the
+    rules, which would offer each part to this rule again): the parts are in the
+    form the rules leave."""
+
+    def make(op, *args):
+        if build:
+            return graph.make(op, args, ())
+        return _Sketch(broadcast_shapes([a.shape for a in args]))
+
+    def number(value):
+        return graph.constant(value) if build else _Sketch(())
+
     full = broadcast_shapes([f.shape for f, e in factors])
     small = {id(f) for f, e in factors if f.shape != full and (small_arrays or not f.shape)}
     nums = [f for f, e in factors if e == 1 and id(f) in small]
     dens = [f for f, e in factors if e == -1 and id(f) in small]
     arrays = [f for f, e in factors if e == 1 and id(f) not in small]
     array_dens = [f for f, e in factors if e == -1 and id(f) not in small]
-    scalar = graph.constant(abs(c)) if abs(c) != 1 else None
+    scalar = number(abs(c)) if abs(c) != 1 else None
     if c < 0 and scalar is not None:
-        scalar, c = graph.constant(c), 1  # -2 * g: the sign rides on the number
+        scalar, c = number(c), 1  # -2 * g: the sign rides on the number
     for f in nums:
-        scalar = f if scalar is None else _raw(graph, Op.MUL, scalar, f)
+        scalar = f if scalar is None else make(Op.MUL, scalar, f)
     den = None
     for f in dens:
-        den = f if den is None else _raw(graph, Op.MUL, den, f)
+        den = f if den is None else make(Op.MUL, den, f)
     if scalar is not None and den is not None:
-        scalar, den = _raw(graph, Op.DIV, scalar, den), None
+        scalar, den = make(Op.DIV, scalar, den), None
     out, passes = scalar, 0
     for f in arrays:
-        out = f if out is None else _raw(graph, Op.MUL, out, f)
+        out = f if out is None else make(Op.MUL, out, f)
         passes += out is not f and bool(full)
     if den is not None:
-        out = _raw(graph, Op.DIV, out if out is not None else graph.constant(1), den)
+        out = make(Op.DIV, out if out is not None else number(1), den)
         passes += out.shape == full and bool(full)
     for f in array_dens:
-        out = _raw(graph, Op.DIV, out if out is not None else graph.constant(1), f)
+        out = make(Op.DIV, out if out is not None else number(1), f)
         passes += 1
     if c < 0:
-        out = _raw(graph, Op.NEG, out)
+        out = make(Op.NEG, out)
         passes += out.shape == full and bool(full)
-    return out, passes
+    return (out if build else None), passes
 
 
 # ---------------------------------------------------------------- normalisations

@@ -132,8 +132,13 @@ from mlp import (  # noqa: E402
 from mlp import load_generated as mlp_load_generated  # noqa: E402
 from rnn import (  # noqa: E402
     GENERATED,
+    JAX,
     REFERENCE,
     TORCH,
+    against_reference,
+    implementation_names,
+    jax_available,
+    jax_vjp,
     peak_rss_growth,
     rotated_rounds,
     run_each,
@@ -193,7 +198,6 @@ SIZES = {  # name: {"conv": (N, C, H, W, F, K), "bn": (N, D)}; the written-out a
 }
 DEFAULT_SIZES = ("small", "large")  # the issue's two sizes of each layer
 DTYPES = {"f64": np.float64, "f32": np.float32}
-JAX = "jax jit"
 TRACED = (GENERATED, REFERENCE)  # NumPy-based: tracemalloc sees their arrays
 INPUTS = {"conv": ("x", "w", "b"), **{k: ("x", "gamma", "beta") for k in LAYERS[1:]}}
 OUTPUTS = {
@@ -355,14 +359,6 @@ def torch_implementation(p: Problem):
     return run, to_numpy
 
 
-def jax_available() -> bool:
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def jax_implementation(p: Problem):
     import jax
     import jax.numpy as jnp
@@ -390,26 +386,7 @@ def jax_implementation(p: Problem):
             var = jnp.mean(centered * centered, axis=axis, keepdims=True)
             return gamma * centered / jnp.sqrt(var + EPS) + beta
 
-    @jax.jit
-    def forward_backward(inputs, dout):
-        out, vjp = jax.vjp(layer, *inputs)
-        return out, vjp(dout)
-
-    inputs = tuple(jax.device_put(a) for a in p.inputs)
-    dout = jax.device_put(p.dout)
-
-    def run():
-        return jax.block_until_ready(forward_backward(inputs, dout))
-
-    def to_numpy(result):
-        out, grads = result
-        return np.asarray(out), tuple(np.asarray(g) for g in grads)
-
-    return run, to_numpy
-
-
-def implementation_names(with_jax: bool) -> list[str]:
-    return [GENERATED, REFERENCE, TORCH, *([JAX] if with_jax else [])]
+    return jax_vjp(layer, p.inputs, p.dout)
 
 
 # --------------------------------------------------------------------------------------
@@ -426,15 +403,7 @@ def outputs(names, p: Problem, generated: Path | None) -> tuple[dict, list[str]]
 def disagreements(results: dict, layer: str, dtype: str) -> list[str]:
     """Every way in which an implementation's out or gradients differ from the
     hand-written ones."""
-    ref_out, ref_grads = results[REFERENCE]
-    problems = []
-    for name, (out, grads) in results.items():
-        if len(grads) != 3:
-            problems.append(f"{name}: {len(grads)} gradients, expected 3")
-            continue
-        for what, got, want in zip(OUTPUTS[layer], (out, *grads), (ref_out, *ref_grads)):
-            problems += compare(f"{name}: {what}", got, f"{REFERENCE}'s", want, dtype)
-    return problems
+    return against_reference(results, OUTPUTS[layer], dtype)
 
 
 def check(p: Problem, generated: Path | None, names) -> list[str]:

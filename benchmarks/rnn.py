@@ -270,20 +270,29 @@ def jax_implementation(p: Problem):
         _, hs = jax.lax.scan(step, h0, jnp.swapaxes(x, 0, 1))  # scan runs over axis 0: time
         return jnp.swapaxes(hs, 0, 1)
 
-    @jax.jit
-    def forward_backward(inputs, dhs):
-        hs, vjp = jax.vjp(layer, *inputs)
-        return hs, vjp(dhs)
+    return jax_vjp(layer, p.inputs, p.dhs)
 
-    inputs = tuple(jax.device_put(a) for a in p.inputs)
-    dhs = jax.device_put(p.dhs)
+
+def jax_vjp(layer: Callable, inputs, upstream) -> tuple[Callable[[], object], Callable]:
+    """run() and to_numpy(result) for `jax.jit` of `layer`'s value and its
+    gradients for the upstream gradient `upstream` (`jax.vjp`), on device copies
+    of `inputs`, waited for with block_until_ready."""
+    import jax
+
+    @jax.jit
+    def forward_backward(inputs, upstream):
+        out, vjp = jax.vjp(layer, *inputs)
+        return out, vjp(upstream)
+
+    inputs = tuple(jax.device_put(a) for a in inputs)
+    upstream = jax.device_put(upstream)
 
     def run():
-        return jax.block_until_ready(forward_backward(inputs, dhs))
+        return jax.block_until_ready(forward_backward(inputs, upstream))
 
     def to_numpy(result):
-        hs, grads = result
-        return np.asarray(hs), tuple(np.asarray(g) for g in grads)
+        out, grads = result
+        return np.asarray(out), tuple(np.asarray(g) for g in grads)
 
     return run, to_numpy
 
@@ -322,13 +331,19 @@ def outputs(names, p: Problem, generated: Path | None) -> tuple[dict, list[str]]
 def disagreements(results: dict, dtype: str) -> list[str]:
     """Every way in which an implementation's hs or gradients differ from the
     hand-written ones."""
-    ref_hs, ref_grads = results[REFERENCE]
+    return against_reference(results, OUTPUTS, dtype)
+
+
+def against_reference(results: dict, outputs: tuple[str, ...], dtype: str) -> list[str]:
+    """Every way in which an implementation's (value, gradients), named `outputs`,
+    differ from the hand-written ones'."""
+    ref_value, ref_grads = results[REFERENCE]
     problems = []
-    for name, (hs, grads) in results.items():
-        if len(grads) != 5:
-            problems.append(f"{name}: {len(grads)} gradients, expected 5")
+    for name, (value, grads) in results.items():
+        if len(grads) != len(outputs) - 1:
+            problems.append(f"{name}: {len(grads)} gradients, expected {len(outputs) - 1}")
             continue
-        for what, got, want in zip(OUTPUTS, (hs, *grads), (ref_hs, *ref_grads)):
+        for what, got, want in zip(outputs, (value, *grads), (ref_value, *ref_grads)):
             problems += compare(f"{name}: {what}", got, f"{REFERENCE}'s", want, dtype)
     return problems
 

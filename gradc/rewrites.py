@@ -526,12 +526,8 @@ def _variance(node: Node, x: Node, mean: Node, axes: tuple) -> bool:
     if not squared:
         return False
     d = _through_names(square.args[0])
-    return (
-        d.op is Op.SUB
-        and _through_names(d.args[0]) is x
-        and _through_names(d.args[1]) is mean
-        and _constant_along(v, x.shape, axes)
-    )
+    # (the mean of the squares was checked to broadcast back over them, and d is x's shape)
+    return d.op is Op.SUB and _through_names(d.args[0]) is x and _through_names(d.args[1]) is mean
 
 
 def _standardized(graph, a, b):
@@ -548,20 +544,19 @@ def _standardized(graph, a, b):
     if not _statistic(mean, Op.MEAN, x, axes):
         return None
     std = _through_names(b)
-    if std.op is Op.STD and std.attr("ddof") == 0 and _statistic(std, Op.STD, x, axes):
-        return graph.make(Op.STANDARDIZE, (a, b, *centered.args), (("axis", mean.attr("axis")),))
-    if std.op is not Op.SQRT:
-        return None
-    inside = _through_names(std.args[0])
-    if inside.op is Op.ADD:
-        v, c = inside.args
-        if v.op is Op.CONST:
-            v, c = c, v
-        if c.op is not Op.CONST or not constant_value(c) >= 0:
+    if not (std.op is Op.STD and std.attr("ddof") == 0 and _statistic(std, Op.STD, x, axes)):
+        if std.op is not Op.SQRT:
             return None
-        inside = v
-    if not _variance(inside, x, mean, axes):
-        return None
+        inside = _through_names(std.args[0])
+        if inside.op is Op.ADD:
+            v, c = inside.args
+            if v.op is Op.CONST:
+                v, c = c, v
+            if c.op is not Op.CONST or not constant_value(c) >= 0:
+                return None
+            inside = v
+        if not _variance(inside, x, mean, axes):
+            return None
     attrs = (("axis", mean.attr("axis")),)
     return graph.make(Op.STANDARDIZE, (a, b, *centered.args), attrs)
 

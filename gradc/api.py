@@ -27,11 +27,13 @@ def read_source(path: str | Path) -> str:
         ).located(str(path), text) from None
 
 
-def load(path: str | Path, wrt: list[str] | None = None) -> types.ModuleType:
+def load(
+    path: str | Path, wrt: list[str] | None = None, jvp: bool = False, hvp: bool = False
+) -> types.ModuleType:
     """Compile a `.grad` file and import the result, writing nothing."""
     path = Path(path)
     text = read_source(path)
-    return load_source(compile_source(text, filename=str(path), wrt=wrt), name=path.stem)
+    return load_source(compile_source(text, str(path), wrt, jvp, hvp), name=path.stem)
 
 
 def load_source(python_source: str, name: str = "gradc_module") -> types.ModuleType:

@@ -43,6 +43,10 @@ def _arguments() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output file (one source); '-' or default: stdout")
     c.add_argument("--outdir", help="write SRC.grad to OUTDIR/SRC.py (many sources)")
     c.add_argument("--wrt", help="comma-separated inputs to differentiate (overrides @wrt)")
+    c.add_argument("--jvp", action="store_true", help="also write f_jvp (forward mode), as @jvp")
+    c.add_argument(
+        "--hvp", action="store_true", help="also write f_hvp for scalar outputs, as @hvp"
+    )
     c.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if an output is stale"
     )
@@ -138,7 +142,7 @@ def _compile(args) -> int:
         path = Path(source)
         try:
             text = read_source(path)
-            generated = compile_source(text, filename=source, wrt=wrt)
+            generated = compile_source(text, source, wrt, args.jvp, args.hvp)
         except OSError as exc:
             raise _UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
         except CompileError as exc:

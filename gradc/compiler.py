@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 
 from gradc import __version__
@@ -20,6 +20,7 @@ from gradc import syntax as S
 from gradc.autodiff import differentiate
 from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_module, statement_lines
 from gradc.errors import CompileError, CompileErrors
+from gradc.forward import hvp, jvp
 from gradc.ir import Function, Node, Schedule, reachable
 from gradc.loops import size_nodes
 from gradc.lower import (
@@ -51,6 +52,8 @@ class Family:
     functions: list[EmittedFunction]
     nodes: list[Node]  # every node the generated code spells (for its helpers)
     scalar: bool = False  # spelled on Python floats (takes_scalar_path)
+    tangents: Function | None = None  # f_jvp's (@jvp): outputs, then their tangents
+    hessian: Function | None = None  # f_hvp's (@hvp): H·v, one per differentiated input
 
 
 @dataclass
@@ -82,9 +85,13 @@ def compile_source(
     text: str,
     filename: str = "<source>",
     wrt: list[str] | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
 ) -> str:
-    """Compile the text of a `.grad` file to the source of a Python module."""
-    return build_families(parse(text, filename), wrt).source()
+    """Compile the text of a `.grad` file to the source of a Python module.
+    `jvp` and `hvp` act as `@jvp` and `@hvp` on every def (`hvp`: every def
+    whose output is a float scalar)."""
+    return build_families(parse(text, filename), wrt, jvp, hvp).source()
 
 
 def compile_expression(text: str, name: str = "f") -> str:
@@ -97,7 +104,9 @@ def compile_expression(text: str, name: str = "f") -> str:
     return build_families(module).source()
 
 
-def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
+def build_families(
+    module: S.Module, wrt: list[str] | None = None, jvp: bool = False, hvp: bool = False
+) -> Compiled:
     """Every def of `module`, compiled to its generated family. Errors in
     independent defs are reported together, positioned in the module's file."""
     try:
@@ -115,7 +124,7 @@ def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
             try:
                 fn = lower(module, d.name, d_wrt, MAX_OPERATIONS - operations, steps)
                 operations += fn.graph.operations
-                families.append(_family(d, fn, reserved))
+                families.append(_family(_requested(d, fn, jvp, hvp), fn, reserved))
             except CompileError as exc:
                 errors.setdefault((exc.pos, exc.message), exc)
                 if steps.taken > MAX_LOWERING_STEPS:
@@ -126,6 +135,18 @@ def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
     except CompileError as exc:
         raise exc.located(module.filename, module.source) from None
     return Compiled(module, families)
+
+
+def _requested(d: S.Def, fn: Function, jvp: bool, hvp: bool) -> S.Def:
+    """`d` with `--jvp` / `--hvp` (or the API's flags) added to its decorators:
+    `--hvp` only where the output is a float scalar, so one flag serves a
+    module whose other defs return arrays."""
+    scalar_output = fn.output.shape == () and fn.output.dtype in ("f32", "f64")
+    if jvp and d.jvp is None:
+        d = replace(d, jvp=d.pos)
+    if hvp and d.hvp is None and scalar_output:
+        d = replace(d, hvp=d.pos)
+    return d
 
 
 def _printable(name: str) -> str:
@@ -220,7 +241,14 @@ def check_def_names(module: S.Module) -> None:
 
 
 def _api_names(name: str) -> list[str]:
-    return [name, f"{name}_forward", f"{name}_backward", f"{name}_grad"]
+    return [
+        name,
+        f"{name}_forward",
+        f"{name}_backward",
+        f"{name}_grad",
+        f"{name}_jvp",
+        f"{name}_hvp",
+    ]
 
 
 def _has_params(d: S.Def, names: list[str]) -> bool:
@@ -259,8 +287,15 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     flat = None
     if fn.output.shape == ():
         flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
+    tangents = run_passes(jvp(fn)) if d.jvp is not None else None
+    hessian = None
+    if d.hvp is not None:
+        if flat is None or fn.output.dtype not in ("f32", "f64"):
+            raise CompileError("@hvp needs a def whose (first) output is a float scalar", d.hvp)
+        hessian = run_passes(hvp(flat))
+    extra = [f for f in (flat, tangents, hessian) if f is not None]
     scalar = takes_scalar_path(
-        reachable(*fn.outputs, *back.roots(), *(flat.roots() if flat is not None else ()))
+        reachable(*fn.outputs, *back.roots(), *(r for f in extra for r in f.roots()))
     )
 
     # f: the forward pass alone.
@@ -368,7 +403,87 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             )
         )
         nodes += sched.nodes
-    return Family(d, fn, back, flat, functions, nodes, scalar)
+    for made, emit in ((tangents, _jvp_function), (hessian, _hvp_function)):
+        if made is not None:
+            emitted, spelled = emit(base, made, fn, reserved, scalar)
+            functions.append(emitted)
+            nodes += spelled
+    return Family(d, fn, back, flat, functions, nodes, scalar, tangents, hessian)
+
+
+def _tangent_schedule(tan: Function, fn: Function, reserved: set[str], scalar: bool):
+    """The lines of f_jvp or f_hvp: the inputs, then one tangent per
+    differentiated input (`dot_x`), as parameters."""
+    namer = Namer(reserved)
+    bound = {x.id: namer.claim(x.attr("name")) for x in tan.inputs}
+    primal = {x.id for x in tan.inputs[: len(fn.inputs)]}
+    params = [bound[x.id] for x in tan.inputs]
+    sched = schedule(tan.outputs, bound, namer, scalar=scalar)
+    sched = run_line_passes(sched, tan, _primal_ids(tan, primal))
+    return sched, params
+
+
+def _primal_ids(tan: Function, primal: set[int]) -> set[int]:
+    """The nodes that read no tangent: the forward values, which the
+    in-place pass leaves alone."""
+    ids = set()
+    for node in reachable(*tan.outputs):
+        if node.op is Op.INPUT and node.id not in primal and node.attr("seed"):
+            continue
+        if all(a.id in ids for a in node.args):
+            ids.add(node.id)
+    return ids
+
+
+def _jvp_function(base, tan: Function, fn: Function, reserved, scalar) -> EmittedFunction:
+    sched, params = _tangent_schedule(tan, fn, reserved, scalar)
+    k = len(fn.outputs)
+    names = [sched.name_of(o) for o in tan.outputs]
+    dots = [sched.name_of(o) for o in tan.outputs[k:]]
+    dots_iter = iter(dots)
+    dots = [next(dots_iter) if o.dtype in ("f32", "f64") else "None" for o in fn.outputs]
+    outs, dot_outs = names[:k], dots
+    if fn.several:
+        returns = f"return ({_joined(outs)}), ({_joined(dot_outs)})"
+    else:
+        returns = f"return {outs[0]}, {dot_outs[0]}"
+    tangent_params = ", ".join(params[len(fn.inputs) :])
+    return (
+        EmittedFunction(
+            f"{base}_jvp",
+            params,
+            (
+                f"Forward mode: returns (({_joined(outs)}), ({_joined(dot_outs)})), the outputs and"
+                if fn.several
+                else f"Forward mode: returns ({outs[0]}, {dot_outs[0]}), the output and"
+            )
+            + f" its derivative in the direction of ({tangent_params}).",
+            statement_lines(sched, defined=set(params), scalar=scalar),
+            returns=returns,
+        ),
+        sched.nodes,
+    )
+
+
+def _hvp_function(base, hess: Function, fn: Function, reserved, scalar) -> EmittedFunction:
+    sched, params = _tangent_schedule(hess, fn, reserved, scalar)
+    vectors = ", ".join(params[len(fn.inputs) :])
+    return (
+        EmittedFunction(
+            f"{base}_hvp",
+            params,
+            f"Hessian-vector product: the Hessian of {base}'s output times ({vectors}),"
+            " without forming it.",
+            statement_lines(sched, defined=set(params), scalar=scalar),
+            returns="return ",
+            returned=[sched.name_of(o) for o in hess.outputs],
+        ),
+        sched.nodes,
+    )
+
+
+def _joined(names: list[str]) -> str:
+    return ", ".join(names) + ("," if len(names) == 1 else "")
 
 
 def _forward_ids(fn: Function) -> set[int]:

@@ -26,6 +26,7 @@ from gradc.errors import CompileError, Pos
 from gradc.resources import data_dir
 
 MAX_TOKENS = 1_000_000
+DECORATORS = ("wrt", "jvp", "hvp")
 _TOKEN = re.compile(r"#[^\n]*|[A-Za-z_0-9.]+|\*\*|//|->|[-+*/@<>=!(),:\[\]]")
 
 
@@ -429,21 +430,31 @@ class _ToSyntax(Transformer):
 
     def funcdef(self, items):
         *decorators, name, params, returns, body = items
-        wrt = None
-        for decorator_name, names in decorators:
-            if str(decorator_name) != "wrt":
+        found: dict[str, tuple] = {}
+        for decorator_name, names, pos in decorators:
+            kind = str(decorator_name)
+            if kind not in DECORATORS:
                 raise CompileError(
-                    f"unknown decorator '@{decorator_name}' (only @wrt(...) exists)",
-                    _token_pos(decorator_name),
+                    f"unknown decorator '@{kind}' (only @wrt(...), @jvp and @hvp exist)", pos
                 )
-            if wrt is not None:
-                raise CompileError("a def takes at most one @wrt(...)", _token_pos(decorator_name))
-            wrt = tuple(names)
-        return S.Def(str(name), tuple(params or ()), returns, wrt, tuple(body), _token_pos(name))
+            if kind in found:
+                raise CompileError(
+                    f"a def takes at most one @{kind}{'(...)' * (kind == 'wrt')}", pos
+                )
+            if kind == "wrt" and names is None:
+                raise CompileError("@wrt names the inputs to differentiate: @wrt(a, b)", pos)
+            if kind != "wrt" and names:
+                raise CompileError(f"@{kind} takes no arguments (it follows @wrt)", pos)
+            found[kind] = (names, pos)
+        wrt = tuple(found["wrt"][0]) if "wrt" in found else None
+        jvp, hvp = (found[k][1] if k in found else None for k in ("jvp", "hvp"))
+        return S.Def(
+            str(name), tuple(params or ()), returns, wrt, tuple(body), _token_pos(name), jvp, hvp
+        )
 
     def decorator(self, items):
-        name, names = items
-        return (name, names or [])
+        name, open_paren, names, _close = items
+        return (name, None if open_paren is None else names or [], _token_pos(name))
 
     def names(self, items):
         return [S.Name(str(t), _token_pos(t)) for t in items if t is not None]

@@ -715,6 +715,23 @@ def _rebroadcast(graph, value, like, attrs):
     return simplify_node(graph, Op.BROADCAST_LIKE, (value, like), tuple(attrs))
 
 
+def _transpose_twice(graph, args, attrs):
+    # x.T.T -> x, and any two permutations that compose to none (forward mode
+    # transposes the reverse rule of `a @ b`, `g @ b.T`, into `dot_a @ b.T.T`)
+    inner = args[0]
+    if inner.op is not Op.TRANSPOSE:
+        return None
+    rank = len(inner.args[0].shape)
+    first = inner.attrs[0][1] if inner.attrs else None
+    second = attrs.get("axes")
+    order = list(range(rank))
+    for axes in (first, second):
+        order = [order[i] for i in (axes if axes is not None else reversed(range(rank)))]
+    if order == list(range(rank)):
+        return inner.args[0]
+    return None
+
+
 _RULES = {
     Op.WHERE: (_where_known,),
     Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region, _common_factor(Op.ADD)),
@@ -737,4 +754,5 @@ _ATTR_RULES = {
     Op.MEAN: (lambda graph, args, attrs: _reduce_products(graph, Op.MEAN, args[0], attrs),),
     Op.EXPAND: (_expand_rules,),
     Op.GELU: (_exact_gelu,),
+    Op.TRANSPOSE: (_transpose_twice,),
 }

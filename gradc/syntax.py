@@ -178,6 +178,10 @@ class Def:
     wrt: tuple[Name, ...] | None
     body: tuple[Statement, ...]
     pos: Pos
+    # `@jvp` and `@hvp`: where they were written, or None (forward mode and
+    # Hessian-vector products are generated only on request)
+    jvp: Pos | None = None
+    hvp: Pos | None = None
 
 
 @dataclass(frozen=True)

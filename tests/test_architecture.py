@@ -1,6 +1,6 @@
 """The shape of the compiler (STYLE.md): data flows one way through the stages.
 
-parse -> lower -> autodiff -> passes -> schedule -> codegen -> compiler -> api, with
+parse -> lower -> autodiff -> forward -> passes -> schedule -> codegen -> compiler -> api, with
 the modules every stage shares (errors, syntax, ops, ir, rewrites, resources) at the
 bottom. `gradc check` and `gradc graph` sit on top of the compiler and reach the stages
 only through its one builder, `build_families`; the CLI is last.
@@ -25,6 +25,7 @@ LAYERS = [
     {"parse"},
     {"lower"},
     {"autodiff"},
+    {"forward"},
     {"passes"},
     {"schedule"},
     {"codegen"},

@@ -506,6 +506,12 @@ def _pool2d(args, attrs, pos):
     return (*x.shape[:2], *size), _float_dtype(x)
 
 
+def _pool2d_of_second(args, attrs, pos):
+    # max_pool2d_pick(u, x): pooled like x, of u's and x's dtype
+    shape, _ = _pool2d(args[1:], attrs, pos)
+    return shape, result_dtype(args)
+
+
 def _normalized(args, attrs, pos):
     return args[0].shape, result_dtype(args[:3])
 
@@ -837,6 +843,48 @@ def absolute(x):
 
 def gelu_grad(x):
     return _apply(Op.GELU_GRAD, x)
+
+
+# ---- the rules of the ops that derivative rules make: second order (gradc/forward.py)
+
+
+def _conv2d_grad_input_grad(g, y, dy, w, x, stride):
+    # dx = conv2d_grad_input(dy, w) is bilinear in (dy, w): its transpose in dy is
+    # the convolution itself, and in w the weight gradient of conv2d(g, w) for dy
+    return (
+        _apply(Op.CONV2D, g, w, stride=stride),
+        _apply(Op.CONV2D_GRAD_WEIGHT, dy, g, w, stride=stride),
+        None,
+    )
+
+
+def _conv2d_grad_weight_grad(g, y, dy, x, w, stride):
+    # dw = conv2d_grad_weight(dy, x) is bilinear in (dy, x): conv2d(x, g) in dy,
+    # and the input gradient of conv2d(x, g) for dy in x
+    return (
+        _apply(Op.CONV2D, x, g, stride=stride),
+        _apply(Op.CONV2D_GRAD_INPUT, dy, g, x, stride=stride),
+        None,
+    )
+
+
+def _max_pool2d_grad_grad(g, y, dy, x, size, stride):
+    # linear in dy (each window's gradient goes to its max); piecewise constant in x
+    return (_apply(Op.MAX_POOL2D_PICK, g, x, size=size, stride=stride), None)
+
+
+def _max_pool2d_pick_grad(g, y, u, x, size, stride):
+    return (_apply(Op.MAX_POOL2D_GRAD, g, x, size=size, stride=stride), None)
+
+
+def _prod_of_others_grad(g, y, x, axis):
+    # d prod_of_others(x)[i] / dx[k] = the product without i and k: a symmetric matrix
+    return (_apply(Op.PROD_OF_OTHERS_GRAD, g, x, axis=axis),)
+
+
+def _prod_of_others_grad_grad(g, y, u, x, axis):
+    # linear in u with a symmetric matrix: its own transpose (no third order in x)
+    return (_apply(Op.PROD_OF_OTHERS_GRAD, g, x, axis=axis), None)
 
 
 def matmul(a, b):
@@ -1434,6 +1482,12 @@ def _spell_prod_of_others(args, attrs, node):
     return f"prod_of_others({args[0]}{'' if axis is None else ', axis=' + _axis_text(axis)})"
 
 
+def _spell_prod_of_others_grad(args, attrs, node):
+    axis = attrs["axis"]
+    tail = "" if axis is None else ", axis=" + _axis_text(axis)
+    return f"prod_of_others_grad({args[0]}, {args[1]}{tail})"
+
+
 def _spell_logsumexp(args, attrs, node):
     extra = _reduction_args(attrs)
     return f"logsumexp({args[0]}{', ' if extra else ''}{extra})"
@@ -2005,8 +2059,12 @@ _ROWS: dict[str, OpDef] = {
     # lowering as 0.5 * x * (1 + erf(x / sqrt(2))) (rewrites.py)
     "GELU": unary("gelu", _gelu_grad, _gelu_value, helpers=("gelu",), infer=_gelu,
                    approximate="tanh", scalar="scalar_gelu({0})", scalar_helpers=("scalar_gelu",)),
-    "GELU_GRAD": unary("gelu_grad", NOT_DIFFERENTIABLE, helpers=("gelu_grad",), builtin=False,
+    "GELU_GRAD": unary("gelu_grad", lambda g, y, x: (g * _apply(Op.GELU_GRAD2, x),),
+                        helpers=("gelu_grad",), builtin=False,
                         scalar="scalar_gelu_grad({0})", scalar_helpers=("scalar_gelu_grad",)),
+    # gelu's second derivative, for f_hvp (no third order)
+    "GELU_GRAD2": unary("gelu_grad2", NOT_DIFFERENTIABLE, helpers=("gelu_grad2",),
+                         builtin=False),
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
     "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
                         lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)",
@@ -2110,7 +2168,11 @@ _ROWS: dict[str, OpDef] = {
                        of_scalar=False, fold=lambda x, axis, keepdims: abs(float(x))),
     "PROD": reduction("prod", _prod_grad, _sum),
     "PROD_OF_OTHERS": internal("prod_of_others", 1, _spell_prod_of_others, _same,
-                                helpers=("prod_of_others",)),
+                                grad=_prod_of_others_grad, helpers=("prod_of_others",)),
+    "PROD_OF_OTHERS_GRAD": internal("prod_of_others_grad", 2, _spell_prod_of_others_grad,
+                                     lambda args, attrs, pos: _elementwise(args, {}, pos),
+                                     grad=_prod_of_others_grad_grad,
+                                     helpers=("prod_of_others_grad",)),
     "ARGMAX": reduction("argmax", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False,
                          fold=lambda x, axis, keepdims: 0),
     "ARGMIN": reduction("argmin", NOT_DIFFERENTIABLE, _reduce_to_index, of_scalar=False,
@@ -2154,16 +2216,23 @@ _ROWS: dict[str, OpDef] = {
                         helpers=("windows", "conv2d")),
     "CONV2D_GRAD_INPUT": internal("conv2d_grad_input", 3, "conv2d_grad_input({0}, {1}, {2}, {stride})",
                                    lambda args, attrs, pos: (args[2].shape, result_dtype(args[:2])),
+                                   grad=_conv2d_grad_input_grad,
                                    helpers=("window_entries", "conv2d_grad_input")),
     "CONV2D_GRAD_WEIGHT": internal("conv2d_grad_weight", 3,
                                     "conv2d_grad_weight({0}, {1}, {2}, {stride})",
                                     lambda args, attrs, pos: (args[2].shape, result_dtype(args[:2])),
+                                    grad=_conv2d_grad_weight_grad,
                                     helpers=("windows", "conv2d_grad_weight")),
     "MAX_POOL2D": internal("max_pool2d", 1, "max_pool2d({0}, {size}, {stride})", _pool2d,
                             grad=_max_pool2d_grad, helpers=("windows", "max_pool2d")),
     "MAX_POOL2D_GRAD": internal("max_pool2d_grad", 2, "max_pool2d_grad({0}, {1}, {size}, {stride})",
                                  lambda args, attrs, pos: (args[1].shape, result_dtype(args)),
+                                 grad=_max_pool2d_grad_grad,
                                  helpers=("windows", "window_entries", "max_pool2d_grad")),
+    # the transpose of max_pool2d_grad in its gradient (second order)
+    "MAX_POOL2D_PICK": internal("max_pool2d_pick", 2, "max_pool2d_pick({0}, {1}, {size}, {stride})",
+                                 _pool2d_of_second, grad=_max_pool2d_pick_grad,
+                                 helpers=("windows", "max_pool2d_pick")),
     "AVG_POOL2D": linear("avg_pool2d", 1, "avg_pool2d({0}, {size}, {stride})",
                           _avg_pool2d_adjoint, _pool2d, helpers=("windows", "avg_pool2d")),
     "AVG_POOL2D_GRAD": linear("avg_pool2d_grad", 2, "avg_pool2d_grad({0}, {1}, {size}, {stride})",

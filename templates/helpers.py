@@ -113,6 +113,18 @@ def gelu_grad(x):
     return 0.5 * (1 + t) + 0.5 * c * (1 - t**2) * d_inner
 
 
+def gelu_grad2(x):
+    # d/dx of gelu_grad(x) above: with t = tanh(inner), d = d inner / dx,
+    # (1 - t**2) * (d - c * t * d**2 + 0.5 * c * d inner / dx**2); 0 beyond |x| = 10,
+    # where gelu_grad is constant.
+    c = np.clip(x, -10, 10)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
+    t = np.tanh(inner)
+    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * c**2)
+    dd_inner = 0.7978845608028654 * 6 * 0.044715 * c
+    return np.where(np.abs(x) < 10, (1 - t**2) * (d_inner - c * t * d_inner**2 + 0.5 * c * dd_inner), 0.0)
+
+
 def scalar_gelu(x):
     # gelu(x) (the tanh approximation) on a Python float, as the NumPy helper gelu.
     c = min(max(x, -10.0), 10.0)
@@ -149,6 +161,32 @@ def prod_of_others(x, axis=None):
     right = np.cumprod(np.concatenate([ones, lines[..., :0:-1]], axis=-1), axis=-1)
     others = left * right[..., ::-1]
     return np.moveaxis(others.reshape(moved.shape), ends, axes)
+
+
+def prod_of_others_grad(u, x, axis=None):
+    # The transpose (and, being symmetric, the product) of the derivative of
+    # prod_of_others(x): entry k is the sum over i != k of u[i] times the product
+    # of x over the slice without i and k. With L the products from the left and R
+    # from the right, A[k] = sum over i < k of u[i] * prod(x[j], j < k, j != i)
+    # grows as A[k + 1] = A[k] * x[k] + u[k] * L[k] (B likewise from the right),
+    # and entry k is A[k] * R[k] + L[k] * B[k]: no division, right at zeros.
+    axes = tuple(range(np.ndim(x))) if axis is None else np.atleast_1d(axis).tolist()
+    ends = tuple(range(-len(axes), 0))
+    moved = np.moveaxis(x, axes, ends)
+    lines = moved.reshape(moved.shape[: moved.ndim - len(axes)] + (-1,))
+    weights = np.moveaxis(u, axes, ends).reshape(lines.shape)
+    n = lines.shape[-1]
+    ones = np.ones_like(lines[..., :1])
+    left = np.cumprod(np.concatenate([ones, lines[..., :-1]], axis=-1), axis=-1)
+    right = np.cumprod(np.concatenate([ones, lines[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    before = np.zeros(np.broadcast(lines, weights).shape)
+    after = np.zeros_like(before)
+    for k in range(1, n):
+        before[..., k] = before[..., k - 1] * lines[..., k - 1] + weights[..., k - 1] * left[..., k - 1]
+        j = n - 1 - k
+        after[..., j] = after[..., j + 1] * lines[..., j + 1] + weights[..., j + 1] * right[..., j + 1]
+    out = (before * right + left * after).astype(np.result_type(u, x))
+    return np.moveaxis(out.reshape(moved.shape), ends, axes)
 
 
 def reversed_cumsum(x, axis):
@@ -243,6 +281,15 @@ def max_pool2d_grad(g, x, size, stride):
         i, j = divmod(k, size)
         grad[window_entries(i, j, stride, g.shape)] += np.where(first == k, g, 0)
     return grad
+
+
+def max_pool2d_pick(u, x, size, stride):
+    # u at each window's max (the first one where several tie, where
+    # max_pool2d_grad sends a window's gradient): that function's transpose.
+    first = windows(x, (size, size), stride)
+    first = first.reshape(*first.shape[:-2], size * size).argmax(axis=-1)
+    picked = windows(u, (size, size), stride).reshape(*first.shape, size * size)
+    return np.take_along_axis(picked, first[..., None], axis=-1)[..., 0]
 
 
 def avg_pool2d(x, size, stride):

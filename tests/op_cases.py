@@ -1114,6 +1114,11 @@ INTERNAL = {
     "conv2d_grad_weight": "conv2d's gradient of its kernels",
     "max_pool2d_grad": "max_pool2d's gradient: to each window's first max",
     "avg_pool2d_grad": "avg_pool2d's gradient: shared by each window's entries",
+    # second order (f_hvp differentiates the gradient ops above; checked in
+    # tests/test_second_order.py through the ops whose gradients make them)
+    "gelu_grad2": "gelu's second derivative",
+    "prod_of_others_grad": "the derivative of prod_of_others, for prod's second order",
+    "max_pool2d_pick": "the transpose of max_pool2d_grad: each window's max entry of u",
     # normalisations written out (checked against torch by whole programs in
     # tests/test_rewrites_normalization.py)
     "standardize": "(x - mean(x)) / sqrt(var(x) + eps) written out: its fused gradient",

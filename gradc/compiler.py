@@ -20,7 +20,7 @@ from gradc import syntax as S
 from gradc.autodiff import differentiate
 from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_module, statement_lines
 from gradc.errors import CompileError, CompileErrors
-from gradc.forward import hvp, jvp
+from gradc.forward import FLOATS, hvp, jvp
 from gradc.ir import Function, Node, Schedule, reachable
 from gradc.loops import size_nodes
 from gradc.lower import (
@@ -292,10 +292,13 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     if d.hvp is not None:
         if flat is None or fn.output.dtype not in ("f32", "f64"):
             raise CompileError("@hvp needs a def whose (first) output is a float scalar", d.hvp)
-        hessian = run_passes(hvp(flat))
-    extra = [f for f in (flat, tangents, hessian) if f is not None]
-    scalar = takes_scalar_path(
-        reachable(*fn.outputs, *back.roots(), *(r for f in extra for r in f.roots()))
+        grad_fn = back if not fn.several else run_passes(differentiate(fn, True))
+        hessian = run_passes(hvp(specialize_seed(grad_fn, lecture=False)))
+    # each function on its own: they are graphs of their own, whose node ids overlap
+    scalar = takes_scalar_path(reachable(*fn.outputs)) and all(
+        takes_scalar_path(reachable(*f.roots()))
+        for f in (back, flat, tangents, hessian)
+        if f is not None
     )
 
     # f: the forward pass alone.
@@ -411,15 +414,18 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     return Family(d, fn, back, flat, functions, nodes, scalar, tangents, hessian)
 
 
-def _tangent_schedule(tan: Function, fn: Function, reserved: set[str], scalar: bool):
+def _tangent_schedule(tan: Function, fn: Function, reserved: set[str], scalar: bool, values: int):
     """The lines of f_jvp or f_hvp: the inputs, then one tangent per
-    differentiated input (`dot_x`), as parameters."""
+    differentiated input (`dot_x`), as parameters. `tan` returns `values`
+    values (f_jvp: fn's outputs), then tangents."""
     namer = Namer(reserved)
     bound = {x.id: namer.claim(x.attr("name")) for x in tan.inputs}
     primal = {x.id for x in tan.inputs[: len(fn.inputs)]}
     params = [bound[x.id] for x in tan.inputs]
     sched = schedule(tan.outputs, bound, namer, scalar=scalar)
-    sched = run_line_passes(sched, tan, _primal_ids(tan, primal))
+    # the returned tangents are the caller's own arrays, as returned gradients are
+    returned = tan.outputs[values:]
+    sched = run_line_passes(sched, replace(tan, grads=returned), _primal_ids(tan, primal))
     return sched, params
 
 
@@ -436,12 +442,12 @@ def _primal_ids(tan: Function, primal: set[int]) -> set[int]:
 
 
 def _jvp_function(base, tan: Function, fn: Function, reserved, scalar) -> EmittedFunction:
-    sched, params = _tangent_schedule(tan, fn, reserved, scalar)
     k = len(fn.outputs)
+    sched, params = _tangent_schedule(tan, fn, reserved, scalar, k)
     names = [sched.name_of(o) for o in tan.outputs]
     dots = [sched.name_of(o) for o in tan.outputs[k:]]
     dots_iter = iter(dots)
-    dots = [next(dots_iter) if o.dtype in ("f32", "f64") else "None" for o in fn.outputs]
+    dots = [next(dots_iter) if o.dtype in FLOATS else "None" for o in fn.outputs]
     outs, dot_outs = names[:k], dots
     if fn.several:
         returns = f"return ({_joined(outs)}), ({_joined(dot_outs)})"
@@ -453,11 +459,13 @@ def _jvp_function(base, tan: Function, fn: Function, reserved, scalar) -> Emitte
             f"{base}_jvp",
             params,
             (
-                f"Forward mode: returns (({_joined(outs)}), ({_joined(dot_outs)})), the outputs and"
+                f"Forward mode: returns (({_joined(outs)}), ({_joined(dot_outs)})), the outputs"
+                " and their derivatives"
                 if fn.several
-                else f"Forward mode: returns ({outs[0]}, {dot_outs[0]}), the output and"
+                else f"Forward mode: returns ({outs[0]}, {dot_outs[0]}), the output and its"
+                " derivative"
             )
-            + f" its derivative in the direction of ({tangent_params}).",
+            + f" in the direction of ({tangent_params}).",
             statement_lines(sched, defined=set(params), scalar=scalar),
             returns=returns,
         ),
@@ -466,7 +474,7 @@ def _jvp_function(base, tan: Function, fn: Function, reserved, scalar) -> Emitte
 
 
 def _hvp_function(base, hess: Function, fn: Function, reserved, scalar) -> EmittedFunction:
-    sched, params = _tangent_schedule(hess, fn, reserved, scalar)
+    sched, params = _tangent_schedule(hess, fn, reserved, scalar, 0)
     vectors = ", ".join(params[len(fn.inputs) :])
     return (
         EmittedFunction(

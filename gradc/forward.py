@@ -28,17 +28,22 @@ from dataclasses import replace
 from gradc.autodiff import _contributions, _moved, sum_to, total_of
 from gradc.errors import CompileError
 from gradc.ir import Function, Graph, Node, reachable
+from gradc.loops import Loop, loop_out
 from gradc.ops import NOT_DIFFERENTIABLE, OPS, Op
 
 # Ops whose value is a given of the program: no tangent flows through them.
 _LEAVES = (Op.INPUT, Op.CONST, Op.PLACEHOLDER)
+# Values that have tangents: floats, and Python numbers (np.full_like(x, 1.0) is
+# typed by its number, and is x's dtype)
+FLOATS = ("f32", "f64", "weak")
 
 
-def jvp(fn: Function, results: list[Node] | None = None) -> Function:
+def jvp(fn: Function, results: list[Node] | None = None, likes=None) -> Function:
     """Forward mode: a function of `fn`'s inputs and one tangent per
     differentiated input (`dot_<name>`, in `fn.wrt`'s order) that returns
     `results` (default: `fn`'s outputs) and then their tangents (a `None`
-    tangent for an integer result). `fn` is left as it is."""
+    tangent for an integer result; zeros like `likes`, or like the result,
+    for one that does not depend on the tangents). `fn` is left as it is."""
     graph = fn.graph.copy()
     results = [graph.nodes[r.id] for r in (results if results is not None else fn.outputs)]
     fn = _moved(fn, graph)
@@ -49,6 +54,7 @@ def jvp(fn: Function, results: list[Node] | None = None) -> Function:
     for node in order:
         if node.op is Op.NAME:
             named.setdefault(node.args[0].id, node)
+    swapped: dict[int, Node] = {}  # a loop's outputs -> the same of the loop with tangents
     for node in order:
         if node.op in _LEAVES:
             continue
@@ -58,17 +64,21 @@ def jvp(fn: Function, results: list[Node] | None = None) -> Function:
         made = len(graph.nodes)
         if node.op is Op.NAME:
             dot = graph.name("dot_" + node.attr("label"), ts[0])
-        elif node.op in (Op.LOOP, Op.LOOP_OUT):
-            raise CompileError(
-                "forward mode (@jvp, @hvp) through a loop is not supported yet", node.pos
-            )
+        elif node.op is Op.LOOP:
+            _loop_jvp(graph, node, ts, tangent, swapped)
+            continue
+        elif node.op is Op.LOOP_OUT:
+            continue  # _loop_jvp gave it its tangent
         else:
             dot = _push(graph, node, named.get(node.id, node), ts)
-        if dot is not None and node.dtype in ("f32", "f64"):
+        if dot is not None and node.dtype in FLOATS:
             tangent[node.id] = dot
         graph.position(made, node.pos)
-    outs = [tangent.get(r.id) if r.dtype in ("f32", "f64") else None for r in results]
-    outs = [_zero_if_none(graph, r, t) for r, t in zip(results, outs)]
+    outs = [tangent.get(r.id) if r.dtype in FLOATS else None for r in results]
+    likes = [graph.nodes[x.id] for x in likes] if likes is not None else results
+    outs = [_zero_if_none(graph, r, t, like) for r, t, like in zip(results, outs, likes)]
+    if swapped:  # one loop computes the values and their tangents, not two
+        results, outs = _substituted(graph, [results, outs], swapped)
     return replace(
         fn,
         inputs=fn.inputs + tangents_in,
@@ -86,17 +96,19 @@ def hvp(flat: Function) -> Function:
     """The Hessian-vector product of `flat` (f_grad's function, its seed one):
     a function of the inputs and one vector per differentiated input that
     returns the tangents of the gradients in the vectors' direction, H·v."""
-    tangents = jvp(flat, flat.grads)
+    tangents = jvp(flat, flat.grads, likes=flat.wrt)
     k = len(flat.grads)
     hv = tangents.others[k - 1 :] if k else []
     return replace(tangents, output=hv[0], others=hv[1:])
 
 
-def _zero_if_none(graph: Graph, result: Node, t: Node | None) -> Node | None:
-    """A float result that does not depend on the tangents has tangent zero."""
-    if t is not None or result.dtype not in ("f32", "f64"):
+def _zero_if_none(graph: Graph, result: Node, t: Node | None, like: Node) -> Node | None:
+    """A float result that does not depend on the tangents has tangent zero,
+    named as its tangent would be (`dot_grad_b = np.zeros_like(grad_b)`)."""
+    if t is not None or result.dtype not in FLOATS:
         return t
-    return graph.op(Op.ZEROS_LIKE, result) if result.shape else graph.constant(0.0)
+    zero = _zero(graph, like)
+    return graph.name("dot_" + result.attr("label"), zero) if result.op is Op.NAME else zero
 
 
 def _push(graph: Graph, node: Node, y: Node, ts: list[Node | None]) -> Node | None:
@@ -181,3 +193,75 @@ def _made_since(root: Node, start: int) -> dict[int, Node]:
             part[n.id] = n
             stack.extend(n.args)
     return part
+
+
+def _loop_jvp(graph: Graph, node: Node, ts: list, tangent: dict, swapped: dict) -> None:
+    """Forward mode through a LOOP: one loop that carries each float value
+    and its tangent (`h` and `dot_h`), saves the tangents of what it saves, and
+    reads the tangents of what it captures; its body is the body's forward mode.
+    Gives the tangents of the loop's outputs, and adds the old outputs and what
+    read them to `swapped` (old id -> the node to use instead)."""
+    spec: Loop = node.attr("loop")
+    body = spec.body
+    n, s = spec.carried, len(spec.stacks)
+    carried_in = body.inputs[1 : 1 + n]
+    stack_in = body.inputs[1 + n : 1 + n + s]
+    captured_in = spec.captured()
+    floats = ("f32", "f64")
+    dot_carried = [k for k, x in enumerate(carried_in) if x.dtype in floats]
+    dot_stacks = [j for j, x in enumerate(stack_in) if x.dtype in floats]
+    dot_captured = [k for k, t in enumerate(ts[n:]) if t is not None]
+    wrt = [carried_in[k] for k in dot_carried] + [stack_in[j] for j in dot_stacks]
+    wrt += [captured_in[k] for k in dot_captured]
+    inner = jvp(replace(body, wrt=wrt))
+    dots_in = dict(zip((x.id for x in wrt), inner.inputs[len(body.inputs) :]))
+    outs = inner.outputs
+    n_out = len(body.outputs)
+    floated = [k for k, o in enumerate(body.outputs) if o.dtype in floats]
+    dots_out = dict(zip(floated, outs[n_out:]))
+    mapped = [inner.graph.nodes[x.id] for x in body.inputs]
+    inputs = [mapped[0], *mapped[1 : 1 + n], *(dots_in[carried_in[k].id] for k in dot_carried)]
+    inputs += [*mapped[1 + n : 1 + n + s], *(dots_in[stack_in[j].id] for j in dot_stacks)]
+    inputs += [*mapped[1 + n + s :], *(dots_in[captured_in[k].id] for k in dot_captured)]
+    results = [*outs[:n], *(dots_out[k] for k in dot_carried)]
+    results += [*outs[n:n_out], *(dots_out[n + j] for j in dot_stacks)]
+    new_body = replace(
+        inner, inputs=inputs, output=results[0], others=results[1:], tuple_output=True, wrt=[]
+    )
+    where = {k: n + i for i, k in enumerate(dot_carried)}  # a carried value's tangent
+    stacks = spec.stacks + tuple(
+        (shape, dtype, None if first is None else where[first], axis)
+        for shape, dtype, first, axis in (spec.stacks[j] for j in dot_stacks)
+    )
+    labels = spec.labels + tuple("dot_" + spec.labels[k] for k in dot_carried)
+    new_spec = replace(spec, body=new_body, labels=labels, stacks=stacks)
+    inits = list(node.args[:n])
+    dot_inits = [ts[k] if ts[k] is not None else _zero(graph, inits[k]) for k in dot_carried]
+    captured = list(node.args[n:])
+    args = [*inits, *dot_inits, *captured, *(ts[n + k] for k in dot_captured)]
+    (args,) = _substituted(graph, [args], swapped)  # an earlier loop's values, from its twin
+    loop = graph.op(Op.LOOP, *args, pos=node.pos, loop=new_spec)
+    carried = n + len(dot_carried)
+    for k in range(n):
+        swapped[loop_out(node, k).id] = loop_out(loop, k)
+    for j in range(s):
+        swapped[loop_out(node, n + j).id] = loop_out(loop, carried + j)
+    for i, k in enumerate(dot_carried):
+        tangent[loop_out(node, k).id] = loop_out(loop, n + i)
+    for i, j in enumerate(dot_stacks):
+        tangent[loop_out(node, n + j).id] = loop_out(loop, carried + s + i)
+
+
+def _zero(graph: Graph, value: Node) -> Node:
+    return graph.op(Op.ZEROS_LIKE, value) if value.shape else graph.constant(0.0)
+
+
+def _substituted(graph: Graph, groups: list[list], new: dict[int, Node]) -> list[list]:
+    """`groups` of nodes (or None) rebuilt with the nodes in `new` replaced;
+    what is rebuilt goes into `new` too, so the next call reuses it."""
+    roots = [r for group in groups for r in group if r is not None]
+    for n in reachable(*roots):
+        if n.id in new or not any(a.id in new for a in n.args):
+            continue
+        new[n.id] = graph.make(n.op, tuple(new.get(a.id, a) for a in n.args), n.attrs, n.pos)
+    return [[None if r is None else new.get(r.id, r) for r in group] for group in groups]

@@ -715,6 +715,27 @@ def _rebroadcast(graph, value, like, attrs):
     return simplify_node(graph, Op.BROADCAST_LIKE, (value, like), tuple(attrs))
 
 
+def _shape_from_an_input(op, k):
+    """A `like` argument read only for its shape and dtype (`g.reshape(like.shape)`,
+    `np.broadcast_to(g, like.shape)`) comes from an input of the same shape and dtype where
+    there is one: inputs are at hand everywhere, and a computed `like` would be
+    computed only for its shape (forward mode's `(...).reshape(grad_x.shape)`)."""
+
+    def rule(graph, args, attrs):
+        like = args[k]
+        if like.op is Op.INPUT or not like.shape:  # a scalar costs nothing to compute
+            return None
+        found = next(
+            (x for x in graph.inputs if x.shape == like.shape and x.dtype == like.dtype), None
+        )
+        if found is None:
+            return None
+        args = args[:k] + (found,) + args[k + 1 :]
+        return graph.make(op, args, tuple(sorted(attrs.items())))
+
+    return rule
+
+
 def _transpose_twice(graph, args, attrs):
     # x.T.T -> x, and any two permutations that compose to none (forward mode
     # transposes the reverse rule of `a @ b`, `g @ b.T`, into `dot_a @ b.T.T`)
@@ -755,4 +776,6 @@ _ATTR_RULES = {
     Op.EXPAND: (_expand_rules,),
     Op.GELU: (_exact_gelu,),
     Op.TRANSPOSE: (_transpose_twice,),
+    Op.RESHAPE_LIKE: (_shape_from_an_input(Op.RESHAPE_LIKE, 1),),
+    Op.BROADCAST_LIKE: (_shape_from_an_input(Op.BROADCAST_LIKE, 1),),
 }

@@ -33,12 +33,14 @@ from gradc.ops import Op
 from gradc.passes.simplify import rebuild
 
 
-def specialize_seed(fn: Function) -> Function:
-    """`fn` (differentiated) with its seed replaced by one."""
+def specialize_seed(fn: Function, lecture: bool = True) -> Function:
+    """`fn` (differentiated) with its seed replaced by one. `lecture=False`
+    folds the seed's names away in a def of scalars too (f_hvp's function,
+    which no blackboard shows)."""
     seed = one(fn.output.dtype)
     replacements = {fn.seed.id: seed}
     nodes = reachable(*fn.roots(), fn.seed)
-    if any(node.shape for node in nodes):
+    if not lecture or any(node.shape for node in nodes):
         returned = {g.id for g in fn.grads}  # grad_k of `return k` stays a name
         for node in nodes:  # the names of the seed (grad_loss, grad_data_loss, ...)
             if node.op is Op.NAME and node.args[0].id in replacements and node.id not in returned:

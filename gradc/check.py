@@ -76,7 +76,8 @@ def check_source(
     at: dict[str, float] | None = None,
     seed: int = 0,
 ) -> list[DefResult]:
-    """Check every def of `text` (or just `function`)."""
+    """Check every def of `text` (or just `function`); f_jvp and f_hvp too
+    where the def asks for them (`@jvp`, `@hvp`)."""
     module = parse(text, filename)
     names = [d.name for d in module.defs]
     if function is not None and function not in names:
@@ -195,7 +196,78 @@ def _check_def(fn, d, generated, dims, at, seed, scale=1) -> DefResult:
         error = max(error, flat_error)
         ok = error <= TOLERANCE and np.shape(grad) == np.shape(args[k])
         result.inputs.append(InputResult(params[k][0], _shown(params[k]), error, worst, ok))
+    result.inputs += _second_order_rows(generated, d.name, fn, f, args, wrt, params, seed)
     return result
+
+
+def _second_order_rows(generated, name, fn, f, args, wrt, params, seed) -> list[InputResult]:
+    """f_jvp and f_hvp, where the module has them, against central differences
+    along random directions v: of f for f_jvp's tangent, (f(x + hv) - f(x - hv)) / 2h,
+    and of f_grad's gradients for f_hvp's products. One row each: `f_jvp`, and
+    `f_hvp: <input>` per differentiated input."""
+    jvp = getattr(generated, f"{name}_jvp", None)
+    hvp = getattr(generated, f"{name}_hvp", None)
+    rng = np.random.default_rng([seed, 16])  # apart from the point's draws
+    vectors = [rng.standard_normal(np.shape(args[k])) for k in wrt]
+    vectors = [float(v) if np.shape(v) == () else v for v in vectors]
+    rows = []
+    if jvp is not None:
+        if fn.several:
+            floats = [o.dtype not in ("int", "bool") for o in fn.outputs]
+            dot = _or_none(
+                lambda: np.concatenate(
+                    [np.ravel(t) for t, keep in zip(jvp(*args, *vectors)[1], floats) if keep]
+                    or [np.zeros(0)]
+                )
+            )
+        else:
+            dot = _or_none(lambda: jvp(*args, *vectors)[1])
+        numeric = _along(lambda a: np.asarray(f(*a), dtype=np.float64), args, wrt, vectors)
+        rows.append(_row("f_jvp", _shape_text(numeric), dot, numeric))
+    if hvp is not None:
+        flat = getattr(generated, f"{name}_grad")
+        products = _or_none(lambda: hvp(*args, *vectors))
+        numeric = _along(lambda a: flat(*a)[1], args, wrt, vectors)
+        for i, k in enumerate(wrt):
+            got = None if products is None else products[i]
+            rows.append(_row(f"f_hvp: {params[k][0]}", _shown(params[k]), got, numeric[i]))
+    return rows
+
+
+def _along(fun, args, wrt, vectors, h=STEP):
+    """(fun(x + h v) - fun(x - h v)) / 2h, for a value or a tuple of values."""
+    ends = []
+    for sign in (1, -1):
+        moved = list(args)
+        for k, v in zip(wrt, vectors):
+            moved[k] = args[k] + sign * h * v
+        try:
+            ends.append(fun(moved))
+        except (ArithmeticError, ValueError):  # the scalar path raises where NumPy gives nan
+            return math.nan
+    if isinstance(ends[0], tuple):
+        return tuple((np.asarray(a) - np.asarray(b)) / (2 * h) for a, b in zip(*ends))
+    return (ends[0] - ends[1]) / (2 * h)
+
+
+def _row(name: str, shape: str, analytic, numeric) -> InputResult:
+    if analytic is None:
+        return InputResult(name, shape, math.inf, (), False)
+    size = float(np.max(np.abs(numeric), initial=0.0))
+    floor = max(1e-8, 10 * np.finfo(np.float64).eps * max(size, 1.0) / (2 * STEP) / TOLERANCE)
+    error, worst = _max_error(analytic, numeric, floor)
+    return InputResult(name, shape, error, worst, error <= TOLERANCE)
+
+
+def _or_none(compute):
+    try:
+        return compute()
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def _shape_text(value) -> str:
+    return format_shape(np.shape(value)) if np.shape(value) else "scalar"
 
 
 def _one_output(fn, f, forward, backward):

@@ -267,6 +267,8 @@ def check_def(module, source: str, function: str, args: list, exact: bool, r) ->
                 atol=FD_ATOL,
             )
 
+    if not exact:
+        check_second_order(module, function, args, wrt_indices, r)
     flat = getattr(module, f"{function}_grad", None)
     if np.shape(ref_out) != ():
         assert flat is None, f"{function} has an array output but a {function}_grad"
@@ -288,6 +290,44 @@ def check_def(module, source: str, function: str, args: list, exact: bool, r) ->
                 rtol=FD_RTOL,
                 atol=FD_ATOL,
             )
+
+
+def check_second_order(module, function: str, args: list, wrt: list[int], r) -> None:
+    """f_jvp and f_hvp (@jvp, @hvp), where the def has them, against central
+    differences along a random direction v: of f, and of f_grad's gradients."""
+    jvp = getattr(module, f"{function}_jvp", None)
+    hvp = getattr(module, f"{function}_hvp", None)
+    if jvp is None and hvp is None:
+        return  # and draws nothing: the other cases' points stay where they were
+    v = [r.normal(size=np.shape(args[k])) for k in wrt]
+    v = [float(x) if np.shape(x) == () else x for x in v]
+    h = 1e-6
+
+    def along(fun):
+        ends = []
+        for sign in (1, -1):
+            moved = list(args)
+            for k, x in zip(wrt, v):
+                moved[k] = args[k] + sign * h * x
+            ends.append(fun(*moved))
+        if isinstance(ends[0], tuple):
+            return [(np.asarray(a) - np.asarray(b)) / (2 * h) for a, b in zip(*ends)]
+        return (np.asarray(ends[0]) - np.asarray(ends[1])) / (2 * h)
+
+    where = f"{function} at {args}"
+    with strict_numpy():
+        if jvp is not None:
+            out, dot = jvp(*args, *v)
+            assert_close(out, getattr(module, function)(*args), f"{where}: {function}_jvp's output")
+            numeric = along(getattr(module, function))
+            assert_close(dot, numeric, f"{where}: {function}_jvp", rtol=FD_RTOL, atol=FD_ATOL)
+        if hvp is not None:
+            products = hvp(*args, *v)
+            numeric = along(lambda *a: getattr(module, f"{function}_grad")(*a)[1])
+            for k, got, want in zip(wrt, products, numeric, strict=True):
+                assert_close(
+                    got, want, f"{where}: {function}_hvp, argument {k}", rtol=FD_RTOL, atol=FD_ATOL
+                )
 
 
 def check_meaning(case: Case, expected: str) -> None:
@@ -322,7 +362,8 @@ def readability_problems(text: str, defs: list[str]) -> list[str]:
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if modules not in (["numpy"], ["math"]):
                 problems.append(f"line {node.lineno}: imports {ast.unparse(node)}")
-    family = {f"{d}{suffix}" for d in defs for suffix in ("", "_forward", "_backward", "_grad")}
+    suffixes = ("", "_forward", "_backward", "_grad", "_jvp", "_hvp")
+    family = {f"{d}{suffix}" for d in defs for suffix in suffixes}
     for fn in tree.body:
         if isinstance(fn, ast.FunctionDef) and fn.name in family:
             problems += _function_problems(fn)

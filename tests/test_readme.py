@@ -222,3 +222,9 @@ def test_readme_batchnorm_is_what_gradc_generates():
     assert_section_shows_backward(
         "Simplified backward passes", "batchnorm.grad", "batchnorm_backward"
     )
+
+
+def test_readme_hvp_is_what_gradc_generates():
+    assert_section_shows_backward(
+        "Forward mode and second order", "newton_logreg.grad", "logreg_hvp"
+    )

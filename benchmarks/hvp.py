@@ -100,7 +100,7 @@ SOURCE = REPO / "examples" / "two_layer_net.grad"
 sys.path.insert(0, str(HERE))
 
 # The same problem sizes as mlp.py, and the same timing as mlp.py, word2vec.py and rnn.py
-from mlp import SIZES, format_seconds, time_alone  # noqa: E402
+from mlp import SIZES, autograd_loss, format_seconds, time_alone  # noqa: E402
 from mlp import make_problem as mlp_problem  # noqa: E402
 from rnn import (  # noqa: E402
     jax_available,
@@ -258,19 +258,9 @@ def jax_implementation(p: Problem):
 
 
 def autograd_implementation(p: Problem):
-    import autograd.numpy as anp
     from autograd import make_hvp
 
-    def loss(params, X, y):
-        W1, b1, W2, b2 = params
-        h = anp.maximum(0, anp.dot(X, W1) + b1)
-        scores = anp.dot(h, W2) + b2
-        shifted = scores - anp.max(scores, axis=1, keepdims=True)
-        log_probs = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
-        data_loss = -anp.mean(log_probs[anp.arange(X.shape[0]), y])
-        return data_loss + 0.5 * REG * (anp.sum(W1 * W1) + anp.sum(W2 * W2))
-
-    at_point = make_hvp(loss)
+    at_point = make_hvp(autograd_loss)
     params, vector, X, y = p.params, p.vector, p.X, p.y
 
     def run():

@@ -199,23 +199,26 @@ def torch_implementation(p: Problem) -> Implementation:
     return Implementation("torch eager", run, to_numpy, traced=False)
 
 
+def autograd_loss(params, X, y):
+    """The two-layer net's loss in HIPS autograd's NumPy (benchmarks/hvp.py uses it too)."""
+    import autograd.numpy as anp
+
+    W1, b1, W2, b2 = params
+    h = anp.maximum(0, anp.dot(X, W1) + b1)
+    scores = anp.dot(h, W2) + b2
+    shifted = scores - anp.max(scores, axis=1, keepdims=True)
+    log_probs = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
+    data_loss = -anp.mean(log_probs[anp.arange(X.shape[0]), y])
+    return data_loss + 0.5 * REG * (anp.sum(W1 * W1) + anp.sum(W2 * W2))
+
+
 def autograd_implementation(p: Problem) -> Implementation | None:
     try:
         import autograd
-        import autograd.numpy as anp
     except ImportError:
         return None
 
-    def loss(params, X, y):
-        W1, b1, W2, b2 = params
-        h = anp.maximum(0, anp.dot(X, W1) + b1)
-        scores = anp.dot(h, W2) + b2
-        shifted = scores - anp.max(scores, axis=1, keepdims=True)
-        log_probs = shifted - anp.log(anp.sum(anp.exp(shifted), axis=1, keepdims=True))
-        data_loss = -anp.mean(log_probs[anp.arange(X.shape[0]), y])
-        return data_loss + 0.5 * REG * (anp.sum(W1 * W1) + anp.sum(W2 * W2))
-
-    run = partial(autograd.value_and_grad(loss), p.params, p.X, p.y)
+    run = partial(autograd.value_and_grad(autograd_loss), p.params, p.X, p.y)
     return Implementation("autograd", run, numpy_result, traced=True)
 
 

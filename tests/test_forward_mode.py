@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,15 +19,8 @@ from gradc import compile_source
 from gradc.api import load_source
 from gradc.errors import CompileError
 
-NEURON = """\
-def neuron(w0, x0, w1, x1, w2):
-    s0 = w0 * x0
-    s1 = w1 * x1
-    s2 = s0 + s1
-    s3 = s2 + w2
-    L = sigmoid(s3)
-    return L
-"""
+ROOT = Path(__file__).resolve().parent.parent
+NEURON = (ROOT / "examples" / "neuron.grad").read_text()  # the lecture's neuron
 
 
 def load(text: str, **flags):

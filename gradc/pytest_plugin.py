@@ -63,13 +63,24 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     return GradSource.from_parent(parent, path=file_path)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("gradc"):
+        return
+    root = config.rootpath
+    found = set()
+    for pattern in config.getini("gradc_sources"):
+        if Path(pattern).is_absolute():
+            raise pytest.UsageError(
+                f"gradc_sources = {pattern}: give globs relative to the rootdir ({root})"
+            )
+        found |= {p.resolve() for p in root.glob(pattern)}
+    config.stash[_SOURCES] = found
+
+
 def _selected(config: pytest.Config, path: Path) -> bool:
-    patterns = config.getini("gradc_sources")
-    if not patterns:
+    """Whether `path` is one of the sources (any .grad file, without gradc_sources)."""
+    if not config.getini("gradc_sources"):
         return True
-    if _SOURCES not in config.stash:
-        root = config.rootpath
-        config.stash[_SOURCES] = {p.resolve() for pattern in patterns for p in root.glob(pattern)}
     return path.resolve() in config.stash[_SOURCES]
 
 
@@ -94,9 +105,13 @@ class GradSource(pytest.File):
             yield GradientCheck.from_parent(self, name=f"check[{name}]", function=name)
 
     def shown(self, path: Path) -> str:
-        """`path` as the user would type it where they ran pytest."""
+        """`path` as the user would type it where they ran pytest (absolute if
+        a test has moved the working directory away from there)."""
+        here = self.config.invocation_params.dir
+        if Path.cwd() != here:
+            return str(path)
         try:
-            return os.path.relpath(path, self.config.invocation_params.dir)
+            return os.path.relpath(path, here)
         except ValueError:  # another drive (Windows)
             return str(path)
 

@@ -160,3 +160,12 @@ def test_every_grad_file_collected_without_gradc_sources(project):
     result = run_pytest(project, "--gradc", "--collect-only", "-q")
     assert "scratch.grad::up_to_date" in result.stdout
     assert "models/neuron.grad::check[neuron]" in result.stdout
+
+
+def test_an_absolute_source_glob_is_a_usage_error(project):
+    (project / "pyproject.toml").write_text(
+        f'[tool.pytest.ini_options]\ngradc_sources = ["{project}/models/*.grad"]\n'
+    )
+    result = run_pytest(project, "--gradc")
+    assert result.returncode == 4  # pytest's usage error
+    assert "give globs relative to the rootdir" in result.stderr

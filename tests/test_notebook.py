@@ -291,6 +291,8 @@ def test_importing_gradc_needs_no_ipython():
         "import sys\n"
         "sys.modules['IPython'] = None  # importing it fails\n"
         "import gradc\n"
+        "heavy = ('numpy', 'gradc.compiler', 'gradc.api', 'pygments')\n"
+        "assert not [m for m in heavy if m in sys.modules], 'import gradc imported them'\n"
         "m = gradc.load('examples/add_mul.grad')\n"
         "print(m._repr_html_()[:9])\n"
     )

@@ -6,9 +6,17 @@ import types
 from pathlib import Path
 
 from gradc.compiler import compile_expression, compile_source
+from gradc.display import code_html
 from gradc.errors import CompileError, Pos
 
-__all__ = ["compile_source", "compile_expression", "load", "load_source", "read_source"]
+__all__ = [
+    "GeneratedModule",
+    "compile_source",
+    "compile_expression",
+    "load",
+    "load_source",
+    "read_source",
+]
 
 
 def read_source(path: str | Path) -> str:
@@ -27,19 +35,37 @@ def read_source(path: str | Path) -> str:
         ).located(str(path), text) from None
 
 
+class GeneratedModule(types.ModuleType):
+    """A module of generated code (a `types.ModuleType`, as any other), which a
+    notebook shows as its code, highlighted. `__gradc_code__` is that code;
+    for a module `load` compiled, `__gradc_source__` and `__gradc_filename__`
+    are the `.grad` text and file it came from (else None)."""
+
+    __gradc_code__ = ""
+    __gradc_source__: str | None = None
+    __gradc_filename__: str | None = None
+
+    def _repr_html_(self) -> str:
+        return code_html(self.__gradc_code__, f"generated module {self.__name__}")
+
+
 def load(
     path: str | Path, wrt: list[str] | None = None, jvp: bool = False, hvp: bool = False
-) -> types.ModuleType:
+) -> GeneratedModule:
     """Compile a `.grad` file and import the result, writing nothing."""
     path = Path(path)
     text = read_source(path)
-    return load_source(compile_source(text, str(path), wrt, jvp, hvp), name=path.stem)
+    module = load_source(compile_source(text, str(path), wrt, jvp, hvp), name=path.stem)
+    module.__gradc_source__ = text
+    module.__gradc_filename__ = str(path)
+    return module
 
 
-def load_source(python_source: str, name: str = "gradc_module") -> types.ModuleType:
+def load_source(python_source: str, name: str = "gradc_module") -> GeneratedModule:
     """Import generated Python source as a module object."""
-    module = types.ModuleType(name)
+    module = GeneratedModule(name)
     module.__file__ = f"<gradc:{name}>"
+    module.__gradc_code__ = python_source
     code = compile(python_source, module.__file__, "exec")
     exec(code, module.__dict__)  # generated code only; user text never reaches here
     return module

@@ -75,16 +75,20 @@ def check_source(
     dims: dict[str, int] | None = None,
     at: dict[str, float] | None = None,
     seed: int = 0,
+    generated=None,
 ) -> list[DefResult]:
-    """Check every def of `text` (or just `function`); f_jvp and f_hvp too
-    where the def asks for them (`@jvp`, `@hvp`)."""
+    """Check every def of `text` (or just `function`), and its f_jvp and f_hvp
+    where it asks for them (`@jvp`, `@hvp`): the module gradc compiles from it,
+    or `generated`, a module generated from it earlier (the file checked in,
+    perhaps edited since)."""
     module = parse(text, filename)
     names = [d.name for d in module.defs]
     if function is not None and function not in names:
         raise CheckError(f"no def named '{function}' in {filename} (defs: {', '.join(names)})")
     _check_dim_names(dims or {}, module, filename)
     compiled = build_families(module)
-    generated = load_source(compiled.source(), "gradc_check")
+    if generated is None:
+        generated = load_source(compiled.source(), "gradc_check")
     results = []
     for d in module.defs:
         if function is None or d.name == function:

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradc import __version__
+from gradc.api import read_source
 from gradc.autodiff import differentiate
 from gradc.codegen import helper_names, helpers_for, literal, statement_lines
 from gradc.compiler import build_families
@@ -128,6 +129,37 @@ def render(dot_text: str, fmt: str) -> bytes:
         message = done.stderr.decode("utf-8", "replace").strip()
         raise GraphError(f"Graphviz's dot failed: {message}")
     return done.stdout
+
+
+@dataclass
+class Picture:
+    """A graph's DOT text, which a notebook shows as its SVG picture
+    (`_repr_svg_`); without Graphviz, as this text saying what is missing."""
+
+    dot: str
+
+    def svg(self) -> str:
+        """The picture as SVG text (raises GraphError without Graphviz)."""
+        return render(self.dot, "svg").decode("utf-8")
+
+    def _repr_svg_(self) -> str | None:
+        try:
+            return self.svg()
+        except GraphError:
+            return None  # the notebook falls back to __repr__, which says why
+
+    def __repr__(self) -> str:
+        first = self.dot.split("\n", 1)[0].removeprefix("// ")
+        if shutil.which("dot") is None:
+            return f"{first}\n(install Graphviz's dot to see the picture; .dot has the DOT text)"
+        return first
+
+
+def draw(path, function: str | None = None, **options) -> Picture:
+    """The picture of a def of the `.grad` file `path` (`graph_dot`'s options:
+    at, dims, seed, backward), which a notebook shows."""
+    text = read_source(path)
+    return Picture(graph_dot(text, filename=str(path), function=function, **options))
 
 
 # ---------------------------------------------------------------- the compiler's view

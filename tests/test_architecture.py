@@ -3,7 +3,9 @@
 parse -> lower -> autodiff -> forward -> passes -> schedule -> codegen -> compiler -> api, with
 the modules every stage shares (errors, syntax, ops, ir, rewrites, resources) at the
 bottom. `gradc check` and `gradc graph` sit on top of the compiler and reach the stages
-only through its one builder, `build_families`; the CLI is last.
+only through its one builder, `build_families`; the CLI comes next, and last what
+meets users where they already work (the notebook magic, the pytest plugin and its
+assertions), which may reuse the CLI's file writing.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ LAYERS = [
     {"schedule"},
     {"codegen"},
     {"compiler"},
-    {"api"},
+    {"api", "display"},
     {"check", "graph"},
     {"cli", "__main__"},
+    {"testing", "notebook", "pytest_plugin"},
 ]
 
 

@@ -35,7 +35,8 @@ from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import OPS, Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import LINE_PASSES, PIPELINE, specialize_seed
-from gradc.schedule import RESERVED, Namer, schedule
+from gradc.passes.specialize_seed import seed_only
+from gradc.schedule import RESERVED, Namer, renumbered, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
 
@@ -347,10 +348,14 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     if flat is not None:
-        namer = Namer(reserved)
-        bound = _bind_inputs(namer, flat)
-        sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
-        sched = run_line_passes(sched, flat, _forward_ids(flat))
+        same = seed_only(back, flat) if scalar else None
+        if same is not None:  # f_forward and f_backward's lines, with grad_output = 1.0
+            sched = renumbered(joint, same, back.seed)
+        else:
+            namer = Namer(reserved)
+            bound = _bind_inputs(namer, flat)
+            sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
+            sched = run_line_passes(sched, flat, _forward_ids(flat))
         outs = _returned(sched, flat)
         functions.append(
             EmittedFunction(

@@ -211,7 +211,9 @@ def schedule(
                 line.in_place = False  # `y = y.copy()` first: a view of the old y is read
             sched.lines.append(line)
             continue
-        inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
+        inline_size = 1
+        for a in node.args:  # (a loop: a generator per node was a tenth of the schedule)
+            inline_size += size.get(a.id, 0)
         inline_depth = _nesting(node, depth)
         if _size_arithmetic(node, cheap) and node.id not in captured and node.id not in owner:
             # `2 * H`: written where it is used, however often, never a temporary

@@ -192,6 +192,14 @@ def run_passes(fn: Function) -> Function:
     return fn
 
 
+def _passed(differentiated: Function) -> Function:
+    """run_passes on a function nothing else reads: its graph is released."""
+    fn = run_passes(differentiated)
+    if fn.graph is not differentiated.graph:
+        differentiated.graph.release()
+    return fn
+
+
 def run_line_passes(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
     for line_pass in LINE_PASSES:
         sched = line_pass(sched, fn, forward_ids)
@@ -256,10 +264,10 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     base = fn.name
     functions = []
     # Differentiated once; f_grad is this with the seed set to 1.
-    back = run_passes(differentiate(fn))
+    back = _passed(differentiate(fn))
     flat = None
     if fn.output.shape == ():
-        flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
+        flat = specialize_seed(back if not fn.several else _passed(differentiate(fn, True)))
     scalar = takes_scalar_path(
         reachable(*fn.outputs, *back.roots(), *(flat.roots() if flat is not None else ()))
     )

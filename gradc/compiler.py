@@ -36,7 +36,8 @@ from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import OPS, Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import LINE_PASSES, PIPELINE, specialize_seed
-from gradc.schedule import RESERVED, Namer, schedule
+from gradc.passes.specialize_seed import seed_only
+from gradc.schedule import RESERVED, Namer, renumbered, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
 
@@ -212,6 +213,14 @@ def run_passes(fn: Function) -> Function:
     return fn
 
 
+def _passed(differentiated: Function) -> Function:
+    """run_passes on a function nothing else reads: its graph is released."""
+    fn = run_passes(differentiated)
+    if fn.graph is not differentiated.graph:
+        differentiated.graph.release()
+    return fn
+
+
 def run_line_passes(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
     for line_pass in LINE_PASSES:
         sched = line_pass(sched, fn, forward_ids)
@@ -283,17 +292,17 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     base = fn.name
     functions = []
     # Differentiated once; f_grad is this with the seed set to 1.
-    back = run_passes(differentiate(fn))
+    back = _passed(differentiate(fn))
     flat = None
     if fn.output.shape == ():
-        flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
-    tangents = run_passes(jvp(fn)) if d.jvp is not None else None
+        flat = specialize_seed(back if not fn.several else _passed(differentiate(fn, True)))
+    tangents = _passed(jvp(fn)) if d.jvp is not None else None
     hessian = None
     if d.hvp is not None:
         if flat is None or fn.output.dtype not in ("f32", "f64"):
             raise CompileError("@hvp needs a def whose (first) output is a float scalar", d.hvp)
-        grad_fn = back if not fn.several else run_passes(differentiate(fn, True))
-        hessian = run_passes(hvp(specialize_seed(grad_fn, lecture=False)))
+        grad_fn = back if not fn.several else _passed(differentiate(fn, True))
+        hessian = _passed(hvp(specialize_seed(grad_fn, lecture=False)))
     # each function on its own: they are graphs of their own, whose node ids overlap
     scalar = takes_scalar_path(reachable(*fn.outputs)) and all(
         takes_scalar_path(reachable(*f.roots()))
@@ -385,10 +394,14 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
 
     # f_grad: forward and backward flat in one function, for a scalar output.
     if flat is not None:
-        namer = Namer(reserved)
-        bound = _bind_inputs(namer, flat)
-        sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
-        sched = run_line_passes(sched, flat, _forward_ids(flat))
+        same = seed_only(back, flat) if scalar else None
+        if same is not None:  # f_forward and f_backward's lines, with grad_output = 1.0
+            sched = renumbered(joint, same, back.seed)
+        else:
+            namer = Namer(reserved)
+            bound = _bind_inputs(namer, flat)
+            sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
+            sched = run_line_passes(sched, flat, _forward_ids(flat))
         outs = _returned(sched, flat)
         functions.append(
             EmittedFunction(

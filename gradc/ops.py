@@ -1776,7 +1776,8 @@ def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
 
 def _integer_arithmetic(args, attrs, pos):
     """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python."""
-    scalars = all(not a.shape for a in args) and any(a.dtype == "int" for a in args)
+    # (`int` first: almost no argument is one, and the shapes need not be looked at)
+    scalars = any(a.dtype == "int" for a in args) and all(not a.shape for a in args)
     if scalars and all(a.dtype == "int" or is_whole_number(a) for a in args):
         return (), "int"
     return _elementwise(args, attrs, pos)

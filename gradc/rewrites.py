@@ -32,12 +32,14 @@ def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> 
         out = _folded(graph, op, args, attrs)
         if out is not None and _keeps_type(op, args, attrs, out):
             return out
+    rules = _RULES_OF.get(op)
+    if rules is None:  # most ops have no rule
+        return graph.make(op, args, attrs, pos)
     made = len(graph.nodes)
-    rules = [(rule, args) for rule in _RULES.get(op, ())]
-    rules += [(rule, (args, dict(attrs))) for rule in _ATTR_RULES.get(op, ())]
-    for rule, given in rules:
+    attr_dict = dict(attrs)
+    for rule, with_attrs in rules:
         try:
-            out = rule(graph, *given)
+            out = rule(graph, args, attr_dict) if with_attrs else rule(graph, *args)
         except CompileError:
             # a rewrite of a wrong program (shapes that do not broadcast): the op
             # itself reports the mistake, at its position
@@ -340,6 +342,9 @@ def _fold_numbers(op):
         if any(f is None and n == 0 and e == -1 for n, f, e in items):
             return None  # a division by zero stays as written (NumPy's inf or nan)
         numbers = [n**e for n, f, e in items if f is None]
+        several = len([n for n in numbers if n != -1]) >= 2
+        if not several and not full:
+            return None  # one number, no array: nothing to fold, no pass to save
         factors = [(f, e) for n, f, e in items if f is not None]
         if not factors or not any(_floats(f) for f, e in factors):
             return None  # masks and integers: the numbers are what makes them floats
@@ -353,7 +358,7 @@ def _fold_numbers(op):
         small_arrays = op is Op.DIV
         _, passes = _canonical_product(graph, c, factors, small_arrays, build=False)
         now = passes_a + passes_b + bool(full)
-        if len([n for n in numbers if n != -1]) >= 2 or passes < now:
+        if several or passes < now:
             return _canonical_product(graph, c, factors, small_arrays)[0]
         return None
 
@@ -778,4 +783,12 @@ _ATTR_RULES = {
     Op.TRANSPOSE: (_transpose_twice,),
     Op.RESHAPE_LIKE: (_shape_from_an_input(Op.RESHAPE_LIKE, 1),),
     Op.BROADCAST_LIKE: (_shape_from_an_input(Op.BROADCAST_LIKE, 1),),
+}
+
+# Each op's rules in the order they are tried, (rule, whether it takes attrs):
+# built once, not for each node offered to them.
+_RULES_OF = {
+    op: tuple((rule, False) for rule in _RULES.get(op, ()))
+    + tuple((rule, True) for rule in _ATTR_RULES.get(op, ()))
+    for op in {*_RULES, *_ATTR_RULES}
 }

@@ -211,7 +211,9 @@ def schedule(
                 line.in_place = False  # `y = y.copy()` first: a view of the old y is read
             sched.lines.append(line)
             continue
-        inline_size = 1 + sum(size.get(a.id, 0) for a in node.args)
+        inline_size = 1
+        for a in node.args:  # (a loop: a generator per node was a tenth of the schedule)
+            inline_size += size.get(a.id, 0)
         inline_depth = _nesting(node, depth)
         if _size_arithmetic(node, cheap) and node.id not in captured and node.id not in owner:
             # `2 * H`: written where it is used, however often, never a temporary
@@ -589,3 +591,31 @@ def _nesting(node: Node, depth: dict[int, int]) -> int:
         chained = i == 0 and arg.op in CHAINS.get(node.op, ())
         deepest = max(deepest, depth[arg.id] + (0 if chained else 1))
     return max(deepest, 1)
+
+
+def renumbered(sched: Schedule, nodes: dict[int, Node], seed: Node) -> Schedule:
+    """`sched`'s lines for a function whose nodes are `nodes` (this schedule's
+    node ids -> the other function's nodes): f_backward's schedule as f_grad's,
+    where `seed_only` found f_grad to be f_backward with the seed a number. The
+    seed loses its variable: the number is spelled where the seed was read
+    (`grad_L = 1.0`). Not for loops, whose lines hold a body's schedule."""
+    lines = []
+    for line in sched.lines:
+        assert line.loop is None, "renumbered: a loop's body is scheduled on its own"
+        lines.append(
+            Line(
+                line.var,
+                nodes[line.node.id],
+                line.update,
+                nodes[line.target.id],
+                line.copy,
+                in_place=line.in_place,
+            )
+        )
+    return Schedule(
+        lines,
+        var={nodes[i].id: var for i, var in sched.var.items() if i != seed.id},
+        named_for_gradient={nodes[v].id: nodes[g].id for v, g in sched.named_for_gradient.items()},
+        names=set(sched.names),
+        nodes=[nodes[n.id] for n in sched.nodes],
+    )

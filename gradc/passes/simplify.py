@@ -28,24 +28,54 @@ def simplify(fn: Function) -> Function:
     return rebuild(fn, {})
 
 
-def rebuild(fn: Function, replacements: dict[int, Node]) -> Function:
+# The ops the rules look into, not just at (`_monomial` takes products, quotients
+# and negations apart, `_floats` walks products, `_all_zeros` expands, the sum and
+# broadcast rules their argument): a node rebuilt differently below one of them
+# may change what a rule does with a reader above it.
+_LOOKED_INTO = frozenset({Op.NEG, Op.MUL, Op.DIV, Op.EXPAND, Op.BROADCAST_LIKE, Op.SUM, Op.MEAN})
+
+
+def rebuild(fn: Function, replacements: dict[int, Node], simplified: bool = False) -> Function:
     """`fn` rebuilt bottom-up in a fresh graph through the rewrite rules, with
     the nodes whose ids are keys of `replacements` replaced by their values
-    (nodes of the fresh graph's kind: constants, made by `graph.constant`)."""
+    (nodes of the fresh graph's kind: constants, made by `graph.constant`).
+
+    `simplified`: `fn` is already the rules' result (it went through `simplify`)
+    and has no loops or arrays, so only the nodes a replacement can affect are
+    offered to the rules again: those reading a node rebuilt differently (a
+    replaced one, one of a new dtype or merged with another, or one a rule may
+    look into); every other node is made as it is, which is what the rules
+    would leave it. On scalars no rule looks through a NAME, so a change stops
+    at the name that holds it (specialize_seed: the seed's `grad_L = 1.0`)."""
     graph = Graph()
     new: dict[int, Node] = {}
+    changed: set[int] = set()  # nodes of `fn` whose rebuilt node a reader's rule may see differ
     seeds = [s for s in fn.seeds() if s is not None]
     for node in reachable(*fn.roots(), *fn.inputs, *seeds):
         if node.id in replacements:
             new[node.id] = graph.constant(replacements[node.id])
+            changed.add(node.id)
             continue
         args = tuple(new[a.id] for a in node.args)
+        before = len(graph.nodes)
+        if simplified and not any(a.id in changed for a in node.args):
+            made = new[node.id] = graph.make(node.op, args, node.attrs, node.pos)
+            if len(graph.nodes) == before or made.dtype != node.dtype:
+                changed.add(node.id)  # merged with a node made before, or of another dtype
+            continue
         if node.op is Op.LOOP:  # its body is a function of its own: simplified alike
             spec = node.attr("loop")
             spec = spec.with_body(simplify(spec.body))
             new[node.id] = graph.make(node.op, args, (("loop", spec),), node.pos)
             continue
-        new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
+        made = new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
+        if simplified and (
+            len(graph.nodes) == before
+            or node.op in _LOOKED_INTO
+            or (made.op, made.attrs, made.shape, made.dtype)
+            != (node.op, node.attrs, node.shape, node.dtype)
+        ):
+            changed.add(node.id)
 
     def mapped(nodes):
         return [new[n.id] for n in nodes] if nodes is not None else None

@@ -28,7 +28,7 @@ multiplies by one.
 
 from __future__ import annotations
 
-from gradc.ir import Function, reachable
+from gradc.ir import Function, Node, reachable
 from gradc.ops import Op
 from gradc.passes.simplify import rebuild
 
@@ -40,12 +40,16 @@ def specialize_seed(fn: Function, lecture: bool = True) -> Function:
     seed = one(fn.output.dtype)
     replacements = {fn.seed.id: seed}
     nodes = reachable(*fn.roots(), fn.seed)
-    if not lecture or any(node.shape for node in nodes):
+    arrays = any(node.shape for node in nodes)
+    if not lecture or arrays:
         returned = {g.id for g in fn.grads}  # grad_k of `return k` stays a name
         for node in nodes:  # the names of the seed (grad_loss, grad_data_loss, ...)
             if node.op is Op.NAME and node.args[0].id in replacements and node.id not in returned:
                 replacements[node.id] = seed
-    return rebuild(fn, replacements)
+    # `fn` comes out of the passes (simplified): on scalars, only what the seed
+    # changes is offered to the rules again (a full rebuild was 0.8 s of a 10,000-op chain's 5 s)
+    loops = any(node.op is Op.LOOP for node in nodes)
+    return rebuild(fn, replacements, simplified=not arrays and not loops)
 
 
 def one(dtype: str):
@@ -56,3 +60,57 @@ def one(dtype: str):
     import numpy as np  # only float32 programs need it
 
     return np.float32(1.0)
+
+
+def seed_only(back: Function, flat: Function) -> dict[int, Node] | None:
+    """`back`'s nodes by id -> `flat`'s, when `flat` is `back` with only the
+    seed replaced by its number (every other node the same op of the same
+    arguments, in the same order; the seed read only by names, whose number
+    may make them and their readers a Python number rather than a float64,
+    which the scalar path spells alike); else None. Then f_grad's lines are
+    f_backward's, renumbered (compiler.py; the schedule's `renumbered`).
+
+    >>> from gradc.autodiff import differentiate
+    >>> from gradc.lower import lower
+    >>> from gradc.parse import parse
+    >>> back = differentiate(lower(parse("def f(x):\\n    return 3 * x * x\\n"), "f"))
+    >>> flat = specialize_seed(back)
+    >>> seed_only(back, flat)[back.seed.id] is flat.seed
+    True
+    """
+    old = reachable(*back.roots(), *back.inputs, back.seed)
+    new = reachable(*flat.roots(), *flat.inputs, flat.seed)
+    if len(old) != len(new) or back.several:
+        return None
+    nodes: dict[int, Node] = {}
+    for a, b in zip(old, new):
+        if a is back.seed:
+            if b is not flat.seed:
+                return None
+        elif (
+            a.op is not b.op
+            or a.op is Op.LOOP  # a body's lines are not renumbered
+            or a.attrs != b.attrs
+            or a.shape != b.shape
+            or len(a.args) != len(b.args)
+            or any(nodes.get(x.id) is not y for x, y in zip(a.args, b.args))
+            or (a.op is not Op.NAME and any(x is back.seed for x in a.args))
+            or (a.dtype != b.dtype and {a.dtype, b.dtype} != {"weak", "f64"})
+        ):
+            return None
+        nodes[a.id] = b
+
+    def same(xs, ys) -> bool:
+        return len(xs) == len(ys) and all(nodes.get(x.id) is y for x, y in zip(xs, ys))
+
+    # (rebuilding keeps the pairs of nodes the function still reads)
+    pairs = [n for pair in back.adjoints or () if all(x.id in nodes for x in pair) for n in pair]
+    flat_pairs = [n for pair in flat.adjoints or () for n in pair]
+    if not (
+        same(back.roots(), flat.roots())
+        and same(back.inputs, flat.inputs)
+        and same(back.wrt, flat.wrt)
+        and same(pairs, flat_pairs)
+    ):
+        return None
+    return nodes

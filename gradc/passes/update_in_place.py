@@ -45,6 +45,9 @@ def update_in_place(sched: Schedule, fn: Function, forward_ids: set[int]) -> Sch
     """Rewrite `sched`'s lines, which compute `fn`, where it is safe (see the
     module docstring). Its results are returned, so are never updated; nodes
     in `forward_ids` belong to the forward pass and are left alone."""
+    if not any(line.node.shape for line in sched.lines):
+        _inline_unneeded(sched)  # no array to update: the scalar path's lines stay
+        return sched
     results = fn.roots()
     last_read: dict[str, int] = {}
     for i, names in enumerate(_reads(sched)):
@@ -72,6 +75,8 @@ def own_results(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedul
     another variable's array (`grad_a = grad_out`, an input, a forward value),
     a view (`np.broadcast_to`) or returned twice is copied where it is made, so
     an optimizer may update it in place without touching anything else."""
+    if not any(grad.shape for grad in fn.grads):
+        return sched
     owned = _owned_arrays(sched, forward_ids)
     seen: set[str] = set()
     for grad in fn.grads:

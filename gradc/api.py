@@ -27,11 +27,13 @@ def read_source(path: str | Path) -> str:
         ).located(str(path), text) from None
 
 
-def load(path: str | Path, wrt: list[str] | None = None) -> types.ModuleType:
-    """Compile a `.grad` file and import the result, writing nothing."""
+def load(path: str | Path, wrt: list[str] | None = None, target: str = "numpy") -> types.ModuleType:
+    """Compile a `.grad` file and import the result, writing nothing
+    (`target="array-api"`: a module for any array API namespace)."""
     path = Path(path)
     text = read_source(path)
-    return load_source(compile_source(text, filename=str(path), wrt=wrt), name=path.stem)
+    generated = compile_source(text, filename=str(path), wrt=wrt, target=target)
+    return load_source(generated, name=path.stem)
 
 
 def load_source(python_source: str, name: str = "gradc_module") -> types.ModuleType:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import keyword
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from gradc import __version__
+from gradc import __version__, targets
 from gradc import syntax as S
 from gradc.autodiff import differentiate
 from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_module, statement_lines
@@ -82,19 +83,23 @@ def compile_source(
     text: str,
     filename: str = "<source>",
     wrt: list[str] | None = None,
+    target: str = targets.NUMPY,
 ) -> str:
-    """Compile the text of a `.grad` file to the source of a Python module."""
-    return build_families(parse(text, filename), wrt).source()
+    """Compile the text of a `.grad` file to the source of a Python module
+    (`target`: "numpy", or "array-api" for any array API namespace)."""
+    with targets.compiling_for(target):
+        return build_families(parse(text, filename), wrt).source()
 
 
-def compile_expression(text: str, name: str = "f") -> str:
+def compile_expression(text: str, name: str = "f", target: str = targets.NUMPY) -> str:
     """Expression mode: one expression, its free names as scalar inputs."""
     filename = "<expression>"
     if not (name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):
         raise CompileError(f"function name {name!r} is not a valid Python identifier")
     expr = parse_expression(text, filename)
     module = S.Module(filename, text, defs=[expression_def(expr, name)])
-    return build_families(module).source()
+    with targets.compiling_for(target):
+        return build_families(module).source()
 
 
 def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
@@ -108,6 +113,7 @@ def build_families(module: S.Module, wrt: list[str] | None = None) -> Compiled:
         check_def_names(module)
         check_calls(module)
         reserved = {n for d in module.defs for n in _api_names(d.name)} | set(helper_names())
+        reserved |= targets.current().reserved
         errors: dict[tuple, CompileError] = {}  # one error per def; a callee's error once
         operations, steps = 0, Steps()
         for d in module.defs:
@@ -259,9 +265,9 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     flat = None
     if fn.output.shape == ():
         flat = specialize_seed(back if not fn.several else run_passes(differentiate(fn, True)))
-    scalar = takes_scalar_path(
-        reachable(*fn.outputs, *back.roots(), *(flat.roots() if flat is not None else ()))
-    )
+    every = reachable(*fn.outputs, *back.roots(), *(flat.roots() if flat is not None else ()))
+    targets.check_spellable(every)  # an op the target cannot spell: an error at it
+    scalar = targets.current().numpy and takes_scalar_path(every)
 
     # f: the forward pass alone.
     namer = Namer(reserved)
@@ -306,7 +312,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             if seed is None or seed.id not in read:
                 continue
             var = joint.name_of(out)
-            zero = f"np.zeros_like({var})" if out.shape else "0.0"
+            zero = f"{_lib()}.zeros_like({var})" if out.shape else "0.0"
             defaults.append(f"{name} = {zero} if {name} is None else {name}")
             if out.shape and var not in cache:
                 cache.append(var)
@@ -368,7 +374,24 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             )
         )
         nodes += sched.nodes
+    if not targets.current().numpy:
+        functions = [_with_namespace(f) for f in functions]
     return Family(d, fn, back, flat, functions, nodes, scalar)
+
+
+def _lib() -> str:
+    return "np" if targets.current().numpy else "xp"
+
+
+def _with_namespace(fn: EmittedFunction) -> EmittedFunction:
+    """An array-API function computes with its arguments' namespace
+    (`xp = array_namespace(X, W)`): its inputs', or for a backward pass its
+    gradients' and cache's."""
+    if not any(re.search(r"\bxp\b", line) for line in fn.body):
+        return fn
+    arrays = fn.params if fn.unpack is None else [*fn.params[:-1], *fn.unpack]
+    fn.body = [f"xp = array_namespace({', '.join(arrays)})", *fn.body]
+    return fn
 
 
 def _forward_ids(fn: Function) -> set[int]:

@@ -126,8 +126,10 @@ def _spell_count(args, attrs, node):
 def _spell_broadcast_like(args, attrs, node):
     g, like = args
     axis, keepdims = attrs["axis"], attrs["keepdims"]
-    if axis is None and not keepdims and node.args[0].dtype == "weak":
-        return f"xp.full_like({like}, {g})"
+    if axis is None and not keepdims:  # an array of its own, as np.full_like's
+        if node.args[0].dtype == "weak":
+            return f"xp.full_like({like}, {g})"
+        return f"xp.zeros_like({like}) + {g}"  # g may be a 0-d array: full_like takes numbers
     if not keepdims and axis is not None:
         g = g + "[" + ", ".join("None" if i in axis else ":" for i in range(len(node.shape))) + "]"
     return f"xp.broadcast_to({g}, {like}.shape)"
@@ -158,6 +160,15 @@ def _index_spellable(node: Node) -> bool:
         return True
     # one integer array of rank 1 on the first axis, nothing else: xp.take
     return len(index) == 1 and len(node.args[1].shape) == 1
+
+
+def _spell_where(args, attrs, node):
+    mask, a, b = args
+    if not node.args[1].shape and not node.args[2].shape:
+        # where(mask, 1.0, 0.1): the standard takes at most one Python number
+        device = f"array_api_compat.device({mask})"
+        a = f"xp.asarray({a}, dtype={_float(node)}, device={device})"
+    return f"xp.where({mask}, {a}, {b})"
 
 
 def _spell_onehot_classes(args, attrs, node):
@@ -246,7 +257,7 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.CLIP: "xp.clip({0}, {1}, {2})",
     Op.MAXIMUM: "xp.maximum({0}, {1})",
     Op.MINIMUM: "xp.minimum({0}, {1})",
-    Op.WHERE: "xp.where({0}, {1}, {2})",
+    Op.WHERE: _spell_where,
     Op.SIGMOID: "sigmoid(xp, {0})",
     Op.LOG_SIGMOID: "log_sigmoid(xp, {0})",
     Op.SOFTPLUS: "softplus(xp, {0})",

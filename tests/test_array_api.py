@@ -1,0 +1,304 @@
+"""The array-API target (issue 17): one generated module on every array library.
+
+`gradc compile --target array-api` writes a module whose functions take their
+namespace from their inputs (array_api_compat) and use only the standard. Each
+example's array-API module is run here on each namespace and must agree with the
+NumPy target's module on the same numbers (rtol 1e-10): `f`, `f_forward` +
+`f_backward` (twice from one cache, with the inputs and the cache left unchanged)
+and `f_grad`. The namespaces:
+
+- NumPy, through array_api_compat;
+- array-api-strict, the standard's reference namespace: nothing NumPy-only slips by;
+- PyTorch CPU tensors (float64);
+- Dask arrays, chunked along the first axis;
+- JAX arrays (float64), when JAX is installed: immutable, so no item assignment;
+- CuPy, where a GPU is present.
+
+An example that uses a built-in with no array-API spelling must fail to compile
+for the target, with a positioned error naming the built-in and the target.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradc import compile_source, load
+from gradc.api import load_source
+from gradc.check import _draw, _shape
+from gradc.compiler import build_families
+from gradc.errors import CompileError
+from gradc.parse import parse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_goldens import ruff_problems  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p.stem for p in (REPO / "examples").glob("*.grad"))
+RTOL, ATOL = 1e-10, 1e-12
+
+# Examples with a built-in the array-API target cannot spell yet: the built-in
+# its error names and where (line, column).
+NOT_SPELLED = {
+    "convnet": ("'conv2d'", 8, 14),
+    "resnet_block": ("'conv2d'", 8, 25),
+    "rnn": ("a loop", 8, 5),
+    "lstm": ("a loop", 8, 5),
+    "gru": ("a loop", 8, 5),
+    "lstm_step": ("indexing (its gradient)", 15, 5),
+    "svm_vectorized": ("indexing (its gradient)", 16, 5),
+    "word2vec": ("indexing (its gradient)", 14, 66),
+}
+SPELLED = [name for name in EXAMPLES if name not in NOT_SPELLED]
+DIMS = {"attention": {"E": 4}}  # E splits into the example's 2 heads
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+def _torch():
+    import torch
+
+    return lambda a: torch.asarray(np.asarray(a)), lambda v: v.numpy()
+
+
+def _strict():
+    import array_api_strict
+
+    return array_api_strict.asarray, lambda v: np.from_dlpack(v)
+
+
+def _dask():
+    import dask.array as da
+
+    def to(a):
+        a = np.asarray(a)
+        return da.from_array(a, chunks=(2,) + a.shape[1:] if a.ndim else ())
+
+    # tiny graphs: the threads of the default scheduler cost more than the work
+    return to, lambda v: np.asarray(v.compute(scheduler="synchronous"))
+
+
+def _jax():
+    pytest.importorskip("jax", reason="JAX is not installed")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    return jnp.asarray, np.asarray
+
+
+def _cupy():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (it needs a CUDA GPU)")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("CuPy: no CUDA GPU on this machine")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"CuPy: no usable CUDA GPU ({exc})")
+    return cupy.asarray, cupy.asnumpy
+
+
+NAMESPACES = {
+    "numpy": lambda: (np.asarray, np.asarray),
+    "array_api_strict": _strict,
+    "torch": _torch,
+    "dask": _dask,
+    "jax": _jax,
+    "cupy": _cupy,
+}
+
+
+def _back(to_numpy, value):
+    if isinstance(value, tuple):
+        return tuple(_back(to_numpy, v) for v in value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return to_numpy(value)
+
+
+def _same(actual, expected, what):
+    if isinstance(expected, tuple):
+        assert isinstance(actual, tuple) and len(actual) == len(expected), what
+        for k, (a, e) in enumerate(zip(actual, expected)):
+            _same(a, e, f"{what}[{k}]")
+        return
+    if expected is None:
+        assert actual is None, what
+        return
+    assert np.shape(actual) == np.shape(expected), f"{what}: shape {np.shape(actual)}"
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=float), np.asarray(expected, dtype=float), RTOL, ATOL, what
+    )
+
+
+# ---------------------------------------------------------------- the examples
+
+
+def _source(name: str) -> str:
+    return (REPO / "examples" / f"{name}.grad").read_text(encoding="utf-8")
+
+
+_MODULES: dict = {}
+
+
+def _modules(name: str):
+    """(numpy module, array-api module, [(def, arguments, several outputs)])."""
+    if name not in _MODULES:
+        text = _source(name)
+        numpy_module = load_source(compile_source(text, f"{name}.grad"), f"np_{name}")
+        array_api = compile_source(text, f"{name}.grad", target="array-api")
+        array_api_module = load_source(array_api, f"xp_{name}")
+        cases = []
+        for family in build_families(parse(text, f"{name}.grad")).families:
+            fn, dims = family.forward, dict(DIMS.get(name, {}))
+            params = [(x.attr("name"), _shape("", x.shape, dims), x.dtype) for x in fn.inputs]
+            args = _draw(params, {}, np.random.default_rng(0), positive=True)
+            cases.append((family.definition.name, args, fn.several))
+        _MODULES[name] = numpy_module, array_api_module, cases
+    return _MODULES[name]
+
+
+@pytest.mark.parametrize("namespace", list(NAMESPACES))
+@pytest.mark.parametrize("name", SPELLED)
+def test_example_agrees_with_the_numpy_target(name, namespace):
+    to, to_numpy = NAMESPACES[namespace]()
+    reference, module, cases = _modules(name)
+    for fname, args, several in cases:
+        inputs = [to(a) for a in args]
+        kept = tuple(_back(to_numpy, x) for x in inputs)
+        where = f"{name}.{fname} on {namespace}"
+        _same(
+            _back(to_numpy, getattr(module, fname)(*inputs)),
+            getattr(reference, fname)(*args),
+            where,
+        )
+        out, cache = getattr(module, f"{fname}_forward")(*inputs)
+        ref_out, ref_cache = getattr(reference, f"{fname}_forward")(*args)
+        _same(_back(to_numpy, out), ref_out, f"{where}: f_forward")
+        rng = np.random.default_rng(1)
+        outs = ref_out if several else (ref_out,)
+        seeds = [rng.standard_normal(np.shape(o)) if np.shape(o) else 1.0 for o in outs]
+        ref_grads = getattr(reference, f"{fname}_backward")(*seeds, ref_cache)
+        seeds = [to(s) if np.shape(s) else s for s in seeds]
+        cache_before = _back(to_numpy, cache)
+        for attempt in range(2):  # one cache serves any number of backward passes
+            grads = getattr(module, f"{fname}_backward")(*seeds, cache)
+            _same(_back(to_numpy, grads), ref_grads, f"{where}: f_backward #{attempt}")
+        _same(_back(to_numpy, cache), cache_before, f"{where}: the cache is unchanged")
+        if hasattr(reference, f"{fname}_grad"):
+            got = getattr(module, f"{fname}_grad")(*inputs)
+            _same(
+                _back(to_numpy, got), getattr(reference, f"{fname}_grad")(*args), f"{where}: f_grad"
+            )
+        _same(tuple(_back(to_numpy, x) for x in inputs), kept, f"{where}: the inputs are unchanged")
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SPELLED))
+def test_example_without_a_spelling_is_a_positioned_error(name):
+    what, line, column = NOT_SPELLED[name]
+    with pytest.raises(CompileError) as caught:
+        compile_source(_source(name), f"examples/{name}.grad", target="array-api")
+    first = caught.value.render().splitlines()[0]
+    assert first.startswith(f"examples/{name}.grad:{line}:{column}: error: {what}"), first
+    assert "target array-api" in first
+
+
+def test_the_numpy_target_is_the_default_and_unchanged():
+    text = _source("two_layer_net")
+    generated = (REPO / "generated" / "two_layer_net.py").read_text(encoding="utf-8")
+    assert compile_source(text, "two_layer_net.grad") == generated
+    assert compile_source(text, "two_layer_net.grad", target="numpy") == generated
+
+
+def test_an_array_api_module_imports_array_api_compat_alone():
+    for name in SPELLED:
+        tree = ast.parse(compile_source(_source(name), f"{name}.grad", target="array-api"))
+        imported = {
+            alias.name
+            for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        assert imported <= {"array_api_compat", "math"}, (name, imported)
+        assert "array_api_compat" in imported, name
+
+
+def test_an_array_api_module_is_clean_under_ruff_and_black():
+    import black
+
+    for name in SPELLED:
+        text = compile_source(_source(name), f"{name}.grad", target="array-api")
+        assert black.format_str(text, mode=black.Mode()) == text, name
+        assert ruff_problems(text) == [], name
+
+
+def test_python_numbers_alone_run_on_numpy():
+    module = load_source(compile_source(_source("neuron"), "neuron.grad", target="array-api"))
+    reference = load_source(compile_source(_source("neuron"), "neuron.grad"))
+    args = (2.0, -1.0, -3.0, -2.0, -3.0)
+    _same(module.neuron_grad(*args), reference.neuron_grad(*args), "neuron_grad on floats")
+
+
+def test_float32_stays_float32_on_torch():
+    torch = pytest.importorskip("torch")
+    text = _source("two_layer_net").replace("[N, D]", "f32[N, D]").replace("[D, H]", "f32[D, H]")
+    text = text.replace("b1: [H]", "b1: f32[H]").replace("[H, C]", "f32[H, C]")
+    text = text.replace("b2: [C]", "b2: f32[C]")
+    module = load_source(compile_source(text, "net.grad", target="array-api"))
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal(s).astype(np.float32) for s in ((6, 4), (4, 5), (5,), (5, 3), (3,))]
+    y = torch.asarray(rng.integers(0, 3, 6))
+    X, W1, b1, W2, b2 = (torch.asarray(a) for a in args)
+    loss, grads = module.two_layer_net_grad(X, y, W1, b1, W2, b2)
+    assert loss.dtype == torch.float32
+    assert all(g.dtype == torch.float32 for g in grads)
+
+
+def test_load_and_the_cli_take_the_target(tmp_path):
+    module = load(REPO / "examples" / "mlp3.grad", target="array-api")
+    assert "array_namespace" in vars(module)
+    out = tmp_path / "net.py"
+    run = subprocess.run(
+        [sys.executable, "-m", "gradc", "compile", "examples/two_layer_net.grad",
+         "--target", "array-api", "-o", str(out)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "xp = array_namespace(X, y, W1, b1, W2, b2)" in out.read_text(encoding="utf-8")
+    bad = subprocess.run(
+        [sys.executable, "-m", "gradc", "compile", "examples/convnet.grad", "--target", "array-api"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("examples/convnet.grad:8:14: error: 'conv2d' has no spelling")
+    assert "Traceback" not in bad.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "gradc", "compile", "examples/neuron.grad", "--target", "cuda"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+
+
+def test_jax_is_optional():
+    # the array-API module never imports JAX; it runs on JAX arrays when given them
+    assert importlib.util.find_spec("array_api_compat") is not None
+    text = compile_source(_source("two_layer_net"), "two_layer_net.grad", target="array-api")
+    assert "jax" not in text and "numpy" not in text.split("def ")[0]
+
+
+def test_a_user_name_xp_does_not_clash():
+    text = "def f(xp: [N], w: [N]):\n    array_namespace = exp(xp * w)\n    return sum(array_namespace)\n"
+    module = load_source(compile_source(text, "f.grad", target="array-api"))
+    x, w = np.array([0.1, 0.2]), np.array([1.0, -1.0])
+    loss, (gx, gw) = module.f_grad(x, w)
+    np.testing.assert_allclose(gx, w * np.exp(x * w))
+    assert copy.copy(loss) == pytest.approx(np.exp(x * w).sum())

@@ -179,9 +179,18 @@ def statement_lines(
         else:
             text = _line_expression(line, sched, scalar)
             if line.update and line.node.dtype == "bool" and not targets.current().numpy:
-                text = f"xp.astype({text}, {line.var}.dtype)"  # the standard: no bool * float
+                out.append(_masked_update(line.var, line.update, text))
+                continue
             out.append(f"{line.var} {line.update or ''}= " + text)
     return out
+
+
+def _masked_update(var: str, update: str, mask: str) -> str:
+    """`g *= h > 0` in an array-API module: the standard never mixes bools
+    with floats, so `g = xp.where(h > 0, g, 0.0)` (one pass, as `*=` is)."""
+    if update == "*":
+        return f"{var} = xp.where({mask}, {var}, 0.0)"
+    return f"{var} {update}= xp.astype({mask}, {var}.dtype)"
 
 
 def _loop_statements(line, sched: Schedule, defined: set[str] | None) -> list[str]:

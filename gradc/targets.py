@@ -72,9 +72,14 @@ def _reduction(name: str) -> Callable:
 
 
 def _masked(i: int) -> Callable:
-    """A product (`g * (h > 0)`): a bool argument becomes the float dtype."""
+    """A product (`g * (h > 0)`): `xp.where(h > 0, g, 0.0)` for an array g, else
+    the bool argument in the float dtype."""
 
     def spell(args, attrs, node):
+        kinds = [a.dtype == "bool" for a in node.args]
+        if i == 0 and kinds.count(True) == 1 and node.args[kinds.index(False)].shape:
+            mask, other = args[kinds.index(True)], args[kinds.index(False)]
+            return f"xp.where({mask}, {other}, 0.0)"
         texts = [
             f"xp.astype({a}, {_float(node)})" if node.args[k].dtype == "bool" else a
             for k, a in enumerate(args)

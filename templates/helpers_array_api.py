@@ -9,12 +9,20 @@ import array_api_compat
 
 
 def array_namespace(*values):
-    # The array API namespace of the arrays among `values` (array_api_compat's,
-    # which wraps NumPy, PyTorch, CuPy, Dask and JAX); NumPy's when every value is
-    # a Python number.
-    if all(isinstance(v, (bool, int, float)) for v in values):
-        return array_api_compat.numpy
-    return array_api_compat.array_namespace(*values)
+    # The array API namespace of the arrays among `values`: array_api_compat's, which
+    # wraps PyTorch, CuPy, Dask and JAX in the standard. NumPy (2.1 on) is the standard
+    # itself: its own functions, without the wrapper's cost a call. NumPy's when every
+    # value is a Python number.
+    arrays = [v for v in values if not isinstance(v, (bool, int, float))]
+    if not arrays:
+        from array_api_compat import numpy as xp  # imported on first use
+
+        return xp
+    if all(array_api_compat.is_numpy_array(v) for v in arrays):
+        xp = array_api_compat.array_namespace(*arrays, use_compat=False)
+        if hasattr(xp, "cumulative_sum"):
+            return xp
+    return array_api_compat.array_namespace(*arrays)
 
 
 def sigmoid(xp, x):
@@ -159,7 +167,10 @@ def classes(xp, labels, like):
 
 
 def pick(xp, x, labels):
-    # x[arange(N), labels], as a sum over the one class each row keeps.
+    # x[arange(N), labels]: the standard's take_along_axis (2024.12), or where a
+    # namespace lacks it (Dask's), the one entry of each row that the label keeps.
+    if hasattr(xp, "take_along_axis"):
+        return xp.take_along_axis(x, labels[:, None], axis=-1)[:, 0]
     return xp.sum(xp.where(classes(xp, labels, x), x, 0.0), axis=-1)
 
 

@@ -163,7 +163,7 @@ def torch_eager(X, y, params):
     return loss.detach(), grads
 
 
-def check(section: str, size, cluster) -> list[str]:
+def check(section: str, size, cluster, broken: str | None = None) -> list[str]:
     """How each implementation of the section differs from the NumPy target."""
     run, result = bind(NUMPY_TARGET, section, size, cluster)
     want_loss, want = result(run())
@@ -173,6 +173,8 @@ def check(section: str, size, cluster) -> list[str]:
             continue
         run, result = bind(name, section, size, cluster)
         loss, grads = result(run())
+        if name == broken:  # --break: the check must catch a wrong gradient
+            grads = (grads[0] * (1 + 1e-6), *grads[1:])
         if not np.isclose(loss, want_loss, rtol=RTOL[name], atol=0):
             problems.append(f"{name}: loss {loss!r}, the NumPy target's {want_loss!r}")
         for k, (g, w) in enumerate(zip(grads, want, strict=True)):
@@ -248,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh processes per implementation")
     parser.add_argument("--quick", action="store_true", help="3 samples of ~0.1 s, 1 round")
     parser.add_argument("--no-alone", action="store_true", help="interleaved timings only")
+    parser.add_argument("--break", dest="break_", help=argparse.SUPPRESS)  # for the tests
     parser.add_argument("--alone", help=argparse.SUPPRESS)
     parser.add_argument("--section", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             plan += [(section, size) for size in args.sizes.split(",") if size]
     cluster = Cluster(args.workers) if any(s == "dask" for s, _ in plan) else None
     try:
-        problems = [p for section, size in plan for p in check(section, size, cluster)]
+        problems = [p for s, size in plan for p in check(s, size, cluster, args.break_)]
         if problems:
             print("\n".join(problems))
             print("an implementation disagrees with the NumPy target: nothing was timed")

@@ -81,7 +81,8 @@ def _dask():
 
     def to(a):
         a = np.asarray(a)
-        return da.from_array(a, chunks=(2,) + a.shape[1:] if a.ndim else ())
+        # two chunks along the first axis: enough to split every reduction over it
+        return da.from_array(a, chunks=(-(-len(a) // 2),) + a.shape[1:] if a.ndim else ())
 
     # tiny graphs: the threads of the default scheduler cost more than the work
     return to, lambda v: np.asarray(v.compute(scheduler="synchronous"))

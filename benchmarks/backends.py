@@ -36,6 +36,7 @@ call and ratios (the median over rounds of the two times of one round) are print
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import statistics
 import sys
@@ -113,6 +114,15 @@ class Cluster:
     def close(self):
         self.client.close()
         self.cluster.close()
+
+
+@contextlib.contextmanager
+def running(workers: int):
+    cluster = Cluster(workers)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def bind(name: str, section: str, size, cluster: Cluster | None) -> tuple[Callable, Callable]:
@@ -208,10 +218,12 @@ def alone_one(name: str, section: str, size: str, workers: int, samples, seconds
 
 
 def measure_alone(section: str, size, args) -> dict[str, list[float]]:
+    samples = min(args.samples, 3) if section == "dask" else args.samples  # seconds a call
+
     def time_one(name: str) -> dict:
         arguments = [
             *("--alone", name, "--section", section, "--size", str(size)),
-            *("--workers", str(args.workers), "--samples", str(args.samples)),
+            *("--workers", str(args.workers), "--samples", str(samples)),
             *("--seconds", str(args.seconds)),
         ]
         return run_fresh(__file__, arguments, f"{name} alone")
@@ -270,27 +282,34 @@ def main(argv: list[str] | None = None) -> int:
             plan += [("dask", int(float(n))) for n in args.dask_n.split(",") if n]
         else:
             plan += [(section, size) for size in args.sizes.split(",") if size]
-    cluster = Cluster(args.workers) if any(s == "dask" for s, _ in plan) else None
-    try:
-        problems = [p for s, size in plan for p in check(s, size, cluster, args.break_)]
-        if problems:
-            print("\n".join(problems))
-            print("an implementation disagrees with the NumPy target: nothing was timed")
-            return 1
-        print("every implementation agrees with the NumPy target")
-        if cluster is not None:
-            print(f"dask: LocalCluster of {args.workers} worker processes, 1 thread each, "
+    # the cluster's processes live only while the dask section needs them: they
+    # would share the cores with the NumPy and PyTorch timings
+    local, on_cluster = [p for p in plan if p[0] != "dask"], [p for p in plan if p[0] == "dask"]
+    problems = [p for s, size in local for p in check(s, size, None, args.break_)]
+    if on_cluster:
+        with running(args.workers) as cluster:
+            problems += [p for s, n in on_cluster for p in check(s, n, cluster, args.break_)]
+    if problems:
+        print("\n".join(problems))
+        print("an implementation disagrees with the NumPy target: nothing was timed")
+        return 1
+    print("every implementation agrees with the NumPy target")
+    verdicts = []
+    for section, size in local:
+        runs = {name: bind(name, section, size, None)[0] for name in IMPLEMENTATIONS[section]}
+        verdicts += report(
+            section, size, "interleaved", interleaved(runs, args.samples, args.seconds)
+        )
+    if on_cluster:
+        with running(args.workers) as cluster:
+            print(f"\ndask: LocalCluster of {args.workers} worker processes, 1 thread each, "
                   f"at {cluster.client.scheduler.address}")  # fmt: skip
-        verdicts = []
-        for section, size in plan:
-            names = IMPLEMENTATIONS[section]
-            runs = {name: bind(name, section, size, cluster)[0] for name in names}
-            samples = min(args.samples, 3) if section == "dask" else args.samples
-            times = interleaved(runs, samples, args.seconds)
-            verdicts += report(section, size, "interleaved", times)
-    finally:
-        if cluster is not None:
-            cluster.close()
+            for section, n in on_cluster:
+                runs = {
+                    name: bind(name, section, n, cluster)[0] for name in IMPLEMENTATIONS[section]
+                }
+                times = interleaved(runs, min(args.samples, 3), args.seconds)
+                verdicts += report(section, n, "interleaved", times)
     if not args.no_alone:
         for section, size in plan:
             verdicts += report(section, size, "alone", measure_alone(section, size, args))

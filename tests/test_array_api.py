@@ -303,3 +303,17 @@ def test_a_user_name_xp_does_not_clash():
     loss, (gx, gw) = module.f_grad(x, w)
     np.testing.assert_allclose(gx, w * np.exp(x * w))
     assert copy.copy(loss) == pytest.approx(np.exp(x * w).sum())
+
+
+def test_the_docs_show_what_gradc_generates_and_prints():
+    doc = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+    section = doc.split("## Targets: NumPy, or any array library", 1)[1].split("\n## ", 1)[0]
+    generated = compile_source(_source("two_layer_net"), "two_layer_net.grad", target="array-api")
+    shown = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for line in shown.splitlines():
+        if line.strip() != "...":
+            assert line in generated.splitlines(), line
+    error = section.split("```text\n", 1)[1].split("```", 1)[0].strip()
+    with pytest.raises(CompileError) as caught:
+        compile_source(_source("convnet"), "examples/convnet.grad", target="array-api")
+    assert caught.value.render().splitlines()[0] == error

@@ -381,6 +381,7 @@ _WRITTEN_AS = {
     Op.CONV2D_GRAD_WEIGHT: "conv2d",
     Op.MAX_POOL2D_GRAD: "max_pool2d",
     Op.AVG_POOL2D_GRAD: "avg_pool2d",
+    Op.SET_INDEX: "indexed assignment (x[i] = v)",
     Op.INDEX_GRAD: "indexing (its gradient)",
     Op.ADD_AT: "indexing (its gradient) or an indexed +=",
     Op.DIAG_GRAD: "diagonal",

@@ -317,3 +317,49 @@ def test_the_docs_show_what_gradc_generates_and_prints():
     with pytest.raises(CompileError) as caught:
         compile_source(_source("convnet"), "examples/convnet.grad", target="array-api")
     assert caught.value.render().splitlines()[0] == error
+
+
+# A built-in (or construct) the target does not spell, in a program of its own: the
+# error is at it (line 2, this column), names it and the target.
+UNSPELLED_PROGRAMS = {
+    "einsum": ("    return sum(einsum('ij,jk->ik', x, w))", "'einsum'", 16),
+    "pad": ("    return sum(pad(x, ((1, 1), (0, 0))) * 2.0)", "'pad'", 16),
+    "trace": ("    return trace(x @ w)", "'trace'", 12),
+    "diagonal": ("    return sum(diagonal(x @ w))", "'diagonal'", 16),
+    "max_pool2d": ("    return sum(max_pool2d(x[None, None], 2))", "'max_pool2d'", 16),
+    "avg_pool2d": ("    return sum(avg_pool2d(x[None, None], 2))", "'avg_pool2d'", 16),
+    "indexed assignment": ("    x[0] = w[0]\n    return sum(x)", "indexed assignment", 5),
+    "indexed +=": (
+        "    x[0] += w[0]\n    return sum(x)",
+        "indexing (its gradient) or an indexed +=",
+        5,
+    ),
+    "gather's gradient": ("    return sum(w[arange(2)])", "indexing (its gradient)", 16),
+    "prod's gradient": ("    return prod(x)", "prod", 12),
+    "loop": ("    for t in range(2):\n        x = x @ w\n    return sum(x)", "a loop", 5),
+}
+
+
+@pytest.mark.parametrize("what", list(UNSPELLED_PROGRAMS))
+def test_each_unspelled_built_in_is_a_positioned_error(what):
+    body, named, column = UNSPELLED_PROGRAMS[what]
+    text = f"def f(x: [4, 4], w: [4, 4]):\n{body}\n"
+    numpy_module = load_source(compile_source(text, "f.grad"))  # the NumPy target spells it
+    assert hasattr(numpy_module, "f_backward")
+    with pytest.raises(CompileError) as caught:
+        compile_source(text, "f.grad", target="array-api")
+    first = caught.value.render().splitlines()[0]
+    assert first.startswith(f"f.grad:2:{column}: error: {named}"), first
+    assert "has no spelling for target array-api" in first
+
+
+def test_the_built_ins_without_a_spelling_are_the_documented_ones():
+    from gradc.ops import OPS
+    from gradc.targets import ARRAY_API_SPELLINGS
+
+    missing = {OPS[op].name for op in OPS if OPS[op].builtin and op not in ARRAY_API_SPELLINGS}
+    assert missing == {"diagonal", "einsum", "pad", "trace"}
+    doc = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+    section = doc.split("What the target does not spell yet", 1)[1].split("Compiling", 1)[0]
+    for name in [*missing, "conv2d", "prod", "loops"]:
+        assert name in section, name

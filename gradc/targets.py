@@ -58,7 +58,7 @@ def _reduction(name: str) -> Callable:
     """`xp.sum(x, axis=0, keepdims=True)`."""
 
     def spell(args, attrs, node):
-        parts = [args[0]]
+        parts = list(args)
         if attrs.get("axis") is not None:
             parts.append(f"axis={_axis(attrs['axis'])}")
         if attrs.get("keepdims"):
@@ -77,16 +77,30 @@ def _masked(i: int) -> Callable:
 
     def spell(args, attrs, node):
         kinds = [a.dtype == "bool" for a in node.args]
-        if i == 0 and kinds.count(True) == 1 and node.args[kinds.index(False)].shape:
+        mask_node = node.args[kinds.index(True)] if True in kinds else None
+        if (
+            i == 0
+            and kinds.count(True) == 1
+            and mask_node.shape
+            and node.args[kinds.index(False)].shape
+        ):
             mask, other = args[kinds.index(True)], args[kinds.index(False)]
             return f"xp.where({mask}, {other}, 0.0)"
         texts = [
-            f"xp.astype({a}, {_float(node)})" if node.args[k].dtype == "bool" else a
+            _as_float(a, node.args[k], node) if node.args[k].dtype == "bool" else a
             for k, a in enumerate(args)
         ]
         return {0: "{0} * {1}", 1: "{0} / {1}"}[i].format(*texts)
 
     return spell
+
+
+def _as_float(text: str, mask: Node, node: Node) -> str:
+    """A mask in `node`'s float dtype; a scalar mask (`argmax(x) == 4`) may be a
+    Python bool, which becomes an array first."""
+    if not mask.shape:
+        text = f"xp.asarray({text})"
+    return f"xp.astype({text}, {_float(node)})"
 
 
 def _permuted(axes) -> Callable:
@@ -169,6 +183,8 @@ def _index_spellable(node: Node) -> bool:
 
 def _spell_where(args, attrs, node):
     mask, a, b = args
+    if node.args[0].dtype != "bool":  # NumPy's truth of a number: nonzero
+        mask = f"{mask} != 0"
     if not node.args[1].shape and not node.args[2].shape:
         # where(mask, 1.0, 0.1): the standard takes at most one Python number
         device = f"array_api_compat.device({mask})"
@@ -186,8 +202,7 @@ def _spell_with_axis(helper: str) -> Callable:
 
 
 def _spell_logsumexp(args, attrs, node):
-    extra = _reduction("")(["_"], attrs, node)[3:-1]
-    return f"logsumexp(xp, {args[0]}{extra})"
+    return _reduction("logsumexp")(["xp", args[0]], attrs, node)
 
 
 def _spell_squeeze(args, attrs, node):

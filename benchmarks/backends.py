@@ -282,34 +282,33 @@ def main(argv: list[str] | None = None) -> int:
             plan += [("dask", int(float(n))) for n in args.dask_n.split(",") if n]
         else:
             plan += [(section, size) for size in args.sizes.split(",") if size]
-    # the cluster's processes live only while the dask section needs them: they
-    # would share the cores with the NumPy and PyTorch timings
+    # One cluster, started after the local checks and closed before the local timings:
+    # its processes would share the cores with the NumPy and PyTorch timings.
     local, on_cluster = [p for p in plan if p[0] != "dask"], [p for p in plan if p[0] == "dask"]
     problems = [p for s, size in local for p in check(s, size, None, args.break_)]
-    if on_cluster:
-        with running(args.workers) as cluster:
-            problems += [p for s, n in on_cluster for p in check(s, n, cluster, args.break_)]
-    if problems:
-        print("\n".join(problems))
-        print("an implementation disagrees with the NumPy target: nothing was timed")
-        return 1
-    print("every implementation agrees with the NumPy target")
     verdicts = []
-    for section, size in local:
-        runs = {name: bind(name, section, size, None)[0] for name in IMPLEMENTATIONS[section]}
-        verdicts += report(
-            section, size, "interleaved", interleaved(runs, args.samples, args.seconds)
-        )
-    if on_cluster:
-        with running(args.workers) as cluster:
+    with (
+        running(args.workers) if on_cluster and not problems else contextlib.nullcontext()
+    ) as cluster:
+        if cluster is not None:
+            problems += [p for s, n in on_cluster for p in check(s, n, cluster, args.break_)]
+        if problems:
+            print("\n".join(problems))
+            print("an implementation disagrees with the NumPy target: nothing was timed")
+            return 1
+        print("every implementation agrees with the NumPy target")
+        if cluster is not None:
             print(f"\ndask: LocalCluster of {args.workers} worker processes, 1 thread each, "
                   f"at {cluster.client.scheduler.address}")  # fmt: skip
             for section, n in on_cluster:
-                runs = {
-                    name: bind(name, section, n, cluster)[0] for name in IMPLEMENTATIONS[section]
-                }
+                names = IMPLEMENTATIONS[section]
+                runs = {name: bind(name, section, n, cluster)[0] for name in names}
                 times = interleaved(runs, min(args.samples, 3), args.seconds)
                 verdicts += report(section, n, "interleaved", times)
+    for section, size in local:
+        runs = {name: bind(name, section, size, None)[0] for name in IMPLEMENTATIONS[section]}
+        times = interleaved(runs, args.samples, args.seconds)
+        verdicts += report(section, size, "interleaved", times)
     if not args.no_alone:
         for section, size in plan:
             verdicts += report(section, size, "alone", measure_alone(section, size, args))

@@ -50,12 +50,18 @@ class GeneratedModule(types.ModuleType):
 
 
 def load(
-    path: str | Path, wrt: list[str] | None = None, jvp: bool = False, hvp: bool = False
+    path: str | Path,
+    wrt: list[str] | None = None,
+    jvp: bool = False,
+    hvp: bool = False,
+    target: str = "numpy",
 ) -> GeneratedModule:
-    """Compile a `.grad` file and import the result, writing nothing."""
+    """Compile a `.grad` file and import the result, writing nothing
+    (`target="array-api"`: a module for any array API namespace)."""
     path = Path(path)
     text = read_source(path)
-    module = load_source(compile_source(text, str(path), wrt, jvp, hvp), name=path.stem)
+    generated = compile_source(text, str(path), wrt, jvp, hvp, target=target)
+    module = load_source(generated, name=path.stem)
     module.__gradc_source__ = text
     module.__gradc_filename__ = str(path)
     return module

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import black
 import jinja2
 
+from gradc import targets
 from gradc.ir import Node, reachable
 from gradc.loops import size_node
 from gradc.ops import ARITHMETIC, COMPARISON_GROUP, OPS, REDUCTION, UPDATES, Op
@@ -176,8 +177,20 @@ def statement_lines(
         if OPS[line.node.op].statement and line.node is line.target and not line.update:
             out += _statements(line, sched)
         else:
-            out.append(f"{line.var} {line.update or ''}= " + _line_expression(line, sched, scalar))
+            text = _line_expression(line, sched, scalar)
+            if line.update and line.node.dtype == "bool" and not targets.current().numpy:
+                out.append(_masked_update(line.var, line.update, text))
+                continue
+            out.append(f"{line.var} {line.update or ''}= " + text)
     return out
+
+
+def _masked_update(var: str, update: str, mask: str) -> str:
+    """`g *= h > 0` in an array-API module: the standard never mixes bools
+    with floats, so `g = xp.where(h > 0, g, 0.0)` (one pass, as `*=` is)."""
+    if update == "*":
+        return f"{var} = xp.where({mask}, {var}, 0.0)"
+    return f"{var} {update}= xp.astype({mask}, {var}.dtype)"
 
 
 def _loop_statements(line, sched: Schedule, defined: set[str] | None) -> list[str]:
@@ -267,8 +280,14 @@ def _statements(line, sched: Schedule) -> list[str]:
 def _line_expression(line, sched: Schedule, scalar: bool = False) -> str:
     text, prec = _spell(line.node, sched, top=line.node is line.target, scalar=scalar)
     if line.copy:
-        return f"{text if prec >= ATOM else f'({text})'}.copy()"
+        return _copied(text, prec)
     return text
+
+
+def _copied(text: str, prec: int) -> str:
+    if not targets.current().numpy:  # the standard has no .copy()
+        return f"xp.asarray({text}, copy=True)"
+    return f"{text if prec >= ATOM else f'({text})'}.copy()"
 
 
 def expression(node: Node, sched: Schedule, top: bool = False) -> str:
@@ -285,13 +304,13 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
     if node.op is Op.NAME:
         return _spell(node.args[0], sched, scalar=scalar)
     if node.op is Op.CONST:
-        return literal(node.attr("value"), scalar)
+        return literal(node.attr("value"), scalar or not targets.current().numpy)
     if node.op is Op.INDEX:  # `x[H : 2 * H]`: black's spacing depends on the bounds' text
         x, prec = _spell(node.args[0], sched)
         x = x if prec >= ATOM else f"({x})"
         rest = [_spell(a, sched)[0] for a in node.args[1:]]
-        return OPS[Op.INDEX].spelling([x, *rest], dict(node.attrs), node), ATOM
-    form = _form(node, scalar)
+        return targets.current().spelling(Op.INDEX)([x, *rest], dict(node.attrs), node), ATOM
+    form = _form(node, scalar or _number_of_sizes(node))
     args = []
     for i, arg in enumerate(node.args):
         text, prec = _spell(arg, sched, scalar=scalar)
@@ -315,6 +334,17 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
         # array), which would widen float32 arrays; the Python number does not
         return (f"float({text})", ATOM) if node.op not in _INT_KEEPING else (f"{text}.item()", ATOM)
     return text, form.prec
+
+
+def _number_of_sizes(node: Node) -> bool:
+    """A Python number made of sizes (`sqrt(D)`) in an array-API module: spelled
+    with `math`, as on the scalar path, since the standard's functions take arrays."""
+    return (
+        node.dtype == "weak"
+        and not node.shape
+        and OPS[node.op].scalar is not None
+        and not targets.current().numpy
+    )
 
 
 # On the scalar path, ops whose number arguments stay as written (`1 - L`,
@@ -379,6 +409,8 @@ def _form(node: Node, scalar: bool = False) -> _Form:
         key = (node.op, node.attrs, True, *(_constant(a) for a in node.args))
     else:
         key = (node.op, node.attrs, len(node.shape), *(len(a.shape) for a in node.args))
+        if not targets.current().numpy:  # spellings look at dtypes too (a bool mask)
+            key += (targets.current().name, node.dtype, *(a.dtype for a in node.args))
     form = _FORMS.get(key)
     if form is None:
         form = _FORMS[key] = _form_of(node, scalar)
@@ -393,7 +425,7 @@ _FORMS: dict[tuple, _Form] = {}
 
 
 def _form_of(node: Node, scalar: bool = False) -> _Form:
-    spelling = OPS[node.op].scalar if scalar else OPS[node.op].spelling
+    spelling = OPS[node.op].scalar if scalar else targets.current().spelling(node.op)
     holders = [f"_gradc_arg{i}_" for i in range(len(node.args))]
     if callable(spelling):
         text = spelling(holders, dict(node.attrs), node)
@@ -475,27 +507,27 @@ def literal(value, scalar: bool = False) -> tuple[str, int]:
 def helpers_for(nodes, scalar_nodes=()) -> list[str]:
     """Source of the helper functions these nodes call (`scalar_nodes`: nodes
     spelled on the scalar path), in file order."""
-    wanted = set()
+    target = targets.current()
+    wanted = set() if target.numpy else {"array_namespace"}
     for n in scalar_nodes:
         wanted.update(OPS[n.op].scalar_helpers)
     stack = list(nodes)
     while stack:
         n = stack.pop()
-        helpers = OPS[n.op].helpers
-        wanted.update(helpers(n) if callable(helpers) else helpers)
+        wanted.update(target.helpers(n))
         if n.op is Op.LOOP:  # and the body's
             stack.extend(reachable(*n.attr("loop").body.outputs))
-    return [src for name, src in _helper_sources().items() if name in wanted]
+    return [src for name, src in _helper_sources(target.helpers_file).items() if name in wanted]
 
 
 def helper_names() -> list[str]:
     """Every helper a generated module may define (reserved for them)."""
-    return list(_helper_sources())
+    return list(_helper_sources(targets.current().helpers_file))
 
 
 @functools.cache
-def _helper_sources() -> dict[str, str]:
-    text = (data_dir("templates") / "helpers.py").read_text(encoding="utf-8")
+def _helper_sources(filename: str = "helpers.py") -> dict[str, str]:
+    text = (data_dir("templates") / filename).read_text(encoding="utf-8")
     tree = ast.parse(text)
     return {
         fn.name: ast.get_source_segment(text, fn)
@@ -536,6 +568,7 @@ def render_module(
         source_name=source_name,
         source_sha256=source_sha256,
         uses_numpy="np." in body_text,
+        uses_array_api="array_api_compat." in body_text,
         uses_math="math." in body_text,
         helpers=helpers,
         functions=functions,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import keyword
+import re
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 
-from gradc import __version__
+from gradc import __version__, targets
 from gradc import syntax as S
 from gradc.autodiff import differentiate
 from gradc.codegen import EmittedFunction, helper_names, helpers_for, render_module, statement_lines
@@ -88,21 +89,25 @@ def compile_source(
     wrt: list[str] | None = None,
     jvp: bool = False,
     hvp: bool = False,
+    target: str = targets.NUMPY,
 ) -> str:
     """Compile the text of a `.grad` file to the source of a Python module.
     `jvp` and `hvp` act as `@jvp` and `@hvp` on every def (`hvp`: every def
-    whose output is a float scalar)."""
-    return build_families(parse(text, filename), wrt, jvp, hvp).source()
+    whose output is a float scalar); `target`: "numpy", or "array-api" for any
+    array API namespace."""
+    with targets.compiling_for(target):
+        return build_families(parse(text, filename), wrt, jvp, hvp).source()
 
 
-def compile_expression(text: str, name: str = "f") -> str:
+def compile_expression(text: str, name: str = "f", target: str = targets.NUMPY) -> str:
     """Expression mode: one expression, its free names as scalar inputs."""
     filename = "<expression>"
     if not (name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):
         raise CompileError(f"function name {name!r} is not a valid Python identifier")
     expr = parse_expression(text, filename)
     module = S.Module(filename, text, defs=[expression_def(expr, name)])
-    return build_families(module).source()
+    with targets.compiling_for(target):
+        return build_families(module).source()
 
 
 def build_families(
@@ -118,6 +123,7 @@ def build_families(
         check_def_names(module)
         check_calls(module)
         reserved = {n for d in module.defs for n in _api_names(d.name)} | set(helper_names())
+        reserved |= targets.current().reserved
         errors: dict[tuple, CompileError] = {}  # one error per def; a callee's error once
         operations, steps = 0, Steps()
         for d in module.defs:
@@ -304,11 +310,11 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         grad_fn = back if not fn.several else _passed(differentiate(fn, True))
         hessian = _passed(hvp(specialize_seed(grad_fn, lecture=False)))
     # each function on its own: they are graphs of their own, whose node ids overlap
-    scalar = takes_scalar_path(reachable(*fn.outputs)) and all(
-        takes_scalar_path(reachable(*f.roots()))
-        for f in (back, flat, tangents, hessian)
-        if f is not None
-    )
+    made = [fn.outputs] + [f.roots() for f in (back, flat, tangents, hessian) if f is not None]
+    every = [reachable(*roots) for roots in made]
+    for nodes in every:
+        targets.check_spellable(nodes)  # an op the target cannot spell: an error at it
+    scalar = targets.current().numpy and all(takes_scalar_path(nodes) for nodes in every)
 
     # f: the forward pass alone.
     namer = Namer(reserved)
@@ -353,7 +359,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             if seed is None or seed.id not in read:
                 continue
             var = joint.name_of(out)
-            zero = f"np.zeros_like({var})" if out.shape else "0.0"
+            zero = f"{_lib()}.zeros_like({var})" if out.shape else "0.0"
             defaults.append(f"{name} = {zero} if {name} is None else {name}")
             if out.shape and var not in cache:
                 cache.append(var)
@@ -424,6 +430,8 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             emitted, spelled = emit(base, made, fn, reserved, scalar)
             functions.append(emitted)
             nodes += spelled
+    if not targets.current().numpy:
+        functions = [_with_namespace(f) for f in functions]
     return Family(d, fn, back, flat, functions, nodes, scalar, tangents, hessian)
 
 
@@ -505,6 +513,21 @@ def _hvp_function(base, hess: Function, fn: Function, reserved, scalar) -> Emitt
 
 def _joined(names: list[str]) -> str:
     return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def _lib() -> str:
+    return "np" if targets.current().numpy else "xp"
+
+
+def _with_namespace(fn: EmittedFunction) -> EmittedFunction:
+    """An array-API function computes with its arguments' namespace
+    (`xp = array_namespace(X, W)`): its inputs', or for a backward pass its
+    gradients' and cache's."""
+    if not any(re.search(r"\bxp\b", line) for line in fn.body):
+        return fn
+    arrays = fn.params if fn.unpack is None else [*fn.params[:-1], *fn.unpack]
+    fn.body = [f"xp = array_namespace({', '.join(arrays)})", *fn.body]
+    return fn
 
 
 def _forward_ids(fn: Function) -> set[int]:

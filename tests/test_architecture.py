@@ -1,7 +1,7 @@
 """The shape of the compiler (STYLE.md): data flows one way through the stages.
 
 parse -> lower -> autodiff -> forward -> passes -> schedule -> codegen -> compiler -> api, with
-the modules every stage shares (errors, syntax, ops, ir, rewrites, resources) at the
+the modules every stage shares (errors, syntax, ops, ir, rewrites, resources, targets) at the
 bottom. `gradc check` and `gradc graph` sit on top of the compiler and reach the stages
 only through its one builder, `build_families`; the CLI comes next, and last what
 meets users where they already work (the notebook magic, the pytest plugin and its
@@ -23,7 +23,7 @@ from gradc import compile_source
 PACKAGE = Path(gradc.__file__).resolve().parent
 
 LAYERS = [
-    {"errors", "syntax", "dims", "ops", "ir", "loops", "rewrites", "resources"},
+    {"errors", "syntax", "dims", "ops", "ir", "loops", "rewrites", "resources", "targets"},
     {"parse"},
     {"lower"},
     {"autodiff"},

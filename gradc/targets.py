@@ -1,0 +1,506 @@
+"""Targets: which library the generated module computes with.
+
+- `numpy` (the default): the op table's spellings (`np.exp({0})`), exactly.
+- `array-api`: the Python array API standard, through `array_api_compat`, so
+  one module runs on NumPy, PyTorch, CuPy, Dask and JAX arrays. Each generated
+  function starts with `xp = array_namespace(...)` of its inputs, and every op
+  is spelled with `xp.` functions and the standard's array methods only.
+
+`ARRAY_API` below is the array-API spelling of each op, keyed by op, beside
+(not inside) the op table: a spelling is a template over the op's arguments or
+a function `(args, attrs, node) -> text`, as in `gradc/ops.py`. An op missing
+here has no array-API spelling: compiling a program that uses it for this
+target is an error at the op's position that names the built-in and the
+target (`check_spellable`).
+
+The choices the standard forces, each made once here:
+- comparisons give bool arrays, which the standard never mixes with floats in
+  arithmetic: a mask is multiplied as `xp.astype(mask, dtype)`;
+- integer-array indexing is not in the standard: `pick` and one-hot compare
+  labels with `xp.arange(C)`; `E[ids]` is `xp.take`;
+- no `x.T` beyond 2-D, no methods such as `.sum()` or `.copy()`: functions;
+- no item assignment on every library (JAX arrays are immutable): ops that
+  write into an array (indexed assignment, scatter-add, loops that stack
+  their steps) have no array-API spelling yet;
+- the default float dtype is the library's (PyTorch: float32): constructors
+  name their dtype;
+- a value computed from sizes alone is a Python number, spelled with `math`
+  (the row's scalar spelling), since `xp.sqrt(4)` is not defined.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from gradc.errors import CompileError
+from gradc.ir import Node, reachable
+from gradc.ops import OPS, Op, format_shape
+
+NUMPY = "numpy"
+ARRAY_API = "array-api"
+TARGETS = (NUMPY, ARRAY_API)
+
+_DTYPES = {"f64": "xp.float64", "f32": "xp.float32", "int": "xp.int64", "bool": "xp.bool"}
+
+
+def _float(node: Node) -> str:
+    return _DTYPES["f32" if node.dtype == "f32" else "f64"]
+
+
+def _axis(axis) -> str:
+    return str(axis[0]) if len(axis) == 1 else "(" + ", ".join(map(str, axis)) + ")"
+
+
+def _reduction(name: str) -> Callable:
+    """`xp.sum(x, axis=0, keepdims=True)`."""
+
+    def spell(args, attrs, node):
+        parts = list(args)
+        if attrs.get("axis") is not None:
+            parts.append(f"axis={_axis(attrs['axis'])}")
+        if attrs.get("keepdims"):
+            parts.append("keepdims=True")
+        if attrs.get("ddof"):
+            ddof = attrs["ddof"]
+            parts.append(f"correction={int(ddof) if ddof == int(ddof) else ddof}")
+        return f"{name}({', '.join(parts)})"
+
+    return spell
+
+
+def _masked(i: int) -> Callable:
+    """A product (`g * (h > 0)`): `xp.where(h > 0, g, 0.0)` for an array g, else
+    the bool argument in the float dtype."""
+
+    def spell(args, attrs, node):
+        kinds = [a.dtype == "bool" for a in node.args]
+        mask_node = node.args[kinds.index(True)] if True in kinds else None
+        if (
+            i == 0
+            and kinds.count(True) == 1
+            and mask_node.shape
+            and node.args[kinds.index(False)].shape
+        ):
+            mask, other = args[kinds.index(True)], args[kinds.index(False)]
+            return f"xp.where({mask}, {other}, 0.0)"
+        texts = [
+            _as_float(a, node.args[k], node) if node.args[k].dtype == "bool" else a
+            for k, a in enumerate(args)
+        ]
+        return {0: "{0} * {1}", 1: "{0} / {1}"}[i].format(*texts)
+
+    return spell
+
+
+def _as_float(text: str, mask: Node, node: Node) -> str:
+    """A mask in `node`'s float dtype; a scalar mask (`argmax(x) == 4`) may be a
+    Python bool, which becomes an array first."""
+    if not mask.shape:
+        text = f"xp.asarray({text})"
+    return f"xp.astype({text}, {_float(node)})"
+
+
+def _permuted(axes) -> Callable:
+    return lambda x: f"xp.permute_dims({x}, ({', '.join(map(str, axes))}))"
+
+
+def _spell_transpose(args, attrs, node):
+    rank = len(node.shape)
+    axes = attrs.get("axes") or tuple(reversed(range(rank)))
+    if rank < 2 or axes == tuple(range(rank)):
+        return args[0]
+    if rank == 2:
+        return f"{args[0]}.T"
+    return _permuted(axes)(args[0])
+
+
+def _spell_swapaxes(args, attrs, node):
+    rank = len(node.shape)
+    a, b = (axis % rank for axis in attrs["axes"])
+    axes = list(range(rank))
+    axes[a], axes[b] = axes[b], axes[a]
+    return _permuted(axes)(args[0]) if a != b else args[0]
+
+
+def _tuple(items) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _spell_size(args, attrs, node):
+    (x,) = args
+    axis = attrs["axis"]
+    if axis == tuple(range(len(node.args[0].shape))) and len(axis) > 1:
+        return f"math.prod({x}.shape)"
+    return " * ".join(f"{x}.shape[{i}]" for i in axis)
+
+
+def _spell_count(args, attrs, node):
+    mask, like = args
+    return _reduction("xp.sum")([f"xp.astype({mask}, {like}.dtype)"], attrs, node)
+
+
+def _spell_broadcast_like(args, attrs, node):
+    g, like = args
+    axis, keepdims = attrs["axis"], attrs["keepdims"]
+    if axis is None and not keepdims:  # an array of its own, as np.full_like's
+        if node.args[0].dtype == "weak":
+            return f"xp.full_like({like}, {g})"
+        return f"xp.zeros_like({like}) + {g}"  # g may be a 0-d array: full_like takes numbers
+    if not keepdims and axis is not None:
+        g = g + "[" + ", ".join("None" if i in axis else ":" for i in range(len(node.shape))) + "]"
+    return f"xp.broadcast_to({g}, {like}.shape)"
+
+
+def _spell_constructor(name: str) -> Callable:
+    def spell(args, attrs, node):
+        fill, sizes = ([f", {args[0]}"], args[1:]) if name == "full" else ([], args)
+        return f"xp.{name}({_tuple(sizes)}{''.join(fill)}, dtype={_DTYPES[attrs['dtype']]})"
+
+    return spell
+
+
+def _spell_index(args, attrs, node):
+    from gradc.ops import index_text
+
+    index = attrs["index"]
+    if any(e[0] == "array" for e in index):
+        # E[ids]: the standard has integer-array indexing only as take
+        return f"xp.take({args[0]}, {args[1]}, axis=0)"
+    return f"{args[0]}[{index_text(index, args[1:])}]"
+
+
+def _index_spellable(node: Node) -> bool:
+    index = node.attr("index")
+    arrays = [e for e in index if e[0] == "array"]
+    if not arrays:
+        return True
+    # one integer array of rank 1 on the first axis, nothing else: xp.take
+    return len(index) == 1 and len(node.args[1].shape) == 1
+
+
+def _spell_where(args, attrs, node):
+    mask, a, b = args
+    if node.args[0].dtype != "bool":  # NumPy's truth of a number: nonzero
+        mask = f"{mask} != 0"
+    if not node.args[1].shape and not node.args[2].shape:
+        # where(mask, 1.0, 0.1): the standard takes at most one Python number
+        device = f"array_api_compat.device({mask})"
+        a = f"xp.asarray({a}, dtype={_float(node)}, device={device})"
+    return f"xp.where({mask}, {a}, {b})"
+
+
+def _spell_onehot_classes(args, attrs, node):
+    dtype = _DTYPES[attrs["dtype"]]
+    return f"xp.astype({args[0]}[..., None] == xp.arange({args[1]}), {dtype})"
+
+
+def _spell_with_axis(helper: str) -> Callable:
+    return lambda args, attrs, node: f"{helper}(xp, {args[0]}, axis={attrs['axis']})"
+
+
+def _spell_logsumexp(args, attrs, node):
+    return _reduction("logsumexp")(["xp", args[0]], attrs, node)
+
+
+def _spell_squeeze(args, attrs, node):
+    return f"xp.squeeze({args[0]}, axis={_axis(attrs['axis'])})"
+
+
+def _spell_joined(name: str) -> Callable:
+    def spell(args, attrs, node):
+        return f"xp.{name}({_tuple(args)}, axis={attrs['axis']})"
+
+    return spell
+
+
+def _spell_tile(args, attrs, node):
+    return f"xp.tile({args[0]}, {_tuple([str(r) for r in attrs['reps']])})"
+
+
+# ---------------------------------------------------------------- the table
+# The same function under the same name in NumPy and in the standard.
+_SAME_NAME = {
+    Op.EXP: "exp",
+    Op.LOG: "log",
+    Op.LOG1P: "log1p",
+    Op.EXPM1: "expm1",
+    Op.SQRT: "sqrt",
+    Op.ABS: "abs",
+    Op.SIGN: "sign",
+    Op.FLOOR: "floor",
+    Op.CEIL: "ceil",
+    Op.ROUND: "round",
+    Op.SIN: "sin",
+    Op.COS: "cos",
+    Op.TAN: "tan",
+    Op.TANH: "tanh",
+    Op.SINH: "sinh",
+    Op.COSH: "cosh",
+    Op.LOG2: "log2",
+    Op.LOG10: "log10",
+    Op.SQUARE: "square",
+    # NumPy's arc- names are the standard's a- names
+    Op.ARCSIN: "asin",
+    Op.ARCCOS: "acos",
+    Op.ARCTAN: "atan",
+    Op.ARCSINH: "asinh",
+}
+
+ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
+    **{op: f"xp.{name}({{0}})" for op, name in _SAME_NAME.items()},
+    # operators: the standard's, with Python's precedence
+    Op.ADD: "{0} + {1}",
+    Op.SUB: "{0} - {1}",
+    Op.MUL: _masked(0),
+    Op.DIV: _masked(1),
+    Op.POW: "{0} ** {1}",
+    Op.FLOORDIV: "{0} // {1}",
+    Op.NEG: "-{0}",
+    Op.LT: "{0} < {1}",
+    Op.LE: "{0} <= {1}",
+    Op.GT: "{0} > {1}",
+    Op.GE: "{0} >= {1}",
+    Op.EQ: "{0} == {1}",
+    Op.NE: "{0} != {1}",
+    Op.MATMUL: "{0} @ {1}",
+    Op.RECIPROCAL: "1 / {0}",
+    # elementwise
+    Op.ARCTAN2: "xp.atan2({0}, {1})",
+    Op.EXP2: "2.0 ** {0}",
+    Op.RELU: "xp.maximum({0}, 0.0)",
+    Op.HARD_TANH: "xp.clip({0}, -1.0, 1.0)",
+    Op.HARD_SIGMOID: "xp.clip({0} / 6 + 0.5, 0.0, 1.0)",
+    Op.LOGIT: "xp.log({0} / (1 - {0}))",
+    Op.CLIP: "xp.clip({0}, {1}, {2})",
+    Op.MAXIMUM: "xp.maximum({0}, {1})",
+    Op.MINIMUM: "xp.minimum({0}, {1})",
+    Op.WHERE: _spell_where,
+    Op.SIGMOID: "sigmoid(xp, {0})",
+    Op.LOG_SIGMOID: "log_sigmoid(xp, {0})",
+    Op.SOFTPLUS: "softplus(xp, {0})",
+    Op.LEAKY_RELU: "leaky_relu(xp, {0}, {alpha})",
+    Op.ELU: "elu(xp, {0}, {alpha})",
+    Op.SWISH: "swish(xp, {0})",
+    Op.MISH: "mish(xp, {0})",
+    Op.GELU: "gelu(xp, {0})",
+    Op.GELU_GRAD: "gelu_grad(xp, {0})",
+    Op.ERF: "erf(xp, {0})",
+    # constructors name their dtype: PyTorch's default float is float32
+    Op.ZEROS_LIKE: "xp.zeros_like({0})",
+    Op.ONES_LIKE: "xp.ones_like({0})",
+    Op.ZEROS: _spell_constructor("zeros"),
+    Op.ONES: _spell_constructor("ones"),
+    Op.FULL: _spell_constructor("full"),
+    Op.ARANGE: "xp.arange({0})",
+    Op.EYE: lambda args, attrs, node: f"xp.eye({args[0]}, dtype={_DTYPES[attrs['dtype']]})",
+    # shapes and linear algebra
+    Op.INDEX: _spell_index,
+    Op.TRANSPOSE: _spell_transpose,
+    Op.SWAPAXES: _spell_swapaxes,
+    Op.OUTER: "{0}[:, None] * {1}[None, :]",
+    Op.RESHAPE: lambda args, attrs, node: f"xp.reshape({args[0]}, {_tuple(args[1:])})",
+    Op.RESHAPE_LIKE: "xp.reshape({0}, {1}.shape)",
+    Op.SQUEEZE: _spell_squeeze,
+    Op.BROADCAST_TO: lambda args, attrs, node: f"xp.broadcast_to({args[0]}, {_tuple(args[1:])})",
+    Op.CONCATENATE: _spell_joined("concat"),
+    Op.STACK: _spell_joined("stack"),
+    Op.REPEAT: lambda args, attrs, node: (
+        f"xp.repeat({args[0]}, {attrs['repeats']}, axis={attrs['axis']})"
+    ),
+    Op.TILE: _spell_tile,
+    Op.FLIP: lambda args, attrs, node: f"xp.flip({args[0]}, axis={_axis(attrs['axis'])})",
+    Op.EXPAND: lambda args, attrs, node: (
+        args[0]
+        + "["
+        + ", ".join("None" if i in attrs["axis"] else ":" for i in range(len(node.shape)))
+        + "]"
+    ),
+    Op.BROADCAST_LIKE: _spell_broadcast_like,
+    Op.SIZE: _spell_size,
+    Op.COUNT: _spell_count,
+    # reductions
+    Op.SUM: _reduction("xp.sum"),
+    Op.MEAN: _reduction("xp.mean"),
+    Op.MAX: _reduction("xp.max"),
+    Op.MIN: _reduction("xp.min"),
+    Op.PROD: _reduction("xp.prod"),
+    Op.VAR: _reduction("xp.var"),
+    Op.STD: _reduction("xp.std"),
+    Op.NORM: lambda args, attrs, node: _reduction("xp.sqrt(xp.sum")(
+        [f"{args[0]} * {args[0]}"], attrs, node
+    )
+    + ")",
+    Op.ARGMAX: _reduction("xp.argmax"),
+    Op.ARGMIN: _reduction("xp.argmin"),
+    Op.LOGSUMEXP: _spell_logsumexp,
+    Op.CUMSUM: "xp.cumulative_sum({0}, axis={1})",
+    Op.REVERSED_CUMSUM: "reversed_cumsum(xp, {0}, axis={1})",
+    # neural nets
+    Op.SOFTMAX: _spell_with_axis("softmax"),
+    Op.LOG_SOFTMAX: _spell_with_axis("log_softmax"),
+    Op.CROSS_ENTROPY: "-xp.mean(pick(xp, {2}, {1}))",
+    Op.PICK: "pick(xp, {0}, {1})",
+    Op.ONEHOT: "onehot(xp, {0}, {1})",
+    Op.ONEHOT_CLASSES: _spell_onehot_classes,
+    Op.BATCH_NORM: OPS[Op.BATCH_NORM].spelling,  # operators and x[:, None] only
+    Op.LAYER_NORM: "{1} * {3} + {2}",
+    Op.STANDARDIZE: "{0} / {1}",
+    Op.SOFTMAX_RATIO: "{0} / {1}",
+}
+
+# The helpers (templates/helpers_array_api.py) each spelling calls.
+ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
+    Op.SIGMOID: ("sigmoid",),
+    Op.LOG_SIGMOID: ("log_sigmoid",),
+    Op.SOFTPLUS: ("softplus",),
+    Op.LEAKY_RELU: ("leaky_relu",),
+    Op.ELU: ("elu",),
+    Op.SWISH: ("sigmoid", "swish"),
+    Op.MISH: ("softplus", "mish"),
+    Op.GELU: ("gelu",),
+    Op.GELU_GRAD: ("gelu_grad",),
+    Op.ERF: ("erf",),
+    Op.LOGSUMEXP: ("_reduced", "logsumexp"),
+    Op.REVERSED_CUMSUM: ("reversed_cumsum",),
+    Op.SOFTMAX: ("softmax",),
+    Op.LOG_SOFTMAX: ("log_softmax",),
+    Op.CROSS_ENTROPY: ("classes", "pick"),
+    Op.PICK: ("classes", "pick"),
+    Op.ONEHOT: ("classes", "onehot"),
+}
+
+# Why an op has no array-API spelling (yet), for its error message.
+_WHY_NOT = {
+    Op.SET_INDEX: "indexed assignment writes into an array, which JAX's arrays forbid",
+    Op.ADD_AT: "a scatter-add writes into an array, which JAX's arrays forbid",
+    Op.INDEX_GRAD: "the gradient of an indexing writes into an array",
+    Op.DIAG_GRAD: "the gradient of diagonal writes into an array",
+    Op.LOOP: "a loop stacks its steps into an array by item assignment",
+    Op.EINSUM: "the standard has no einsum",
+    Op.PAD: "the standard has no pad",
+    Op.TRACE: "the standard has trace only in its linalg extension",
+    Op.DIAGONAL: "the standard has diagonal only in its linalg extension",
+    Op.PROD_OF_OTHERS: "the gradient of prod needs a cumulative product",
+}
+_WINDOWS = "its windows are strided views, which the standard lacks"
+for _op in (Op.CONV2D, Op.CONV2D_GRAD_INPUT, Op.CONV2D_GRAD_WEIGHT, Op.MAX_POOL2D,
+            Op.MAX_POOL2D_GRAD, Op.AVG_POOL2D, Op.AVG_POOL2D_GRAD):  # fmt: skip
+    _WHY_NOT[_op] = _WINDOWS
+
+# The built-in a user wrote, for an op that only its derivative makes.
+_WRITTEN_AS = {
+    Op.CONV2D_GRAD_INPUT: "conv2d",
+    Op.CONV2D_GRAD_WEIGHT: "conv2d",
+    Op.MAX_POOL2D_GRAD: "max_pool2d",
+    Op.AVG_POOL2D_GRAD: "avg_pool2d",
+    Op.SET_INDEX: "indexed assignment (x[i] = v)",
+    Op.INDEX_GRAD: "indexing (its gradient)",
+    Op.ADD_AT: "indexing (its gradient) or an indexed +=",
+    Op.DIAG_GRAD: "diagonal",
+    Op.PROD_OF_OTHERS: "prod",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What codegen needs to know about a target, beyond the op spellings."""
+
+    name: str
+    spellings: dict | None  # None: the op table's own
+    helpers_file: str
+    imports: str  # the top-level module the generated code imports ("np." / "xp.")
+    reserved: frozenset = field(default_factory=frozenset)
+
+    @property
+    def numpy(self) -> bool:
+        return self.spellings is None
+
+    def spelling(self, op: Op):
+        if self.spellings is None:
+            return OPS[op].spelling
+        return self.spellings[op]
+
+    def helpers(self, node: Node) -> tuple[str, ...]:
+        if self.spellings is None:
+            helpers = OPS[node.op].helpers
+            return helpers(node) if callable(helpers) else helpers
+        return ARRAY_API_HELPERS.get(node.op, ())
+
+
+_TARGETS = {
+    NUMPY: Target(NUMPY, None, "helpers.py", "numpy"),
+    ARRAY_API: Target(
+        ARRAY_API,
+        ARRAY_API_SPELLINGS,
+        "helpers_array_api.py",
+        "array_api_compat",
+        frozenset({"xp", "array_api_compat", "array_namespace"}),
+    ),
+}
+
+_CURRENT: contextvars.ContextVar[Target] = contextvars.ContextVar(
+    "gradc_target", default=_TARGETS[NUMPY]
+)
+
+
+def current() -> Target:
+    """The target being compiled for (numpy unless inside `compiling_for`)."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def compiling_for(name: str) -> Iterator[Target]:
+    """Compile for target `name` within the block."""
+    if name not in _TARGETS:
+        raise CompileError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+    token = _CURRENT.set(_TARGETS[name])
+    try:
+        yield _TARGETS[name]
+    finally:
+        _CURRENT.reset(token)
+
+
+def check_spellable(nodes) -> None:
+    """An error at the first node (in file order) whose op has no spelling
+    in the current target, naming the built-in and the target."""
+    target = current()
+    if target.numpy:
+        return
+    missing: list[Node] = []
+    stack, seen = list(nodes), set()
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if n.op is Op.LOOP:
+            missing.append(n)
+            stack.extend(reachable(*n.attr("loop").body.outputs))
+            continue
+        if n.op in (Op.INPUT, Op.CONST, Op.NAME, Op.PLACEHOLDER, Op.LOOP_OUT):
+            continue
+        if n.op not in target.spellings or (n.op is Op.INDEX and not _index_spellable(n)):
+            missing.append(n)
+    if not missing:
+        return
+    node = min(
+        missing,
+        key=lambda n: (
+            n.pos is None,
+            n.pos and (n.pos.line, n.pos.column),
+            n.op in _WRITTEN_AS,  # at one position, the op the user wrote first
+        ),
+    )
+    name = _WRITTEN_AS.get(node.op, OPS[node.op].name)
+    why = _WHY_NOT.get(node.op)
+    if node.op is Op.INDEX:
+        why = f"integer-array indexing beyond E[ids] on {format_shape(node.args[0].shape)}"
+    what = "a loop" if node.op is Op.LOOP else (name if node.op in _WRITTEN_AS else f"'{name}'")
+    raise CompileError(
+        f"{what} has no spelling for target {target.name}" + (f" ({why})" if why else ""),
+        node.pos,
+        hint="compile with --target numpy, or write it with built-ins the array API has",
+    )

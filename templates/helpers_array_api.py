@@ -1,0 +1,179 @@
+# The helpers of templates/helpers.py for the array-API target (gradc/targets.py):
+# the same functions, written with the Python array API standard alone, on the
+# namespace `xp` the generated function passes in (NumPy, PyTorch, CuPy, Dask,
+# JAX, array-api-strict). Each is numerically stable for every finite float64
+# input, as its NumPy twin, and keeps float32 as float32. No item assignment:
+# JAX arrays are immutable. This file is data: gradc copies functions out of it
+# by name.
+import array_api_compat
+
+
+def array_namespace(*values):
+    # The array API namespace of the arrays among `values`: array_api_compat's, which
+    # wraps PyTorch, CuPy, Dask and JAX in the standard. NumPy (2.1 on) is the standard
+    # itself: its own functions, without the wrapper's cost a call. NumPy's when every
+    # value is a Python number.
+    arrays = [v for v in values if not isinstance(v, (bool, int, float))]
+    if not arrays:
+        from array_api_compat import numpy as xp  # imported on first use
+
+        return xp
+    if all(array_api_compat.is_numpy_array(v) for v in arrays):
+        xp = array_api_compat.array_namespace(*arrays, use_compat=False)
+        if hasattr(xp, "cumulative_sum"):
+            return xp
+    return array_api_compat.array_namespace(*arrays)
+
+
+def sigmoid(xp, x):
+    # exp(-|x|) never overflows; each branch avoids cancellation on its side.
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus(xp, x):
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), computed without overflow.
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def log_sigmoid(xp, x):
+    # log(sigmoid(x)) = -softplus(-x), computed without overflow.
+    return -(xp.maximum(-x, 0.0) + xp.log1p(xp.exp(-xp.abs(x))))
+
+
+def leaky_relu(xp, x, alpha):
+    return xp.where(x > 0, x, alpha * x)
+
+
+def elu(xp, x, alpha):
+    # expm1 of min(x, 0): the branch xp.where discards never overflows.
+    return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0.0)))
+
+
+def swish(xp, x):
+    return x * sigmoid(xp, x)
+
+
+def erf(xp, x):
+    # The error function (templates/helpers.py's erf, on the standard): x * P(x**2)
+    # below 1, 1 - exp(-x**2) * Q(u) from 1 to 6 on three pieces, 1 beyond.
+    # fmt: off
+    p = (5.957176147748911e-11, -1.1372848856791674e-09, 1.4659775274047436e-08,
+        -1.6350312701054695e-07, 1.6461000484121368e-06, -1.4925595266831182e-05,
+        0.0001205533111164271, -0.000854832698083379, 0.0052239776248180145,
+        -0.026866170645076792, 0.11283791670954879, -0.3761263890318375,
+        1.1283791670955126)
+    q1 = (2.0206514750441873e-13, -1.512018061489917e-12, 1.0201594788774491e-11,
+        -7.257032617086992e-11, 5.04654734183512e-10, -3.405938587821499e-09,
+        2.2328417586062252e-08, -1.4191186135917107e-07, 8.72304473829848e-07,
+        -5.171328672722121e-06, 2.947085745299996e-05, -0.0001608111733699307,
+        0.0008360838095667121, -0.004116363162445659, 0.01903775996386935,
+        -0.08181145886628002, 0.3215854164543175)
+    q2 = (-1.4307261790948654e-13, 8.908801922505171e-13, -4.813392632169323e-12,
+        2.885538557548928e-11, -1.7108134429655407e-10, 9.88787353635382e-10,
+        -5.601435958505965e-09, 3.108358578398941e-08, -1.68743335231591e-07,
+        8.950251220332474e-07, -4.631705268994185e-06, 2.3347542127786593e-05,
+        -0.00011442715395558115, 0.0005440864558930353, -0.002503548800296017,
+        0.011114208555369083, -0.04742822817047613, 0.1936620962790687)
+    q3 = (2.428731220603442e-13, -1.2196993078585577e-12, 4.909394868246539e-12,
+        -2.4030969532872346e-11, 1.1864420691597732e-10, -5.68417156906027e-10,
+        2.6891792576672485e-09, -1.2581394720588665e-08, 5.8137222687597515e-08,
+        -2.652091097325896e-07, 1.193833166581947e-06, -5.300367898784373e-06,
+        2.3197611048019317e-05, -0.00010002374614205948, 0.0004246296485367147,
+        -0.0017736306582609063, 0.007283322451519282, -0.029379310747703943,
+        0.11630270721024731)
+    # fmt: on
+
+    def poly(u, coefficients):
+        out = 0 * u
+        for c in coefficients:
+            out = out * u + c
+        return out
+
+    a = xp.minimum(xp.abs(x), 6.0)
+    c = xp.minimum(a, 1.0)
+    small = c * poly(c * c, p)
+    q = xp.where(
+        a >= 3.5,
+        poly((a - 4.75) / 1.25, q3),
+        xp.where(a >= 2, poly((a - 2.75) / 0.75, q2), poly((a - 1.5) / 0.5, q1)),
+    )
+    large = 1 - xp.exp(-a * a) * q
+    magnitude = xp.where(a >= 6, xp.ones_like(a), xp.where(a >= 1, large, small))
+    return xp.where(x < 0, -magnitude, magnitude)
+
+
+def mish(xp, x):
+    # x * tanh(softplus(x)); softplus never overflows and tanh of it is at most 1.
+    return x * xp.tanh(softplus(xp, x))
+
+
+def gelu(xp, x):
+    # The tanh approximation, as PyTorch's gelu(approximate="tanh"). tanh is
+    # exactly +-1 beyond |x| = 10, so x is clipped there before it is cubed.
+    c = xp.clip(x, -10.0, 10.0)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
+    return 0.5 * x * (1 + xp.tanh(inner))
+
+
+def gelu_grad(xp, x):
+    # d/dx of gelu(x) above; beyond |x| = 10 the second term is exactly 0.
+    c = xp.clip(x, -10.0, 10.0)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
+    t = xp.tanh(inner)
+    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * c**2)
+    return 0.5 * (1 + t) + 0.5 * c * (1 - t**2) * d_inner
+
+
+def logsumexp(xp, x, axis=None, keepdims=False):
+    # log(sum(exp(x))) with the max taken out first, so exp never overflows.
+    m = xp.max(x, axis=axis, keepdims=True)
+    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    if keepdims:
+        return out
+    return xp.reshape(out, tuple(d for i, d in enumerate(out.shape) if not _reduced(i, axis, x)))
+
+
+def _reduced(i, axis, x):
+    # whether axis i of x is among `axis` (None: all of them)
+    if axis is None:
+        return True
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return any(i == a % x.ndim for a in axes)
+
+
+def reversed_cumsum(xp, x, axis):
+    # Sums from the far end of `axis`: the adjoint of cumulative_sum(x, axis).
+    return xp.flip(xp.cumulative_sum(xp.flip(x, axis=axis), axis=axis), axis=axis)
+
+
+def softmax(xp, x, axis):
+    # exp(x - max) never overflows and its sum is at least 1.
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(xp, x, axis):
+    # x - logsumexp(x), computed without overflow.
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+def classes(xp, labels, like):
+    # labels[i] == c for each class c of like's last axis: a bool [N, C], made
+    # without integer-array indexing (the standard has none; Dask's is slow).
+    columns = xp.arange(like.shape[-1], device=array_api_compat.device(like))
+    return labels[:, None] == columns[None, :]
+
+
+def pick(xp, x, labels):
+    # x[arange(N), labels]: the standard's take_along_axis (2024.12), or where a
+    # namespace lacks it (Dask's), the one entry of each row that the label keeps.
+    if hasattr(xp, "take_along_axis"):
+        return xp.take_along_axis(x, labels[:, None], axis=-1)[:, 0]
+    return xp.sum(xp.where(classes(xp, labels, x), x, 0.0), axis=-1)
+
+
+def onehot(xp, labels, like):
+    # 1 at (i, labels[i]) and 0 elsewhere, with the shape and dtype of `like`.
+    return xp.astype(classes(xp, labels, like), like.dtype)

@@ -1,0 +1,427 @@
+"""The array-API target (issue 17): one generated module on every array library.
+
+`gradc compile --target array-api` writes a module whose functions take their
+namespace from their inputs (array_api_compat) and use only the standard. Each
+example's array-API module is run here on each namespace and must agree with the
+NumPy target's module on the same numbers (rtol 1e-10): `f`, `f_forward` +
+`f_backward` (twice from one cache, with the inputs and the cache left unchanged)
+and `f_grad`. The namespaces:
+
+- NumPy, through array_api_compat;
+- array-api-strict, the standard's reference namespace: nothing NumPy-only slips by;
+- PyTorch CPU tensors (float64);
+- Dask arrays, chunked along the first axis;
+- JAX arrays (float64), when JAX is installed: immutable, so no item assignment;
+- CuPy, where a GPU is present.
+
+An example that uses a built-in with no array-API spelling must fail to compile
+for the target, with a positioned error naming the built-in and the target.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradc import compile_source, load
+from gradc.api import load_source
+from gradc.check import _draw, _shape
+from gradc.compiler import build_families
+from gradc.errors import CompileError
+from gradc.parse import parse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_goldens import ruff_problems  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(p.stem for p in (REPO / "examples").glob("*.grad"))
+RTOL, ATOL = 1e-10, 1e-12
+
+# Examples with a built-in the array-API target cannot spell yet: the built-in
+# its error names and where (line, column).
+NOT_SPELLED = {
+    "convnet": ("'conv2d'", 8, 14),
+    "resnet_block": ("'conv2d'", 8, 25),
+    "rnn": ("a loop", 8, 5),
+    "lstm": ("a loop", 8, 5),
+    "gru": ("a loop", 8, 5),
+    "lstm_step": ("indexing (its gradient)", 15, 5),
+    "svm_vectorized": ("indexing (its gradient)", 16, 5),
+    "word2vec": ("indexing (its gradient)", 14, 66),
+}
+SPELLED = [name for name in EXAMPLES if name not in NOT_SPELLED]
+DIMS = {"attention": {"E": 4}}  # E splits into the example's 2 heads
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+def _torch():
+    import torch
+
+    return lambda a: torch.asarray(np.asarray(a)), lambda v: v.numpy()
+
+
+def _strict():
+    import array_api_strict
+
+    return array_api_strict.asarray, lambda v: np.from_dlpack(v)
+
+
+def _dask():
+    import dask.array as da
+
+    def to(a):
+        a = np.asarray(a)
+        # two chunks along the first axis: enough to split every reduction over it
+        return da.from_array(a, chunks=(-(-len(a) // 2),) + a.shape[1:] if a.ndim else ())
+
+    # tiny graphs: the threads of the default scheduler cost more than the work
+    return to, lambda v: np.asarray(v.compute(scheduler="synchronous"))
+
+
+def _jax():
+    pytest.importorskip("jax", reason="JAX is not installed")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    return jnp.asarray, np.asarray
+
+
+def _cupy():
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (it needs a CUDA GPU)")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("CuPy: no CUDA GPU on this machine")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"CuPy: no usable CUDA GPU ({exc})")
+    return cupy.asarray, cupy.asnumpy
+
+
+NAMESPACES = {
+    "numpy": lambda: (np.asarray, np.asarray),
+    "array_api_strict": _strict,
+    "torch": _torch,
+    "dask": _dask,
+    "jax": _jax,
+    "cupy": _cupy,
+}
+
+
+def _back(to_numpy, value):
+    if isinstance(value, tuple):
+        return tuple(_back(to_numpy, v) for v in value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return to_numpy(value)
+
+
+def _same(actual, expected, what):
+    if isinstance(expected, tuple):
+        assert isinstance(actual, tuple) and len(actual) == len(expected), what
+        for k, (a, e) in enumerate(zip(actual, expected)):
+            _same(a, e, f"{what}[{k}]")
+        return
+    if expected is None:
+        assert actual is None, what
+        return
+    assert np.shape(actual) == np.shape(expected), f"{what}: shape {np.shape(actual)}"
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=float), np.asarray(expected, dtype=float), RTOL, ATOL, what
+    )
+
+
+# ---------------------------------------------------------------- the examples
+
+
+def _source(name: str) -> str:
+    return (REPO / "examples" / f"{name}.grad").read_text(encoding="utf-8")
+
+
+_MODULES: dict = {}
+
+
+def _modules(name: str):
+    """(numpy module, array-api module, [(def, arguments, several outputs)])."""
+    if name not in _MODULES:
+        text = _source(name)
+        numpy_module = load_source(compile_source(text, f"{name}.grad"), f"np_{name}")
+        array_api = compile_source(text, f"{name}.grad", target="array-api")
+        array_api_module = load_source(array_api, f"xp_{name}")
+        cases = []
+        for family in build_families(parse(text, f"{name}.grad")).families:
+            fn, dims = family.forward, dict(DIMS.get(name, {}))
+            params = [(x.attr("name"), _shape("", x.shape, dims), x.dtype) for x in fn.inputs]
+            args = _draw(params, {}, np.random.default_rng(0), positive=True)
+            cases.append((family.definition.name, args, fn.several))
+        _MODULES[name] = numpy_module, array_api_module, cases
+    return _MODULES[name]
+
+
+@pytest.mark.parametrize("namespace", list(NAMESPACES))
+@pytest.mark.parametrize("name", SPELLED)
+def test_example_agrees_with_the_numpy_target(name, namespace):
+    to, to_numpy = NAMESPACES[namespace]()
+    reference, module, cases = _modules(name)
+    for fname, args, several in cases:
+        inputs = [to(a) for a in args]
+        kept = tuple(_back(to_numpy, x) for x in inputs)
+        where = f"{name}.{fname} on {namespace}"
+        _same(
+            _back(to_numpy, getattr(module, fname)(*inputs)),
+            getattr(reference, fname)(*args),
+            where,
+        )
+        out, cache = getattr(module, f"{fname}_forward")(*inputs)
+        ref_out, ref_cache = getattr(reference, f"{fname}_forward")(*args)
+        _same(_back(to_numpy, out), ref_out, f"{where}: f_forward")
+        rng = np.random.default_rng(1)
+        outs = ref_out if several else (ref_out,)
+        seeds = [rng.standard_normal(np.shape(o)) if np.shape(o) else 1.0 for o in outs]
+        ref_grads = getattr(reference, f"{fname}_backward")(*seeds, ref_cache)
+        seeds = [to(s) if np.shape(s) else s for s in seeds]
+        cache_before = _back(to_numpy, cache)
+        for attempt in range(2):  # one cache serves any number of backward passes
+            grads = getattr(module, f"{fname}_backward")(*seeds, cache)
+            _same(_back(to_numpy, grads), ref_grads, f"{where}: f_backward #{attempt}")
+        _same(_back(to_numpy, cache), cache_before, f"{where}: the cache is unchanged")
+        if hasattr(reference, f"{fname}_grad"):
+            got = getattr(module, f"{fname}_grad")(*inputs)
+            _same(
+                _back(to_numpy, got), getattr(reference, f"{fname}_grad")(*args), f"{where}: f_grad"
+            )
+        _same(tuple(_back(to_numpy, x) for x in inputs), kept, f"{where}: the inputs are unchanged")
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SPELLED))
+def test_example_without_a_spelling_is_a_positioned_error(name):
+    what, line, column = NOT_SPELLED[name]
+    with pytest.raises(CompileError) as caught:
+        compile_source(_source(name), f"examples/{name}.grad", target="array-api")
+    first = caught.value.render().splitlines()[0]
+    assert first.startswith(f"examples/{name}.grad:{line}:{column}: error: {what}"), first
+    assert "target array-api" in first
+
+
+def test_the_numpy_target_is_the_default_and_unchanged():
+    text = _source("two_layer_net")
+    generated = (REPO / "generated" / "two_layer_net.py").read_text(encoding="utf-8")
+    assert compile_source(text, "two_layer_net.grad") == generated
+    assert compile_source(text, "two_layer_net.grad", target="numpy") == generated
+
+
+def test_an_array_api_module_imports_array_api_compat_alone():
+    for name in SPELLED:
+        tree = ast.parse(compile_source(_source(name), f"{name}.grad", target="array-api"))
+        imported = {
+            alias.name
+            for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        assert imported <= {"array_api_compat", "math"}, (name, imported)
+        assert "array_api_compat" in imported, name
+
+
+def test_an_array_api_module_is_clean_under_ruff_and_black():
+    import black
+
+    for name in SPELLED:
+        text = compile_source(_source(name), f"{name}.grad", target="array-api")
+        assert black.format_str(text, mode=black.Mode()) == text, name
+        assert ruff_problems(text) == [], name
+
+
+def test_python_numbers_alone_run_on_numpy():
+    module = load_source(compile_source(_source("neuron"), "neuron.grad", target="array-api"))
+    reference = load_source(compile_source(_source("neuron"), "neuron.grad"))
+    args = (2.0, -1.0, -3.0, -2.0, -3.0)
+    _same(module.neuron_grad(*args), reference.neuron_grad(*args), "neuron_grad on floats")
+
+
+def test_float32_stays_float32_on_torch():
+    torch = pytest.importorskip("torch")
+    text = _source("two_layer_net").replace("[N, D]", "f32[N, D]").replace("[D, H]", "f32[D, H]")
+    text = text.replace("b1: [H]", "b1: f32[H]").replace("[H, C]", "f32[H, C]")
+    text = text.replace("b2: [C]", "b2: f32[C]")
+    module = load_source(compile_source(text, "net.grad", target="array-api"))
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal(s).astype(np.float32) for s in ((6, 4), (4, 5), (5,), (5, 3), (3,))]
+    y = torch.asarray(rng.integers(0, 3, 6))
+    X, W1, b1, W2, b2 = (torch.asarray(a) for a in args)
+    loss, grads = module.two_layer_net_grad(X, y, W1, b1, W2, b2)
+    assert loss.dtype == torch.float32
+    assert all(g.dtype == torch.float32 for g in grads)
+
+
+def test_load_and_the_cli_take_the_target(tmp_path):
+    module = load(REPO / "examples" / "mlp3.grad", target="array-api")
+    assert "array_namespace" in vars(module)
+    out = tmp_path / "net.py"
+    run = subprocess.run(
+        [sys.executable, "-m", "gradc", "compile", "examples/two_layer_net.grad",
+         "--target", "array-api", "-o", str(out)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "xp = array_namespace(X, y, W1, b1, W2, b2)" in out.read_text(encoding="utf-8")
+    bad = subprocess.run(
+        [sys.executable, "-m", "gradc", "compile", "examples/convnet.grad", "--target", "array-api"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("examples/convnet.grad:8:14: error: 'conv2d' has no spelling")
+    assert "Traceback" not in bad.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "gradc", "compile", "examples/neuron.grad", "--target", "cuda"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+
+
+def test_jax_is_optional():
+    # the array-API module never imports JAX; it runs on JAX arrays when given them
+    assert importlib.util.find_spec("array_api_compat") is not None
+    text = compile_source(_source("two_layer_net"), "two_layer_net.grad", target="array-api")
+    assert "jax" not in text and "numpy" not in text.split("def ")[0]
+
+
+def test_a_user_name_xp_does_not_clash():
+    text = "def f(xp: [N], w: [N]):\n    array_namespace = exp(xp * w)\n    return sum(array_namespace)\n"
+    module = load_source(compile_source(text, "f.grad", target="array-api"))
+    x, w = np.array([0.1, 0.2]), np.array([1.0, -1.0])
+    loss, (gx, gw) = module.f_grad(x, w)
+    np.testing.assert_allclose(gx, w * np.exp(x * w))
+    assert copy.copy(loss) == pytest.approx(np.exp(x * w).sum())
+
+
+def test_the_docs_show_what_gradc_generates_and_prints():
+    doc = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+    section = doc.split("## Targets: NumPy, or any array library", 1)[1].split("\n## ", 1)[0]
+    generated = compile_source(_source("two_layer_net"), "two_layer_net.grad", target="array-api")
+    shown = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for line in shown.splitlines():
+        if line.strip() != "...":
+            assert line in generated.splitlines(), line
+    error = section.split("```text\n", 1)[1].split("```", 1)[0].strip()
+    with pytest.raises(CompileError) as caught:
+        compile_source(_source("convnet"), "examples/convnet.grad", target="array-api")
+    assert caught.value.render().splitlines()[0] == error
+
+
+# A built-in (or construct) the target does not spell, in a program of its own: the
+# error is at it (line 2, this column), names it and the target.
+UNSPELLED_PROGRAMS = {
+    "einsum": ("    return sum(einsum('ij,jk->ik', x, w))", "'einsum'", 16),
+    "pad": ("    return sum(pad(x, ((1, 1), (0, 0))) * 2.0)", "'pad'", 16),
+    "trace": ("    return trace(x @ w)", "'trace'", 12),
+    "diagonal": ("    return sum(diagonal(x @ w))", "'diagonal'", 16),
+    "max_pool2d": ("    return sum(max_pool2d(x[None, None], 2))", "'max_pool2d'", 16),
+    "avg_pool2d": ("    return sum(avg_pool2d(x[None, None], 2))", "'avg_pool2d'", 16),
+    "indexed assignment": ("    x[0] = w[0]\n    return sum(x)", "indexed assignment", 5),
+    "indexed +=": (
+        "    x[0] += w[0]\n    return sum(x)",
+        "indexing (its gradient) or an indexed +=",
+        5,
+    ),
+    "gather's gradient": ("    return sum(w[arange(2)])", "indexing (its gradient)", 16),
+    "prod's gradient": ("    return prod(x)", "prod", 12),
+    "loop": ("    for t in range(2):\n        x = x @ w\n    return sum(x)", "a loop", 5),
+}
+
+
+@pytest.mark.parametrize("what", list(UNSPELLED_PROGRAMS))
+def test_each_unspelled_built_in_is_a_positioned_error(what):
+    body, named, column = UNSPELLED_PROGRAMS[what]
+    text = f"def f(x: [4, 4], w: [4, 4]):\n{body}\n"
+    numpy_module = load_source(compile_source(text, "f.grad"))  # the NumPy target spells it
+    assert hasattr(numpy_module, "f_backward")
+    with pytest.raises(CompileError) as caught:
+        compile_source(text, "f.grad", target="array-api")
+    first = caught.value.render().splitlines()[0]
+    assert first.startswith(f"f.grad:2:{column}: error: {named}"), first
+    assert "has no spelling for target array-api" in first
+
+
+def test_the_built_ins_without_a_spelling_are_the_documented_ones():
+    from gradc.ops import OPS
+    from gradc.targets import ARRAY_API_SPELLINGS
+
+    missing = {OPS[op].name for op in OPS if OPS[op].builtin and op not in ARRAY_API_SPELLINGS}
+    assert missing == {"diagonal", "einsum", "pad", "trace"}
+    doc = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
+    section = doc.split("What the target does not spell yet", 1)[1].split("Compiling", 1)[0]
+    for name in [*missing, "conv2d", "prod", "loops"]:
+        assert name in section, name
+
+
+# ---------------------------------------------------------------- every op
+
+
+def _op_forms(every: bool):
+    from op_cases import FORMS
+
+    if every:
+        return FORMS
+    seen, first = set(), []
+    for form in FORMS:  # the first form of each op: arrays where it has them
+        op = form.id.split(" | ")[0]
+        if op not in seen:
+            seen.add(op)
+            first.append(form)
+    return first
+
+
+def _check_op_form(form, to, to_numpy):
+    text = form.source()
+    reference = load_source(compile_source(text, "f.grad"), "np_form")
+    try:
+        module = load_source(compile_source(text, "f.grad", target="array-api"), "xp_form")
+    except CompileError as exc:
+        assert "has no spelling for target array-api" in exc.message, exc.render()
+        assert exc.pos is not None
+        return
+    args = form.arguments(np.random.default_rng(0))
+    inputs = [to(np.asarray(a)) for a in args]  # numbers as 0-d arrays: the standard's way
+    _same(_back(to_numpy, module.f(*inputs)), reference.f(*args), f"{form.id}: f")
+    if hasattr(reference, "f_grad"):
+        got = _back(to_numpy, module.f_grad(*inputs))
+        _same(got, reference.f_grad(*args), f"{form.id}: f_grad")
+
+
+@pytest.mark.parametrize("form", _op_forms(every=False), ids=lambda f: f.id)
+def test_each_op_agrees_with_the_numpy_target_on_the_strict_namespace(form):
+    # array-api-strict accepts only the standard: a NumPy-only spelling fails here
+    _check_op_form(form, *_strict())
+
+
+# By hand: every form of every op (543) on every namespace, about a minute a namespace.
+# On Dask, reshape across the chunks of the first axis is Dask's limit (two forms).
+EVERY_FORM = os.environ.get("GRADC_ARRAY_API_EVERY_FORM") == "1"
+DASK_RESHAPE_LIMIT = {"reshape(x, (D, N)) | x: [N, D]", "reshape(x, (2, -1, 2)) | x: [4, 6]"}
+
+
+@pytest.mark.skipif(not EVERY_FORM, reason="by hand: GRADC_ARRAY_API_EVERY_FORM=1")
+@pytest.mark.parametrize("namespace", list(NAMESPACES))
+def test_every_op_form_on_every_namespace(namespace):
+    to, to_numpy = NAMESPACES[namespace]()
+    failed = []
+    for form in _op_forms(every=True):
+        if namespace == "dask" and form.id in DASK_RESHAPE_LIMIT:
+            continue
+        try:
+            _check_op_form(form, to, to_numpy)
+        except Exception as exc:  # noqa: BLE001 - every failing form is listed
+            failed.append(f"{form.id}: {type(exc).__name__}: {exc}")
+    assert not failed, "\n".join(failed)

@@ -312,8 +312,8 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     # each function on its own: they are graphs of their own, whose node ids overlap
     made = [fn.outputs] + [f.roots() for f in (back, flat, tangents, hessian) if f is not None]
     every = [reachable(*roots) for roots in made]
-    for nodes in every:
-        targets.check_spellable(nodes)  # an op the target cannot spell: an error at it
+    # an op the target cannot spell: an error at the first such in the file
+    targets.check_spellable([n for nodes in every for n in nodes])
     scalar = targets.current().numpy and all(takes_scalar_path(nodes) for nodes in every)
 
     # f: the forward pass alone.

@@ -473,9 +473,9 @@ def check_spellable(nodes) -> None:
     stack, seen = list(nodes), set()
     while stack:
         n = stack.pop()
-        if n.id in seen:
+        if id(n) in seen:  # the node itself: the nodes of several graphs share ids
             continue
-        seen.add(n.id)
+        seen.add(id(n))
         if n.op is Op.LOOP:
             missing.append(n)
             stack.extend(reachable(*n.attr("loop").body.outputs))

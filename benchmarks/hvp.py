@@ -100,7 +100,7 @@ SOURCE = REPO / "examples" / "two_layer_net.grad"
 sys.path.insert(0, str(HERE))
 
 # The same problem sizes as mlp.py, and the same timing as mlp.py, word2vec.py and rnn.py
-from mlp import SIZES, autograd_loss, format_seconds, time_alone  # noqa: E402
+from mlp import SIZES, autograd_loss, format_seconds, jax_loss, time_alone  # noqa: E402
 from mlp import make_problem as mlp_problem  # noqa: E402
 from rnn import (  # noqa: E402
     jax_available,
@@ -232,21 +232,12 @@ def bind(name: str, p: Problem) -> tuple[Callable[[], object], Callable]:
 
 def jax_implementation(p: Problem):
     import jax
-    import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
 
-    def loss(params, X, y):
-        W1, b1, W2, b2 = params
-        h = jax.nn.relu(X @ W1 + b1)
-        scores = h @ W2 + b2
-        log_probs = jax.nn.log_softmax(scores, axis=1)
-        data_loss = -jnp.mean(log_probs[jnp.arange(X.shape[0]), y])
-        return data_loss + 0.5 * REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
-
     @jax.jit
     def hvp(params, vector, X, y):
-        return jax.jvp(lambda q: jax.grad(loss)(q, X, y), (params,), (vector,))[1]
+        return jax.jvp(lambda q: jax.grad(jax_loss)(q, X, y), (params,), (vector,))[1]
 
     params, vector = jax.device_put(p.params), jax.device_put(p.vector)
     X, y = jax.device_put(p.X), jax.device_put(p.y)

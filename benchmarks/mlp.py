@@ -212,6 +212,19 @@ def autograd_loss(params, X, y):
     return data_loss + 0.5 * REG * (anp.sum(W1 * W1) + anp.sum(W2 * W2))
 
 
+def jax_loss(params, X, y):
+    """The two-layer net's loss in JAX (benchmarks/hvp.py uses it too)."""
+    import jax
+    import jax.numpy as jnp
+
+    W1, b1, W2, b2 = params
+    h = jax.nn.relu(X @ W1 + b1)
+    scores = h @ W2 + b2
+    log_probs = jax.nn.log_softmax(scores, axis=1)
+    data_loss = -jnp.mean(log_probs[jnp.arange(X.shape[0]), y])
+    return data_loss + 0.5 * REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
+
+
 def autograd_implementation(p: Problem) -> Implementation | None:
     try:
         import autograd
@@ -225,20 +238,10 @@ def autograd_implementation(p: Problem) -> Implementation | None:
 def jax_implementation(p: Problem) -> Implementation | None:
     try:
         import jax
-        import jax.numpy as jnp
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)  # float64 stays float64; float32 stays float32
-
-    def loss(params, X, y):
-        W1, b1, W2, b2 = params
-        h = jax.nn.relu(X @ W1 + b1)
-        scores = h @ W2 + b2
-        log_probs = jax.nn.log_softmax(scores, axis=1)
-        data_loss = -jnp.mean(log_probs[jnp.arange(X.shape[0]), y])
-        return data_loss + 0.5 * REG * (jnp.sum(W1 * W1) + jnp.sum(W2 * W2))
-
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    value_and_grad = jax.jit(jax.value_and_grad(jax_loss))
     params = tuple(jax.device_put(a) for a in p.params)
     X, y = jax.device_put(p.X), jax.device_put(p.y)
 

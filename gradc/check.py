@@ -257,8 +257,7 @@ def _along(fun, args, wrt, vectors, h=STEP):
 def _row(name: str, shape: str, analytic, numeric) -> InputResult:
     if analytic is None:
         return InputResult(name, shape, math.inf, (), False)
-    size = float(np.max(np.abs(numeric), initial=0.0))
-    floor = max(1e-8, 10 * np.finfo(np.float64).eps * max(size, 1.0) / (2 * STEP) / TOLERANCE)
+    floor = _floor(float(np.max(np.abs(numeric), initial=0.0)))
     error, worst = _max_error(analytic, numeric, floor)
     return InputResult(name, shape, error, worst, error <= TOLERANCE)
 
@@ -451,7 +450,12 @@ def _or_nan(gradients, args, like) -> tuple:
 
 def _noise_floor(f, args, grad_output) -> float:
     """The smallest gradient that differences with step h resolve to TOLERANCE."""
-    size = abs(_total(f, args, grad_output))
+    return _floor(abs(_total(f, args, grad_output)))
+
+
+def _floor(size: float) -> float:
+    """The same for a difference of values of magnitude `size`: rounding noise
+    of about 10 eps |F| / 2h."""
     noise = 10 * np.finfo(np.float64).eps * max(size, 1.0) / (2 * STEP)
     return max(1e-8, noise / TOLERANCE)
 

@@ -440,7 +440,7 @@ def _tangent_schedule(tan: Function, fn: Function, reserved: set[str], scalar: b
     differentiated input (`dot_x`), as parameters. `tan` returns `values`
     values (f_jvp: fn's outputs), then tangents."""
     namer = Namer(reserved)
-    bound = {x.id: namer.claim(x.attr("name")) for x in tan.inputs}
+    bound = _bind_inputs(namer, tan)
     primal = {x.id for x in tan.inputs[: len(fn.inputs)]}
     params = [bound[x.id] for x in tan.inputs]
     sched = schedule(tan.outputs, bound, namer, scalar=scalar)

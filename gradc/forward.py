@@ -134,7 +134,7 @@ def _push(graph: Graph, node: Node, y: Node, ts: list[Node | None]) -> Node | No
 def _transpose(graph: Graph, c: Node, g: Node, t: Node, node: Node, y: Node) -> Node | None:
     """The gradient with respect to g of <c, t>, where c is linear in g: reverse
     mode over the nodes made after g (only they can read it)."""
-    part = _made_since(c, g.id)
+    part = _made_since([c], g.id)
     if g.id not in part:
         return None  # c does not read g: a zero contribution
     order = sorted(part.values(), key=lambda n: n.id)
@@ -169,24 +169,17 @@ def _transpose(graph: Graph, c: Node, g: Node, t: Node, node: Node, y: Node) -> 
 def _without(graph: Graph, out: Node, g: Node, y: Node) -> Node:
     """`out` with g replaced by y, the value g is the gradient of. A transposed
     rule can still read g, but only for its shape (the broadcast that undoes a
-    sum is `np.broadcast_to(t, g.shape)`), and y has g's shape and dtype."""
-    part = _made_since(out, g.id)
-    if g.id not in part:
-        return out
-    new = {g.id: y}
-    for n in sorted(part.values(), key=lambda n: n.id):
-        if n.id in new or not any(a.id in new for a in n.args):
-            continue
-        args = tuple(new.get(a.id, a) for a in n.args)
-        new[n.id] = graph.make(n.op, args, n.attrs, n.pos)
-    return new[out.id]
+    sum is `np.broadcast_to(t, g.shape)`), and y has g's shape and dtype. Only
+    the nodes made since g can read it."""
+    ((rebuilt,),) = _substituted(graph, [[out]], {g.id: y}, since=g.id)
+    return rebuilt
 
 
-def _made_since(root: Node, start: int) -> dict[int, Node]:
-    """The nodes `root` reads (itself included) that were made at or after
-    node `start`: a rule's own nodes, not the program's."""
+def _made_since(roots: list[Node], start: int) -> dict[int, Node]:
+    """The nodes the roots read (themselves included) that were made at or
+    after node `start`: a rule's own nodes, not the program's."""
     part: dict[int, Node] = {}
-    stack = [root]
+    stack = list(roots)
     while stack:
         n = stack.pop()
         if n.id >= start and n.id not in part:
@@ -256,11 +249,14 @@ def _zero(graph: Graph, value: Node) -> Node:
     return graph.op(Op.ZEROS_LIKE, value) if value.shape else graph.constant(0.0)
 
 
-def _substituted(graph: Graph, groups: list[list], new: dict[int, Node]) -> list[list]:
-    """`groups` of nodes (or None) rebuilt with the nodes in `new` replaced;
-    what is rebuilt goes into `new` too, so the next call reuses it."""
+def _substituted(
+    graph: Graph, groups: list[list], new: dict[int, Node], since: int = 0
+) -> list[list]:
+    """`groups` of nodes (or None) rebuilt with the nodes in `new` replaced,
+    looking only at nodes made from node `since` on; what is rebuilt goes into
+    `new` too, so the next call reuses it."""
     roots = [r for group in groups for r in group if r is not None]
-    for n in reachable(*roots):
+    for n in sorted(_made_since(roots, since).values(), key=lambda n: n.id):
         if n.id in new or not any(a.id in new for a in n.args):
             continue
         new[n.id] = graph.make(n.op, tuple(new.get(a.id, a) for a in n.args), n.attrs, n.pos)

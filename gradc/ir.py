@@ -98,6 +98,10 @@ class Node:
 class Graph:
     nodes: list[Node] = field(default_factory=list)
     _interned: dict = field(default_factory=dict)
+    # value id -> the first NAME node over it: a rule that builds an expression
+    # the program may also write (`x - mu`) builds it over the user's name, so
+    # the two are one node
+    _names: dict = field(default_factory=dict)
     # The function's inputs (not the gradient seed), in creation order: the
     # values whose shapes a size can be read from at run time (`len(y)`).
     inputs: list[Node] = field(default_factory=list)
@@ -114,6 +118,8 @@ class Graph:
             node = Node(n.id, n.op, args, n.attrs, n.shape, n.dtype, n.pos, new)
             new.nodes.append(node)
             new._interned[_key(n.op, n.attrs, args)] = node
+            if n.op is Op.NAME:
+                new._names.setdefault(args[0].id, node)
         new.inputs = [new.nodes[x.id] for x in self.inputs]
         new.operations = self.operations
         return new
@@ -124,7 +130,7 @@ class Graph:
         full collections free, and each of them scans it whole until then (the
         differentiated graph, dead once simplified, was a quarter of what the
         full collections of a 10,000-op chain's compile scanned)."""
-        self.nodes, self._interned, self.inputs = [], {}, []
+        self.nodes, self._interned, self._names, self.inputs = [], {}, {}, []
 
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
         """The node for `op(*args, **attrs)`, made at most once."""
@@ -133,6 +139,10 @@ class Graph:
     def find(self, op: Op, args: tuple, attr_items: tuple = ()) -> Node | None:
         """The node for `op(*args)` if the graph has it already, else None."""
         return self._interned.get((op, attr_items, *[a.id for a in args]))
+
+    def named(self, node: Node) -> Node:
+        """The program's first name for `node`'s value, or `node` itself."""
+        return self._names.get(node.id, node)
 
     def make(self, op: Op, args: tuple, attr_items: tuple, pos: Pos | None = None) -> Node:
         """`op` with attributes already as sorted (name, value) pairs."""
@@ -151,6 +161,8 @@ class Graph:
         self._interned[key] = node
         if op is Op.INPUT and not node.attr("seed"):
             self.inputs.append(node)
+        elif op is Op.NAME:
+            self._names.setdefault(args[0].id, node)
         if spec.group != LEAF:
             self.operations += 1
         return node

@@ -535,6 +535,30 @@ def _variance(node: Node, x: Node, mean: Node, axes: tuple) -> bool:
     return d.op is Op.SUB and _through_names(d.args[0]) is x and _through_names(d.args[1]) is mean
 
 
+def _variance_of_centered(graph, args, attrs):
+    # var(x) = mean((x - mean(x)) ** 2) over the same axes (ddof 0). Where the
+    # program has mean(x) already, as a normalisation written out does, the
+    # centred x - mean(x) is built over the program's name for the mean, so
+    # that it is the program's own `x - mu`: computed once for both, where
+    # np.var computes the mean and the centred values again. The same
+    # arithmetic as np.var's, so the same bits.
+    x = args[0]
+    if attrs.get("ddof") or not x.shape or x.dtype not in ("f32", "f64"):
+        return None
+    axis = attrs.get("axis")
+    axes = tuple(range(len(x.shape))) if axis is None else tuple(axis)
+    for keepdims in (True, False):
+        mean = graph.find(Op.MEAN, (x,), (("axis", axis), ("keepdims", keepdims)))
+        if mean is not None and _constant_along(mean, x.shape, axes):
+            break
+    else:
+        return None
+    centered = _make(graph, Op.SUB, x, graph.named(mean))
+    square = _make(graph, Op.SQUARE, centered)
+    kept = (("axis", axis), ("keepdims", attrs.get("keepdims", False)))
+    return simplify_node(graph, Op.MEAN, (square,), kept)
+
+
 def _standardized(graph, a, b):
     # (x - mean(x)) / sqrt(var(x) + c) -> standardize(...), c a number >= 0, and
     # (x - mean(x)) / std(x), over the same axes (var written out as
@@ -778,6 +802,7 @@ _RULES = {
 _ATTR_RULES = {
     Op.SUM: (_sum_rules,),
     Op.MEAN: (lambda graph, args, attrs: _reduce_products(graph, Op.MEAN, args[0], attrs),),
+    Op.VAR: (_variance_of_centered,),
     Op.EXPAND: (_expand_rules,),
     Op.GELU: (_exact_gelu,),
     Op.TRANSPOSE: (_transpose_twice,),

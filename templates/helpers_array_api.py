@@ -131,7 +131,9 @@ def logsumexp(xp, x, axis=None, keepdims=False):
     out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
     if keepdims:
         return out
-    return xp.reshape(out, tuple(d for i, d in enumerate(out.shape) if not _reduced(i, axis, x)))
+    return xp.reshape(
+        out, tuple(d for i, d in enumerate(out.shape) if not _reduced(i, axis, x))
+    )
 
 
 def _reduced(i, axis, x):
@@ -177,3 +179,97 @@ def pick(xp, x, labels):
 def onehot(xp, labels, like):
     # 1 at (i, labels[i]) and 0 elsewhere, with the shape and dtype of `like`.
     return xp.astype(classes(xp, labels, like), like.dtype)
+
+
+def set_at(x, key, value):
+    # x[key] = value, returned: in place where the library writes into arrays;
+    # JAX's arrays are immutable, and x.at[key].set(value) is a new array.
+    if array_api_compat.is_jax_array(x):
+        return x.at[key].set(value)
+    x[key] = value
+    return x
+
+
+def add_at(x, key, value):
+    # x[key] += value, returned, as set_at (key holds no integer array, so no
+    # entry is written twice).
+    if array_api_compat.is_jax_array(x):
+        return x.at[key].add(value)
+    x[key] += value
+    return x
+
+
+def take_rows(xp, x, ids):
+    # x[ids] for integer ids of any shape: the standard's take takes 1-D ids.
+    rows = xp.take(x, xp.reshape(ids, (-1,)), axis=0)
+    return xp.reshape(rows, tuple(ids.shape) + tuple(x.shape[1:]))
+
+
+def _one_hot(xp, ids, n, dtype):
+    # [K, n]: row k is 1 in column ids[k] (ids flattened) and 0 elsewhere.
+    flat = xp.reshape(ids, (-1,))
+    columns = xp.arange(n, device=array_api_compat.device(flat))
+    return xp.astype(flat[:, None] == columns[None, :], dtype)
+
+
+def scatter_add(xp, out, values, *ids):
+    # out with values[k] added at ids[k], repeated ids adding up (NumPy's add.at): the
+    # rows out[ids[0][k]] (one ids array, of any shape), or the entries
+    # out[ids[0][k], ids[1][k]] of a matrix. The standard has no scatter and JAX
+    # no item assignment: a product with one-hot matrices, K x rows x the rest.
+    values = xp.asarray(values, dtype=out.dtype, device=array_api_compat.device(out))
+    rows = _one_hot(xp, ids[0], out.shape[0], out.dtype)  # [K, rows]
+    if len(ids) == 1:
+        values = xp.broadcast_to(values, tuple(ids[0].shape) + tuple(out.shape[1:]))
+        values = xp.reshape(values, (rows.shape[0], -1))
+        return out + xp.reshape(rows.T @ values, out.shape)
+    columns = _one_hot(xp, ids[1], out.shape[1], out.dtype)  # [K, columns]
+    values = xp.broadcast_to(values, (rows.shape[0],))
+    return out + rows.T @ (values[:, None] * columns)
+
+
+def scatter_set(xp, out, values, *ids):
+    # out with values put at ids, as out[ids] = values where no id repeats (rows
+    # or entries, as scatter_add).
+    hit = scatter_add(xp, xp.zeros_like(out), 1.0, *ids) > 0
+    return xp.where(hit, scatter_add(xp, xp.zeros_like(out), values, *ids), out)
+
+
+def einsum(xp, spec, *operands):
+    # NumPy's einsum(spec, *operands) for specs "ab,bc->ac" whose letters stand once in
+    # each operand (the standard has no einsum): each operand's axes put in one
+    # order of all the letters (the output's first), broadcast, multiplied, and
+    # summed over the letters the output lacks. Memory: the product of all sizes.
+    inputs, output = spec.split("->")
+    inputs = inputs.split(",")
+    letters = list(output) + sorted({c for s in inputs for c in s} - set(output))
+    product = None
+    for sub, x in zip(inputs, operands):
+        if not sub:  # a number, or a 0-d array
+            product = x if product is None else product * x
+            continue
+        x = xp.permute_dims(
+            x, tuple(sorted(range(len(sub)), key=lambda k: letters.index(sub[k])))
+        )
+        shape = tuple(
+            x.shape[sorted(sub, key=letters.index).index(c)] if c in sub else 1
+            for c in letters
+        )
+        x = xp.reshape(x, shape)
+        product = x if product is None else product * x
+    summed = tuple(range(len(output), len(letters)))
+    return xp.sum(product, axis=summed) if summed else product
+
+
+def pad(xp, x, widths):
+    # NumPy's pad(x, widths) with zeros (the standard has no pad): zeros joined on
+    # either side of each axis.
+    for axis, (before, after) in enumerate(widths):
+        for width, at_end in ((before, False), (after, True)):
+            if width:
+                shape = tuple(width if k == axis else d for k, d in enumerate(x.shape))
+                zeros = xp.zeros(
+                    shape, dtype=x.dtype, device=array_api_compat.device(x)
+                )
+                x = xp.concat((x, zeros) if at_end else (zeros, x), axis=axis)
+    return x

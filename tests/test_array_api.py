@@ -51,12 +51,6 @@ RTOL, ATOL = 1e-10, 1e-12
 NOT_SPELLED = {
     "convnet": ("'conv2d'", 8, 14),
     "resnet_block": ("'conv2d'", 8, 25),
-    "rnn": ("a loop", 8, 5),
-    "lstm": ("a loop", 8, 5),
-    "gru": ("a loop", 8, 5),
-    "lstm_step": ("indexing (its gradient)", 15, 5),
-    "svm_vectorized": ("indexing (its gradient)", 16, 5),
-    "word2vec": ("indexing (its gradient)", 14, 66),
 }
 SPELLED = [name for name in EXAMPLES if name not in NOT_SPELLED]
 DIMS = {"attention": {"E": 4}}  # E splits into the example's 2 heads
@@ -78,6 +72,7 @@ def _strict():
 
 
 def _dask():
+    import dask
     import dask.array as da
 
     def to(a):
@@ -86,7 +81,12 @@ def _dask():
         return da.from_array(a, chunks=(-(-len(a) // 2),) + a.shape[1:] if a.ndim else ())
 
     # tiny graphs: the threads of the default scheduler cost more than the work
-    return to, lambda v: np.asarray(v.compute(scheduler="synchronous"))
+    def to_numpy(v):
+        return np.asarray(v.compute(scheduler="synchronous") if hasattr(v, "compute") else v)
+
+    # a tuple (a cache, the gradients) at once: the steps its values share run once
+    to_numpy.many = lambda values: dask.compute(*values, scheduler="synchronous")
+    return to, to_numpy
 
 
 def _jax():
@@ -121,6 +121,8 @@ NAMESPACES = {
 
 def _back(to_numpy, value):
     if isinstance(value, tuple):
+        if hasattr(to_numpy, "many"):
+            value = to_numpy.many(value)
         return tuple(_back(to_numpy, v) for v in value)
     if value is None or isinstance(value, (bool, int, float)):
         return value
@@ -169,9 +171,17 @@ def _modules(name: str):
     return _MODULES[name]
 
 
+# Under CI=true, the slowest pairs (Dask's graph of a loop's steps, several seconds
+# each) are left out: rnn keeps the loops on Dask there.
+SLOW = {("gru", "dask"), ("lstm", "dask")}
+IN_CI = os.environ.get("CI") == "true"
+
+
 @pytest.mark.parametrize("namespace", list(NAMESPACES))
 @pytest.mark.parametrize("name", SPELLED)
 def test_example_agrees_with_the_numpy_target(name, namespace):
+    if IN_CI and (name, namespace) in SLOW:
+        pytest.skip("slow under CI=true (run without CI to check it)")
     to, to_numpy = NAMESPACES[namespace]()
     reference, module, cases = _modules(name)
     for fname, args, several in cases:
@@ -323,21 +333,11 @@ def test_the_docs_show_what_gradc_generates_and_prints():
 # A built-in (or construct) the target does not spell, in a program of its own: the
 # error is at it (line 2, this column), names it and the target.
 UNSPELLED_PROGRAMS = {
-    "einsum": ("    return sum(einsum('ij,jk->ik', x, w))", "'einsum'", 16),
-    "pad": ("    return sum(pad(x, ((1, 1), (0, 0))) * 2.0)", "'pad'", 16),
     "trace": ("    return trace(x @ w)", "'trace'", 12),
     "diagonal": ("    return sum(diagonal(x @ w))", "'diagonal'", 16),
     "max_pool2d": ("    return sum(max_pool2d(x[None, None], 2))", "'max_pool2d'", 16),
     "avg_pool2d": ("    return sum(avg_pool2d(x[None, None], 2))", "'avg_pool2d'", 16),
-    "indexed assignment": ("    x[0] = w[0]\n    return sum(x)", "indexed assignment", 5),
-    "indexed +=": (
-        "    x[0] += w[0]\n    return sum(x)",
-        "indexing (its gradient) or an indexed +=",
-        5,
-    ),
-    "gather's gradient": ("    return sum(w[arange(2)])", "indexing (its gradient)", 16),
     "prod's gradient": ("    return prod(x)", "prod", 12),
-    "loop": ("    for t in range(2):\n        x = x @ w\n    return sum(x)", "a loop", 5),
 }
 
 
@@ -354,12 +354,52 @@ def test_each_unspelled_built_in_is_a_positioned_error(what):
     assert "has no spelling for target array-api" in first
 
 
+# What the target spells with writes into arrays (set_at, add_at, a one-hot
+# scatter) and with helpers of its own (einsum, pad), in programs of their own:
+# each agrees with the NumPy target on every namespace (f and f_grad).
+WRITTEN_PROGRAMS = {
+    "einsum": "    return sum(einsum('ij,jk->ik', x, w) * einsum('ij,ji', x, w))",
+    "pad": "    return sum(pad(x, ((1, 2), (0, 3))) ** 2)",
+    "indexed assignment": "    x[0] = w[0] * 2.0\n    x[:, 1:3] = w[:, :2]\n    return sum(x * x)",
+    "indexed +=": "    x[0] += w[0]\n    x[1:, 2] += w[0, 1:]\n    return sum(x * x)",
+    "gather's gradient": "    return sum(w[ids] ** 2)",
+    "entries and their gradient": (
+        "    y = x * w\n    y[arange(4), ids] = 0.0\n" "    return sum(y * w[ids, arange(4)])"
+    ),
+    "gather of a matrix of ids": "    return sum(w[reshape(ids, (2, 2))] ** 3)",
+    "loop": (
+        "    h = x[0]\n    hs = zeros((3, 4))\n    for t in range(3):\n"
+        "        h = tanh(h @ w + x[t])\n        hs[t] = h\n    return sum(hs * hs)"
+    ),
+}
+
+
+@pytest.mark.parametrize("namespace", list(NAMESPACES))
+@pytest.mark.parametrize("what", list(WRITTEN_PROGRAMS))
+def test_each_write_and_helper_agrees_with_the_numpy_target(what, namespace):
+    to, to_numpy = NAMESPACES[namespace]()
+    body = WRITTEN_PROGRAMS[what]
+    ids = ", ids: int[4]" if "ids" in body else ""  # repeated ids: [1, 1, 3, 0]
+    text = f"def f(x: [4, 4], w: [4, 4]{ids}):\n{body}\n"
+    reference = load_source(compile_source(text, "f.grad"), "np_written")
+    module = load_source(compile_source(text, "f.grad", target="array-api"), "xp_written")
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal((4, 4)), rng.standard_normal((4, 4))]
+    args += [np.array([1, 1, 3, 0])] if ids else []
+    kept = [a.copy() for a in args]
+    inputs = [to(a) for a in args]
+    _same(_back(to_numpy, module.f(*inputs)), reference.f(*args), f"{what}: f on {namespace}")
+    got = _back(to_numpy, module.f_grad(*inputs))
+    _same(got, reference.f_grad(*args), f"{what}: f_grad on {namespace}")
+    _same(tuple(_back(to_numpy, x) for x in inputs), tuple(kept), f"{what}: inputs unchanged")
+
+
 def test_the_built_ins_without_a_spelling_are_the_documented_ones():
     from gradc.ops import OPS
     from gradc.targets import ARRAY_API_SPELLINGS
 
     missing = {OPS[op].name for op in OPS if OPS[op].builtin and op not in ARRAY_API_SPELLINGS}
-    assert missing == {"diagonal", "einsum", "pad", "trace"}
+    assert missing == {"diagonal", "trace"}
     doc = (REPO / "docs" / "language.md").read_text(encoding="utf-8")
     section = doc.split("What the target does not spell yet", 1)[1].split("Compiling", 1)[0]
     for name in [*missing, "conv2d", "prod", "loops"]:

@@ -279,12 +279,36 @@ def _write(var: str, node: Node, rest, value: str, add: bool) -> str:
     `x[i, j]`) through a one-hot product, the standard having no scatter."""
     index = node.attr("index")
     if not _arrays_of(index):
+        if any(e[0] == "new" for e in index):  # x[None, 1:] = v: v's new axes go
+            index, rest, value = _without_new_axes(index, rest, value, node)
         key = _key(index, rest, node)
         return f"{var} = {'add_at' if add else 'set_at'}({var}, {key}, {value})"
     ids = ", ".join(rest)
     if add:
         return f"{var} = scatter_add(xp, {var}, {value}, {ids})"
     return f"{var} = scatter_set(xp, {var}, {value}, {ids})"
+
+
+def _without_new_axes(index, rest, value: str, node: Node):
+    """The index without its `None`s, and the value without the axes they
+    made (the standard's writes take no None): (index, rest, value)."""
+    from gradc.ops import entry_arguments
+
+    value_node = node.args[0] if node.op is Op.INDEX_GRAD else node.args[1]
+    kept, kept_rest, new_axes, axis = [], [], [], 0
+    for e, texts in entry_arguments(index, rest):
+        if e[0] == "new":
+            new_axes.append(axis)
+        else:
+            kept.append(e)
+            kept_rest += [t for t in texts if t is not None]
+        axis += e[0] != "int"
+    selected = axis + len(node.shape) - len(kept)  # the rank of x[index]
+    rank = len(value_node.shape)
+    squeezed = [a - selected for a in new_axes if selected - a <= rank]  # from the end
+    if squeezed:
+        value = f"xp.squeeze({value}, axis={_axis(tuple(squeezed))})"
+    return tuple(kept), kept_rest, value
 
 
 def _spell_set_index(args, attrs, node, var):
@@ -464,6 +488,15 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.SOFTMAX_RATIO: "{0} / {1}",
     Op.EINSUM: _spell_einsum,
     Op.PAD: lambda args, attrs, node: f"pad(xp, {args[0]}, {attrs['widths']})",
+    # windows: strided slices stacked (the standard has no strided views)
+    Op.CONV2D: "conv2d(xp, {0}, {1}, {stride})",
+    Op.CONV2D_GRAD_INPUT: "conv2d_grad_input(xp, {0}, {1}, {2}, {stride})",
+    Op.CONV2D_GRAD_WEIGHT: "conv2d_grad_weight(xp, {0}, {1}, {2}, {stride})",
+    Op.MAX_POOL2D: "max_pool2d(xp, {0}, {size}, {stride})",
+    Op.MAX_POOL2D_GRAD: "max_pool2d_grad(xp, {0}, {1}, {size}, {stride})",
+    Op.MAX_POOL2D_PICK: "max_pool2d_pick(xp, {0}, {1}, {size}, {stride})",
+    Op.AVG_POOL2D: "avg_pool2d(xp, {0}, {size}, {stride})",
+    Op.AVG_POOL2D_GRAD: "avg_pool2d_grad(xp, {0}, {1}, {size}, {stride})",
     # writes into part of an array (statements: a list of lines)
     Op.SET_INDEX: _spell_set_index,
     Op.ADD_AT: _spell_add_at,
@@ -479,6 +512,8 @@ def _index_helpers(node: Node) -> tuple[str, ...]:
         return ("take_rows",)
     return ()
 
+
+_POOL = ("window_entries", "window_count", "_out_shape", "_first_max")
 
 # The helpers (templates/helpers_array_api.py) each spelling calls.
 ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
@@ -499,6 +534,14 @@ ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
     Op.CROSS_ENTROPY: ("classes", "pick"),
     Op.PICK: ("classes", "pick"),
     Op.ONEHOT: ("classes", "onehot"),
+    Op.CONV2D: ("window_entries", "window_count", "_out_shape", "conv2d"),
+    Op.CONV2D_GRAD_INPUT: ("window_entries", "pad", "_spread", "conv2d_grad_input"),
+    Op.CONV2D_GRAD_WEIGHT: ("window_entries", "conv2d_grad_weight"),
+    Op.MAX_POOL2D: _POOL + ("max_pool2d",),
+    Op.MAX_POOL2D_GRAD: _POOL + ("pad", "_spread", "max_pool2d_grad"),
+    Op.MAX_POOL2D_PICK: _POOL + ("max_pool2d_pick",),
+    Op.AVG_POOL2D: ("window_entries", "window_count", "_out_shape", "avg_pool2d"),
+    Op.AVG_POOL2D_GRAD: ("window_entries", "pad", "_spread", "avg_pool2d_grad"),
     Op.EINSUM: ("einsum",),
     Op.PAD: ("pad",),
     Op.INDEX: _index_helpers,
@@ -518,10 +561,6 @@ _WHY_NOT = {
     Op.DIAGONAL: "the standard has diagonal only in its linalg extension",
     Op.PROD_OF_OTHERS: "the gradient of prod needs a cumulative product",
 }
-_WINDOWS = "its windows are strided views, which the standard lacks"
-for _op in (Op.CONV2D, Op.CONV2D_GRAD_INPUT, Op.CONV2D_GRAD_WEIGHT, Op.MAX_POOL2D,
-            Op.MAX_POOL2D_GRAD, Op.AVG_POOL2D, Op.AVG_POOL2D_GRAD):  # fmt: skip
-    _WHY_NOT[_op] = _WINDOWS
 
 # The built-in a user wrote, for an op that only its derivative makes.
 _WRITTEN_AS = {

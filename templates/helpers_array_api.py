@@ -273,3 +273,139 @@ def pad(xp, x, widths):
                 )
                 x = xp.concat((x, zeros) if at_end else (zeros, x), axis=axis)
     return x
+
+
+def window_entries(i, j, stride, out_shape):
+    # Where entry (i, j) of every window lies in the images: rows i, i + stride,
+    # ... and columns j, j + stride, ..., one per window of an output [..., Ho, Wo].
+    Ho, Wo = out_shape[-2:]
+    rows = slice(i, i + stride * (Ho - 1) + 1, stride)
+    return (..., rows, slice(j, j + stride * (Wo - 1) + 1, stride))
+
+
+def window_count(size, window, stride):
+    # How many windows of `window` fit along an axis of `size`, every stride-th.
+    return (size - window) // stride + 1
+
+
+def _out_shape(x, size, stride):
+    return tuple(window_count(x.shape[k], size[k], stride) for k in (-2, -1))
+
+
+def _spread(xp, c, i, j, stride, shape):
+    # c [..., Ho, Wo] at entry (i, j) of every window of images of `shape`, zeros
+    # elsewhere: what window_entries reads, written without item assignment (JAX
+    # has none; on Dask it grows the graph). Spread by stride with zeros between
+    # its rows and columns, then padded to `shape`.
+    for axis in (-2, -1):
+        if stride > 1:
+            n = c.shape[axis]
+            spaced = xp.stack((c,) + (xp.zeros_like(c),) * (stride - 1), axis=axis)
+            c = xp.reshape(
+                spaced,
+                tuple(c.shape[:axis]) + (n * stride,) + tuple(c.shape[axis:])[1:],
+            )
+            c = (
+                c[..., : stride * (n - 1) + 1, :]
+                if axis == -2
+                else c[..., : stride * (n - 1) + 1]
+            )
+    widths = [(0, 0)] * (len(shape) - 2)
+    widths += [(i, shape[-2] - i - c.shape[-2]), (j, shape[-1] - j - c.shape[-1])]
+    return pad(xp, c, widths)
+
+
+def conv2d(xp, x, w, stride):
+    # out[n, f, h, w] = sum over c, i, j of x's window (h, w) at (c, i, j) times
+    # w[f, c, i, j]: for each kernel entry (i, j), one tensordot of the strided
+    # slice of x it meets with w[:, :, i, j] (the standard has no strided views).
+    shape = _out_shape(x, w.shape[2:], stride)
+    out = 0
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            seen = x[window_entries(i, j, stride, shape)]  # [N, C, Ho, Wo]
+            out = out + xp.tensordot(seen, w[:, :, i, j], axes=((1,), (1,)))
+    return xp.permute_dims(out, (0, 3, 1, 2))
+
+
+def conv2d_grad_input(xp, g, w, x, stride):
+    # Each window of x met the kernels: the gradient of every window, g times the
+    # kernels, is added back where the window lies, one spread slice per (i, j).
+    grad = 0
+    for i in range(w.shape[2]):
+        for j in range(w.shape[3]):
+            cols = xp.tensordot(g, w[:, :, i, j], axes=((1,), (0,)))  # [N, Ho, Wo, C]
+            cols = xp.permute_dims(cols, (0, 3, 1, 2))
+            grad = grad + _spread(xp, cols, i, j, stride, x.shape)
+    return grad
+
+
+def conv2d_grad_weight(xp, g, x, w, stride):
+    # grad_w[f, c, i, j] = sum over n, h, w of g[n, f, h, w] times x's window
+    # (h, w) at (c, i, j): a tensordot of g with each strided slice of x.
+    parts = [
+        xp.tensordot(
+            g, x[window_entries(i, j, stride, g.shape)], axes=((0, 2, 3), (0, 2, 3))
+        )
+        for i in range(w.shape[2])
+        for j in range(w.shape[3])
+    ]
+    grad = xp.stack(parts, axis=-1)  # [F, C, HH * WW]
+    return xp.reshape(grad, tuple(grad.shape[:2]) + tuple(w.shape[2:]))
+
+
+def _first_max(xp, x, size, stride):
+    # Each window's max, and which entry (i * size + j) holds it: the first one
+    # where several tie (row by row, as PyTorch's).
+    shape = _out_shape(x, (size, size), stride)
+    best = x[window_entries(0, 0, stride, shape)]
+    first = xp.zeros(best.shape, dtype=xp.int64, device=array_api_compat.device(x))
+    for k in range(1, size * size):
+        entry = x[window_entries(k // size, k % size, stride, shape)]
+        first = xp.where(entry > best, k, first)
+        best = xp.maximum(best, entry)
+    return best, first
+
+
+def max_pool2d(xp, x, size, stride):
+    return _first_max(xp, x, size, stride)[0]
+
+
+def max_pool2d_grad(xp, g, x, size, stride):
+    # Each window's gradient goes to its max, added up where windows overlap.
+    first = _first_max(xp, x, size, stride)[1]
+    grad = 0
+    for k in range(size * size):
+        i, j = divmod(k, size)
+        grad = grad + _spread(xp, xp.where(first == k, g, 0.0), i, j, stride, x.shape)
+    return grad
+
+
+def max_pool2d_pick(xp, u, x, size, stride):
+    # u at each window's max (where max_pool2d_grad sends a window's gradient):
+    # that function's transpose.
+    first = _first_max(xp, x, size, stride)[1]
+    out = 0
+    for k in range(size * size):
+        entry = u[window_entries(k // size, k % size, stride, first.shape)]
+        out = out + xp.where(first == k, entry, 0.0)
+    return out
+
+
+def avg_pool2d(xp, x, size, stride):
+    shape = _out_shape(x, (size, size), stride)
+    total = 0
+    for i in range(size):
+        for j in range(size):
+            total = total + x[window_entries(i, j, stride, shape)]
+    return total / (size * size)
+
+
+def avg_pool2d_grad(xp, g, x, size, stride):
+    # Each window's gradient is shared equally by its size * size entries.
+    share = g / (size * size)
+    grad = 0
+    for i in range(size):
+        for j in range(size):
+            grad = grad + _spread(xp, share, i, j, stride, x.shape)
+    return grad

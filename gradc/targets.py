@@ -242,6 +242,10 @@ def _spell_einsum(args, attrs, node):
     return f'einsum(xp, "{",".join(operands)}->{output}", {", ".join(args)})'
 
 
+def _axis_argument(attrs) -> str:
+    return "" if attrs.get("axis") is None else f", axis={_axis(attrs['axis'])}"
+
+
 def _spell_tile(args, attrs, node):
     return f"xp.tile({args[0]}, {_tuple([str(r) for r in attrs['reps']])})"
 
@@ -497,6 +501,16 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.MAX_POOL2D_PICK: "max_pool2d_pick(xp, {0}, {1}, {size}, {stride})",
     Op.AVG_POOL2D: "avg_pool2d(xp, {0}, {size}, {stride})",
     Op.AVG_POOL2D_GRAD: "avg_pool2d_grad(xp, {0}, {1}, {size}, {stride})",
+    Op.GELU_GRAD2: "gelu_grad2(xp, {0})",
+    Op.TRACE: "xp.sum(diagonal(xp, {0}))",
+    Op.DIAGONAL: "diagonal(xp, {0})",
+    Op.DIAG_GRAD: lambda args, attrs, node, var: [f"{var} = diag_grad(xp, {args[0]}, {args[1]})"],
+    Op.PROD_OF_OTHERS: lambda args, attrs, node: (
+        f"prod_of_others(xp, {args[0]}{_axis_argument(attrs)})"
+    ),
+    Op.PROD_OF_OTHERS_GRAD: lambda args, attrs, node: (
+        f"prod_of_others_grad(xp, {args[0]}, {args[1]}{_axis_argument(attrs)})"
+    ),
     # writes into part of an array (statements: a list of lines)
     Op.SET_INDEX: _spell_set_index,
     Op.ADD_AT: _spell_add_at,
@@ -542,6 +556,12 @@ ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
     Op.MAX_POOL2D_PICK: _POOL + ("max_pool2d_pick",),
     Op.AVG_POOL2D: ("window_entries", "window_count", "_out_shape", "avg_pool2d"),
     Op.AVG_POOL2D_GRAD: ("window_entries", "pad", "_spread", "avg_pool2d_grad"),
+    Op.GELU_GRAD2: ("gelu_grad2",),
+    Op.TRACE: ("diagonal",),
+    Op.DIAGONAL: ("diagonal",),
+    Op.DIAG_GRAD: ("diag_grad",),
+    Op.PROD_OF_OTHERS: ("_lines", "_products_around", "prod_of_others"),
+    Op.PROD_OF_OTHERS_GRAD: ("_lines", "_products_around", "prod_of_others_grad"),
     Op.EINSUM: ("einsum",),
     Op.PAD: ("pad",),
     Op.INDEX: _index_helpers,
@@ -551,16 +571,9 @@ ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
 }
 
 # Why an op has no array-API spelling (yet), for its error message.
-_WHY_NOT = {
-    Op.SET_INDEX: "indexed assignment writes into an array, which JAX's arrays forbid",
-    Op.ADD_AT: "a scatter-add writes into an array, which JAX's arrays forbid",
-    Op.INDEX_GRAD: "the gradient of an indexing writes into an array",
-    Op.DIAG_GRAD: "the gradient of diagonal writes into an array",
-    Op.LOOP: "a loop stacks its steps into an array by item assignment",
-    Op.TRACE: "the standard has trace only in its linalg extension",
-    Op.DIAGONAL: "the standard has diagonal only in its linalg extension",
-    Op.PROD_OF_OTHERS: "the gradient of prod needs a cumulative product",
-}
+# (the writes are refused only for integer arrays other than rows and entries)
+_SCATTER = "a scatter of integer arrays other than rows E[ids] or entries x[i, j] of a matrix"
+_WHY_NOT = {Op.SET_INDEX: _SCATTER, Op.ADD_AT: _SCATTER, Op.INDEX_GRAD: _SCATTER}
 
 # The built-in a user wrote, for an op that only its derivative makes.
 _WRITTEN_AS = {
@@ -678,8 +691,9 @@ def check_spellable(nodes) -> None:
     name = _WRITTEN_AS.get(node.op, OPS[node.op].name)
     why = _WHY_NOT.get(node.op)
     if node.op is Op.INDEX:
-        why = f"integer-array indexing beyond E[ids] on {format_shape(node.args[0].shape)}"
-    what = "a loop" if node.op is Op.LOOP else (name if node.op in _WRITTEN_AS else f"'{name}'")
+        shape = format_shape(node.args[0].shape)
+        why = f"integer-array indexing beyond E[ids] and x[i, j] of a matrix, on {shape}"
+    what = name if node.op in _WRITTEN_AS else f"'{name}'"
     raise CompileError(
         f"{what} has no spelling for target {target.name}" + (f" ({why})" if why else ""),
         node.pos,

@@ -409,3 +409,94 @@ def avg_pool2d_grad(xp, g, x, size, stride):
         for j in range(size):
             grad = grad + _spread(xp, share, i, j, stride, x.shape)
     return grad
+
+
+def gelu_grad2(xp, x):
+    # d/dx of gelu_grad(x) above: with t = tanh(inner), d = d inner / dx,
+    # (1 - t**2) * (d - c * t * d**2 + 0.5 * c * d inner / dx**2); 0 beyond |x| = 10,
+    # where gelu_grad is constant.
+    c = xp.clip(x, -10.0, 10.0)
+    inner = 0.7978845608028654 * (c + 0.044715 * c**3)
+    t = xp.tanh(inner)
+    d_inner = 0.7978845608028654 * (1 + 3 * 0.044715 * c**2)
+    dd_inner = 0.7978845608028654 * 6 * 0.044715 * c
+    inside = (1 - t**2) * (d_inner - c * t * d_inner**2 + 0.5 * c * dd_inner)
+    return xp.where(xp.abs(x) < 10, inside, 0.0)
+
+
+def diagonal(xp, x):
+    # The diagonal of a 2-D x (the standard has it only in its linalg extension):
+    # entries (k, k) of the flattened rows.
+    n, m = x.shape
+    k = xp.arange(min(n, m), device=array_api_compat.device(x))
+    return xp.take(xp.reshape(x, (-1,)), k * (m + 1))
+
+
+def diag_grad(xp, g, like):
+    # Zeros like `like` (2-D) with g on the diagonal, as NumPy's fill_diagonal,
+    # without writing into an array.
+    n, m = like.shape
+    device = array_api_compat.device(like)
+    on = xp.arange(n, device=device)[:, None] == xp.arange(m, device=device)[None, :]
+    g = xp.asarray(g, dtype=like.dtype, device=device)
+    g = xp.broadcast_to(g, (min(n, m),))
+    return xp.where(on, g[:, None] if n <= m else g[None, :], xp.zeros_like(like))
+
+
+def _lines(xp, x, axis):
+    # x with the axes of `axis` (None: all) moved last and joined into one:
+    # [..., n], and the function that puts an array of that shape back.
+    axes = tuple(range(x.ndim)) if axis is None else axis
+    axes = tuple(a % x.ndim for a in (axes if isinstance(axes, tuple) else (axes,)))
+    order = tuple(a for a in range(x.ndim) if a not in axes) + axes
+    moved = xp.permute_dims(x, order)
+    lines = xp.reshape(moved, tuple(moved.shape[: x.ndim - len(axes)]) + (-1,))
+    back = tuple(order.index(a) for a in range(x.ndim))
+
+    def put_back(y):
+        return xp.permute_dims(xp.reshape(y, moved.shape), back)
+
+    return lines, put_back
+
+
+def _products_around(xp, lines):
+    # For each entry of each line, the product of the entries before it (left)
+    # and after it (right): cumulative products of the shifted lines.
+    ones = xp.ones_like(lines[..., :1])
+    left = xp.cumulative_prod(xp.concat((ones, lines[..., :-1]), axis=-1), axis=-1)
+    after = xp.concat((ones, xp.flip(lines[..., 1:], axis=-1)), axis=-1)
+    right = xp.flip(xp.cumulative_prod(after, axis=-1), axis=-1)
+    return left, right
+
+
+def prod_of_others(xp, x, axis=None):
+    # For each entry, the product of the other entries of its slice along `axis`
+    # (None: all of x): the gradient of prod. Products from the left times
+    # products from the right, never prod / x, so it is right where x has zeros.
+    lines, put_back = _lines(xp, x, axis)
+    left, right = _products_around(xp, lines)
+    return put_back(left * right)
+
+
+def prod_of_others_grad(xp, u, x, axis=None):
+    # The transpose (and product) of the derivative of prod_of_others(x), as
+    # templates/helpers.py's: A[k + 1] = A[k] * x[k] + u[k] * L[k] (B likewise from
+    # the right), entry k is A[k] * R[k] + L[k] * B[k]. The steps are collected in
+    # lists and stacked: no item assignment.
+    lines, put_back = _lines(xp, x, axis)
+    weights = xp.reshape(_lines(xp, u, axis)[0], lines.shape)
+    left, right = _products_around(xp, lines)
+    n = lines.shape[-1]
+    before = [0 * (lines[..., 0] * weights[..., 0])]
+    after = [before[0]]
+    for k in range(1, n):
+        before.append(
+            before[-1] * lines[..., k - 1] + weights[..., k - 1] * left[..., k - 1]
+        )
+        j = n - 1 - k
+        after.append(
+            after[-1] * lines[..., j + 1] + weights[..., j + 1] * right[..., j + 1]
+        )
+    before = xp.stack(before, axis=-1)
+    after = xp.stack(after[::-1], axis=-1)
+    return put_back(before * right + left * after)

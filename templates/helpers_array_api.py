@@ -56,7 +56,8 @@ def swish(xp, x):
 
 def erf(xp, x):
     # The error function (templates/helpers.py's erf, on the standard): x * P(x**2)
-    # below 1, 1 - exp(-x**2) * Q(u) from 1 to 6 on three pieces, 1 beyond.
+    # below 1, 1 - exp(-x**2) * Q(u) from 1 to 6 on three pieces, 1 beyond. The
+    # coefficients are helpers.py's (tests/test_array_api.py checks they stay so).
     # fmt: off
     p = (5.957176147748911e-11, -1.1372848856791674e-09, 1.4659775274047436e-08,
         -1.6350312701054695e-07, 1.6461000484121368e-06, -1.4925595266831182e-05,

@@ -488,3 +488,36 @@ def test_every_op_form_on_every_namespace(namespace):
         except Exception as exc:  # noqa: BLE001 - every failing form is listed
             failed.append(f"{form.id}: {type(exc).__name__}: {exc}")
     assert not failed, "\n".join(failed)
+
+
+# ---------------------------------------------------------------- the two helper files
+
+
+def _fractions_in_helpers(filename: str) -> dict:
+    """For each helper of templates/<filename>, its numbers that are not whole
+    (erf's Chebyshev coefficients, gelu's constants), as a multiset."""
+    from collections import Counter
+
+    tree = ast.parse((REPO / "templates" / filename).read_text(encoding="utf-8"))
+    return {
+        fn.name: Counter(
+            n.value
+            for n in ast.walk(fn)
+            if isinstance(n, ast.Constant) and isinstance(n.value, float)
+            and n.value != int(n.value)
+        )
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef)
+    }  # fmt: skip
+
+
+def test_a_helper_of_both_targets_has_the_same_constants_in_both():
+    # helpers_array_api.py repeats helpers.py's numerics on xp: a coefficient fixed
+    # in one file must be fixed in the other (the first 40 of erf's, say)
+    numpy_side = _fractions_in_helpers("helpers.py")
+    array_api_side = _fractions_in_helpers("helpers_array_api.py")
+    shared = sorted(set(numpy_side) & set(array_api_side))
+    assert {"erf", "gelu", "gelu_grad", "gelu_grad2"} <= set(shared)
+    assert sum(array_api_side["erf"].values()) >= 70  # p, q1, q2, q3 and the pieces' bounds
+    for name in shared:
+        assert numpy_side[name] == array_api_side[name], name

@@ -168,11 +168,12 @@ def _spell_index(args, attrs, node):
     index = attrs["index"]
     if any(e[0] == "array" for e in index):
         # the standard has integer-array indexing only as take (of a 1-D index)
-        if len(index) == 2:  # x[i, j]: row i, then entry j of each
+        axis = _array_axis(index)
+        if axis is None:  # x[i, j]: row i, then entry j of each
             return f"pick(xp, xp.take({args[0]}, {args[1]}, axis=0), {args[2]})"
-        if len(node.args[1].shape) == 1:  # E[ids]
-            return f"xp.take({args[0]}, {args[1]}, axis=0)"
-        return f"take_rows(xp, {args[0]}, {args[1]})"
+        if len(node.args[1].shape) == 1:  # E[ids], x[:, ids]
+            return f"xp.take({args[0]}, {args[1]}, axis={axis})"
+        return f"take_rows(xp, {args[0]}, {args[1]}{f', axis={axis}' if axis else ''})"
     return f"{args[0]}[{index_text(index, args[1:])}{_rest(index, node.args[0])}]"
 
 
@@ -188,9 +189,9 @@ def _index_spellable(node: Node) -> bool:
     arrays = [e for e in index if e[0] == "array"]
     if not arrays:
         return True
-    # one integer array on the first axis, nothing else: xp.take; or two
+    # one integer array among whole axes: xp.take along its axis; or two
     # integer arrays of rank 1 on the two axes of a matrix: take, then pick
-    if len(index) == 1:
+    if _array_axis(index) is not None:
         return True
     return (
         len(arrays) == 2
@@ -198,6 +199,14 @@ def _index_spellable(node: Node) -> bool:
         and len(node.args[0].shape) == 2
         and all(len(a.shape) == 1 for a in node.args[1:])
     )
+
+
+def _array_axis(index) -> int | None:
+    """The axis of the one integer array of an index whose other entries are
+    whole axes (`x[:, ids]`: 1), or None."""
+    arrays = [k for k, e in enumerate(index) if e[0] == "array"]
+    whole = all(e == ("slice", None, None, None) for e in index if e[0] != "array")
+    return arrays[0] if len(arrays) == 1 and whole else None
 
 
 def _spell_where(args, attrs, node):
@@ -288,6 +297,8 @@ def _write(var: str, node: Node, rest, value: str, add: bool) -> str:
         key = _key(index, rest, node)
         return f"{var} = {'add_at' if add else 'set_at'}({var}, {key}, {value})"
     ids = ", ".join(rest)
+    if _array_axis(index):  # x[:, ids]: along axis 1
+        ids += f", axis={_array_axis(index)}"
     if add:
         return f"{var} = scatter_add(xp, {var}, {value}, {ids})"
     return f"{var} = scatter_set(xp, {var}, {value}, {ids})"
@@ -335,13 +346,14 @@ def _spell_index_grad(args, attrs, node, var):
 
 def _writes_spellable(node: Node) -> bool:
     """Basic indices, or integer arrays as `_write` spells them: one array of
-    any rank on the first axis (rows), or two arrays on the two axes of a matrix."""
+    any rank among whole axes (rows E[ids], columns x[:, ids]), or two arrays on
+    the two axes of a matrix."""
     index = node.attr("index")
     arrays = _arrays_of(index)
     if not arrays:
         return True
     if arrays == 1:
-        return index[0][0] == "array" and all(e == ("slice", None, None, None) for e in index[1:])
+        return _array_axis(index) is not None
     two_lists = all(len(a.shape) == 1 for a in node.args[2:])
     return arrays == 2 and len(index) == 2 and len(node.shape) == 2 and two_lists
 
@@ -520,7 +532,7 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
 
 def _index_helpers(node: Node) -> tuple[str, ...]:
     index = node.attr("index")
-    if len(index) == 2 and _arrays_of(index) == 2:
+    if _arrays_of(index) == 2:
         return ("classes", "pick")
     if _arrays_of(index) and len(node.args[1].shape) > 1:
         return ("take_rows",)
@@ -572,7 +584,7 @@ ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
 
 # Why an op has no array-API spelling (yet), for its error message.
 # (the writes are refused only for integer arrays other than rows and entries)
-_SCATTER = "a scatter of integer arrays other than rows E[ids] or entries x[i, j] of a matrix"
+_SCATTER = "a scatter of integer arrays other than E[ids], x[:, ids] or x[i, j] of a matrix"
 _WHY_NOT = {Op.SET_INDEX: _SCATTER, Op.ADD_AT: _SCATTER, Op.INDEX_GRAD: _SCATTER}
 
 # The built-in a user wrote, for an op that only its derivative makes.
@@ -692,7 +704,7 @@ def check_spellable(nodes) -> None:
     why = _WHY_NOT.get(node.op)
     if node.op is Op.INDEX:
         shape = format_shape(node.args[0].shape)
-        why = f"integer-array indexing beyond E[ids] and x[i, j] of a matrix, on {shape}"
+        why = f"integer arrays other than E[ids], x[:, ids] or x[i, j] of a matrix, on {shape}"
     what = name if node.op in _WRITTEN_AS else f"'{name}'"
     raise CompileError(
         f"{what} has no spelling for target {target.name}" + (f" ({why})" if why else ""),

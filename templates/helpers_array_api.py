@@ -200,10 +200,12 @@ def add_at(x, key, value):
     return x
 
 
-def take_rows(xp, x, ids):
-    # x[ids] for integer ids of any shape: the standard's take takes 1-D ids.
-    rows = xp.take(x, xp.reshape(ids, (-1,)), axis=0)
-    return xp.reshape(rows, tuple(ids.shape) + tuple(x.shape[1:]))
+def take_rows(xp, x, ids, axis=0):
+    # x[ids] (x[:, ids] for axis 1) for integer ids of any shape: the standard's
+    # take takes 1-D ids.
+    taken = xp.take(x, xp.reshape(ids, (-1,)), axis=axis)
+    shape = tuple(x.shape[:axis]) + tuple(ids.shape) + tuple(x.shape[axis + 1 :])
+    return xp.reshape(taken, shape)
 
 
 def _one_hot(xp, ids, n, dtype):
@@ -213,12 +215,26 @@ def _one_hot(xp, ids, n, dtype):
     return xp.astype(flat[:, None] == columns[None, :], dtype)
 
 
-def scatter_add(xp, out, values, *ids):
-    # out with values[k] added at ids[k], repeated ids adding up (NumPy's add.at): the
-    # rows out[ids[0][k]] (one ids array, of any shape), or the entries
-    # out[ids[0][k], ids[1][k]] of a matrix. The standard has no scatter and JAX
-    # no item assignment: a product with one-hot matrices, K x rows x the rest.
+def scatter_add(xp, out, values, *ids, axis=0):
+    # out with values[k] added at ids[k], repeated ids adding up (NumPy's add.at):
+    # the rows out[ids[0][k]] (one ids array, of any shape; along `axis`, as
+    # out[:, ids] for 1), or the entries out[ids[0][k], ids[1][k]] of a matrix. The
+    # standard has no scatter and JAX no item assignment: a product with one-hot
+    # matrices, K x rows x the rest.
     values = xp.asarray(values, dtype=out.dtype, device=array_api_compat.device(out))
+    if axis:  # that axis first, as rows, and back after
+        r = ids[0].ndim
+        shape = (
+            tuple(out.shape[:axis]) + tuple(ids[0].shape) + tuple(out.shape[axis + 1 :])
+        )
+        values = xp.broadcast_to(values, shape)
+        firsts = tuple(range(axis, axis + r))
+        values = xp.permute_dims(
+            values, firsts + tuple(a for a in range(len(shape)) if a not in firsts)
+        )
+        order = (axis,) + tuple(a for a in range(out.ndim) if a != axis)
+        rows = scatter_add(xp, xp.permute_dims(out, order), values, ids[0])
+        return xp.permute_dims(rows, tuple(order.index(a) for a in range(out.ndim)))
     rows = _one_hot(xp, ids[0], out.shape[0], out.dtype)  # [K, rows]
     if len(ids) == 1:
         values = xp.broadcast_to(values, tuple(ids[0].shape) + tuple(out.shape[1:]))
@@ -229,11 +245,13 @@ def scatter_add(xp, out, values, *ids):
     return out + rows.T @ (values[:, None] * columns)
 
 
-def scatter_set(xp, out, values, *ids):
-    # out with values put at ids, as out[ids] = values where no id repeats (rows
-    # or entries, as scatter_add).
-    hit = scatter_add(xp, xp.zeros_like(out), 1.0, *ids) > 0
-    return xp.where(hit, scatter_add(xp, xp.zeros_like(out), values, *ids), out)
+def scatter_set(xp, out, values, *ids, axis=0):
+    # out with values put at ids, as out[ids] = values where no id repeats (rows,
+    # columns or entries, as scatter_add).
+    hit = scatter_add(xp, xp.zeros_like(out), 1.0, *ids, axis=axis) > 0
+    return xp.where(
+        hit, scatter_add(xp, xp.zeros_like(out), values, *ids, axis=axis), out
+    )
 
 
 def einsum(xp, spec, *operands):

@@ -509,7 +509,7 @@ def helpers_for(nodes, scalar_nodes=()) -> list[str]:
     """Source of the helper functions these nodes call (`scalar_nodes`: nodes
     spelled on the scalar path), in file order."""
     target = targets.current()
-    wanted = set() if target.numpy else {"array_namespace"}
+    wanted = set() if target.numpy else {"array_namespace", "_namespace_of"}
     for n in scalar_nodes:
         wanted.update(OPS[n.op].scalar_helpers)
     stack = list(nodes)

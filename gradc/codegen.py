@@ -208,9 +208,7 @@ def _loop_statements(line, sched: Schedule, defined: set[str] | None) -> list[st
         if text == var and not copy:
             continue
         names.append(var)
-        values.append(
-            (text if prec >= ATOM or not copy else f"({text})") + (".copy()" if copy else "")
-        )
+        values.append(_copied(text, prec) if copy else text)
     # `grad_g = grad_h` then `grad_h = grad_g + grad_h` would read the new grad_g:
     # initial values that read a variable set before them are one tuple assignment
     read_later = any(
@@ -225,6 +223,9 @@ def _loop_statements(line, sched: Schedule, defined: set[str] | None) -> list[st
     for var, shape, dtype, row0 in loop.stacks:
         texts = [_dim_text(graph, d, sizes) for d in shape]
         shown = "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
+        if not targets.current().numpy:
+            out += targets.array_api_stack(var, shown, dtype, row0)
+            continue
         kind = {"f32": ", dtype=np.float32", "int": ", dtype=np.int64"}.get(dtype, "")
         out.append(f"{var} = np.empty({shown}{kind})")
         if row0 is not None:
@@ -269,12 +270,12 @@ def _statements(line, sched: Schedule) -> list[str]:
         base = node.args[0]
         in_place = line.in_place if line.in_place is not None else sched.name_of(base) == line.var
         if in_place:  # updated in place (schedule)
-            return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)[1:]
+            return targets.current().spelling(node.op)(args, dict(node.attrs), node, line.var)[1:]
         fresh = sched.name_of(base) is None and not OPS[base.op].is_view(dict(base.attrs))
         if not fresh:
             text, prec = _spell(base, sched)
-            args[0] = f"{text if prec >= ATOM else f'({text})'}.copy()"
-    return OPS[node.op].spelling(args, dict(node.attrs), node, line.var)
+            args[0] = _copied(text, prec)
+    return targets.current().spelling(node.op)(args, dict(node.attrs), node, line.var)
 
 
 def _line_expression(line, sched: Schedule, scalar: bool = False) -> str:
@@ -508,7 +509,7 @@ def helpers_for(nodes, scalar_nodes=()) -> list[str]:
     """Source of the helper functions these nodes call (`scalar_nodes`: nodes
     spelled on the scalar path), in file order."""
     target = targets.current()
-    wanted = set() if target.numpy else {"array_namespace"}
+    wanted = set() if target.numpy else {"array_namespace", "_namespace_of"}
     for n in scalar_nodes:
         wanted.update(OPS[n.op].scalar_helpers)
     stack = list(nodes)

@@ -167,9 +167,21 @@ def _spell_index(args, attrs, node):
 
     index = attrs["index"]
     if any(e[0] == "array" for e in index):
-        # E[ids]: the standard has integer-array indexing only as take
-        return f"xp.take({args[0]}, {args[1]}, axis=0)"
-    return f"{args[0]}[{index_text(index, args[1:])}]"
+        # the standard has integer-array indexing only as take (of a 1-D index)
+        axis = _array_axis(index)
+        if axis is None:  # x[i, j]: row i, then entry j of each
+            return f"pick(xp, xp.take({args[0]}, {args[1]}, axis=0), {args[2]})"
+        if len(node.args[1].shape) == 1:  # E[ids], x[:, ids]
+            return f"xp.take({args[0]}, {args[1]}, axis={axis})"
+        return f"take_rows(xp, {args[0]}, {args[1]}{f', axis={axis}' if axis else ''})"
+    return f"{args[0]}[{index_text(index, args[1:])}{_rest(index, node.args[0])}]"
+
+
+def _rest(index, x: Node) -> str:
+    """`, ...` where an index leaves axes out (`hs[:, t]` or `hs[t]` of a 3-D
+    hs): the standard's indices name every axis (array-api-strict checks)."""
+    axes = sum(e[0] != "new" for e in index)
+    return ", ..." if axes < len(x.shape) else ""
 
 
 def _index_spellable(node: Node) -> bool:
@@ -177,8 +189,24 @@ def _index_spellable(node: Node) -> bool:
     arrays = [e for e in index if e[0] == "array"]
     if not arrays:
         return True
-    # one integer array of rank 1 on the first axis, nothing else: xp.take
-    return len(index) == 1 and len(node.args[1].shape) == 1
+    # one integer array among whole axes: xp.take along its axis; or two
+    # integer arrays of rank 1 on the two axes of a matrix: take, then pick
+    if _array_axis(index) is not None:
+        return True
+    return (
+        len(arrays) == 2
+        and len(index) == 2
+        and len(node.args[0].shape) == 2
+        and all(len(a.shape) == 1 for a in node.args[1:])
+    )
+
+
+def _array_axis(index) -> int | None:
+    """The axis of the one integer array of an index whose other entries are
+    whole axes (`x[:, ids]`: 1), or None."""
+    arrays = [k for k, e in enumerate(index) if e[0] == "array"]
+    whole = all(e == ("slice", None, None, None) for e in index if e[0] != "array")
+    return arrays[0] if len(arrays) == 1 and whole else None
 
 
 def _spell_where(args, attrs, node):
@@ -216,8 +244,133 @@ def _spell_joined(name: str) -> Callable:
     return spell
 
 
+def _spell_einsum(args, attrs, node):
+    from gradc.ops import einsum_parts
+
+    operands, output = einsum_parts(attrs["spec"], node.pos)  # the output made explicit
+    return f'einsum(xp, "{",".join(operands)}->{output}", {", ".join(args)})'
+
+
+def _axis_argument(attrs) -> str:
+    return "" if attrs.get("axis") is None else f", axis={_axis(attrs['axis'])}"
+
+
 def _spell_tile(args, attrs, node):
     return f"xp.tile({args[0]}, {_tuple([str(r) for r in attrs['reps']])})"
+
+
+def _key(index, rest, x: Node) -> str:
+    """The index of `x[index]` as a value a function takes: `(slice(None), t)`."""
+    from gradc.ops import entry_arguments
+
+    parts = []
+    for e, texts in entry_arguments(index, rest):
+        if e[0] == "new":
+            parts.append("None")
+        elif e[0] == "slice":
+            bounds = [b or "None" for b in texts]
+            while len(bounds) > 2 and bounds[-1] == "None":
+                bounds.pop()
+            if bounds == ["None", "None"]:
+                bounds = ["None"]  # slice(None); slice(2 * H, None) keeps its stop
+            parts.append(f"slice({', '.join(bounds)})")
+        else:
+            parts.append(texts[0])
+    if _rest(index, x):
+        parts.append("...")
+    return parts[0] if len(parts) == 1 else _tuple(parts)
+
+
+def _arrays_of(index) -> int:
+    return sum(e[0] == "array" for e in index)
+
+
+def _write(var: str, node: Node, rest, value: str, add: bool) -> str:
+    """`var[index] = value` (`+=` with `add`) as a new binding of var: basic
+    indices through set_at/add_at (in place where the library writes into
+    arrays, JAX's .at elsewhere); integer arrays (rows `E[ids]`, or entries
+    `x[i, j]`) through a one-hot product, the standard having no scatter."""
+    index = node.attr("index")
+    if not _arrays_of(index):
+        if any(e[0] == "new" for e in index):  # x[None, 1:] = v: v's new axes go
+            index, rest, value = _without_new_axes(index, rest, value, node)
+        key = _key(index, rest, node)
+        return f"{var} = {'add_at' if add else 'set_at'}({var}, {key}, {value})"
+    ids = ", ".join(rest)
+    if _array_axis(index):  # x[:, ids]: along axis 1
+        ids += f", axis={_array_axis(index)}"
+    if add:
+        return f"{var} = scatter_add(xp, {var}, {value}, {ids})"
+    return f"{var} = scatter_set(xp, {var}, {value}, {ids})"
+
+
+def _without_new_axes(index, rest, value: str, node: Node):
+    """The index without its `None`s, and the value without the axes they
+    made (the standard's writes take no None): (index, rest, value)."""
+    from gradc.ops import entry_arguments
+
+    value_node = node.args[0] if node.op is Op.INDEX_GRAD else node.args[1]
+    kept, kept_rest, new_axes, axis = [], [], [], 0
+    for e, texts in entry_arguments(index, rest):
+        if e[0] == "new":
+            new_axes.append(axis)
+        else:
+            kept.append(e)
+            kept_rest += [t for t in texts if t is not None]
+        axis += e[0] != "int"
+    selected = axis + len(node.shape) - len(kept)  # the rank of x[index]
+    rank = len(value_node.shape)
+    squeezed = [a - selected for a in new_axes if selected - a <= rank]  # from the end
+    if squeezed:
+        value = f"xp.squeeze({value}, axis={_axis(tuple(squeezed))})"
+    return tuple(kept), kept_rest, value
+
+
+def _spell_set_index(args, attrs, node, var):
+    base, value, *rest = args
+    return [f"{var} = {base}", _write(var, node, rest, value, add=False)]
+
+
+def _spell_add_at(args, attrs, node, var):
+    base, value, *rest = args
+    return [f"{var} = {base}", _write(var, node, rest, value, add=True)]
+
+
+def _spell_index_grad(args, attrs, node, var):
+    g, like, *rest = args
+    zeros = like if node.args[1].op is Op.ZEROS else f"xp.zeros_like({like})"
+    # into zeros: a scatter of integer arrays adds up repeated ids, as np.add.at
+    added = _arrays_of(attrs["index"]) > 0
+    return [f"{var} = {zeros}", _write(var, node, rest, g, add=added)]
+
+
+def _writes_spellable(node: Node) -> bool:
+    """Basic indices, or integer arrays as `_write` spells them: one array of
+    any rank among whole axes (rows E[ids], columns x[:, ids]), or two arrays on
+    the two axes of a matrix."""
+    index = node.attr("index")
+    arrays = _arrays_of(index)
+    if not arrays:
+        return True
+    if arrays == 1:
+        return _array_axis(index) is not None
+    two_lists = all(len(a.shape) == 1 for a in node.args[2:])
+    return arrays == 2 and len(index) == 2 and len(node.shape) == 2 and two_lists
+
+
+def _helpers_of_writes(node: Node) -> tuple[str, ...]:
+    if not _arrays_of(node.attr("index")):
+        return ("add_at",) if node.op is Op.ADD_AT else ("set_at",)
+    return ("_one_hot", "scatter_add") + (("scatter_set",) if node.op is Op.SET_INDEX else ())
+
+
+def array_api_stack(var: str, shape: str, dtype: str, row0: str | None) -> list[str]:
+    """A loop's stack (the values it saves a row per step), allocated before
+    the loop; each step writes its row with set_at."""
+    lines = [f"{var} = xp.empty({shape}, dtype={_DTYPES.get(dtype, _DTYPES['f64'])})"]
+    if row0 is not None:
+        lines.append(f"{var} = set_at({var}, (0, ...), {row0})")
+    return lines
 
 
 # ---------------------------------------------------------------- the table
@@ -349,7 +502,44 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.LAYER_NORM: "{1} * {3} + {2}",
     Op.STANDARDIZE: "{0} / {1}",
     Op.SOFTMAX_RATIO: "{0} / {1}",
+    Op.EINSUM: _spell_einsum,
+    Op.PAD: lambda args, attrs, node: f"pad(xp, {args[0]}, {attrs['widths']})",
+    # windows: strided slices stacked (the standard has no strided views)
+    Op.CONV2D: "conv2d(xp, {0}, {1}, {stride})",
+    Op.CONV2D_GRAD_INPUT: "conv2d_grad_input(xp, {0}, {1}, {2}, {stride})",
+    Op.CONV2D_GRAD_WEIGHT: "conv2d_grad_weight(xp, {0}, {1}, {2}, {stride})",
+    Op.MAX_POOL2D: "max_pool2d(xp, {0}, {size}, {stride})",
+    Op.MAX_POOL2D_GRAD: "max_pool2d_grad(xp, {0}, {1}, {size}, {stride})",
+    Op.MAX_POOL2D_PICK: "max_pool2d_pick(xp, {0}, {1}, {size}, {stride})",
+    Op.AVG_POOL2D: "avg_pool2d(xp, {0}, {size}, {stride})",
+    Op.AVG_POOL2D_GRAD: "avg_pool2d_grad(xp, {0}, {1}, {size}, {stride})",
+    Op.GELU_GRAD2: "gelu_grad2(xp, {0})",
+    Op.TRACE: "xp.sum(diagonal(xp, {0}))",
+    Op.DIAGONAL: "diagonal(xp, {0})",
+    Op.DIAG_GRAD: lambda args, attrs, node, var: [f"{var} = diag_grad(xp, {args[0]}, {args[1]})"],
+    Op.PROD_OF_OTHERS: lambda args, attrs, node: (
+        f"prod_of_others(xp, {args[0]}{_axis_argument(attrs)})"
+    ),
+    Op.PROD_OF_OTHERS_GRAD: lambda args, attrs, node: (
+        f"prod_of_others_grad(xp, {args[0]}, {args[1]}{_axis_argument(attrs)})"
+    ),
+    # writes into part of an array (statements: a list of lines)
+    Op.SET_INDEX: _spell_set_index,
+    Op.ADD_AT: _spell_add_at,
+    Op.INDEX_GRAD: _spell_index_grad,
 }
+
+
+def _index_helpers(node: Node) -> tuple[str, ...]:
+    index = node.attr("index")
+    if _arrays_of(index) == 2:
+        return ("classes", "pick")
+    if _arrays_of(index) and len(node.args[1].shape) > 1:
+        return ("take_rows",)
+    return ()
+
+
+_POOL = ("window_entries", "window_count", "_out_shape", "_first_max")
 
 # The helpers (templates/helpers_array_api.py) each spelling calls.
 ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
@@ -370,25 +560,32 @@ ARRAY_API_HELPERS: dict[Op, tuple[str, ...]] = {
     Op.CROSS_ENTROPY: ("classes", "pick"),
     Op.PICK: ("classes", "pick"),
     Op.ONEHOT: ("classes", "onehot"),
+    Op.CONV2D: ("window_entries", "window_count", "_out_shape", "conv2d"),
+    Op.CONV2D_GRAD_INPUT: ("window_entries", "pad", "_spread", "conv2d_grad_input"),
+    Op.CONV2D_GRAD_WEIGHT: ("window_entries", "conv2d_grad_weight"),
+    Op.MAX_POOL2D: _POOL + ("max_pool2d",),
+    Op.MAX_POOL2D_GRAD: _POOL + ("pad", "_spread", "max_pool2d_grad"),
+    Op.MAX_POOL2D_PICK: _POOL + ("max_pool2d_pick",),
+    Op.AVG_POOL2D: ("window_entries", "window_count", "_out_shape", "avg_pool2d"),
+    Op.AVG_POOL2D_GRAD: ("window_entries", "pad", "_spread", "avg_pool2d_grad"),
+    Op.GELU_GRAD2: ("gelu_grad2",),
+    Op.TRACE: ("diagonal",),
+    Op.DIAGONAL: ("diagonal",),
+    Op.DIAG_GRAD: ("diag_grad",),
+    Op.PROD_OF_OTHERS: ("_lines", "_products_around", "prod_of_others"),
+    Op.PROD_OF_OTHERS_GRAD: ("_lines", "_products_around", "prod_of_others_grad"),
+    Op.EINSUM: ("einsum",),
+    Op.PAD: ("pad",),
+    Op.INDEX: _index_helpers,
+    Op.SET_INDEX: _helpers_of_writes,
+    Op.ADD_AT: _helpers_of_writes,
+    Op.INDEX_GRAD: _helpers_of_writes,
 }
 
 # Why an op has no array-API spelling (yet), for its error message.
-_WHY_NOT = {
-    Op.SET_INDEX: "indexed assignment writes into an array, which JAX's arrays forbid",
-    Op.ADD_AT: "a scatter-add writes into an array, which JAX's arrays forbid",
-    Op.INDEX_GRAD: "the gradient of an indexing writes into an array",
-    Op.DIAG_GRAD: "the gradient of diagonal writes into an array",
-    Op.LOOP: "a loop stacks its steps into an array by item assignment",
-    Op.EINSUM: "the standard has no einsum",
-    Op.PAD: "the standard has no pad",
-    Op.TRACE: "the standard has trace only in its linalg extension",
-    Op.DIAGONAL: "the standard has diagonal only in its linalg extension",
-    Op.PROD_OF_OTHERS: "the gradient of prod needs a cumulative product",
-}
-_WINDOWS = "its windows are strided views, which the standard lacks"
-for _op in (Op.CONV2D, Op.CONV2D_GRAD_INPUT, Op.CONV2D_GRAD_WEIGHT, Op.MAX_POOL2D,
-            Op.MAX_POOL2D_GRAD, Op.AVG_POOL2D, Op.AVG_POOL2D_GRAD):  # fmt: skip
-    _WHY_NOT[_op] = _WINDOWS
+# (the writes are refused only for integer arrays other than rows and entries)
+_SCATTER = "a scatter of integer arrays other than E[ids], x[:, ids] or x[i, j] of a matrix"
+_WHY_NOT = {Op.SET_INDEX: _SCATTER, Op.ADD_AT: _SCATTER, Op.INDEX_GRAD: _SCATTER}
 
 # The built-in a user wrote, for an op that only its derivative makes.
 _WRITTEN_AS = {
@@ -401,6 +598,15 @@ _WRITTEN_AS = {
     Op.ADD_AT: "indexing (its gradient) or an indexed +=",
     Op.DIAG_GRAD: "diagonal",
     Op.PROD_OF_OTHERS: "prod",
+}
+
+
+# Ops spelled for some forms only: whether this node's form is one of them.
+_SPELLABLE = {
+    Op.INDEX: _index_spellable,
+    Op.SET_INDEX: _writes_spellable,
+    Op.ADD_AT: _writes_spellable,
+    Op.INDEX_GRAD: _writes_spellable,
 }
 
 
@@ -427,7 +633,8 @@ class Target:
         if self.spellings is None:
             helpers = OPS[node.op].helpers
             return helpers(node) if callable(helpers) else helpers
-        return ARRAY_API_HELPERS.get(node.op, ())
+        helpers = ARRAY_API_HELPERS.get(node.op, ())
+        return helpers(node) if callable(helpers) else helpers
 
 
 _TARGETS = {
@@ -476,13 +683,12 @@ def check_spellable(nodes) -> None:
         if id(n) in seen:  # the node itself: the nodes of several graphs share ids
             continue
         seen.add(id(n))
-        if n.op is Op.LOOP:
-            missing.append(n)
+        if n.op is Op.LOOP:  # spelled by codegen: its stacks by array_api_stack
             stack.extend(reachable(*n.attr("loop").body.outputs))
             continue
         if n.op in (Op.INPUT, Op.CONST, Op.NAME, Op.PLACEHOLDER, Op.LOOP_OUT):
             continue
-        if n.op not in target.spellings or (n.op is Op.INDEX and not _index_spellable(n)):
+        if n.op not in target.spellings or not _SPELLABLE.get(n.op, lambda n: True)(n):
             missing.append(n)
     if not missing:
         return
@@ -497,8 +703,9 @@ def check_spellable(nodes) -> None:
     name = _WRITTEN_AS.get(node.op, OPS[node.op].name)
     why = _WHY_NOT.get(node.op)
     if node.op is Op.INDEX:
-        why = f"integer-array indexing beyond E[ids] on {format_shape(node.args[0].shape)}"
-    what = "a loop" if node.op is Op.LOOP else (name if node.op in _WRITTEN_AS else f"'{name}'")
+        shape = format_shape(node.args[0].shape)
+        why = f"integer arrays other than E[ids], x[:, ids] or x[i, j] of a matrix, on {shape}"
+    what = name if node.op in _WRITTEN_AS else f"'{name}'"
     raise CompileError(
         f"{what} has no spelling for target {target.name}" + (f" ({why})" if why else ""),
         node.pos,

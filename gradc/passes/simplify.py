@@ -56,9 +56,11 @@ def rebuild(fn: Function, replacements: dict[int, Node], simplified: bool = Fals
             new[node.id] = graph.constant(replacements[node.id])
             changed.add(node.id)
             continue
-        args = tuple(new[a.id] for a in node.args)
+        # (a list made into a tuple, and `isdisjoint` below, not generators: this
+        # loop runs for every node of a function, twice a compile)
+        args = tuple([new[a.id] for a in node.args])
         before = len(graph.nodes)
-        if simplified and not any(a.id in changed for a in node.args):
+        if simplified and changed.isdisjoint([a.id for a in node.args]):
             made = new[node.id] = graph.make(node.op, args, node.attrs, node.pos)
             if len(graph.nodes) == before or made.dtype != node.dtype:
                 changed.add(node.id)  # merged with a node made before, or of another dtype

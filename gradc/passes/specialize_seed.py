@@ -92,9 +92,10 @@ def seed_only(back: Function, flat: Function) -> dict[int, Node] | None:
             or a.op is Op.LOOP  # a body's lines are not renumbered
             or a.attrs != b.attrs
             or a.shape != b.shape
-            or len(a.args) != len(b.args)
-            or any(nodes.get(x.id) is not y for x, y in zip(a.args, b.args))
-            or (a.op is not Op.NAME and any(x is back.seed for x in a.args))
+            # the same arguments (nodes compare as themselves), and the seed read by a
+            # name alone; no generators here: this runs once for every node
+            or tuple([nodes.get(x.id) for x in a.args]) != b.args
+            or (a.op is not Op.NAME and back.seed in a.args)
             or (a.dtype != b.dtype and {a.dtype, b.dtype} != {"weak", "f64"})
         ):
             return None

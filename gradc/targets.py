@@ -361,7 +361,9 @@ def _writes_spellable(node: Node) -> bool:
 def _helpers_of_writes(node: Node) -> tuple[str, ...]:
     if not _arrays_of(node.attr("index")):
         return ("add_at",) if node.op is Op.ADD_AT else ("set_at",)
-    return ("_one_hot", "scatter_add") + (("scatter_set",) if node.op is Op.SET_INDEX else ())
+    return ("_one_hot", "_scatter_add_natively", "scatter_add") + (
+        ("scatter_set",) if node.op is Op.SET_INDEX else ()
+    )
 
 
 def array_api_stack(var: str, shape: str, dtype: str, row0: str | None) -> list[str]:

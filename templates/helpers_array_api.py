@@ -248,6 +248,9 @@ def scatter_add(xp, out, values, *ids, axis=0):
         order = (axis,) + tuple(a for a in range(out.ndim) if a != axis)
         rows = scatter_add(xp, xp.permute_dims(out, order), values, ids[0])
         return xp.permute_dims(rows, tuple(order.index(a) for a in range(out.ndim)))
+    added = _scatter_add_natively(out, values, ids)
+    if added is not None:
+        return added
     rows = _one_hot(xp, ids[0], out.shape[0], out.dtype)  # [K, rows]
     if len(ids) == 1:
         values = xp.broadcast_to(values, tuple(ids[0].shape) + tuple(out.shape[1:]))
@@ -256,6 +259,25 @@ def scatter_add(xp, out, values, *ids, axis=0):
     columns = _one_hot(xp, ids[1], out.shape[1], out.dtype)  # [K, columns]
     values = xp.broadcast_to(values, (rows.shape[0],))
     return out + rows.T @ (values[:, None] * columns)
+
+
+def _scatter_add_natively(out, values, ids):
+    # scatter_add through the library's own scatter-add where it has one, in
+    # memory of out's size (the one-hot product takes K x rows x the rest, too
+    # much for an embedding's gradient): NumPy's add.at, JAX's .at[].add and
+    # PyTorch's index_put_ with accumulate. None for the others.
+    key = ids[0] if len(ids) == 1 else tuple(ids)
+    if array_api_compat.is_numpy_array(out):
+        numpy = array_api_compat.array_namespace(out, use_compat=False)  # itself
+        added = numpy.array(out, copy=True)
+        numpy.add.at(added, key, values)
+        return added
+    if array_api_compat.is_jax_array(out):
+        return out.at[key].add(values)
+    if array_api_compat.is_torch_array(out):
+        shape = tuple(ids[0].shape) + tuple(out.shape[len(ids) :])
+        return out.clone().index_put_(tuple(ids), values.expand(shape), accumulate=True)
+    return None
 
 
 def scatter_set(xp, out, values, *ids, axis=0):

@@ -133,6 +133,17 @@ def _add_into_region(graph, a, b):
             if base.dtype != region.dtype:
                 continue
             g, _like, *rest = region.args
+            if (
+                base.op is Op.SET_INDEX
+                and is_constant(base.args[1], 0)
+                and base.attrs == region.attrs
+                and list(base.args[2:]) == rest
+                and not any(r.shape for r in rest)
+            ):
+                # (b with 0 at idx) with g added at idx -> b with g at idx, where
+                # idx holds no integer array (no entry is written twice): forward
+                # mode's `dot_hs[:, t] = 0` then `dot_hs[:, t] += dot_h`
+                return graph.make(Op.SET_INDEX, (base.args[0], g, *rest), region.attrs)
             return graph.make(Op.ADD_AT, (base, g, *rest), region.attrs)
     return None
 

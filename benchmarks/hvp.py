@@ -100,7 +100,14 @@ SOURCE = REPO / "examples" / "two_layer_net.grad"
 sys.path.insert(0, str(HERE))
 
 # The same problem sizes as mlp.py, and the same timing as mlp.py, word2vec.py and rnn.py
-from mlp import SIZES, autograd_loss, format_seconds, jax_loss, time_alone  # noqa: E402
+from mlp import (  # noqa: E402
+    SIZES,
+    array_problems,
+    autograd_loss,
+    format_seconds,
+    jax_loss,
+    time_alone,
+)
 from mlp import make_problem as mlp_problem  # noqa: E402
 from rnn import (  # noqa: E402
     jax_available,
@@ -296,26 +303,6 @@ def available(names) -> tuple[list[str], list[str]]:
 # Agreement
 
 
-def array_problems(what: str, got, reference: str, want, rtol: float) -> list[str]:
-    """How array `got` differs from `want`: dtype (float64), shape, or a difference
-    above rtol times the largest entry of `want` (entries near zero need no digits
-    they lack)."""
-    got, want = np.asarray(got), np.asarray(want)
-    problems = []
-    if got.dtype != np.float64:
-        problems.append(f"{what} is {got.dtype}, inputs are float64")
-    if got.shape != want.shape:
-        return [*problems, f"{what} has shape {got.shape}, {reference} {want.shape}"]
-    scale = max(float(np.max(np.abs(want))), np.finfo(np.float64).tiny)
-    error = float(np.max(np.abs(got.astype(np.float64) - want)))
-    if not np.isfinite(error) or error > rtol * scale:
-        problems.append(
-            f"{what} differs from {reference}: max |difference| {error:.3g}"
-            f" > {rtol:g} * its largest entry = {rtol * scale:.3g}"
-        )
-    return problems
-
-
 def compare(name: str, got, reference: str, want, rtol: float = RTOL) -> list[str]:
     """Every way in which implementation `name`'s H v (four arrays) differs from
     `reference`'s."""
@@ -323,7 +310,7 @@ def compare(name: str, got, reference: str, want, rtol: float = RTOL) -> list[st
         return [f"{name}: {len(got)} arrays, expected {len(OUTPUTS)}"]
     problems = []
     for what, g, w in zip(OUTPUTS, got, want):
-        problems += array_problems(f"{name}: {what}", g, f"{reference}'s", w, rtol)
+        problems += array_problems(f"{name}: {what}", g, f"{reference}'s", w, "f64", rtol)
     return problems
 
 

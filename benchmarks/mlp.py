@@ -298,11 +298,15 @@ def compare(name: str, output, reference: str, expected, dtype_name: str) -> lis
     return problems
 
 
-def array_problems(what: str, got, reference: str, want, dtype_name: str) -> list[str]:
+def array_problems(
+    what: str, got, reference: str, want, dtype_name: str, rtol: float | None = None
+) -> list[str]:
     """How array `got` differs from `want`: shape, dtype (that of the inputs), or a
-    difference above RTOL times the largest entry of `want` (so that entries near zero
-    need no digits they lack). Every benchmark checks its implementations with it."""
-    rtol, dtype = RTOL[dtype_name], np.dtype(DTYPES[dtype_name])
+    difference above `rtol` (RTOL of the dtype unless given) times the largest entry
+    of `want` (so that entries near zero need no digits they lack). Every benchmark
+    checks its implementations with it."""
+    rtol = RTOL[dtype_name] if rtol is None else rtol
+    dtype = np.dtype(DTYPES[dtype_name])
     got, want = np.asarray(got), np.asarray(want)
     problems = []
     if got.dtype != dtype:

@@ -492,14 +492,14 @@ def _primal_ids(tan: Function, primal: set[int]) -> set[int]:
     return ids
 
 
-def _jvp_function(base, tan: Function, fn: Function, reserved, scalar) -> EmittedFunction:
+def _jvp_function(
+    base, tan: Function, fn: Function, reserved, scalar
+) -> tuple[EmittedFunction, list[Node]]:
     k = len(fn.outputs)
     sched, params = _tangent_schedule(tan, fn, reserved, scalar, k)
-    names = [sched.name_of(o) for o in tan.outputs]
-    dots = [sched.name_of(o) for o in tan.outputs[k:]]
-    dots_iter = iter(dots)
-    dots = [next(dots_iter) if o.dtype in FLOATS else "None" for o in fn.outputs]
-    outs, dot_outs = names[:k], dots
+    outs = [sched.name_of(o) for o in tan.outputs[:k]]
+    tangents = iter(sched.name_of(o) for o in tan.outputs[k:])
+    dot_outs = [next(tangents) if o.dtype in FLOATS else "None" for o in fn.outputs]
     if fn.several:
         returns = f"return ({_joined(outs)}), ({_joined(dot_outs)})"
     else:
@@ -524,7 +524,9 @@ def _jvp_function(base, tan: Function, fn: Function, reserved, scalar) -> Emitte
     )
 
 
-def _hvp_function(base, hess: Function, fn: Function, reserved, scalar) -> EmittedFunction:
+def _hvp_function(
+    base, hess: Function, fn: Function, reserved, scalar
+) -> tuple[EmittedFunction, list[Node]]:
     sched, params = _tangent_schedule(hess, fn, reserved, scalar, 0)
     vectors = ", ".join(params[len(fn.inputs) :])
     return (

@@ -19,9 +19,10 @@ The choices the standard forces, each made once here:
 - integer-array indexing is not in the standard: `pick` and one-hot compare
   labels with `xp.arange(C)`; `E[ids]` is `xp.take`;
 - no `x.T` beyond 2-D, no methods such as `.sum()` or `.copy()`: functions;
-- no item assignment on every library (JAX arrays are immutable): ops that
-  write into an array (indexed assignment, scatter-add, loops that stack
-  their steps) have no array-API spelling yet;
+- no item assignment on every library (JAX arrays are immutable): a write
+  into an array (indexed assignment, a loop's saved step) is a new binding
+  through the helpers set_at/add_at, and an integer-array scatter goes through
+  scatter_add/scatter_set (the library's own scatter-add where it has one);
 - the default float dtype is the library's (PyTorch: float32): constructors
   name their dtype;
 - a value computed from sizes alone is a Python number, spelled with `math`
@@ -289,7 +290,7 @@ def _write(var: str, node: Node, rest, value: str, add: bool) -> str:
     """`var[index] = value` (`+=` with `add`) as a new binding of var: basic
     indices through set_at/add_at (in place where the library writes into
     arrays, JAX's .at elsewhere); integer arrays (rows `E[ids]`, or entries
-    `x[i, j]`) through a one-hot product, the standard having no scatter."""
+    `x[i, j]`) through scatter_add/scatter_set, the standard having no scatter."""
     index = node.attr("index")
     if not _arrays_of(index):
         if any(e[0] == "new" for e in index):  # x[None, 1:] = v: v's new axes go
@@ -326,14 +327,14 @@ def _without_new_axes(index, rest, value: str, node: Node):
     return tuple(kept), kept_rest, value
 
 
-def _spell_set_index(args, attrs, node, var):
-    base, value, *rest = args
-    return [f"{var} = {base}", _write(var, node, rest, value, add=False)]
+def _spell_write(add: bool) -> Callable:
+    """set_index (`add` False) and add_at: var bound to the base, then written."""
 
+    def spell(args, attrs, node, var):
+        base, value, *rest = args
+        return [f"{var} = {base}", _write(var, node, rest, value, add=add)]
 
-def _spell_add_at(args, attrs, node, var):
-    base, value, *rest = args
-    return [f"{var} = {base}", _write(var, node, rest, value, add=True)]
+    return spell
 
 
 def _spell_index_grad(args, attrs, node, var):
@@ -526,8 +527,8 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
         f"prod_of_others_grad(xp, {args[0]}, {args[1]}{_axis_argument(attrs)})"
     ),
     # writes into part of an array (statements: a list of lines)
-    Op.SET_INDEX: _spell_set_index,
-    Op.ADD_AT: _spell_add_at,
+    Op.SET_INDEX: _spell_write(add=False),
+    Op.ADD_AT: _spell_write(add=True),
     Op.INDEX_GRAD: _spell_index_grad,
 }
 

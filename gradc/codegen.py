@@ -187,9 +187,10 @@ def statement_lines(
 
 def _masked_update(var: str, update: str, mask: str) -> str:
     """`g *= h > 0` in an array-API module: the standard never mixes bools
-    with floats, so `g = xp.where(h > 0, g, 0.0)` (one pass, as `*=` is)."""
-    if update == "*":
-        return f"{var} = xp.where({mask}, {var}, 0.0)"
+    with floats, so the mask goes in g's dtype first (`xp.astype`). Timed on
+    NumPy arrays, that and an in-place product beat `xp.where(h > 0, g, 0.0)`
+    (which makes a new array) at every size, and it gives what the NumPy
+    target's `*=` gives where g is inf or nan."""
     return f"{var} {update}= xp.astype({mask}, {var}.dtype)"
 
 

@@ -16,8 +16,10 @@ target (`check_spellable`).
 The choices the standard forces, each made once here:
 - comparisons give bool arrays, which the standard never mixes with floats in
   arithmetic: a mask is multiplied as `xp.astype(mask, dtype)`;
-- integer-array indexing is not in the standard: `pick` and one-hot compare
-  labels with `xp.arange(C)`; `E[ids]` is `xp.take`;
+- integer arrays index together only from the standard's 2024.12 revision on
+  (Dask's namespace does not), and never in a write: `pick` indexes so where
+  the namespace has that revision, one-hot compares labels with
+  `xp.arange(C)`; `E[ids]` is `xp.take`;
 - no `x.T` beyond 2-D, no methods such as `.sum()` or `.copy()`: functions;
 - no item assignment on every library (JAX arrays are immutable): a write
   into an array (indexed assignment, a loop's saved step) is a new binding
@@ -73,20 +75,13 @@ def _reduction(name: str) -> Callable:
 
 
 def _masked(i: int) -> Callable:
-    """A product (`g * (h > 0)`): `xp.where(h > 0, g, 0.0)` for an array g, else
-    the bool argument in the float dtype."""
+    """A product or quotient with a mask (`g * (h > 0)`): the bool argument in
+    the float dtype, as the standard never mixes bools with floats in
+    arithmetic (`g * xp.astype(h > 0, xp.float64)`, faster on NumPy than
+    `xp.where(h > 0, g, 0.0)`, and inf or nan in g stays as the NumPy target
+    has it)."""
 
     def spell(args, attrs, node):
-        kinds = [a.dtype == "bool" for a in node.args]
-        mask_node = node.args[kinds.index(True)] if True in kinds else None
-        if (
-            i == 0
-            and kinds.count(True) == 1
-            and mask_node.shape
-            and node.args[kinds.index(False)].shape
-        ):
-            mask, other = args[kinds.index(True)], args[kinds.index(False)]
-            return f"xp.where({mask}, {other}, 0.0)"
         texts = [
             _as_float(a, node.args[k], node) if node.args[k].dtype == "bool" else a
             for k, a in enumerate(args)

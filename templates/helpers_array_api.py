@@ -13,24 +13,23 @@ def array_namespace(*values, _known={}):  # noqa: B006 - the cache, kept across 
     # The array API namespace of the arrays among `values`: array_api_compat's, which
     # wraps PyTorch, CuPy, Dask and JAX in the standard. NumPy (2.1 on) is the standard
     # itself: its own functions, without the wrapper's cost a call. NumPy's when every
-    # value is a Python number. Arrays of one type have one namespace: it is looked up
-    # once per type (_known), which saves tens of microseconds a call.
-    arrays = [v for v in values if not isinstance(v, (bool, int, float))]
-    if not arrays:
-        from array_api_compat import numpy as xp  # imported on first use
-
-        return xp
-    kind = type(arrays[0])
-    one_type = all(type(v) is kind for v in arrays)
-    if one_type and kind in _known:
-        return _known[kind]
-    xp = _namespace_of(arrays)
-    if one_type:
-        _known[kind] = xp
+    # value is a Python number. The namespace depends on the values' types alone, so
+    # it is looked up once per tuple of types (_known): a call then costs a
+    # dictionary lookup, where array_api_compat's takes tens of microseconds.
+    kinds = tuple(map(type, values))
+    xp = _known.get(kinds)
+    if xp is None:
+        xp = _known[kinds] = _namespace_of(
+            [v for v in values if not isinstance(v, (bool, int, float))]
+        )
     return xp
 
 
 def _namespace_of(arrays):
+    if not arrays:
+        from array_api_compat import numpy as xp  # imported on first use
+
+        return xp
     if all(array_api_compat.is_numpy_array(v) for v in arrays):
         xp = array_api_compat.array_namespace(*arrays, use_compat=False)
         if hasattr(xp, "cumulative_sum"):
@@ -177,16 +176,19 @@ def log_softmax(xp, x, axis):
 
 def classes(xp, labels, like):
     # labels[i] == c for each class c of like's last axis: a bool [N, C], made
-    # without integer-array indexing (the standard has none; Dask's is slow).
+    # without integer-array indexing, which Dask lacks and JAX cannot write with.
     columns = xp.arange(like.shape[-1], device=array_api_compat.device(like))
     return labels[:, None] == columns[None, :]
 
 
 def pick(xp, x, labels):
-    # x[arange(N), labels]: the standard's take_along_axis (2024.12), or where a
-    # namespace lacks it (Dask's), the one entry of each row that the label keeps.
+    # x[arange(N), labels]. The standard indexes with integer arrays together from
+    # its 2024.12 revision on, the one that brought take_along_axis (which costs
+    # NumPy twice as much); a namespace without that revision (Dask's, whose
+    # indexing takes one integer array at a time) keeps the one entry of each row
+    # that the label picks.
     if hasattr(xp, "take_along_axis"):
-        return xp.take_along_axis(x, labels[:, None], axis=-1)[:, 0]
+        return x[xp.arange(labels.shape[0], device=array_api_compat.device(x)), labels]
     return xp.sum(xp.where(classes(xp, labels, x), x, 0.0), axis=-1)
 
 

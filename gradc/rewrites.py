@@ -116,6 +116,10 @@ def _add_identities(graph, a, b):
         return a  # x + 0 -> x, x + zeros(C)[:, None, None] -> x (where x keeps its shape)
     if is_constant(a, 0) or _all_zeros(a):
         return b  # 0 + x -> x
+    if _sums_to_zero(b, like=a):
+        return a  # x + sum(c * (y - mean(y))) -> x (see _sums_to_zero)
+    if _sums_to_zero(a, like=b):
+        return b
     if b.op is Op.NEG:
         return _make(graph, Op.SUB, a, b.args[0])  # a + (-b) -> a - b
     if a.op is Op.NEG:
@@ -151,6 +155,8 @@ def _add_into_region(graph, a, b):
 def _sub_identities(graph, a, b):
     if is_constant(b, 0):
         return a  # x - 0 -> x
+    if _sums_to_zero(b, like=a):
+        return a  # x - sum(c * (y - mean(y))) -> x (see _sums_to_zero)
     if is_constant(a, 0):
         return _make(graph, Op.NEG, b)  # 0 - x -> -x
     if b.op is Op.NEG:
@@ -544,6 +550,50 @@ def _variance(node: Node, x: Node, mean: Node, axes: tuple) -> bool:
     d = _through_names(square.args[0])
     # (the mean of the squares was checked to broadcast back over them, and d is x's shape)
     return d.op is Op.SUB and _through_names(d.args[0]) is x and _through_names(d.args[1]) is mean
+
+
+def _sums_to_zero(node: Node, like: Node) -> bool:
+    """Whether `node` is sum(c * (y - mean(y))) over the mean's axes, with c the
+    same along them (a number, a broadcast row, or a divisor such as these), or
+    a product with such a sum, and of `like`'s shape and dtype: so that `like`
+    plus or minus it is `like`.
+
+    Values centred on their mean add up to 0 along the axes of the mean, and c
+    factors out of the sum: 0, up to rounding, for finite values. A variance
+    beside its mean leaves such a sum in the mean's gradient (the gradient of
+    the centred values, summed back): `grad_mu -= grad_t0.sum(axis=0)`, one
+    pass over the batch for nothing. A sum the program names is its own value,
+    and stays."""
+    if node.shape != like.shape or node.dtype != like.dtype or node.op is Op.NAME:
+        return False
+    return any(f.op is Op.SUM and _centered_sum(f) for f in _factors(node))
+
+
+def _centered_sum(total: Node) -> bool:
+    x = _through_names(total.args[0])
+    if not x.shape:
+        return False
+    axes = _axes(total, len(x.shape))
+    if x.op is Op.DIV:
+        if not _repeats_along(x.args[1], x.shape, axes):
+            return False
+        x = _through_names(x.args[0])
+    factors = _factors(x)
+    centered = [f for f in factors if _centered(f, axes)]
+    return (
+        len(centered) == 1
+        and centered[0].shape == x.shape
+        and all(f is centered[0] or _repeats_along(f, x.shape, axes) for f in factors)
+    )
+
+
+def _centered(node: Node, axes: tuple) -> bool:
+    """Whether `node` is y - mean(y) over `axes`."""
+    d = _through_names(node)
+    if d.op is not Op.SUB:
+        return False
+    y = _through_names(d.args[0])
+    return d.shape == y.shape and _statistic(d.args[1], Op.MEAN, y, axes)
 
 
 def _variance_of_centered(graph, args, attrs):

@@ -164,15 +164,15 @@ def _sub_identities(graph, a, b):
     return None
 
 
-def _floats(node: Node) -> bool:
+def numpy_floats(node: Node) -> bool:
     """Whether NumPy makes `node` a float array: a product of masks is a mask in
-    NumPy (`(x >= 0) * (x <= 1)`), whatever dtype the IR gives it, and only a
-    float times it (`1.0 * m`) makes it a float."""
+    NumPy (`(x >= 0) * (x <= 1)`, also through names), whatever dtype the IR
+    gives it, and only a float times it (`1.0 * m`) makes it a float."""
     stack, seen = [node], 0
     while stack:
         node = stack.pop()
         seen += 1
-        if node.op is Op.MUL and seen < 64:  # a long product has floats (or is rare)
+        if node.op in (Op.MUL, Op.NAME) and seen < 64:  # a long product has floats (or is rare)
             stack += node.args
             continue
         value = constant_value(node)
@@ -185,9 +185,9 @@ def _floats(node: Node) -> bool:
 
 
 def _mul_identities(graph, a, b):
-    if is_constant(b, 1) and (_floats(a) or not _floats(b)):
+    if is_constant(b, 1) and (numpy_floats(a) or not numpy_floats(b)):
         return a  # x * 1 -> x (not mask * 1.0, which makes the mask a float)
-    if is_constant(a, 1) and (_floats(b) or not _floats(a)):
+    if is_constant(a, 1) and (numpy_floats(b) or not numpy_floats(a)):
         return b  # 1 * x -> x
     if is_constant(b, -1):
         return _make(graph, Op.NEG, a)  # x * -1 -> -x
@@ -363,7 +363,7 @@ def _fold_numbers(op):
         if not several and not full:
             return None  # one number, no array: nothing to fold, no pass to save
         factors = [(f, e) for n, f, e in items if f is not None]
-        if not factors or not any(_floats(f) for f, e in factors):
+        if not factors or not any(numpy_floats(f) for f, e in factors):
             return None  # masks and integers: the numbers are what makes them floats
         c = math.prod(numbers)
         if c == 0 or not math.isfinite(c):

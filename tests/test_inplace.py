@@ -35,6 +35,12 @@ TEMPTING = {
     "reduction_gradient_is_a_view": "def f(x: [N, D]) -> [D]:\n    return sum(x, axis=0)\n",
     "one_gradient_for_two_inputs": "def f(a: [N], b: [N]) -> [N]:\n    return a + b\n",
     "gradient_is_an_input": "def f(x: [N], y: [N]):\n    return sum(x * y)\n",
+    # NumPy keeps a product of masks as bools, which the IR calls a float: `t = m * m`
+    # then `t *= g` cannot cast g's floats into it (found by the long fuzz profile)
+    "mask_product_not_updated": (
+        "def f(A: [N, 1], p: [1], q: [1], r: [1], s: [1], b: [1]):\n    m = b > 0\n"
+        "    v = A / (1 + (p ** q + A) * m * ((r ** s + A) * m))\n    return sum(v * v)\n"
+    ),
     "chain_of_updates": (
         "def f(X: [N, D], W: [D, D]):\n    h = X @ W\n    a = relu(h)\n    b = sigmoid(a)\n"
         "    return sum(b * b)\n"

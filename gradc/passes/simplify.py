@@ -29,7 +29,7 @@ def simplify(fn: Function) -> Function:
 
 
 # The ops the rules look into, not just at (`_monomial` takes products, quotients
-# and negations apart, `_floats` walks products, `_all_zeros` expands, the sum and
+# and negations apart, `numpy_floats` walks products, `_all_zeros` expands, the sum and
 # broadcast rules their argument): a node rebuilt differently below one of them
 # may change what a rule does with a reader above it.
 _LOOKED_INTO = frozenset({Op.NEG, Op.MUL, Op.DIV, Op.EXPAND, Op.BROADCAST_LIKE, Op.SUM, Op.MEAN})

@@ -32,13 +32,15 @@ results are bit for bit the same.
 Only arrays this function allocated in its backward part are updated: never
 an input, `grad_output`, a forward value (it may be in the cache), a view (`.T`, `x[:, None]`, `np.broadcast_to`) or an
 array that two variables share (`grad_w2 = grad_s3`), and never one that is
-read again or returned.
+read again or returned; nor a product of masks, which NumPy keeps as bools
+(`t = m * m`: `t *= g` cannot cast g's floats into it).
 """
 
 from __future__ import annotations
 
 from gradc.ir import Function, Line, Node, Schedule
 from gradc.ops import CHAINS, OPS, Op
+from gradc.rewrites import numpy_floats
 
 
 def update_in_place(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
@@ -105,6 +107,8 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
     first = _shape_dtype(chain[0][1])
     if any(_shape_dtype(n) != first for n in _chain_nodes(node, len(chain))):
         return None
+    if not _numpy_dtype_is_the_irs(chain[0][1]):
+        return None
     old = line.var
     for node_id, held in list(sched.var.items()):
         if held == old:  # the result, and any NAME sharing its line
@@ -124,6 +128,8 @@ def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:
     first = chain[0][1]
     fresh = _fresh(first) and sched.name_of(first) is None
     if len(chain) < 2 or not fresh or _shape_dtype(first) != _shape_dtype(node):
+        return None
+    if not _numpy_dtype_is_the_irs(first):
         return None
     head = Line(line.var, first, target=node)
     return [head] + [Line(line.var, n, OPS[op].name, target=node) for op, n in chain[1:]]
@@ -153,6 +159,13 @@ def _chain_nodes(node: Node, length: int) -> list[Node]:
 def _fresh(node: Node) -> bool:
     """Whether the node's array is new: not a view or another variable's."""
     return not OPS[node.op].is_view(dict(node.attrs))
+
+
+def _numpy_dtype_is_the_irs(node: Node) -> bool:
+    """Whether NumPy holds `node` in the dtype the IR gives it: not so for a
+    product of masks, which the IR calls a float and NumPy keeps as bools
+    (`t = m * m`, then `t *= g` would not cast g's floats into it)."""
+    return node.dtype not in ("f32", "f64") or numpy_floats(node)
 
 
 def _shape_dtype(node: Node):

@@ -164,6 +164,11 @@ class _Lowering:
         self._next_suffix: dict[str, int] = {}  # base -> next number to try
         self._dim_nodes: dict = {}  # dim -> its value node (`N = len(x)`)
         self._loops = 0  # loops lowered so far: each loop's placeholders are its own
+        self._in_loop = 0  # how many loop bodies are being lowered around this statement
+        # (name, value id) -> the NAME that binds it: a name bound to the same value
+        # again (a def inlined twice with the same arguments) is that NAME, not a new
+        # label, so what is computed from it is computed once (outside loops)
+        self._bound_to: dict[tuple[str, int], Node] = {}
         self.float_dtype = "f64"  # the program's: constructors make arrays of it
         self.constants: dict[str, Node] = {}  # filled one by one: a constant sees the earlier
         self.constants = self._constants()
@@ -426,8 +431,10 @@ class _Lowering:
         inner = dict(scope)
         inner[stmt.var.id] = index
         inner.update(zip(carried, placeholders))
+        self._in_loop += 1
         for s in stmt.body:
             yield self.statement(s, inner, stack)
+        self._in_loop -= 1
         results = []
         for name, placeholder in zip(carried, placeholders):
             result = (
@@ -491,7 +498,14 @@ class _Lowering:
         number = constant_value(value) if isinstance(value, Node) else None
         if isinstance(number, int) and not isinstance(number, bool):
             return _Dim(number, pos)  # `d = 2` is a size too: x[:, :d], zeros((N, d))
-        return self.graph.name(self._label(name), self._as_node(value), pos=pos)
+        node = self._as_node(value)
+        again = self._bound_to.get((name, node.id)) if not self._in_loop else None
+        if again is not None:
+            return again
+        named = self.graph.name(self._label(name), node, pos=pos)
+        if not self._in_loop:
+            self._bound_to[(name, node.id)] = named
+        return named
 
     def _returned(self, value, stmt: S.Return):
         if isinstance(value, _Tuple):

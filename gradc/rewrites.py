@@ -453,10 +453,17 @@ def _canonical_product(
         return graph.constant(value) if build else _Sketch(())
 
     full = broadcast_shapes([f.shape for f, e in factors])
+    # Masks (and integers) after the floats, and after the arrays when the number
+    # would meet them first: NumPy's 2 * m is an int64 (bool times int), and int64
+    # times a float32 array is float64, so a float32 program's gradient came out
+    # float64. `2 * g * m` keeps g's dtype, and is the same value (m is 0 or 1).
+    factors = sorted(factors, key=lambda fe: not numpy_floats(fe[0]))
     small = {id(f) for f, e in factors if f.shape != full and (small_arrays or not f.shape)}
     nums = [f for f, e in factors if e == 1 and id(f) in small]
     dens = [f for f, e in factors if e == -1 and id(f) in small]
     arrays = [f for f, e in factors if e == 1 and id(f) not in small]
+    if isinstance(c, int) and abs(c) != 1 and nums and not numpy_floats(nums[0]):
+        arrays, nums = arrays + nums, []  # scalar masks only: after the arrays
     array_dens = [f for f, e in factors if e == -1 and id(f) not in small]
     scalar = number(abs(c)) if abs(c) != 1 else None
     if c < 0 and scalar is not None:

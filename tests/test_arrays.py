@@ -183,6 +183,16 @@ PROGRAMS = [
     program("slice_twice_then_index", "x: [N, D]", "x[1:][::-1][0]"),
     program("slice_of_a_product", "x: [N, D], W: [D, T]", "(x @ W)[:, 1:4:2]"),
     program("index_after_transpose", "x: [3, 4]", "x.T[1] * x[:, 2] + x[1, :3] @ x[:, 1:]"),
+    # a scalar mask met by the chain rule's 2 first: NumPy's 2 * mask is an int64,
+    # which made the float32 program's gradient float64 (found by the long fuzz)
+    program(
+        "integer_times_scalar_mask_keeps_float32",
+        "b: [D, D], lam",
+        "p = tanh(sum(b, axis=0, keepdims=True)) @ min(b, axis=1, keepdims=True)",
+        "mse(p / (1 + p * p), maximum(min(b, keepdims=True), mean(b, keepdims=True)))"
+        " / (1 + clip(min(b, keepdims=True), -1, -0.5) * (cosh(lam) <= lam)"
+        " * (clip(min(b, keepdims=True), -1, -0.5) * (cosh(lam) <= lam)))",
+    ),
     # -- ..., None, mixed
     program("ellipsis_last_axis", "t: [N, D, T]", "t[..., 1]"),
     program("ellipsis_first_axis", "t: [N, D, T]", "t[1, ...] * t[-1]"),

@@ -575,7 +575,12 @@ class _Lowering:
                 named = dict(zip((k.name for k in e.keywords), keywords))
                 results.append((yield self._inline(self.defs[e.func], e, positional, named, stack)))
             else:
-                results.append(self._node(e, args, scope, stack))
+                try:
+                    results.append(self._node(e, args, scope, stack))
+                except CompileError as exc:
+                    if exc.pos is None:  # made by a helper with no position at hand
+                        exc.pos = e.pos  # (split's slices): the expression's
+                    raise
             # checked as it grows, so one huge expression is refused when it crosses a
             # limit, not once it is all lowered
             if self.steps is not None:
@@ -913,6 +918,12 @@ class _Lowering:
             k = static_int("sections")
             (axis,) = axes_of("axis", static_int("axis", 0))
             d = x.shape[axis]
+            if d == 0:
+                raise CompileError(
+                    f"split(): axis {axis} has size 0, so its sections would be empty",
+                    e.pos,
+                    "NumPy would give empty arrays; a slice in gradc is never empty",
+                )
             size = D.floordiv(d, k) if k > 0 else 0
             if k <= 0 or isinstance(size, D.Floor) or D.mul(size, k) != d:
                 raise CompileError(

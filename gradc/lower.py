@@ -211,12 +211,7 @@ class _Lowering:
                         scope[atom] = _Dim(atom, p.type.pos)
         output, returned = _run(self.body(d, scope, stack=(d.name,)))
         if isinstance(output, _Tuple):
-            if d.returns is not None:
-                raise CompileError(
-                    f"{d.name}() returns {len(output.items)} values; '-> TYPE' declares one",
-                    d.returns.pos,
-                    "drop the '-> TYPE' of a def that returns a tuple",
-                )
+            _check_one_value(d, output)
             outputs = [self._named_output(o, f"out{i}") for i, o in enumerate(output.items)]
         else:
             outputs = [self._named_output(output, "out")]
@@ -276,8 +271,10 @@ class _Lowering:
         # gradients come back in parameter order, whatever the order in @wrt
         return sorted(chosen, key=lambda node: node.id)
 
-    def _check_return(self, d: S.Def, value: Node, returned: S.Expr, dims: dict) -> None:
+    def _check_return(self, d: S.Def, value, returned: S.Expr, dims: dict) -> None:
         """`-> TYPE`, with the def's dims as bound at this call (`dims`)."""
+        if isinstance(value, _Tuple):  # at a call: the def itself says so too
+            _check_one_value(d, value)
         declared = tuple(D.substitute(dim, dims) for dim in self._sizes(d.returns.dims))
         if tuple(value.shape) != declared:
             raise CompileError(
@@ -1173,6 +1170,16 @@ class _Lowering:
         if d.returns is not None:
             self._check_return(d, result, returned, dims)
         return result
+
+
+def _check_one_value(d: S.Def, output: _Tuple) -> None:
+    """A def that returns a tuple declares no `-> TYPE`."""
+    if d.returns is not None:
+        raise CompileError(
+            f"{d.name}() returns {len(output.items)} values; '-> TYPE' declares one",
+            d.returns.pos,
+            "drop the '-> TYPE' of a def that returns a tuple",
+        )
 
 
 def _run(step: Generator):

@@ -747,7 +747,7 @@ def _reduce_products(graph, op, x, attrs) -> Node | None:
 
     if x.op is Op.DIV:
         num, den = x.args
-        if num.shape != x.shape or not outside(den):
+        if num.shape != x.shape or not outside(den) or not numpy_floats(num):
             return None
         if not den.shape and graph.find(op, (num,), _items(attrs)) is None:
             return None  # by a number: as for products, only to share a sum
@@ -762,7 +762,9 @@ def _reduce_products(graph, op, x, attrs) -> Node | None:
         # gradient that is also summed), unless sum(a) is there to share
         return None
     rest = _product(graph, kept_factors)
-    if rest.shape != x.shape:
+    if rest.shape != x.shape or not numpy_floats(rest):
+        # (a sum of masks alone is NumPy's int64, which makes a float32 gradient
+        # float64 where the IR, calling the masks' product a float, saw none)
         return None
     inner = simplify_node(graph, op, (rest,), _items(attrs))
     return _make(graph, Op.MUL, _product(graph, moved), inner)

@@ -193,6 +193,15 @@ PROGRAMS = [
         " / (1 + clip(min(b, keepdims=True), -1, -0.5) * (cosh(lam) <= lam)"
         " * (clip(min(b, keepdims=True), -1, -0.5) * (cosh(lam) <= lam)))",
     ),
+    # the gradient of a min through a clip: a tie mask times the clip's two masks, which
+    # a sum over the broadcast axis took apart into NumPy's int64 count of the ties
+    program(
+        "sum_of_masks_keeps_float32",
+        "x: [C, D], v: [C]",
+        "h = v + transpose(v + max(x, keepdims=True))",
+        "t = clip(tanh(sum(x, axis=0)) + sigmoid(min(h, axis=1, keepdims=True)), -0.5, 0.5)",
+        "mean(t, axis=0)",
+    ),
     # -- ..., None, mixed
     program("ellipsis_last_axis", "t: [N, D, T]", "t[..., 1]"),
     program("ellipsis_first_axis", "t: [N, D, T]", "t[1, ...] * t[-1]"),

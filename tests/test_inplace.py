@@ -41,6 +41,16 @@ TEMPTING = {
         "def f(A: [N, 1], p: [1], q: [1], r: [1], s: [1], b: [1]):\n    m = b > 0\n"
         "    v = A / (1 + (p ** q + A) * m * ((r ** s + A) * m))\n    return sum(v * v)\n"
     ),
+    # an operand that reads the dying gradient: svm_loss's `g - onehot * g.sum()` after
+    # a tie mask's term (found by the long fuzz profile; `g -= ...` first read it updated)
+    "operand_reads_the_updated_gradient": (
+        "def f(a: [N, N], labels: int[N]):\n"
+        "    q = tanh(max(a, axis=-2) * (2 >= std(a, axis=-2)))\n"
+        "    h = where(sum(a) > 100, svm_loss(a, labels), sin(sum(std(a, axis=0), keepdims=True)) * N)\n"
+        "    T = tanh(elu(h) / (softplus(min(a, axis=1, keepdims=True)) + 0.5))\n"
+        "    a = reshape(avg_pool2d(reshape(stack((T, 0.5 * T + 0.3, -T, T * T - 0.2), axis=-1), (N, 1, 2, 2)), 2), (N, 1))\n"
+        "    return minimum(prod(a / (1 + a * a), keepdims=True), q + a)\n"
+    ),
     "chain_of_updates": (
         "def f(X: [N, D], W: [D, D]):\n    h = X @ W\n    a = relu(h)\n    b = sigmoid(a)\n"
         "    return sum(b * b)\n"

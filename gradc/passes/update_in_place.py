@@ -21,7 +21,9 @@ gradient in place). Two rewrites of the lines, on arrays only:
       grad_h *= h > 0                    instead of   grad_t0 = grad_h * (h > 0)
 
 Both evaluate in the same order as the expression they replace, so the
-results are bit for bit the same.
+results are bit for bit the same; neither applies where a later operand reads
+the variable being updated (`g - onehot * g.sum()` is not `g -= ...` then
+`g -= onehot * g.sum()`, which would read the updated g).
 
 >>> from gradc import compile_source
 >>> src = "def f(x: [N], W: [N, N]):\n    h = relu(W @ x)\n    return sum(h * W)\n"
@@ -109,6 +111,8 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
         return None
     if not _numpy_dtype_is_the_irs(chain[0][1]):
         return None
+    if any(_reads_var(operand, var, sched) for _, operand in chain[1:]):
+        return None  # `g - onehot * g.sum()`: after `g -= ...` it would read the new g
     old = line.var
     for node_id, held in list(sched.var.items()):
         if held == old:  # the result, and any NAME sharing its line
@@ -131,6 +135,8 @@ def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:
         return None
     if not _numpy_dtype_is_the_irs(first):
         return None
+    if any(_reads_var(operand, line.var, sched) for _, operand in chain[1:]):
+        return None  # an operand that reads the variable would read it half-summed
     head = Line(line.var, first, target=node)
     return [head] + [Line(line.var, n, OPS[op].name, target=node) for op, n in chain[1:]]
 
@@ -159,6 +165,20 @@ def _chain_nodes(node: Node, length: int) -> list[Node]:
 def _fresh(node: Node) -> bool:
     """Whether the node's array is new: not a view or another variable's."""
     return not OPS[node.op].is_view(dict(node.attrs))
+
+
+def _reads_var(node: Node, var: str, sched: Schedule) -> bool:
+    """Whether `node`'s expression, as its line spells it, reads variable `var`."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        name = sched.name_of(n)
+        if name is not None:
+            if name == var:
+                return True
+            continue
+        stack.extend(n.args)
+    return False
 
 
 def _numpy_dtype_is_the_irs(node: Node) -> bool:

@@ -28,7 +28,13 @@ def _key(op: Op, attr_items: tuple, args) -> tuple:
     """What makes two nodes the same node. The op goes in as a plain int: a
     tuple of numbers and strings is dropped by Python's cycle collector after
     its first look (an enum member would keep it tracked), and there is a key
-    for every node, which each full collection would otherwise scan again."""
+    for every node, which each full collection would otherwise scan again.
+    (By arity: one or two arguments are most nodes, and unpacking a map for
+    them took twice as long.)"""
+    if len(args) == 2:
+        return (int(op), attr_items, args[0].id, args[1].id)
+    if len(args) == 1:
+        return (int(op), attr_items, args[0].id)
     return (int(op), attr_items, *map(_ID, args))
 
 
@@ -159,12 +165,12 @@ class Graph:
         node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
         self.nodes.append(node)
         self._interned[key] = node
-        if op is Op.INPUT and not node.attr("seed"):
+        if spec.group != LEAF:  # (first: most nodes are operations, neither of the others)
+            self.operations += 1
+        elif op is Op.INPUT and not node.attr("seed"):
             self.inputs.append(node)
         elif op is Op.NAME:
             self._names.setdefault(args[0].id, node)
-        if spec.group != LEAF:
-            self.operations += 1
         return node
 
     def position(self, start: int, pos: Pos | None) -> None:

@@ -41,6 +41,8 @@ from gradc.passes.specialize_seed import seed_only
 from gradc.schedule import RESERVED, Namer, renumbered, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
+# compared with once per node (see Op in ops.py)
+_INPUT, _LOOP, _LOOP_OUT = Op.INPUT, Op.LOOP, Op.LOOP_OUT
 
 
 @dataclass
@@ -102,7 +104,7 @@ class Compiled:
         ]
         while graphs:
             graph = graphs.pop()
-            graphs += [n.attr("loop").body.graph for n in graph.nodes if n.op is Op.LOOP]
+            graphs += [n.attr("loop").body.graph for n in graph.nodes if n.op is _LOOP]
             graph.release()
 
 
@@ -567,7 +569,7 @@ def _forward_ids(fn: Function) -> set[int]:
     forward loop leaves (the per-step values it saved for the backward loop)."""
     ids = {n.id for n in reachable(*fn.outputs)}
     for node in fn.graph.nodes:
-        if node.op is Op.LOOP_OUT and node.args[0].id in ids:
+        if node.op is _LOOP_OUT and node.args[0].id in ids:
             ids.add(node.id)
     return ids
 
@@ -596,7 +598,7 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
         while stack:
             node = stack.pop()
             var = sched.name_of(node)
-            is_input = node.op is Op.INPUT and not node.attr("seed")
+            is_input = node.op is _INPUT and not node.attr("seed")
             if (node.id in forward_ids or is_input) and var is not None:
                 needed[node.id] = var
             elif var is None:

@@ -22,6 +22,7 @@ from gradc.ops import LEAF, OPS, Op
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
 _NO_ATTRS: dict = {}
 _ID = attrgetter("id")
+_INPUT, _CONST, _NAME = Op.INPUT, Op.CONST, Op.NAME  # per node: see Op in ops.py
 
 
 def _key(op: Op, attr_items: tuple, args) -> tuple:
@@ -124,7 +125,7 @@ class Graph:
             node = Node(n.id, n.op, args, n.attrs, n.shape, n.dtype, n.pos, new)
             new.nodes.append(node)
             new._interned[_key(n.op, n.attrs, args)] = node
-            if n.op is Op.NAME:
+            if n.op is _NAME:
                 new._names.setdefault(args[0].id, node)
         new.inputs = [new.nodes[x.id] for x in self.inputs]
         new.operations = self.operations
@@ -167,9 +168,9 @@ class Graph:
         self._interned[key] = node
         if spec.group != LEAF:  # (first: most nodes are operations, neither of the others)
             self.operations += 1
-        elif op is Op.INPUT and not node.attr("seed"):
+        elif op is _INPUT and not node.attr("seed"):
             self.inputs.append(node)
-        elif op is Op.NAME:
+        elif op is _NAME:
             self._names.setdefault(args[0].id, node)
         return node
 
@@ -332,7 +333,7 @@ def _reachable_in(nodes: list[Node], roots, until) -> list[Node]:
 
 def constant_value(node: Node):
     """The Python number a CONST node holds, or None for any other node."""
-    return node.attr("value") if node.op == Op.CONST else None
+    return node.attr("value") if node.op is _CONST else None
 
 
 def is_constant(node: Node, value) -> bool:

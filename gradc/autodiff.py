@@ -56,11 +56,11 @@ def differentiate(
     wrt_ids = {x.id for x in fn.wrt}
     needs = {}  # id -> node: the nodes that depend on a differentiated input
     live = set()  # ...through differentiable ops (not a shape read, not a constructor)
-    for node in order:
-        if node.id in wrt_ids or any(a.id in needs for a in node.args):
+    for node in order:  # (lists, not generators, in any(): this runs for every node)
+        if node.id in wrt_ids or any([a.id in needs for a in node.args]):
             needs[node.id] = node
         differentiable = OPS[node.op].grad != NOT_DIFFERENTIABLE
-        if node.id in wrt_ids or differentiable and any(a.id in live for a in node.args):
+        if node.id in wrt_ids or differentiable and any([a.id in live for a in node.args]):
             live.add(node.id)
 
     pending = {}  # users not yet processed, per node

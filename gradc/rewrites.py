@@ -348,9 +348,18 @@ def _monomial(node: Node, names: bool = False, full=None) -> tuple[list[tuple], 
     return items, passes
 
 
+def _one_factor(node: Node) -> bool:
+    """Whether _monomial(node) is node itself, one factor."""
+    return node.op is not _CONST and node.op not in _TAKEN_APART
+
+
 def _fold_numbers(op):
     def rule(graph, a, b):
         full = broadcast_shapes([a.shape, b.shape])
+        if not full and _one_factor(a) and _one_factor(b):
+            # two scalars, neither a number nor a product to take apart: no
+            # number to fold (what the rest finds, at once: most products are these)
+            return None
         left, passes_a = _monomial(a, full=full)
         right, passes_b = _monomial(b, full=full)
         if op is Op.DIV:

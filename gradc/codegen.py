@@ -408,10 +408,16 @@ class _Form:
 def _form(node: Node, scalar: bool = False) -> _Form:
     """The form of `node`'s spelling. Spellings look only at the op, its
     attributes and the ranks of the node and its arguments: the memo key.
-    Scalar spellings look at constant arguments too (`x**2`, `math.pow`)."""
+    Scalar spellings that are functions look at constant arguments too
+    (`x**2`, `math.pow`); a template does not (`{0} * {1}` whatever the
+    number), so its key leaves them out, and 3,000 products by different
+    numbers share one form instead of each parsing its own."""
     # (lists, not generators, unpacked into the keys: this runs for every node spelled)
     if scalar:
-        key = (node.op, node.attrs, True, *[_constant(a) for a in node.args])
+        if callable(OPS[node.op].scalar):
+            key = (node.op, node.attrs, True, *[_constant(a) for a in node.args])
+        else:
+            key = (node.op, node.attrs, True, *[None] * len(node.args))
     else:
         key = (node.op, node.attrs, len(node.shape), *[len(a.shape) for a in node.args])
         if not targets.current().numpy:  # spellings look at dtypes too (a bool mask)

@@ -120,10 +120,11 @@ class Graph:
         """A new graph with the same nodes (same ids), so that adding to it
         leaves this one as it is; node i of the copy is node i here."""
         new = Graph()
-        for n in self.nodes:
-            args = tuple(new.nodes[a.id] for a in n.args)
+        nodes = new.nodes
+        for n in self.nodes:  # (a list made into a tuple, not a generator: once a node)
+            args = tuple([nodes[a.id] for a in n.args]) if n.args else ()
             node = Node(n.id, n.op, args, n.attrs, n.shape, n.dtype, n.pos, new)
-            new.nodes.append(node)
+            nodes.append(node)
             new._interned[_key(n.op, n.attrs, args)] = node
             if n.op is _NAME:
                 new._names.setdefault(args[0].id, node)

@@ -231,7 +231,9 @@ def schedule(
             depth[node.id] = inline_depth
             continue
         value = adjoint_of.get(node.id)
-        reused = _reusable_base(node, sched, uses, owned, users, result_ids)
+        reused = None
+        if node.op in UPDATES:  # (asked here: most nodes are not, and this runs for each)
+            reused = _reusable_base(node, sched, uses, owned, users, result_ids)
         if reused is not None:
             # out[:, t] = h updates out's array: nothing else reads the old value.
             # A temporary updated into a named value takes the name from its start.

@@ -352,7 +352,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     namer = Namer(reserved)
     bound = _bind_inputs(namer, fn)
     params = [bound[x.id] for x in fn.inputs]
-    plain = schedule(fn.outputs, bound, namer, scalar=scalar)
+    plain = schedule(fn.outputs, bound, namer, scalar=scalar, nodes=every[0])
     outs = _returned(plain, fn)
     functions.append(
         EmittedFunction(
@@ -374,7 +374,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         seed_names.append(name)
         if seed is not None:
             bound[seed.id] = name
-    joint = schedule(back.roots(), bound, namer, back.adjoints, scalar=scalar)
+    joint = schedule(back.roots(), bound, namer, back.adjoints, scalar=scalar, nodes=every[1])
     forward_ids = _forward_ids(back)
     joint = run_line_passes(joint, back, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]

@@ -101,6 +101,7 @@ def schedule(
     forced: dict[int, str] | None = None,
     owned: frozenset[int] = frozenset(),
     scalar: bool = False,
+    nodes: list[Node] | None = None,
 ) -> Schedule:
     """The lines that compute `roots` from the INPUT nodes named in `bound`
     (node id -> the variable the caller already holds it in). `adjoints`
@@ -114,9 +115,12 @@ def schedule(
     may update in place: `hs[:, t] = h`).
 
     `scalar`: the lines are spelled on the scalar path, where an argument a
-    spelling writes twice (`SCALAR_REPEATS`) gets a variable."""
+    spelling writes twice (`SCALAR_REPEATS`) gets a variable. `nodes`:
+    `reachable(*roots)`, where the caller has it already (a sweep over the
+    whole graph)."""
     forced = forced or {}
-    nodes = reachable(*roots)
+    if nodes is None:
+        nodes = reachable(*roots)
     if owned:
         # a loop body: saving a value the step starts with (`c_saved[t] = c`) comes
         # first, before the step writes the carried variable anew
@@ -175,11 +179,7 @@ def schedule(
     for node in nodes:
         if node.op is _NAME:
             value = node.args[0]
-            if (
-                value.op not in _NOT_OWNED
-                and value.id not in owner
-                and value.id not in adjoint_of
-            ):
+            if value.op not in _NOT_OWNED and value.id not in owner and value.id not in adjoint_of:
                 owner[value.id] = node
 
     sched = Schedule(lines=[], var=dict(bound), nodes=nodes)

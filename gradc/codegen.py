@@ -58,6 +58,8 @@ def blacken_statement(statement: str) -> str:
     """One statement of a function body, as black lays it out: unchanged when
     it fits in a line, else split by black (continuation lines carry their
     own indentation)."""
+    if len(_INDENT) + len(statement) <= LINE_LENGTH:
+        return statement  # fits (every line of it, then): most statements, without a split
     if all(len(_INDENT) + len(line) <= LINE_LENGTH for line in statement.split("\n")):
         return statement  # fits, or already laid out (tuple_statement)
     laid_out = _split_sum(statement)

@@ -165,6 +165,8 @@ def total_of(parts: list[Node] | None) -> Node | None:
     contribution that came k times (x * x sends g * x twice) is added as k * it."""
     if not parts:
         return None
+    if len(parts) == 1:  # (most nodes have one user: no tallies to make)
+        return parts[0]
     counts: dict[int, int] = {}
     first: dict[int, Node] = {}
     for part in parts:

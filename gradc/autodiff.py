@@ -30,6 +30,9 @@ from gradc.ops import (
     reduce_sum,
 )
 
+# compared with once per node (see Op in ops.py)
+_INPUT, _NAME, _LOOP, _LOOP_OUT = Op.INPUT, Op.NAME, Op.LOOP, Op.LOOP_OUT
+
 
 def differentiate(
     fn: Function, first_only: bool = False, seed_names: list[str] | None = None
@@ -53,17 +56,17 @@ def differentiate(
     wrt_ids = {x.id for x in fn.wrt}
     needs = {}  # id -> node: the nodes that depend on a differentiated input
     live = set()  # ...through differentiable ops (not a shape read, not a constructor)
-    for node in order:
-        if node.id in wrt_ids or any(a.id in needs for a in node.args):
+    for node in order:  # (lists, not generators, in any(): this runs for every node)
+        if node.id in wrt_ids or any([a.id in needs for a in node.args]):
             needs[node.id] = node
         differentiable = OPS[node.op].grad != NOT_DIFFERENTIABLE
-        if node.id in wrt_ids or differentiable and any(a.id in live for a in node.args):
+        if node.id in wrt_ids or differentiable and any([a.id in live for a in node.args]):
             live.add(node.id)
 
     pending = {}  # users not yet processed, per node
     named = {}  # value id -> the NAME node that names it: rules read y by its name
     for node in order:
-        if node.op is Op.NAME:
+        if node.op is _NAME:
             named.setdefault(node.args[0].id, node)
         for arg in node.args:
             if arg.id in needs:
@@ -86,18 +89,18 @@ def differentiate(
 
     loop_grads: dict[int, dict[int, Node]] = {}  # LOOP id -> {carried index: gradient}
     for node in reversed(order):
-        if node.id not in needs or node.op is Op.INPUT:
+        if node.id not in needs or node.op is _INPUT:
             continue
         made = len(graph.nodes)
         g = total_of(contributions.get(node.id))
-        if g is not None and node.op is not Op.NAME and g.op is not Op.NAME:
+        if g is not None and node.op is not _NAME and g.op is not _NAME:
             adjoints.append((node, g))
-        if node.op is Op.LOOP_OUT:
+        if node.op is _LOOP_OUT:
             # a carried value after the loop: its gradient seeds the reverse loop
             if g is not None:
                 loop_grads.setdefault(node.args[0].id, {})[node.attr("index")] = g
             local = [None]
-        elif node.op is Op.LOOP:
+        elif node.op is _LOOP:
             grads = loop_grads.get(node.id)
             wanted = {k for k, a in enumerate(node.args) if a.id in live}
             local = reverse_loop(node, grads, wanted) if grads else [None] * len(node.args)
@@ -110,7 +113,7 @@ def differentiate(
             if c is not None:
                 contributions.setdefault(arg.id, []).append(sum_to(c, arg.shape))
             pending[arg.id] -= 1
-            if arg.op is Op.INPUT and pending[arg.id] == 0 and arg.id in wrt_ids:
+            if arg.op is _INPUT and pending[arg.id] == 0 and arg.id in wrt_ids:
                 finish_input(arg)
         # a gradient node points at the source it differentiates
         graph.position(made, node.pos)
@@ -162,6 +165,8 @@ def total_of(parts: list[Node] | None) -> Node | None:
     contribution that came k times (x * x sends g * x twice) is added as k * it."""
     if not parts:
         return None
+    if len(parts) == 1:  # (most nodes have one user: no tallies to make)
+        return parts[0]
     counts: dict[int, int] = {}
     first: dict[int, Node] = {}
     for part in parts:

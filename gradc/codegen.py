@@ -50,12 +50,16 @@ class EmittedFunction:
 
 LINE_LENGTH = black.Mode().line_length
 _INDENT = "    "
+# What _spell compares ops with, once per node spelled (see Op in ops.py).
+_INPUT, _CONST, _NAME, _INDEX, _LOOP = Op.INPUT, Op.CONST, Op.NAME, Op.INDEX, Op.LOOP
 
 
 def blacken_statement(statement: str) -> str:
     """One statement of a function body, as black lays it out: unchanged when
     it fits in a line, else split by black (continuation lines carry their
     own indentation)."""
+    if len(_INDENT) + len(statement) <= LINE_LENGTH:
+        return statement  # fits (every line of it, then): most statements, without a split
     if all(len(_INDENT) + len(line) <= LINE_LENGTH for line in statement.split("\n")):
         return statement  # fits, or already laid out (tuple_statement)
     laid_out = _split_sum(statement)
@@ -300,14 +304,15 @@ def expression(node: Node, sched: Schedule, top: bool = False) -> str:
 def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False) -> tuple[str, int]:
     """The Python text of `node` and its precedence. Materialized nodes are
     their variable, except at the top of their own line."""
-    var = sched.name_of(node)
-    if var is not None and not (top and node.op is not Op.INPUT):
+    var = sched.var.get(node.id)  # (sched.name_of, without a call: this runs for every node)
+    op = node.op
+    if var is not None and not (top and op is not _INPUT):
         return var, ATOM
-    if node.op is Op.NAME:
+    if op is _NAME:
         return _spell(node.args[0], sched, scalar=scalar)
-    if node.op is Op.CONST:
+    if op is _CONST:
         return literal(node.attr("value"), scalar or not targets.current().numpy)
-    if node.op is Op.INDEX:  # `x[H : 2 * H]`: black's spacing depends on the bounds' text
+    if op is _INDEX:  # `x[H : 2 * H]`: black's spacing depends on the bounds' text
         x, prec = _spell(node.args[0], sched)
         x = x if prec >= ATOM else f"({x})"
         rest = [_spell(a, sched)[0] for a in node.args[1:]]
@@ -316,7 +321,7 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
     args = []
     for i, arg in enumerate(node.args):
         text, prec = _spell(arg, sched, scalar=scalar)
-        if scalar and arg.op is Op.CONST and OPS[node.op].group not in _NUMBER_KEEPING:
+        if scalar and arg.op is _CONST and OPS[node.op].group not in _NUMBER_KEEPING:
             # `g if m else 0.0`, `max(x, 0.0)`: an argument these ops may return
             # is a float, so the function returns Python floats
             text = literal(float(arg.attr("value")), scalar)[0]
@@ -406,11 +411,18 @@ class _Form:
 def _form(node: Node, scalar: bool = False) -> _Form:
     """The form of `node`'s spelling. Spellings look only at the op, its
     attributes and the ranks of the node and its arguments: the memo key.
-    Scalar spellings look at constant arguments too (`x**2`, `math.pow`)."""
+    Scalar spellings that are functions look at constant arguments too
+    (`x**2`, `math.pow`); a template does not (`{0} * {1}` whatever the
+    number), so its key leaves them out, and 3,000 products by different
+    numbers share one form instead of each parsing its own."""
+    # (lists, not generators, unpacked into the keys: this runs for every node spelled)
     if scalar:
-        key = (node.op, node.attrs, True, *(_constant(a) for a in node.args))
+        if callable(OPS[node.op].scalar):
+            key = (node.op, node.attrs, True, *[_constant(a) for a in node.args])
+        else:
+            key = (node.op, node.attrs, True, *[None] * len(node.args))
     else:
-        key = (node.op, node.attrs, len(node.shape), *(len(a.shape) for a in node.args))
+        key = (node.op, node.attrs, len(node.shape), *[len(a.shape) for a in node.args])
         if not targets.current().numpy:  # spellings look at dtypes too (a bool mask)
             key += (targets.current().name, node.dtype, *(a.dtype for a in node.args))
     form = _FORMS.get(key)
@@ -420,7 +432,7 @@ def _form(node: Node, scalar: bool = False) -> _Form:
 
 
 def _constant(node: Node):
-    return (type(node.attr("value")), node.attr("value")) if node.op is Op.CONST else None
+    return (type(node.attr("value")), node.attr("value")) if node.op is _CONST else None
 
 
 _FORMS: dict[tuple, _Form] = {}
@@ -517,7 +529,7 @@ def helpers_for(nodes, scalar_nodes=()) -> list[str]:
     while stack:
         n = stack.pop()
         wanted.update(target.helpers(n))
-        if n.op is Op.LOOP:  # and the body's
+        if n.op is _LOOP:  # and the body's
             stack.extend(reachable(*n.attr("loop").body.outputs))
     return [src for name, src in _helper_sources(target.helpers_file).items() if name in wanted]
 

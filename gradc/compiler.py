@@ -41,6 +41,8 @@ from gradc.passes.specialize_seed import seed_only
 from gradc.schedule import RESERVED, Namer, renumbered, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
+# compared with once per node (see Op in ops.py)
+_INPUT, _LOOP, _LOOP_OUT, _NAME = Op.INPUT, Op.LOOP, Op.LOOP_OUT, Op.NAME
 
 
 @dataclass
@@ -102,7 +104,7 @@ class Compiled:
         ]
         while graphs:
             graph = graphs.pop()
-            graphs += [n.attr("loop").body.graph for n in graph.nodes if n.op is Op.LOOP]
+            graphs += [n.attr("loop").body.graph for n in graph.nodes if n.op is _LOOP]
             graph.release()
 
 
@@ -350,7 +352,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     namer = Namer(reserved)
     bound = _bind_inputs(namer, fn)
     params = [bound[x.id] for x in fn.inputs]
-    plain = schedule(fn.outputs, bound, namer, scalar=scalar)
+    plain = schedule(fn.outputs, bound, namer, scalar=scalar, nodes=every[0])
     outs = _returned(plain, fn)
     functions.append(
         EmittedFunction(
@@ -372,7 +374,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         seed_names.append(name)
         if seed is not None:
             bound[seed.id] = name
-    joint = schedule(back.roots(), bound, namer, back.adjoints, scalar=scalar)
+    joint = schedule(back.roots(), bound, namer, back.adjoints, scalar=scalar, nodes=every[1])
     forward_ids = _forward_ids(back)
     joint = run_line_passes(joint, back, forward_ids)
     fwd_lines = [ln for ln in joint.lines if ln.target.id in forward_ids]
@@ -393,6 +395,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             defaults.append(f"{name} = {zero} if {name} is None else {name}")
             if out.shape and var not in cache:
                 cache.append(var)
+    fwd_text = statement_lines(joint, fwd_lines, defined=set(params), scalar=scalar)
     functions.append(
         EmittedFunction(
             f"{base}_forward",
@@ -402,7 +405,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
                 if fn.several
                 else f"Forward pass: returns ({outs}, cache) for {base}_backward."
             ),
-            statement_lines(joint, fwd_lines, defined=set(params), scalar=scalar),
+            fwd_text,
             cache=cache,
             returns=f"return ({outs}), cache" if fn.several else f"return {outs}, cache",
         )
@@ -412,15 +415,15 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
         if fn.several
         else f"grad_output is d(loss)/d({outs})"
     )
+    bwd_text = statement_lines(
+        joint, bwd_lines, defined=set(cache) | set(seed_names), scalar=scalar
+    )
     functions.append(
         EmittedFunction(
             f"{base}_backward",
             seed_names + ["cache"],
             f"Backward pass: {what}; returns gradients for ({wrt_names}).",
-            defaults
-            + statement_lines(
-                joint, bwd_lines, defined=set(cache) | set(seed_names), scalar=scalar
-            ),
+            defaults + bwd_text,
             unpack=cache,
             returns="return ",
             returned=grad_vars,
@@ -431,30 +434,40 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     # f_grad: forward and backward flat in one function, for a scalar output.
     if flat is not None:
         same = seed_only(back, flat) if scalar else None
+        body = None
         if same is not None:  # f_forward and f_backward's lines, with grad_output = 1.0
-            sched = renumbered(joint, same, back.seed)
+            body = _seed_one(joint, same, back.seed, forward_ids, fwd_text, bwd_text)
+        if body is not None:
+            # joint's variables are the renumbered schedule's: back's names for flat's nodes
+            sched, named = joint, back
+            spelled = [same[n.id] for n in joint.nodes]
         else:
-            namer = Namer(reserved)
-            bound = _bind_inputs(namer, flat)
-            sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
-            sched = run_line_passes(sched, flat, _forward_ids(flat))
-        outs = _returned(sched, flat)
+            if same is not None:
+                sched = renumbered(joint, same, back.seed)
+            else:
+                namer = Namer(reserved)
+                bound = _bind_inputs(namer, flat)
+                sched = schedule(flat.roots(), bound, namer, flat.adjoints, scalar=scalar)
+                sched = run_line_passes(sched, flat, _forward_ids(flat))
+            body = statement_lines(sched, defined=set(params), scalar=scalar)
+            named, spelled = flat, sched.nodes
+        outs = _returned(sched, named)
         functions.append(
             EmittedFunction(
                 f"{base}_grad",
                 params,
                 (
                     f"Returns (({outs}), grads): the gradients of "
-                    f"{sched.name_of(flat.output)} for ({wrt_names})."
+                    f"{sched.name_of(named.output)} for ({wrt_names})."
                     if fn.several
                     else f"Returns {outs} and its gradients for ({wrt_names})."
                 ),
-                statement_lines(sched, defined=set(params), scalar=scalar),
+                body,
                 returns=f"return ({outs}), " if fn.several else f"return {outs}, ",
-                returned=[sched.name_of(g) for g in flat.grads],
+                returned=[sched.name_of(g) for g in named.grads],
             )
         )
-        nodes += sched.nodes
+        nodes += spelled
     for made, emit in ((tangents, _jvp_function), (hessian, _hvp_function)):
         if made is not None:
             emitted, spelled = emit(base, made, fn, reserved, scalar)
@@ -463,6 +476,31 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     if not targets.current().numpy:
         functions = [_with_namespace(f) for f in functions]
     return Family(d, fn, back, flat, functions, nodes, scalar, tangents, hessian)
+
+
+def _seed_one(
+    joint: Schedule, same: dict[int, Node], seed: Node, forward_ids, fwd_text, bwd_text
+) -> list[str] | None:
+    """f_grad's statements where seed_only found its function to be
+    f_backward's with the seed a number (`same`): f_forward's and f_backward's
+    statements again (`fwd_text`, `bwd_text`), in the joint schedule's order,
+    but for the lines of the seed's names, spelled anew (`grad_L = 1.0`).
+    The seed is read by names alone, and every name has a variable, so no
+    other line spells it; and on the scalar path, where seed_only is asked,
+    the other nodes spell alike whatever their dtype. Spelling f_grad's
+    lines all again was a fifth of the code generation of a scalar def.
+    None where a line is not one statement (a loop, an indexed assignment)."""
+    fwd, bwd = iter(fwd_text), iter(bwd_text)
+    out = []
+    for line in joint.lines:
+        if line.loop is not None or OPS[line.node.op].statement:
+            return None
+        text = next(fwd) if line.target.id in forward_ids else next(bwd)
+        if line.node.op is _NAME and line.node.args[0] is seed:
+            own = Schedule([line], var={line.node.id: line.var})
+            (text,) = statement_lines(renumbered(own, same, seed), scalar=True)
+        out.append(text)
+    return out
 
 
 def _tangent_schedule(tan: Function, fn: Function, reserved: set[str], scalar: bool, values: int):
@@ -567,7 +605,7 @@ def _forward_ids(fn: Function) -> set[int]:
     forward loop leaves (the per-step values it saved for the backward loop)."""
     ids = {n.id for n in reachable(*fn.outputs)}
     for node in fn.graph.nodes:
-        if node.op is Op.LOOP_OUT and node.args[0].id in ids:
+        if node.op is _LOOP_OUT and node.args[0].id in ids:
             ids.add(node.id)
     return ids
 
@@ -596,7 +634,7 @@ def _cache(bwd_lines, sched, forward_ids) -> list[str]:
         while stack:
             node = stack.pop()
             var = sched.name_of(node)
-            is_input = node.op is Op.INPUT and not node.attr("seed")
+            is_input = node.op is _INPUT and not node.attr("seed")
             if (node.id in forward_ids or is_input) and var is not None:
                 needed[node.id] = var
             elif var is None:

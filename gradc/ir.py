@@ -22,13 +22,20 @@ from gradc.ops import LEAF, OPS, Op
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
 _NO_ATTRS: dict = {}
 _ID = attrgetter("id")
+_INPUT, _CONST, _NAME = Op.INPUT, Op.CONST, Op.NAME  # per node: see Op in ops.py
 
 
 def _key(op: Op, attr_items: tuple, args) -> tuple:
     """What makes two nodes the same node. The op goes in as a plain int: a
     tuple of numbers and strings is dropped by Python's cycle collector after
     its first look (an enum member would keep it tracked), and there is a key
-    for every node, which each full collection would otherwise scan again."""
+    for every node, which each full collection would otherwise scan again.
+    (By arity: one or two arguments are most nodes, and unpacking a map for
+    them took twice as long.)"""
+    if len(args) == 2:
+        return (int(op), attr_items, args[0].id, args[1].id)
+    if len(args) == 1:
+        return (int(op), attr_items, args[0].id)
     return (int(op), attr_items, *map(_ID, args))
 
 
@@ -113,12 +120,13 @@ class Graph:
         """A new graph with the same nodes (same ids), so that adding to it
         leaves this one as it is; node i of the copy is node i here."""
         new = Graph()
-        for n in self.nodes:
-            args = tuple(new.nodes[a.id] for a in n.args)
+        nodes = new.nodes
+        for n in self.nodes:  # (a list made into a tuple, not a generator: once a node)
+            args = tuple([nodes[a.id] for a in n.args]) if n.args else ()
             node = Node(n.id, n.op, args, n.attrs, n.shape, n.dtype, n.pos, new)
-            new.nodes.append(node)
+            nodes.append(node)
             new._interned[_key(n.op, n.attrs, args)] = node
-            if n.op is Op.NAME:
+            if n.op is _NAME:
                 new._names.setdefault(args[0].id, node)
         new.inputs = [new.nodes[x.id] for x in self.inputs]
         new.operations = self.operations
@@ -159,12 +167,12 @@ class Graph:
         node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
         self.nodes.append(node)
         self._interned[key] = node
-        if op is Op.INPUT and not node.attr("seed"):
-            self.inputs.append(node)
-        elif op is Op.NAME:
-            self._names.setdefault(args[0].id, node)
-        if spec.group != LEAF:
+        if spec.group != LEAF:  # (first: most nodes are operations, neither of the others)
             self.operations += 1
+        elif op is _INPUT and not node.attr("seed"):
+            self.inputs.append(node)
+        elif op is _NAME:
+            self._names.setdefault(args[0].id, node)
         return node
 
     def position(self, start: int, pos: Pos | None) -> None:
@@ -326,7 +334,7 @@ def _reachable_in(nodes: list[Node], roots, until) -> list[Node]:
 
 def constant_value(node: Node):
     """The Python number a CONST node holds, or None for any other node."""
-    return node.attr("value") if node.op == Op.CONST else None
+    return node.attr("value") if node.op is _CONST else None
 
 
 def is_constant(node: Node, value) -> bool:

@@ -562,9 +562,10 @@ class _Lowering:
             e, kids = work.pop()
             if kids is None:
                 kids = S.children(e)
-                work.append((e, kids))
-                work.extend((k, None) for k in reversed(kids))
-                continue
+                if kids:  # (a leaf, a name or a number, is lowered at once)
+                    work.append((e, kids))
+                    work.extend([(k, None) for k in reversed(kids)])
+                    continue
             args = results[len(results) - len(kids) :]
             del results[len(results) - len(kids) :]
             if isinstance(e, S.Call) and e.func in self.defs:

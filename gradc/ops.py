@@ -143,7 +143,22 @@ def result_dtype(args) -> str:
     return best
 
 
+# The dtypes an op of arguments all of one of them keeps (not int or bool,
+# which arithmetic makes float64).
+_KEPT_DTYPES = frozenset(["f64", "f32", "weak"])
+
+
 def _elementwise(args, attrs, pos):
+    # (a function or operator of arguments of one shape and dtype is the common
+    # case: every derivative rule makes some, so it skips the general rules)
+    first = args[0]
+    shape, dtype = first.shape, first.dtype
+    if dtype in _KEPT_DTYPES:
+        for a in args:
+            if a.shape != shape or a.dtype != dtype:
+                break
+        else:
+            return tuple(shape), dtype
     return broadcast_shapes([a.shape for a in args], pos), result_dtype(args)
 
 
@@ -1776,8 +1791,14 @@ def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
 
 def _integer_arithmetic(args, attrs, pos):
     """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python."""
-    # (`int` first: almost no argument is one, and the shapes need not be looked at)
-    scalars = any(a.dtype == "int" for a in args) and all(not a.shape for a in args)
+    # (`int` first: almost no argument is one, and the shapes need not be looked at;
+    # a loop, not any() of a generator: this runs for every +, - and * made)
+    for a in args:
+        if a.dtype == "int":
+            break
+    else:
+        return _elementwise(args, attrs, pos)
+    scalars = all(not a.shape for a in args)
     if scalars and all(a.dtype == "int" or is_whole_number(a) for a in args):
         return (), "int"
     return _elementwise(args, attrs, pos)
@@ -2270,7 +2291,11 @@ _ROWS: dict[str, OpDef] = {
 # ---------------------------------------------------------------- derived from the rows
 
 # Op.EXP, Op.ADD, ...: one member per row, in the table's order. IntEnum:
-# hashed as an int, and the IR hashes ops a lot.
+# hashed as an int, and the IR hashes ops a lot. On Python 3.11 reading a
+# member off the class (`Op.NAME`) goes through EnumType's __getattr__ hook:
+# 0.14 us, ten times a global. The loops that run once per node (or line)
+# compare with module-level names taken once (`_NAME = Op.NAME`) or with
+# frozensets of members; together that was a tenth of a large compile.
 Op = enum.IntEnum("Op", list(_ROWS), module=__name__)
 OPS: dict[Op, OpDef] = {Op[name]: row for name, row in _ROWS.items()}
 

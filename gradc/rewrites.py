@@ -25,10 +25,16 @@ from gradc.errors import CompileError
 from gradc.ir import Graph, Node, constant_value, is_constant
 from gradc.ops import COMPARISON_GROUP, OPS, Op, broadcast_shapes, full_axis
 
+# What simplify_node and the helpers every rule calls compare ops with, for every
+# node made (see Op in ops.py)
+_CONST, _NAME, _EXPAND, _BROADCAST_LIKE = Op.CONST, Op.NAME, Op.EXPAND, Op.BROADCAST_LIKE
+_ZEROS = frozenset([Op.ZEROS, Op.ZEROS_LIKE])
+_TAKEN_APART = frozenset([Op.NEG, Op.MUL, Op.DIV])  # what _monomial takes apart
+
 
 def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> Node:
     """`op(*args)` after rewriting, as a node of `graph`."""
-    if OPS[op].fold is not None and all(a.op is Op.CONST for a in args):
+    if OPS[op].fold is not None and all([a.op is _CONST for a in args]):
         out = _folded(graph, op, args, attrs)
         if out is not None and _keeps_type(op, args, attrs, out):
             return out
@@ -106,9 +112,9 @@ def _where_known(graph, mask, a, b):
 
 def _all_zeros(node: Node) -> bool:
     """zeros(...), zeros_like(x), or one of them with new axes: every entry 0."""
-    while node.op is Op.EXPAND:
+    while node.op is _EXPAND:
         node = node.args[0]
-    return node.op in (Op.ZEROS, Op.ZEROS_LIKE)
+    return node.op in _ZEROS
 
 
 def _add_identities(graph, a, b):
@@ -325,14 +331,14 @@ def _monomial(node: Node, names: bool = False, full=None) -> tuple[list[tuple], 
     stack = [(node, 1)]  # what is left to take apart, the next one last
     while stack:
         node, exponent = stack.pop()
-        if names and node.op is Op.NAME:  # grad_xhat = grad_out * gamma
+        if names and node.op is _NAME:  # grad_xhat = grad_out * gamma
             inner = _through_names(node)
-            node = inner if inner.op in (Op.NEG, Op.MUL, Op.DIV) else node
+            node = inner if inner.op in _TAKEN_APART else node
         value = constant_value(node)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             items.append((value, None, exponent))
             continue
-        if len(items) + len(stack) >= _MAX_FACTORS or node.op not in (Op.NEG, Op.MUL, Op.DIV):
+        if len(items) + len(stack) >= _MAX_FACTORS or node.op not in _TAKEN_APART:
             items.append((1, node, exponent))
             continue
         if node.op is Op.DIV and is_constant(node.args[1], 0):
@@ -348,9 +354,18 @@ def _monomial(node: Node, names: bool = False, full=None) -> tuple[list[tuple], 
     return items, passes
 
 
+def _one_factor(node: Node) -> bool:
+    """Whether _monomial(node) is node itself, one factor."""
+    return node.op is not _CONST and node.op not in _TAKEN_APART
+
+
 def _fold_numbers(op):
     def rule(graph, a, b):
         full = broadcast_shapes([a.shape, b.shape])
+        if not full and _one_factor(a) and _one_factor(b):
+            # two scalars, neither a number nor a product to take apart: no
+            # number to fold (what the rest finds, at once: most products are these)
+            return None
         left, passes_a = _monomial(a, full=full)
         right, passes_b = _monomial(b, full=full)
         if op is Op.DIV:
@@ -792,8 +807,10 @@ def _lift_broadcast(op):
     outside: `broadcast(g op x)`."""
 
     def rule(graph, a, b):
+        if a.op is not _BROADCAST_LIKE and b.op is not _BROADCAST_LIKE:
+            return None  # (the common case, at once: this is offered every + - * /)
         for i, (wide, other) in enumerate(((a, b), (b, a))):
-            if wide.op is not Op.BROADCAST_LIKE:
+            if wide.op is not _BROADCAST_LIKE:
                 continue
             g, like = wide.args
             attrs = dict(wide.attrs)

@@ -26,6 +26,12 @@ from gradc.ops import CHAINS, OPS, SCALAR_REPEATS, UPDATES, Op
 MAX_INLINE_OPS = 24
 MAX_NESTING = 6
 
+# What the per-node loops below compare ops with, looked up once (see Op in ops.py).
+_LOOP, _LOOP_OUT, _NAME = Op.LOOP, Op.LOOP_OUT, Op.NAME
+_NO_LINE = frozenset([Op.INPUT, Op.CONST, Op.LOOP_OUT])  # never a line of their own
+_NOT_OWNED = frozenset([Op.INPUT, Op.CONST, Op.NAME])  # values no name's line computes
+_SIZE_ARITHMETIC = frozenset([Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV])
+
 RESERVED = (
     set(keyword.kwlist)
     | set(getattr(keyword, "softkwlist", ()))
@@ -95,6 +101,7 @@ def schedule(
     forced: dict[int, str] | None = None,
     owned: frozenset[int] = frozenset(),
     scalar: bool = False,
+    nodes: list[Node] | None = None,
 ) -> Schedule:
     """The lines that compute `roots` from the INPUT nodes named in `bound`
     (node id -> the variable the caller already holds it in). `adjoints`
@@ -108,9 +115,12 @@ def schedule(
     may update in place: `hs[:, t] = h`).
 
     `scalar`: the lines are spelled on the scalar path, where an argument a
-    spelling writes twice (`SCALAR_REPEATS`) gets a variable."""
+    spelling writes twice (`SCALAR_REPEATS`) gets a variable. `nodes`:
+    `reachable(*roots)`, where the caller has it already (a sweep over the
+    whole graph)."""
     forced = forced or {}
-    nodes = reachable(*roots)
+    if nodes is None:
+        nodes = reachable(*roots)
     if owned:
         # a loop body: saving a value the step starts with (`c_saved[t] = c`) comes
         # first, before the step writes the carried variable anew
@@ -132,16 +142,19 @@ def schedule(
     outs_of: dict[int, dict[int, Node]] = {}  # LOOP id -> {index: LOOP_OUT}
     captured: set[int] = set()  # values a loop body reads
     for node in nodes:
+        # (the op's facts once per node, not once per argument)
+        spelled = _spelled(node.op)
+        repeats = SCALAR_REPEATS.get(node.op, ()) if scalar else ()
         for k, arg in enumerate(node.args):
-            if _spelled(node, k):
+            if spelled is None or k in spelled:
                 uses[arg.id] = uses.get(arg.id, 0) + 1
-            if scalar and k in SCALAR_REPEATS.get(node.op, ()):
+            if k in repeats:
                 uses[arg.id] = uses.get(arg.id, 0) + 1
-        if node.op is Op.LOOP:
+        if node.op is _LOOP:
             for arg in node.args[node.attr("loop").carried :]:
                 uses[arg.id] += 1  # a body reads a captured value: it needs a variable
                 captured.add(arg.id)
-        elif node.op is Op.LOOP_OUT:
+        elif node.op is _LOOP_OUT:
             outs_of.setdefault(node.args[0].id, {})[node.attr("index")] = node
     # who reads each node: only an update of an array a loop body owns asks (_read_before),
     # and a list for every node would be most of a large schedule's allocations
@@ -157,20 +170,16 @@ def schedule(
 
     adjoint_of: dict[int, Node] = {}
     for value, grad in adjoints:
-        if grad.op not in (Op.INPUT, Op.CONST, Op.NAME) and uses.get(grad.id, 0) > 1:
+        if grad.op not in _NOT_OWNED and uses.get(grad.id, 0) > 1:
             adjoint_of.setdefault(grad.id, value)
     needs_line = {value.id for value in adjoint_of.values()}
 
     # A named value is computed under its (first) name.
     owner: dict[int, Node] = {}
     for node in nodes:
-        if node.op is Op.NAME:
+        if node.op is _NAME:
             value = node.args[0]
-            if (
-                value.op not in (Op.INPUT, Op.CONST, Op.NAME)
-                and value.id not in owner
-                and value.id not in adjoint_of
-            ):
+            if value.op not in _NOT_OWNED and value.id not in owner and value.id not in adjoint_of:
                 owner[value.id] = node
 
     sched = Schedule(lines=[], var=dict(bound), nodes=nodes)
@@ -181,13 +190,13 @@ def schedule(
     size: dict[int, int] = {}  # ops of an inlined node's expression
     depth: dict[int, int] = {}  # its nesting
     for node in nodes:
-        if node.op in (Op.INPUT, Op.CONST, Op.LOOP_OUT):
+        if node.op in _NO_LINE:
             continue  # a LOOP_OUT's variable is the one its loop carries
-        if node.op is Op.LOOP:
+        if node.op is _LOOP:
             outs = outs_of.get(node.id, {})
             sched.lines.append(_loop_line(node, sched, namer, uses, outs, owner, forced))
             continue
-        if node.op is Op.NAME:
+        if node.op is _NAME:
             value = node.args[0]
             if owner.get(value.id) is node and forced.get(node.id, sched.var[value.id]) == (
                 sched.var[value.id]
@@ -222,7 +231,9 @@ def schedule(
             depth[node.id] = inline_depth
             continue
         value = adjoint_of.get(node.id)
-        reused = _reusable_base(node, sched, uses, owned, users, result_ids)
+        reused = None
+        if node.op in UPDATES:  # (asked here: most nodes are not, and this runs for each)
+            reused = _reusable_base(node, sched, uses, owned, users, result_ids)
         if reused is not None:
             # out[:, t] = h updates out's array: nothing else reads the old value.
             # A temporary updated into a named value takes the name from its start.
@@ -270,7 +281,7 @@ def schedule(
 
 def _size_arithmetic(node: Node, cheap: set[int]) -> bool:
     """`2 * H`, `T - 1`, `D // NH`: integer arithmetic of named dims and numbers."""
-    if node.op not in (Op.ADD, Op.SUB, Op.MUL, Op.FLOORDIV) or node.shape or node.dtype != "weak":
+    if node.op not in _SIZE_ARITHMETIC or node.shape or node.dtype != "weak":
         return False
     return all(
         a.op is Op.CONST
@@ -344,16 +355,16 @@ def _read_before(
     return True
 
 
-def _spelled(node: Node, k: int) -> bool:
-    """Whether the text of `node` reads its argument k: an argument its template
-    leaves out (what a derivative rule reads, standardize's x) needs no variable
-    of its own for it."""
-    spelled = _SPELLED.get(node.op, _UNKNOWN)
+def _spelled(op: Op) -> set[int] | None:
+    """The arguments the text of an `op` node reads (None: all of them): an
+    argument its template leaves out (what a derivative rule reads,
+    standardize's x) needs no variable of its own for it."""
+    spelled = _SPELLED.get(op, _UNKNOWN)
     if spelled is _UNKNOWN:
-        spelling = OPS[node.op].spelling
+        spelling = OPS[op].spelling
         found = re.findall(r"\{(\d+)\}", spelling) if isinstance(spelling, str) else None
-        spelled = _SPELLED[node.op] = None if found is None else {int(i) for i in found}
-    return spelled is None or k in spelled
+        spelled = _SPELLED[op] = None if found is None else {int(i) for i in found}
+    return spelled
 
 
 _SPELLED: dict = {}  # op -> the arguments its template reads (None: all of them)

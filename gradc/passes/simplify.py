@@ -33,6 +33,7 @@ def simplify(fn: Function) -> Function:
 # broadcast rules their argument): a node rebuilt differently below one of them
 # may change what a rule does with a reader above it.
 _LOOKED_INTO = frozenset({Op.NEG, Op.MUL, Op.DIV, Op.EXPAND, Op.BROADCAST_LIKE, Op.SUM, Op.MEAN})
+_LOOP = Op.LOOP  # compared with once per node (see Op in ops.py)
 
 
 def rebuild(fn: Function, replacements: dict[int, Node], simplified: bool = False) -> Function:
@@ -65,7 +66,7 @@ def rebuild(fn: Function, replacements: dict[int, Node], simplified: bool = Fals
             if len(graph.nodes) == before or made.dtype != node.dtype:
                 changed.add(node.id)  # merged with a node made before, or of another dtype
             continue
-        if node.op is Op.LOOP:  # its body is a function of its own: simplified alike
+        if node.op is _LOOP:  # its body is a function of its own: simplified alike
             spec = node.attr("loop")
             spec = spec.with_body(simplify(spec.body))
             new[node.id] = graph.make(node.op, args, (("loop", spec),), node.pos)

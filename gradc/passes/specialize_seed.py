@@ -32,6 +32,8 @@ from gradc.ir import Function, Node, reachable
 from gradc.ops import Op
 from gradc.passes.simplify import rebuild
 
+_LOOP, _NAME = Op.LOOP, Op.NAME  # compared with once per node (see Op in ops.py)
+
 
 def specialize_seed(fn: Function, lecture: bool = True) -> Function:
     """`fn` (differentiated) with its seed replaced by one. `lecture=False`
@@ -44,11 +46,11 @@ def specialize_seed(fn: Function, lecture: bool = True) -> Function:
     if not lecture or arrays:
         returned = {g.id for g in fn.grads}  # grad_k of `return k` stays a name
         for node in nodes:  # the names of the seed (grad_loss, grad_data_loss, ...)
-            if node.op is Op.NAME and node.args[0].id in replacements and node.id not in returned:
+            if node.op is _NAME and node.args[0].id in replacements and node.id not in returned:
                 replacements[node.id] = seed
     # `fn` comes out of the passes (simplified): on scalars, only what the seed
     # changes is offered to the rules again (a full rebuild was 0.8 s of a 10,000-op chain's 5 s)
-    loops = any(node.op is Op.LOOP for node in nodes)
+    loops = any([node.op is _LOOP for node in nodes])
     return rebuild(fn, replacements, simplified=not arrays and not loops)
 
 
@@ -89,13 +91,13 @@ def seed_only(back: Function, flat: Function) -> dict[int, Node] | None:
                 return None
         elif (
             a.op is not b.op
-            or a.op is Op.LOOP  # a body's lines are not renumbered
+            or a.op is _LOOP  # a body's lines are not renumbered
             or a.attrs != b.attrs
             or a.shape != b.shape
             # the same arguments (nodes compare as themselves), and the seed read by a
             # name alone; no generators here: this runs once for every node
             or tuple([nodes.get(x.id) for x in a.args]) != b.args
-            or (a.op is not Op.NAME and back.seed in a.args)
+            or (a.op is not _NAME and back.seed in a.args)
             or (a.dtype != b.dtype and {a.dtype, b.dtype} != {"weak", "f64"})
         ):
             return None

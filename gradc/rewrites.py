@@ -590,7 +590,19 @@ def _sums_to_zero(node: Node, like: Node) -> bool:
         return False
     if node.shape != like.shape or node.dtype != like.dtype:
         return False
-    return any(f.op is Op.SUM and _centered_sum(f) for f in _factors(node))
+    # the factors of the product as they stand, not through names: a named sum
+    # stays, and a gradient's aliases can be a chain of names as long as the
+    # program (fan-out's grad_s = grad_s_1 = ...), which a walk per sum would
+    # make quadratic
+    stack, seen = [node], 0
+    while stack and seen < _MAX_FACTORS:
+        n = stack.pop()
+        seen += 1
+        if n.op is Op.MUL:
+            stack += n.args
+        elif n.op is Op.SUM and _centered_sum(n):
+            return True
+    return False
 
 
 def _centered_sum(total: Node) -> bool:

@@ -30,6 +30,8 @@ from gradc.ops import COMPARISON_GROUP, OPS, Op, broadcast_shapes, full_axis
 _CONST, _NAME, _EXPAND, _BROADCAST_LIKE = Op.CONST, Op.NAME, Op.EXPAND, Op.BROADCAST_LIKE
 _ZEROS = frozenset([Op.ZEROS, Op.ZEROS_LIKE])
 _TAKEN_APART = frozenset([Op.NEG, Op.MUL, Op.DIV])  # what _monomial takes apart
+_PRODUCT_OR_NAME = frozenset([Op.MUL, Op.NAME])  # what numpy_floats looks through
+_SUM_OR_PRODUCT = frozenset([Op.SUM, Op.MUL])  # what _sums_to_zero looks at
 
 
 def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> Node:
@@ -178,7 +180,7 @@ def numpy_floats(node: Node) -> bool:
     while stack:
         node = stack.pop()
         seen += 1
-        if node.op in (Op.MUL, Op.NAME) and seen < 64:  # a long product has floats (or is rare)
+        if node.op in _PRODUCT_OR_NAME and seen < 64:  # a long product has floats (or is rare)
             stack += node.args
             continue
         value = constant_value(node)
@@ -586,7 +588,7 @@ def _sums_to_zero(node: Node, like: Node) -> bool:
     the centred values, summed back): `grad_mu -= grad_t0.sum(axis=0)`, one
     pass over the batch for nothing. A sum the program names is its own value,
     and stays."""
-    if node.op is not Op.SUM and node.op is not Op.MUL:  # most nodes: at once
+    if node.op not in _SUM_OR_PRODUCT:  # most nodes: at once (asked of every + and -)
         return False
     if node.shape != like.shape or node.dtype != like.dtype:
         return False

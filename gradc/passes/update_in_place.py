@@ -169,16 +169,7 @@ def _fresh(node: Node) -> bool:
 
 def _reads_var(node: Node, var: str, sched: Schedule) -> bool:
     """Whether `node`'s expression, as its line spells it, reads variable `var`."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        name = sched.name_of(n)
-        if name is not None:
-            if name == var:
-                return True
-            continue
-        stack.extend(n.args)
-    return False
+    return var in _vars_read([node], sched)
 
 
 def _numpy_dtype_is_the_irs(node: Node) -> bool:
@@ -211,19 +202,27 @@ def _reads(sched: Schedule) -> list[set[str]]:
     """The variables each line's expression reads."""
     reads = []
     for line in sched.lines:
-        names: set[str] = set()
-        stack = list(line.node.args)
-        while stack:
-            n = stack.pop()
-            var = sched.name_of(n)
-            if var is not None:
-                names.add(var)
-            else:
-                stack.extend(n.args)
+        names = _vars_read(line.node.args, sched)
         if line.update is not None:
             names.add(line.var)
         reads.append(names)
     return reads
+
+
+def _vars_read(nodes, sched: Schedule) -> set[str]:
+    """The variables an expression made of `nodes` reads: each node with a
+    variable is that variable; the others are spelled inline, their
+    arguments read in turn."""
+    names: set[str] = set()
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        var = sched.name_of(n)
+        if var is not None:
+            names.add(var)
+        else:
+            stack.extend(n.args)
+    return names
 
 
 def _inline_unneeded(sched: Schedule) -> None:

@@ -37,7 +37,7 @@ from gradc.ops import BUILTINS as OP_BUILTINS
 from gradc.ops import OPS, Op
 from gradc.parse import parse, parse_expression
 from gradc.passes import LINE_PASSES, PIPELINE, specialize_seed
-from gradc.passes.specialize_seed import seed_only
+from gradc.passes.specialize_seed import seed_as_one, seed_only
 from gradc.schedule import RESERVED, Namer, renumbered, schedule
 
 BUILTINS = set(OP_BUILTINS) | set(COMPOSITES)
@@ -52,12 +52,21 @@ class Family:
     definition: S.Def
     forward: Function  # lowered: what f computes
     backward: Function  # differentiated, after the passes: f_forward / f_backward
-    flat: Function | None  # f_backward's with the seed 1: f_grad (scalar outputs)
+    # f_backward's with the seed 1: f_grad's (scalar outputs); None also where
+    # f_grad's lines are f_backward's (grad_function makes it when asked)
+    flat: Function | None
     functions: list[EmittedFunction]
     nodes: list[Node]  # every node the generated code spells (for its helpers)
     scalar: bool = False  # spelled on Python floats (takes_scalar_path)
     tangents: Function | None = None  # f_jvp's (@jvp): outputs, then their tangents
     hessian: Function | None = None  # f_hvp's (@hvp): H·v, one per differentiated input
+
+    def grad_function(self) -> Function:
+        """The function f_grad's code is made from (f_backward's for a def without
+        f_grad): `flat`, made here where the compile did not need it."""
+        if self.flat is None and self.backward.output.shape == ():
+            self.flat = specialize_seed(self.backward)
+        return self.flat or self.backward
 
 
 @dataclass
@@ -331,22 +340,30 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     functions = []
     # Differentiated once; f_grad is this with the seed set to 1.
     back = _passed(differentiate(fn))
-    flat = None
-    if fn.output.shape == ():
-        flat = specialize_seed(back if not fn.several else _passed(differentiate(fn, True)))
+    has_grad = fn.output.shape == ()  # f_grad, for a scalar (first) output
     tangents = _passed(jvp(fn)) if d.jvp is not None else None
     hessian = None
     if d.hvp is not None:
-        if flat is None or fn.output.dtype not in ("f32", "f64"):
+        if not has_grad or fn.output.dtype not in ("f32", "f64"):
             raise CompileError("@hvp needs a def whose (first) output is a float scalar", d.hvp)
         grad_fn = back if not fn.several else _passed(differentiate(fn, True))
         hessian = _passed(hvp(specialize_seed(grad_fn, lecture=False)))
     # each function on its own: they are graphs of their own, whose node ids overlap
-    made = [fn.outputs] + [f.roots() for f in (back, flat, tangents, hessian) if f is not None]
+    made = [fn.outputs] + [f.roots() for f in (back, tangents, hessian) if f is not None]
     every = [reachable(*roots) for roots in made]
+    scalar = targets.current().numpy and all(takes_scalar_path(nodes) for nodes in every)
+    # f_grad's function: on the scalar path, where it is f_backward's with the seed
+    # one (seed_as_one), its lines are f_backward's and it is built only when asked
+    flat, same = None, None
+    if has_grad and scalar and not fn.several:
+        same = seed_as_one(back)
+    if has_grad and same is None:
+        flat = specialize_seed(back if not fn.several else _passed(differentiate(fn, True)))
+        every.append(reachable(*flat.roots()))
+        scalar = scalar and takes_scalar_path(every[-1])
+        same = seed_only(back, flat) if scalar else None
     # an op the target cannot spell: an error at the first such in the file
     targets.check_spellable([n for nodes in every for n in nodes])
-    scalar = targets.current().numpy and all(takes_scalar_path(nodes) for nodes in every)
 
     # f: the forward pass alone.
     namer = Namer(reserved)
@@ -432,8 +449,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     nodes += joint.nodes
 
     # f_grad: forward and backward flat in one function, for a scalar output.
-    if flat is not None:
-        same = seed_only(back, flat) if scalar else None
+    if has_grad:
         body = None
         if same is not None:  # f_forward and f_backward's lines, with grad_output = 1.0
             body = _seed_one(joint, same, back.seed, forward_ids, fwd_text, bwd_text)
@@ -441,7 +457,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
             # joint's variables are the renumbered schedule's: back's names for flat's nodes
             sched, named = joint, back
             spelled = [same[n.id] for n in joint.nodes]
-        else:
+        else:  # (flat is built: seed_as_one's functions have no loop or statement line)
             if same is not None:
                 sched = renumbered(joint, same, back.seed)
             else:

@@ -100,7 +100,7 @@ def graph_dot(
         if backward:
             # the function whose code gradc generates for the gradients:
             # f_grad's for a scalar output, f_backward's otherwise
-            shown = family.flat or family.backward
+            shown = family.grad_function()
             drawing.backward(shown, _schedule_of(shown, shown.roots(), reserved))
     except CompileError as exc:
         raise exc.located(filename, text) from None

@@ -140,6 +140,17 @@ class Graph:
         full collections of a 10,000-op chain's compile scanned)."""
         self.nodes, self._interned, self._names, self.inputs = [], {}, {}, []
 
+    def forget(self, start: int) -> None:
+        """Drop the nodes made since node `start`, which no node kept reads: a
+        trial's (seed_as_one's), so that nothing made later finds them."""
+        for node in self.nodes[start:]:
+            del self._interned[_key(node.op, node.attrs, node.args)]
+            if node.op is _NAME and self._names.get(node.args[0].id) is node:
+                del self._names[node.args[0].id]
+            if OPS[node.op].group != LEAF:
+                self.operations -= 1
+        del self.nodes[start:]
+
     def op(self, op: Op, *args: Node, pos: Pos | None = None, **attrs) -> Node:
         """The node for `op(*args, **attrs)`, made at most once."""
         return self.make(op, args, tuple(sorted(attrs.items())) if attrs else (), pos)

@@ -607,9 +607,10 @@ def _nesting(node: Node, depth: dict[int, int]) -> int:
 def renumbered(sched: Schedule, nodes: dict[int, Node], seed: Node) -> Schedule:
     """`sched`'s lines for a function whose nodes are `nodes` (this schedule's
     node ids -> the other function's nodes): f_backward's schedule as f_grad's,
-    where `seed_only` found f_grad to be f_backward with the seed a number. The
-    seed loses its variable: the number is spelled where the seed was read
-    (`grad_L = 1.0`). Not for loops, whose lines hold a body's schedule."""
+    where `seed_only` (or `seed_as_one`) found f_grad to be f_backward with the
+    seed a number. The seed loses its variable: the number is spelled where the
+    seed was read (`grad_L = 1.0`). Not for loops, whose lines hold a body's
+    schedule."""
     lines = []
     for line in sched.lines:
         assert line.loop is None, "renumbered: a loop's body is scheduled on its own"

@@ -315,3 +315,39 @@ def test_check_and_graph_work_on_the_scalar_path(tmp_path):
     done = _gradc(*args, "-o", str(dot))
     assert done.returncode == 0, done.stderr
     assert "0.73" in dot.read_text()
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def neuron(w0, x0, w1, x1, w2):\n    return sigmoid(w0 * x0 + w1 * x1 + w2)\n",
+        "def f(x, y):\n    a = x * y\n    b = sin(a) + a\n    c = b / (1 + x)\n    return c * c\n",
+        "def f(x):\n    return x\n",
+        "def f(x):\n    return 3 * x * x\n",
+        "def f(x, y):\n    return -x * -y + 2 * x - y / 4\n",
+        "def f(x):\n    u = exp(x)\n    return u * u + u + tanh(u) * 0.5\n",
+        "def g(x):\n    return log1p(x * x)\n\ndef f(x, y):\n    return g(x) + g(y) * g(x)\n",
+        # the seed's 1.0 is a node already (and the gradient reads no seed): rebuilt
+        "def g(c):\n    t2 = sign(log2(0.05 + (1 + max(0.5) * max(0.5))))\n    return relu(t2)\n",
+    ],
+)
+def test_seed_as_one_agrees_with_a_rebuilt_f_grad(source):
+    """f_grad's lines are f_backward's, seed one, where seed_as_one says its function
+    is f_backward's with the seed a number: what specialize_seed's rebuild and
+    seed_only find, node by node, without building it."""
+    from gradc.autodiff import differentiate
+    from gradc.compiler import run_passes
+    from gradc.lower import lower
+    from gradc.passes.specialize_seed import seed_as_one, seed_only, specialize_seed
+
+    module = parse(source)
+    back = run_passes(differentiate(lower(module, module.defs[-1].name)))
+    rebuilt = seed_only(back, specialize_seed(back))
+    found = seed_as_one(back)
+    assert (found is None) == (rebuilt is None)
+    if found is not None:
+        assert found.keys() == rebuilt.keys()
+        for key, node in found.items():
+            other = rebuilt[key]
+            assert (node.op, node.attrs, node.shape) == (other.op, other.attrs, other.shape)
+            assert [a.op for a in node.args] == [a.op for a in other.args]

@@ -32,7 +32,7 @@ def simplify(fn: Function) -> Function:
 # and negations apart, `numpy_floats` walks products, `_all_zeros` expands, the sum and
 # broadcast rules their argument): a node rebuilt differently below one of them
 # may change what a rule does with a reader above it.
-_LOOKED_INTO = frozenset({Op.NEG, Op.MUL, Op.DIV, Op.EXPAND, Op.BROADCAST_LIKE, Op.SUM, Op.MEAN})
+LOOKED_INTO = frozenset({Op.NEG, Op.MUL, Op.DIV, Op.EXPAND, Op.BROADCAST_LIKE, Op.SUM, Op.MEAN})
 _LOOP = Op.LOOP  # compared with once per node (see Op in ops.py)
 
 
@@ -74,7 +74,7 @@ def rebuild(fn: Function, replacements: dict[int, Node], simplified: bool = Fals
         made = new[node.id] = simplify_node(graph, node.op, args, node.attrs, node.pos)
         if simplified and (
             len(graph.nodes) == before
-            or node.op in _LOOKED_INTO
+            or node.op in LOOKED_INTO
             or (made.op, made.attrs, made.shape, made.dtype)
             != (node.op, node.attrs, node.shape, node.dtype)
         ):

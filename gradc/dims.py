@@ -141,6 +141,21 @@ def floordiv(a: DimValue, b: DimValue) -> DimValue:
     return atom
 
 
+def ceildiv(a: DimValue, b: DimValue) -> DimValue:
+    """`-(-a // b)` for b > 0, written `(a + b - 1) // b` unless b divides a:
+    the length of a slice of span a and step b.
+
+    >>> ceildiv(mul(2, "H"), 2), ceildiv("D", 2), ceildiv("D", "H"), ceildiv(mul(3, "H"), "H")
+    ('H', '(D + 1) // 2', '(D + H - 1) // H', 3)
+    """
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    exact = floordiv(a, b)
+    if not isinstance(exact, Floor) and mul(exact, b) == a:
+        return exact
+    return floordiv(add(a, sub(b, 1)), b)
+
+
 def is_symbolic(d: DimValue) -> bool:
     return not isinstance(d, int)
 
@@ -164,6 +179,21 @@ def known_negative(d: DimValue) -> bool:
     """True when `d` is certainly < 0: `-N`, `-2 * H - 1` (dims are sizes, >= 1)."""
     p = poly(d)
     return bool(p) and all(c <= 0 for c in p.values())
+
+
+def known_positive(d: DimValue) -> bool:
+    """True when `d` is certainly >= 1: `H`, `2 * H - 1`, `N * H`; not `H - 1`
+    or `D // 4` (either may be 0). Each dim name is a size, >= 1, so a sum of
+    its terms with coefficients >= 0 is least where every name is 1.
+
+    >>> known_positive(sub(mul(2, "H"), 1)), known_positive(sub("H", 1))
+    (True, False)
+    """
+    p = poly(d)
+    terms = [(m, c) for m, c in p.items() if m]
+    if any(c < 0 or any(isinstance(a, Floor) for a in m) for m, c in terms):
+        return False
+    return sum(p.values()) >= 1
 
 
 def known_nonnegative(d: DimValue) -> bool:

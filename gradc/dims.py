@@ -32,6 +32,30 @@ class Floor(str):
     den: DimValue
 
 
+class Runtime(str):
+    """An integer known only at run time, a loop variable (`t`), as an atom:
+    a slice bound `t + H` is one, so that the length of `x[t:t + H]` is H.
+    It is never a size: a shape that holds one is refused where it is made.
+    Two loops' variables of one name (nested loops) are two atoms."""
+
+    loop: int
+
+    def __eq__(self, other):
+        return isinstance(other, Runtime) and (str(self), self.loop) == (str(other), other.loop)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((str(self), self.loop))
+
+
+def runtime(name: str, loop: int) -> Runtime:
+    atom = Runtime(name)
+    atom.loop = loop
+    return atom
+
+
 def poly(d: DimValue) -> dict:
     if isinstance(d, bool):
         raise TypeError("a bool is not a dim")
@@ -156,6 +180,20 @@ def ceildiv(a: DimValue, b: DimValue) -> DimValue:
     return floordiv(add(a, sub(b, 1)), b)
 
 
+def varies(d: DimValue) -> bool:
+    """Whether `d` holds a `Runtime` atom (a loop variable): not a size."""
+    stack = [d]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, Runtime):
+            return True
+        if isinstance(d, Floor):
+            stack += [d.num, d.den]
+        elif isinstance(d, Dim):
+            stack += [a for m in d.poly for a in m]
+    return False
+
+
 def is_symbolic(d: DimValue) -> bool:
     return not isinstance(d, int)
 
@@ -191,7 +229,7 @@ def known_positive(d: DimValue) -> bool:
     """
     p = poly(d)
     terms = [(m, c) for m, c in p.items() if m]
-    if any(c < 0 or any(isinstance(a, Floor) for a in m) for m, c in terms):
+    if any(c < 0 or any(isinstance(a, (Floor, Runtime)) for a in m) for m, c in terms):
         return False
     return sum(p.values()) >= 1
 

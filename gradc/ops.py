@@ -632,8 +632,9 @@ def slice_length(d, start, stop, step, pos):
     On a symbolic dim the bounds are taken as NumPy's `slice.indices` takes
     them where their sign or their place past an end is certain (`-1` and
     `-N` count from the end, `N + 1` is past it), and as inside the axis
-    otherwise (`x[:, 3:0:-2]` has length 2, for any D >= 4). A step is an
-    integer or a dim: a dim is a size, >= 1."""
+    otherwise (`x[:, 3:0:-2]` has length 2, for any D >= 4); a bound with a
+    loop variable (`dims.Runtime`) always so, and the length must not change
+    with it (`x[t:t + H]`). A step is an integer or a dim: a dim is a size, >= 1."""
     if step is None:
         step = 1
     if step == 0:
@@ -660,6 +661,8 @@ def slice_length(d, start, stop, step, pos):
     def normal(b, default):
         if b is None:
             return default
+        if dims.varies(b):  # a loop variable's bound: inside the axis, at every step
+            return b
         if dims.known_negative(b):  # from the end: x[-N:], x[-1:]
             b = dims.add(d, b)
             return lower if dims.known_negative(b) else b
@@ -673,7 +676,15 @@ def slice_length(d, start, stop, step, pos):
         stride = -step
     if isinstance(span, int) and span <= 0:
         return 0
-    return dims.ceildiv(span, stride)
+    length = dims.ceildiv(span, stride)
+    if dims.varies(length):
+        raise CompileError(
+            f"this slice's length, {length}, changes from one step of the loop to the next",
+            pos,
+            "a value has one shape at every step: slice a window of fixed length, "
+            "as in x[:, t:t + K]",
+        )
+    return length
 
 
 def index_shape(shape, index, arrays, pos):

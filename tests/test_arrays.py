@@ -616,6 +616,57 @@ PROGRAMS = [
     program("dim_arithmetic_as_a_slice_step", "x: [N, D], c: [N, H]", "x[::H, 1 :: 2 * H - 1] * 2"),
     program("dim_step_on_a_numeric_dim", "x: [N, 5], c: [H]", "x[:, 1::H] * c[0]"),
     program("dim_step_then_reversed", "x: [N, D], c: [N, H]", "x[:, ::H][::-1, ::-1] * c[:, :1]"),
+    # a loop variable in a slice's bounds: a window of one length at every step
+    program(
+        "loop_window_slice",
+        "x: [N, D], w: [H]",
+        "s = 0.0",
+        "for t in range(D - H + 1):",
+        "    s = s + sum(x[:, t : t + H] * w)",
+        "s",
+    ),
+    program(
+        "loop_window_reversed",
+        "x: [N, D], w: [H]",
+        "s = 0.0",
+        "for t in range(1, D - H + 1):",
+        "    s = s + sum(x[:, t + H - 1 : t - 1 : -1] * w) ** 2",
+        "s",
+    ),
+    program(
+        "loop_window_of_rows_carried",
+        "x: [N, D]",
+        "h = x[0]",
+        "for t in range(1, N):",
+        "    h = tanh(h * x[t - 1 : t + 1][::-1][0] + x[t, ::-1])",
+        "h",
+    ),
+    program(
+        "loop_window_added_into",
+        "x: [N, D], c: [N, H]",
+        "out = zeros((N, D))",
+        "for t in range(D - H + 1):",
+        "    out[:, t : t + H] += x[:, t : t + H] * c",
+        "out * x",
+    ),
+    program(
+        "loop_chunks_of_a_dim",
+        "x: [N, D], w: [H]",
+        "s = 0.0",
+        "for t in range(D // H):",
+        "    s = s + sum(x[:, t * H : (t + 1) * H] * w) ** 2",
+        "s",
+    ),
+    program(
+        "nested_loops_windows_of_one_variable_name",
+        "x: [N, D]",
+        "s = 0.0",
+        "for t in range(N - 1):",
+        "    u = t",
+        "    for t in range(D - 1):",
+        "        s = s + sum(x[u : u + 2, t : t + 2] * x[u + 1, t])",
+        "s",
+    ),
     # -- tuples
     program("swap", "x: [N, D]", "a = x * 2", "b = sin(x)", "a, b = b, a", "a - 2 * b"),
     program(
@@ -1269,6 +1320,26 @@ BAD = [
         "def f(x: [N, D], c: [H]):\n    return x[:, :: H - H]\n",
         [(2, "x[:, :: H - H]")],
         "zero",
+    ),
+    bad(
+        "slice_of_a_length_that_changes_in_a_loop",
+        "def f(x: [N, D]):\n    s = 0.0\n    for t in range(D):\n"
+        "        s = s + sum(x[:, t:])\n    return s\n",
+        [(4, "x[:, t:]")],
+        "changes",
+    ),
+    bad(
+        "slice_step_of_a_loop_variable",
+        "def f(x: [N, D]):\n    s = 0.0\n    for t in range(1, D):\n"
+        "        s = s + sum(x[:, ::t])\n    return s\n",
+        [(4, "x[:, ::t]")],
+        "step",
+    ),
+    bad(
+        "slice_bound_read_from_data",
+        "def f(x: [N, D], ids: int[N]):\n    return x[ids[0] :]\n",
+        [(2, "x[ids[0] :]"), (2, "ids[0] :")],
+        "slice bound",
     ),
     bad(
         "float_index",

@@ -32,6 +32,30 @@ class Floor(str):
     den: DimValue
 
 
+class Runtime(str):
+    """An integer known only at run time, a loop variable (`t`), as an atom:
+    a slice bound `t + H` is one, so that the length of `x[t:t + H]` is H.
+    It is never a size: a shape that holds one is refused where it is made.
+    Two loops' variables of one name (nested loops) are two atoms."""
+
+    loop: int
+
+    def __eq__(self, other):
+        return isinstance(other, Runtime) and (str(self), self.loop) == (str(other), other.loop)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((str(self), self.loop))
+
+
+def runtime(name: str, loop: int) -> Runtime:
+    atom = Runtime(name)
+    atom.loop = loop
+    return atom
+
+
 def poly(d: DimValue) -> dict:
     if isinstance(d, bool):
         raise TypeError("a bool is not a dim")
@@ -141,6 +165,35 @@ def floordiv(a: DimValue, b: DimValue) -> DimValue:
     return atom
 
 
+def ceildiv(a: DimValue, b: DimValue) -> DimValue:
+    """`-(-a // b)` for b > 0, written `(a + b - 1) // b` unless b divides a:
+    the length of a slice of span a and step b.
+
+    >>> ceildiv(mul(2, "H"), 2), ceildiv("D", 2), ceildiv("D", "H"), ceildiv(mul(3, "H"), "H")
+    ('H', '(D + 1) // 2', '(D + H - 1) // H', 3)
+    """
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    exact = floordiv(a, b)
+    if not isinstance(exact, Floor) and mul(exact, b) == a:
+        return exact
+    return floordiv(add(a, sub(b, 1)), b)
+
+
+def varies(d: DimValue) -> bool:
+    """Whether `d` holds a `Runtime` atom (a loop variable): not a size."""
+    stack = [d]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, Runtime):
+            return True
+        if isinstance(d, Floor):
+            stack += [d.num, d.den]
+        elif isinstance(d, Dim):
+            stack += [a for m in d.poly for a in m]
+    return False
+
+
 def is_symbolic(d: DimValue) -> bool:
     return not isinstance(d, int)
 
@@ -164,6 +217,21 @@ def known_negative(d: DimValue) -> bool:
     """True when `d` is certainly < 0: `-N`, `-2 * H - 1` (dims are sizes, >= 1)."""
     p = poly(d)
     return bool(p) and all(c <= 0 for c in p.values())
+
+
+def known_positive(d: DimValue) -> bool:
+    """True when `d` is certainly >= 1: `H`, `2 * H - 1`, `N * H`; not `H - 1`
+    or `D // 4` (either may be 0). Each dim name is a size, >= 1, so a sum of
+    its terms with coefficients >= 0 is least where every name is 1.
+
+    >>> known_positive(sub(mul(2, "H"), 1)), known_positive(sub("H", 1))
+    (True, False)
+    """
+    p = poly(d)
+    terms = [(m, c) for m, c in p.items() if m]
+    if any(c < 0 or any(isinstance(a, (Floor, Runtime)) for a in m) for m, c in terms):
+        return False
+    return sum(p.values()) >= 1
 
 
 def known_nonnegative(d: DimValue) -> bool:

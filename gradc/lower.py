@@ -164,6 +164,7 @@ class _Lowering:
         self._next_suffix: dict[str, int] = {}  # base -> next number to try
         self._dim_nodes: dict = {}  # dim -> its value node (`N = len(x)`)
         self._loops = 0  # loops lowered so far: each loop's placeholders are its own
+        self._loop_variables: set[int] = set()  # the ids of loop variables' placeholders
         self._in_loop = 0  # how many loop bodies are being lowered around this statement
         # (name, value id) -> the NAME that binds it: a name bound to the same value
         # again (a def inlined twice with the same arguments) is that NAME, not a new
@@ -410,6 +411,7 @@ class _Lowering:
             dtype="int",
             loop=self._loops,
         )
+        self._loop_variables.add(index.id)
         inits, placeholders = [], []
         for name in carried:
             init = scope[name]
@@ -769,6 +771,8 @@ class _Lowering:
                         statics.append(None)
                         continue
                     static, node = self._integer(b, "a slice bound", item.pos)
+                    if static is None:
+                        static = self._runtime_bound(node, item.pos)
                     statics.append(static)
                     rest.append(node)
                 entries.append(("slice", *statics))
@@ -788,6 +792,50 @@ class _Lowering:
                 entries.append(("int", static))
                 rest.append(node)
         return tuple(entries), rest
+
+    def _runtime_bound(self, node: Node, pos: Pos) -> D.DimValue:
+        """A slice bound known only at run time, as dim arithmetic over loop
+        variables (`D.Runtime` atoms): `t + H` of a loop variable t, so that the
+        length of `x[t:t + H]` is H."""
+        dims_of = {n.id: d for d, n in self._dim_nodes.items()}
+        combine = {Op.ADD: D.add, Op.SUB: D.sub, Op.MUL: D.mul, Op.FLOORDIV: D.floordiv}
+        values: dict[int, D.DimValue] = {}
+        stack = [node]
+        while stack:  # each node after its arguments
+            n = stack[-1]
+            if n.id in values:
+                stack.pop()
+                continue
+            k = constant_value(n)
+            if n.id in dims_of:
+                values[n.id] = dims_of[n.id]
+            elif isinstance(k, int) and not isinstance(k, bool):
+                values[n.id] = k
+            elif n.id in self._loop_variables:
+                values[n.id] = D.runtime(n.attr("name"), n.attr("loop"))
+            elif n.op in combine or n.op in (Op.NEG, Op.NAME):
+                missing = [a for a in n.args if a.id not in values]
+                if missing:
+                    stack += missing
+                    continue
+                args = [values[a.id] for a in n.args]
+                if n.op is Op.FLOORDIV and args[1] == 0:
+                    raise CompileError("division by zero", pos)
+                values[n.id] = (
+                    combine[n.op](*args) if n.op in combine
+                    else D.neg(args[0]) if n.op is Op.NEG
+                    else args[0]
+                )  # fmt: skip
+            else:
+                raise CompileError(
+                    "a slice bound must be an integer, a dim, a loop variable or their "
+                    "arithmetic",
+                    pos,
+                    "a value computed from the data cannot bound a slice: its length "
+                    "would be known only at run time",
+                )
+            stack.pop()
+        return values[node.id]
 
     def _integer(self, v, what: str, where: Pos | None = None):
         """(compile-time size or None, node) of an integer index or bound;

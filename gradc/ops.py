@@ -627,29 +627,64 @@ def index_arguments(index) -> int:
 
 
 def slice_length(d, start, stop, step, pos):
-    """The length of d[start:stop:step], with dims; None when unknown."""
+    """The length of d[start:stop:step], with dims.
+
+    On a symbolic dim the bounds are taken as NumPy's `slice.indices` takes
+    them where their sign or their place past an end is certain (`-1` and
+    `-N` count from the end, `N + 1` is past it), and as inside the axis
+    otherwise (`x[:, 3:0:-2]` has length 2, for any D >= 4); a bound with a
+    loop variable (`dims.Runtime`) always so, and the length must not change
+    with it (`x[t:t + H]`). A step is an integer or a dim: a dim is a size, >= 1."""
     if step is None:
         step = 1
-    if not isinstance(step, int) or step == 0:
-        raise CompileError("a slice's step must be a nonzero integer", pos)
-    if isinstance(d, int) and all(isinstance(b, (int, type(None))) for b in (start, stop)):
-        return len(range(*slice(start, stop, step).indices(d)))
-    if step < 0:
-        if start is None and stop is None:
-            return dims.floordiv(dims.add(d, -step - 1), -step)
+    if step == 0:
         raise CompileError(
-            "a reversed slice of a symbolic dim must be the whole axis (x[::-1])", pos
+            "a slice's step must not be zero", pos, "NumPy raises ValueError for a step of 0"
         )
+    if not isinstance(step, int) and not dims.known_positive(step):
+        if dims.known_negative(step):
+            raise CompileError(
+                f"a slice's step of dims must be positive; {step} is negative",
+                pos,
+                "reverse the axis with an integer step, then take every k-th: x[::-1][::H]",
+            )
+        raise CompileError(
+            f"a slice's step must be an integer or a dim; {step} could be 0 or negative",
+            pos,
+            "a dim, or a sum or product of dims (H, 2 * H + 1), is a positive step",
+        )
+    if isinstance(d, int) and all(isinstance(b, (int, type(None))) for b in (start, stop, step)):
+        return len(range(*slice(start, stop, step).indices(d)))
+    forward = not isinstance(step, int) or step > 0
+    lower, upper = (0, d) if forward else (-1, dims.sub(d, 1))
 
     def normal(b, default):
         if b is None:
             return default
-        if isinstance(b, int) and b < 0 or dims.is_symbolic(b) and dims.known_negative(b):
-            return dims.add(d, b)  # from the end: x[-N:], x[-1:]
-        return b
+        if dims.varies(b):  # a loop variable's bound: inside the axis, at every step
+            return b
+        if dims.known_negative(b):  # from the end: x[-N:], x[-1:]
+            b = dims.add(d, b)
+            return lower if dims.known_negative(b) else b
+        return upper if dims.known_nonnegative(dims.sub(b, upper)) else b
 
-    span = dims.sub(normal(stop, d), normal(start, 0))
-    return span if step == 1 else dims.floordiv(dims.add(span, step - 1), step)
+    if forward:
+        span = dims.sub(normal(stop, d), normal(start, 0))
+        stride = step
+    else:
+        span = dims.sub(normal(start, upper), normal(stop, -1))
+        stride = -step
+    if isinstance(span, int) and span <= 0:
+        return 0
+    length = dims.ceildiv(span, stride)
+    if dims.varies(length):
+        raise CompileError(
+            f"this slice's length, {length}, changes from one step of the loop to the next",
+            pos,
+            "a value has one shape at every step: slice a window of fixed length, "
+            "as in x[:, t:t + K]",
+        )
+    return length
 
 
 def index_shape(shape, index, arrays, pos):

@@ -435,6 +435,36 @@ def test_each_write_and_helper_agrees_with_the_numpy_target(what, namespace):
     _same(tuple(_back(to_numpy, x) for x in inputs), tuple(kept), f"{what}: inputs unchanged")
 
 
+SYMBOLIC_SLICES = (
+    "def f(x: [N, D], c: [N, H]):\n"
+    "    s = sum(x[N - 1 :: -1, -1:0:-2] ** 2) + sum(x[:, ::H] * x[:, 1::H][:, :1])\n"
+    "    for t in range(1, D - H + 1):\n"
+    "        s = s + sum(x[:, t : t + H] * c) * sum(x[:, t + H - 1 : t - 1 : -1] * c)\n"
+    "    return s\n"
+)
+
+
+NO_NEGATIVE_STEPS = pytest.mark.xfail(
+    strict=True, reason="feature: PyTorch tensors take no negative slice step (x[::-1])"
+)
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    [pytest.param(n, marks=[NO_NEGATIVE_STEPS] if n == "torch" else []) for n in NAMESPACES],
+)
+def test_slices_of_symbolic_dims_agree_with_the_numpy_target(namespace):
+    # reversed slices with bounds of a dim, a dim as the step, windows at a loop variable
+    to, to_numpy = NAMESPACES[namespace]()
+    reference = load_source(compile_source(SYMBOLIC_SLICES, "f.grad"), "np_slices")
+    made = compile_source(SYMBOLIC_SLICES, "f.grad", target="array-api")
+    module = load_source(made, "xp_slices")
+    rng = np.random.default_rng(3)
+    args = [rng.standard_normal((3, 5)), rng.standard_normal((3, 2))]
+    got = _back(to_numpy, module.f_grad(*[to(a) for a in args]))
+    _same(got, reference.f_grad(*args), f"f_grad on {namespace}")
+
+
 def test_every_op_has_an_array_api_spelling():
     from gradc.ops import OPS, Op
     from gradc.targets import ARRAY_API_SPELLINGS

@@ -172,12 +172,26 @@ PROGRAMS = [
     program("slice_negative_step", "x: [N, D]", "x[::-1]"),
     program("slice_negative_step_bounds", "x: [N, 4]", "x[:, 3:0:-2]"),
     program("slice_negative_step_from_end", "x: [3, D]", "x[2::-2, ::-1]"),
+    # on a symbolic dim, bounds are taken as inside the axis unless certainly past an
+    # end: 3:0:-2 has length 2 (D >= 4) and -1:-4:-2 too; -1:0:-2 has D // 2, so
+    # x[:, 3:0:-2] * x[::-1, -1:0:-2] is a broadcast error (2 and D // 2 differ for
+    # D > 5: test_reversed_slices_of_two_lengths_do_not_broadcast)
     program(
         "slice_negative_step_bounds_of_a_symbolic_dim",
         "x: [N, D]",
-        "x[:, 3:0:-2] * x[::-1, -1:0:-2]",
-        xfail="feature: a reversed slice with bounds of a symbolic dim is refused",
+        "x[:, 3:0:-2] * x[::-1, -1:-4:-2]",
     ),
+    program("slice_negative_step_from_the_end_of_a_symbolic_dim", "x: [N, D]", "x[::-1, -1:0:-2]"),
+    program(
+        "slice_negative_step_dim_bounds",
+        "x: [N, D]",
+        "x[N - 1:0:-1, -2::-1] + x[1:, : D - 1]",
+    ),
+    program("slice_negative_step_from_the_last_index", "x: [N, D]", "x[N - 1::-2, D - 1::-1]"),
+    program(
+        "slice_negative_step_past_both_ends_clamps", "x: [N, D]", "x[N::-1, : -D - 1 : -1] * x"
+    ),
+    program("slice_past_the_end_of_its_dim_clamps", "x: [N, D]", "x[: N + 1, -D - 2 :] * x"),
     program("slice_past_the_end_clamps", "x: [N, D]", "x[1:10, -10:2]"),
     program("overlapping_slices_fan_out", "x: [N, 4]", "x[:, :3] * x[:, 1:]"),
     program("slice_twice_then_index", "x: [N, D]", "x[1:][::-1][0]"),
@@ -598,11 +612,60 @@ PROGRAMS = [
         "d = 2",
         "x[:, :d] * x[d, :d]",
     ),
+    program("dim_as_a_slice_step", "x: [N, D], c: [N, H]", "x[:, ::H]"),
+    program("dim_arithmetic_as_a_slice_step", "x: [N, D], c: [N, H]", "x[::H, 1 :: 2 * H - 1] * 2"),
+    program("dim_step_on_a_numeric_dim", "x: [N, 5], c: [H]", "x[:, 1::H] * c[0]"),
+    program("dim_step_then_reversed", "x: [N, D], c: [N, H]", "x[:, ::H][::-1, ::-1] * c[:, :1]"),
+    # a loop variable in a slice's bounds: a window of one length at every step
     program(
-        "dim_as_a_slice_step",
+        "loop_window_slice",
+        "x: [N, D], w: [H]",
+        "s = 0.0",
+        "for t in range(D - H + 1):",
+        "    s = s + sum(x[:, t : t + H] * w)",
+        "s",
+    ),
+    program(
+        "loop_window_reversed",
+        "x: [N, D], w: [H]",
+        "s = 0.0",
+        "for t in range(1, D - H + 1):",
+        "    s = s + sum(x[:, t + H - 1 : t - 1 : -1] * w) ** 2",
+        "s",
+    ),
+    program(
+        "loop_window_of_rows_carried",
+        "x: [N, D]",
+        "h = x[0]",
+        "for t in range(1, N):",
+        "    h = tanh(h * x[t - 1 : t + 1][::-1][0] + x[t, ::-1])",
+        "h",
+    ),
+    program(
+        "loop_window_added_into",
         "x: [N, D], c: [N, H]",
-        "x[:, ::H]",
-        xfail="bug: a dim as a slice's step (x[:, ::H]) is refused ('must be a nonzero integer')",
+        "out = zeros((N, D))",
+        "for t in range(D - H + 1):",
+        "    out[:, t : t + H] += x[:, t : t + H] * c",
+        "out * x",
+    ),
+    program(
+        "loop_chunks_of_a_dim",
+        "x: [N, D], w: [H]",
+        "s = 0.0",
+        "for t in range(D // H):",
+        "    s = s + sum(x[:, t * H : (t + 1) * H] * w) ** 2",
+        "s",
+    ),
+    program(
+        "nested_loops_windows_of_one_variable_name",
+        "x: [N, D]",
+        "s = 0.0",
+        "for t in range(N - 1):",
+        "    u = t",
+        "    for t in range(D - 1):",
+        "        s = s + sum(x[u : u + 2, t : t + 2] * x[u + 1, t])",
+        "s",
     ),
     # -- tuples
     program("swap", "x: [N, D]", "a = x * 2", "b = sin(x)", "a, b = b, a", "a - 2 * b"),
@@ -1227,6 +1290,58 @@ BAD = [
         "empty",
     ),
     bad(
+        "empty_reversed_slice_of_a_symbolic_dim",
+        "def f(x: [N, D]):\n    return x[: N - 1 : -1]\n",
+        [(2, "x[: N - 1 : -1]")],
+        "empty",
+    ),
+    bad(
+        "slice_step_of_dims_that_could_be_zero",
+        "def f(x: [N, D], c: [H]):\n    return x[:, :: H - 1]\n",
+        [(2, "x[:, :: H - 1]")],
+        "step",
+        "H - 1",
+    ),
+    bad(
+        "slice_step_of_a_dim_divided",
+        "def f(x: [N, D], c: [H]):\n    return x[:, :: D // H]\n",
+        [(2, "x[:, :: D // H]")],
+        "step",
+        "D // H",
+    ),
+    bad(
+        "negative_slice_step_of_a_dim",
+        "def f(x: [N, D], c: [H]):\n    return x[:, ::-H]\n",
+        [(2, "x[:, ::-H]")],
+        "negative",
+    ),
+    bad(
+        "zero_slice_step_of_dims",
+        "def f(x: [N, D], c: [H]):\n    return x[:, :: H - H]\n",
+        [(2, "x[:, :: H - H]")],
+        "zero",
+    ),
+    bad(
+        "slice_of_a_length_that_changes_in_a_loop",
+        "def f(x: [N, D]):\n    s = 0.0\n    for t in range(D):\n"
+        "        s = s + sum(x[:, t:])\n    return s\n",
+        [(4, "x[:, t:]")],
+        "changes",
+    ),
+    bad(
+        "slice_step_of_a_loop_variable",
+        "def f(x: [N, D]):\n    s = 0.0\n    for t in range(1, D):\n"
+        "        s = s + sum(x[:, ::t])\n    return s\n",
+        [(4, "x[:, ::t]")],
+        "step",
+    ),
+    bad(
+        "slice_bound_read_from_data",
+        "def f(x: [N, D], ids: int[N]):\n    return x[ids[0] :]\n",
+        [(2, "x[ids[0] :]"), (2, "ids[0] :")],
+        "slice bound",
+    ),
+    bad(
         "float_index",
         "def f(x: [N, D]):\n    return x[0.5]\n",
         [(2, "x[0.5]"), (2, "0.5")],
@@ -1350,6 +1465,15 @@ def test_mistake_exits_2_from_the_command_line(case: Bad, tmp_path, monkeypatch,
     head = re.match(r"bad\.grad:(\d+):(\d+): error: ", captured.err)
     assert head and (int(head[1]), int(head[2])) in allowed_positions(case), captured.err
     assert "\nhint: " in captured.err, captured.err
+
+
+def test_reversed_slices_of_two_lengths_do_not_broadcast():
+    # 3:0:-2 has 2 entries (D >= 4), -1:0:-2 has D // 2: one size only for D = 4 or 5
+    source = "def f(x: [N, D]):\n    return x[:, 3:0:-2] * x[::-1, -1:0:-2]\n"
+    with pytest.raises(CompileError) as info:
+        compile_source(source, filename="bad.grad")
+    assert "[N, 2] and [N, D // 2] do not broadcast" in info.value.message, str(info.value)
+    assert (info.value.pos.line, info.value.pos.column) == (2, 12), str(info.value)
 
 
 def test_a_negative_shape_entry_is_a_positioned_error():

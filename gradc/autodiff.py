@@ -35,16 +35,23 @@ _INPUT, _NAME, _LOOP, _LOOP_OUT = Op.INPUT, Op.NAME, Op.LOOP, Op.LOOP_OUT
 
 
 def differentiate(
-    fn: Function, first_only: bool = False, seed_names: list[str] | None = None
+    fn: Function,
+    first_only: bool = False,
+    seed_names: list[str] | None = None,
+    in_place: bool = False,
 ) -> Function:
     """A new function with the gradients of `fn.output`, seeded with an input
     `grad_output` of the output's shape, with respect to `fn.wrt`; `fn` is
     left as it is. A def with several outputs gets one seed per output
     (`grad_out0`, `grad_out1`, ...; none for an integer output), or, with
     `first_only`, one for the first (f_grad's). `seed_names` names the seeds
-    otherwise (a loop body's: `grad_h` for carried `h`)."""
-    graph = fn.graph.copy()
-    fn = _moved(fn, graph)
+    otherwise (a loop body's: `grad_h` for carried `h`). `in_place`: built in
+    `fn`'s own graph, not a copy, for a caller that takes the new nodes out
+    again (compiler.py `_passed`)."""
+    if not in_place:
+        graph = fn.graph.copy()
+        fn = _moved(fn, graph)
+    graph = fn.graph
     seeds: list[Node | None] = []
     for i, out in enumerate(fn.outputs):
         name = f"grad_out{i}" if fn.several else "grad_output"

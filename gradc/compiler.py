@@ -269,6 +269,29 @@ def _passed(differentiated: Function) -> Function:
     return fn
 
 
+def _differentiated(fn: Function, first_only: bool = False) -> Function:
+    """`_passed(differentiate(fn, first_only))`, without a copy of `fn`'s graph:
+    the gradient is built in that graph, the passes rebuild it in a fresh one,
+    and `fn`'s graph loses the gradient's nodes again, as if they had been made
+    in a copy: the positions given to its nodes and the stacks a loop gets for
+    the backward (autodiff's reverse_loop) are taken back too. The copy was two
+    of the twelve nodes an op of a scalar program made, alive through the passes."""
+    graph, start = fn.graph, len(fn.graph.nodes)
+    unplaced = [n for n in graph.nodes if n.pos is None]
+    loops = [(n, n.attrs) for n in graph.nodes if n.op is _LOOP]
+    try:
+        back = run_passes(differentiate(fn, first_only, in_place=True))
+        # (the pipeline rebuilds, so the nodes taken out below are not back's)
+        assert back.graph is not graph, "the passes must build a graph of their own"
+        return back
+    finally:
+        graph.forget(start)
+        for node in unplaced:
+            node.pos = None
+        for node, attrs in loops:
+            node.attrs = attrs
+
+
 def run_line_passes(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedule:
     for line_pass in LINE_PASSES:
         sched = line_pass(sched, fn, forward_ids)
@@ -339,14 +362,14 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     base = fn.name
     functions = []
     # Differentiated once; f_grad is this with the seed set to 1.
-    back = _passed(differentiate(fn))
+    back = _differentiated(fn)
     has_grad = fn.output.shape == ()  # f_grad, for a scalar (first) output
     tangents = _passed(jvp(fn)) if d.jvp is not None else None
     hessian = None
     if d.hvp is not None:
         if not has_grad or fn.output.dtype not in ("f32", "f64"):
             raise CompileError("@hvp needs a def whose (first) output is a float scalar", d.hvp)
-        grad_fn = back if not fn.several else _passed(differentiate(fn, True))
+        grad_fn = back if not fn.several else _differentiated(fn, True)
         hessian = _passed(hvp(specialize_seed(grad_fn, lecture=False)))
     # each function on its own: they are graphs of their own, whose node ids overlap
     made = [fn.outputs] + [f.roots() for f in (back, tangents, hessian) if f is not None]
@@ -358,7 +381,7 @@ def _family(d: S.Def, fn: Function, reserved: set[str]) -> Family:
     if has_grad and scalar and not fn.several:
         same = seed_as_one(back)
     if has_grad and same is None:
-        flat = specialize_seed(back if not fn.several else _passed(differentiate(fn, True)))
+        flat = specialize_seed(back if not fn.several else _differentiated(fn, True))
         every.append(reachable(*flat.roots()))
         scalar = scalar and takes_scalar_path(every[-1])
         same = seed_only(back, flat) if scalar else None

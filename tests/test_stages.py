@@ -23,6 +23,7 @@ from gradc.parse import parse
 from gradc.rewrites import simplify_node
 from gradc.schedule import Namer
 
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checks import function_body  # noqa: E402
 
@@ -223,6 +224,40 @@ def test_a_missing_rule_is_an_error_naming_the_op(monkeypatch):
     fn = lower(parse("def f(x):\n    return sin(x)\n"), "f")
     with pytest.raises(CompileError, match="SIN"):
         differentiate(fn)
+
+
+# ---------------------------------------------------------------- differentiate
+
+
+def _graph_state(fn):
+    """Everything of a lowered function's graph that a later stage could read
+    (a loop's attributes, which hold its body, by identity)."""
+    graph = fn.graph
+    nodes = [(n, n.op, id(n.attrs), n.shape, n.dtype, n.pos, n.args) for n in graph.nodes]
+    return nodes, dict(graph._interned), dict(graph._names), list(graph.inputs), graph.operations
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "@jvp\n@hvp\ndef f(x, y):\n    a = x * y\n    return sin(a) + a * a\n",
+        "def f(x: [N, D], W: [D, H]):\n    return sum(tanh(x @ W) * 2), x @ W\n",
+        (ROOT / "examples" / "rnn.grad").read_text(encoding="utf-8"),
+    ],
+    ids=["scalar_jvp_hvp", "several_outputs", "rnn_loop"],
+)
+def test_differentiating_leaves_the_lowered_graph_as_it_was(source):
+    """The gradient is built in the lowered function's own graph and taken out
+    again (compiler._differentiated): the forward function's graph, its nodes,
+    their positions and a loop's attributes must be as lowering left them."""
+    from gradc.compiler import _family
+
+    module = parse(source, "t.grad")
+    for d in module.defs:
+        fn = lower(module, d.name)
+        before = _graph_state(fn)
+        family = _family(d, fn, set())
+        assert family.forward is fn and _graph_state(fn) == before
 
 
 # ---------------------------------------------------------------- simplify

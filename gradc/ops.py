@@ -1718,6 +1718,8 @@ def _spell_constructor(name):
         fill, sizes = ([f", {args[0]}"], args[1:]) if name == "full" else ([], args)
         shape = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
         dtype = _NUMPY_DTYPES[attrs["dtype"]]
+        if attrs.get("typed") and not dtype:
+            dtype = "np.float64"  # np.full((N,), D) of an integer would be an int64 array
         return f"np.{name}({shape}{''.join(fill)}{f', dtype={dtype}' if dtype else ''})"
 
     return spell

@@ -408,6 +408,7 @@ WRITTEN_PROGRAMS = {
     "columns and their gradient": (
         "    y = x * 1.0\n    y[:, ids] += w\n    return sum(y[:, :2] * x[:, reshape(ids, (2, 2))][:, 1])"
     ),
+    "full of an integer known at run time": "    return sum(full((2, 4), sum(ids)) * x[:2] * w[1:3])",
     "loop": (
         "    h = x[0]\n    hs = zeros((3, 4))\n    for t in range(3):\n"
         "        h = tanh(h @ w + x[t])\n        hs[t] = h\n    return sum(hs * hs)"

@@ -139,7 +139,7 @@ def as_float32(source: str) -> str:
             elif isinstance(arg.annotation, ast.List):
                 edits.append((arg.annotation.lineno, arg.annotation.col_offset, "f32"))
             else:
-                assert ast.unparse(arg.annotation).startswith("int["), source
+                assert ast.unparse(arg.annotation).startswith("int"), source
         if isinstance(node.returns, ast.List):
             edits.append((node.returns.lineno, node.returns.col_offset, "f32"))
     for line, column, text in sorted(edits, reverse=True):
@@ -414,11 +414,35 @@ PROGRAMS = [
     program("zeros_plus_input", "x: [N, D]", "zeros((N, D)) + x"),
     program("ones_times_input", "x: [N, D]", "ones((N, D)) * x + ones((D,))"),
     program("full_of_a_number", "x: [N, D]", "full((N, D), 2.5) * x + full((1, D), -1)"),
+    # full's value: a number, or one known only at run time that no input's values make
+    program("full_of_a_dim", "x: [N, D]", "full((1, D), N) * x"),
     program(
-        "full_of_a_dim",
+        "full_of_dim_arithmetic",
+        "x: [N, D], w: [H]",
+        "full((N, 1), D * H - N) * x + full((D,), -N) + sum(w)",
+    ),
+    program(
+        "full_of_a_name_bound_to_dims",
+        "x: [N, D], w: [H]",
+        "k = D // H",
+        "full((1, D), k) * x + k * sum(w)",
+    ),
+    program("full_of_a_float_made_of_dims", "x: [N, D]", "full((N, D), 0.5 * N / D) * x"),
+    program(
+        "full_of_a_constant_expression",
         "x: [N, D]",
-        "full((1, D), N) * x",
-        xfail="bug: full(shape, N) refuses a dim as the value ('must be a number known at compile time')",
+        "full((N, D), c) * x + full((D,), -2 * c)",
+        prelude="c = 1.5\n\n",
+    ),
+    program("full_of_an_integer_input", "x: [N, D], n: int", "full((D,), n) * x"),
+    program("full_of_an_integer_sum", "x: [N, D], y: int[N]", "full((N, D), sum(y)) * x"),
+    program(
+        "full_of_a_loop_variable",
+        "x: [T, D]",
+        "acc = zeros((D,))",
+        "for t in range(T):",
+        "    acc = acc + full((D,), t) * x[t]",
+        "acc * acc",
     ),
     program("eye_times_matrix", "x: [N, D]", "x @ eye(D) + x @ (2 * eye(D))"),
     program("zeros_like_ones_like", "x: [N, D]", "(zeros_like(x) + 1) * x + ones_like(x)"),
@@ -1255,6 +1279,20 @@ BAD = [
         "def f(x: [N, D], t: [N]):\n    return x[t]\n",
         [(2, "x[t]"), (2, "t]")],
         "integer",
+    ),
+    bad(
+        "full_of_a_float_input",
+        "def f(x: [N, D], a):\n    return full((N, D), a) * x\n",
+        (2, "a) * x"),
+        "full()",
+        "never differentiated",
+    ),
+    bad(
+        "full_of_an_array",
+        "def f(x: [N, D]):\n    return full((N, D), x[0])\n",
+        (2, "x[0]"),
+        "full()",
+        "not an array",
     ),
     bad(
         "unpack_into_too_many_names",

@@ -35,6 +35,7 @@ from gradc.ops import (
     pick,
     reduce_mean,
     reduce_sum,
+    region_shape,
     relu,
     reshaped,
     slice_along,
@@ -547,8 +548,36 @@ class _Lowering:
             raise CompileError(
                 f"cannot assign float values into the integer array '{name}'", stmt.pos
             )
+        value = self._to_region_rank(value, region_shape(old.shape, index, rest, stmt.pos), stmt)
         node = self.graph.op(op, old, value, *rest, pos=stmt.pos, index=index)
         scope[name] = self.graph.name(self._label(name), node, pos=stmt.pos)
+
+    def _to_region_rank(self, value: Node, region: tuple, stmt: S.IndexAssign) -> Node:
+        """NumPy's `a[0] = v` drops the leading axes of size 1 of a value of more
+        axes than the region (v of shape (1, D) into a row): made explicit, a
+        squeeze, so that every target writes a value of the region's rank and v's
+        gradient is put back to v's shape. NumPy's `a[0] += v` does not (its
+        in-place add keeps the region's shape), nor does a single entry take an
+        array. Any other value of more axes is the op's error (it must broadcast
+        to the region)."""
+        extra = len(value.shape) - len(region)
+        if extra <= 0 or any(d != 1 for d in value.shape[:extra]):
+            return value
+        shapes = f"a value of shape {format_shape(value.shape)}"
+        if not region:
+            raise CompileError(
+                f"cannot assign {shapes} to a single entry",
+                stmt.pos,
+                "index the value down to a scalar first, as in v[0, 0]",
+            )
+        if stmt.op is not None:
+            raise CompileError(
+                f"'{stmt.op}=' cannot add {shapes} into a region of shape "
+                f"{format_shape(region)}: NumPy's in-place update keeps the region's shape",
+                stmt.pos,
+                "drop the value's leading axes of size 1 first, as in v[0] for one",
+            )
+        return self.graph.op(Op.SQUEEZE, value, pos=stmt.pos, axis=tuple(range(extra)))
 
     # ------------------------------------------------------------ expressions
 

@@ -749,16 +749,22 @@ def _index_grad(args, attrs, pos):
     return like.shape, g.dtype
 
 
+def region_shape(shape, index, rest, pos):
+    """The shape of the region `x[index] = v` writes, for x of `shape`; `rest`:
+    the index's argument nodes."""
+    return index_shape(shape, index, _arrays(index, rest), pos)
+
+
 def _set_index(args, attrs, pos):
     base, value = args[:2]
-    index = attrs["index"]
-    region = index_shape(base.shape, index, _arrays(index, args[2:]), pos)
-    broadcast_shapes([region, value.shape], pos)
-    if len(value.shape) > len(region):
+    region = region_shape(base.shape, attrs["index"], args[2:], pos)
+    if broadcast_shapes([region, value.shape], pos) != tuple(region):
+        # NumPy broadcasts the value to the region, never the region to the value
         raise CompileError(
             f"cannot assign a value of shape {format_shape(value.shape)} to a region of "
             f"shape {format_shape(region)}",
             pos,
+            "the value must broadcast to the region's shape",
         )
     return base.shape, base.dtype
 

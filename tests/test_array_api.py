@@ -385,6 +385,9 @@ WRITTEN_PROGRAMS = {
     "einsum": "    return sum(einsum('ij,jk->ik', x, w) * einsum('ij,ji', x, w))",
     "pad": "    return sum(pad(x, ((1, 2), (0, 3))) ** 2)",
     "indexed assignment": "    x[0] = w[0] * 2.0\n    x[:, 1:3] = w[:, :2]\n    return sum(x * x)",
+    "assignment of leading axes of size 1": (
+        "    x[0] = w[None, 1]\n    x[1:3] = w[None, None, 2]\n    return sum(x * x)"
+    ),
     "indexed +=": "    x[0] += w[0]\n    x[1:, 2] += w[0, 1:]\n    return sum(x * x)",
     "gather's gradient": "    return sum(w[ids] ** 2)",
     "entries and their gradient": (

@@ -494,12 +494,25 @@ PROGRAMS = [
     program("index_of_a_reduction", "x: [N, D]", "sum(x, axis=0)[1] * max(x, axis=1)[-1]"),
     program("scalar_output_over_a_dim", "x: [N, D]", "sum(x) / N"),
     # -- assignment corners
+    # NumPy's assignment drops a value's leading axes of size 1 beyond the region's rank
+    program("set_from_a_row_vector", "x: [N, D], v: [1, D]", "x[0] = v", "x * x"),
+    program("set_rows_from_leading_ones", "x: [N, D], w: [1, 1, D]", "x[1:] = w", "x * x"),
+    program("set_a_column_from_a_row", "x: [N, D], u: [1, N]", "x[:, 1] = u", "x * x"),
+    program("set_everything_from_leading_ones", "x: [N, D], w: [1, N, D]", "x[...] = w", "x * x"),
     program(
-        "set_from_a_row_vector",
-        "x: [N, D], v: [1, D]",
-        "x[0] = v",
+        "set_by_ids_from_leading_ones",
+        "x: [V, D], ids: int[3], v: [1, 3, D]",
+        "x[ids] = v",
         "x * x",
-        xfail="bug: NumPy assigns a [1, D] value to a [D] region (leading 1s drop); gradc refuses it",
+        values={"ids": np.array([5, 1, 2])},
+    ),
+    program(
+        "set_rows_in_a_loop_from_row_vectors",
+        "x: [T, D], w: [D, D]",
+        "hs = zeros((T, D))",
+        "for t in range(T):",
+        "    hs[t] = tanh(x[t][None, :] @ w)",
+        "hs * hs",
     ),
     program("set_entry_to_scalar", "x: [N, D], a", "x[0, 1] = a", "x * x"),
     program(
@@ -1293,6 +1306,26 @@ BAD = [
         (2, "x[0]"),
         "full()",
         "not an array",
+    ),
+    bad(
+        "add_a_row_vector_into_a_row",
+        "def f(x: [N, D], v: [1, D]):\n    x[0] += v\n    return x\n",
+        (2, "x[0]"),
+        "+=",
+        "in-place",
+    ),
+    bad(
+        "assign_an_array_to_a_single_entry",
+        "def f(x: [N, D], v: [1, 1]):\n    x[0, 1] = v\n    return x\n",
+        (2, "x[0, 1]"),
+        "single entry",
+    ),
+    bad(
+        "assign_a_value_wider_than_its_region",
+        "def f(x: [N, D], w: [N]):\n    x[0:1, 0] = w\n    return x\n",
+        (2, "x[0:1, 0]"),
+        "[N]",
+        "[1]",
     ),
     bad(
         "unpack_into_too_many_names",

@@ -266,6 +266,28 @@ def test_float32_stays_float32_on_torch():
     assert all(g.dtype == torch.float32 for g in grads)
 
 
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict", "torch"])
+def test_an_integer_array_meeting_float32_is_float32(namespace):
+    """`arange(D) * x` and `y * x` with `y: int[N]` in a float32 program: the integer
+    array is made float32 first (the standard does not mix integer and float arrays;
+    NumPy would widen to float64)."""
+    text = (
+        "def f(x: f32[N, D], y: int[N]):\n"
+        "    return sum(arange(D) * x + y[:, None] * x / (y[:, None] + 1))\n"
+    )
+    reference = load_source(compile_source(text, "f.grad"), "np_int_f32")
+    module = load_source(compile_source(text, "f.grad", target="array-api"), "xp_int_f32")
+    to, to_numpy = NAMESPACES[namespace]()
+    rng = np.random.default_rng(3)
+    args = [rng.standard_normal((3, 4)).astype(np.float32), rng.integers(0, 4, 3)]
+    loss, grads = module.f_grad(*(to(a) for a in args))
+    expected_loss, expected_grads = reference.f_grad(*args)
+    for value, expected in [(loss, expected_loss), (grads[0], expected_grads[0])]:
+        value = _back(to_numpy, value)
+        assert np.asarray(value).dtype == np.float32 == np.asarray(expected).dtype
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
 # An embedding's gradient: rows of a large table, some ids repeated
 EMBEDDING = "def f(E: [V, D], ids: int[K]):\n    return sum(E[ids] ** 2)\n"
 

@@ -446,11 +446,36 @@ PROGRAMS = [
     ),
     program("eye_times_matrix", "x: [N, D]", "x @ eye(D) + x @ (2 * eye(D))"),
     program("zeros_like_ones_like", "x: [N, D]", "(zeros_like(x) + 1) * x + ones_like(x)"),
+    # an integer array meeting float32 values gives float32, as in PyTorch
+    program("arange_times_input", "x: [N, D]", "arange(D) * x + arange(N)[:, None]"),
     program(
-        "arange_times_input",
-        "x: [N, D]",
-        "arange(D) * x + arange(N)[:, None]",
-        xfail32="bug: arange(D) * x in an f32 program is float64 (NumPy promotes int64 with float32)",
+        "integer_inputs_meet_floats",
+        "x: [N, D], y: int[N], z: int[D]",
+        "s = y[:, None] * x * z + where(x > 0, z, x) + x[:, z[0]][:, None]",
+        "sum(s, axis=0) / (z + 1) - maximum(x, y[:, None] - 2)",
+        ints={"y": "D", "z": "N"},
+    ),
+    program(
+        "integer_array_arithmetic_meets_floats",
+        "x: [N, D], y: int[N]",
+        "k = y * 2 - D + (y > 1)",
+        "x / (k[:, None] * k[:, None] + 1) + x ** 2 * (N - y)[:, None]",
+    ),
+    program(
+        "arange_meets_floats_in_a_loop",
+        "x: [T, D]",
+        "acc = zeros((D,))",
+        "for t in range(T):",
+        "    acc = acc * arange(D) / D + x[t] * (arange(D) + t)",
+        "acc * acc",
+    ),
+    program(
+        "arange_of_a_float_dtype", "x: [N, D]", 'arange(D, dtype="f32") * x + arange(N)[:, None]'
+    ),
+    program(
+        "argmax_meets_floats",
+        "x: [N, D], w: [N]",
+        "w * argmax(x, axis=1) + x @ eye(D)[argmax(x, axis=1)].T @ w",
     ),
     program(
         "zeros_of_dim_arithmetic",

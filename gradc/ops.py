@@ -1845,17 +1845,24 @@ def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
 
 def _integer_arithmetic(args, attrs, pos):
     """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python;
-    so is `z + 1` of an integer array, as in NumPy."""
+    so are `z + 1` of an integer array and `(x > 0) * 2`, as in NumPy."""
     # (`int` first: almost no argument is one, and the shapes need not be looked at;
     # a loop, not any() of a generator: this runs for every +, - and * made)
     for a in args:
-        if a.dtype == "int":
+        if a.dtype == "int" or a.dtype == "bool":
             break
     else:
         return _elementwise(args, attrs, pos)
-    # with integer arrays too: `z + 1` of `z: int[D]` is an int64 array in NumPy, which
-    # a float32 array meets as an integer array (see float32_operands)
-    if all(a.dtype in ("int", "bool") or is_whole_number(a) for a in args):
+    # with arrays too, as NumPy: `z + 1` of `z: int[D]` and a mask times an integer,
+    # `(x > 0) * 2`, are int64 arrays, which a float32 array meets as integer arrays
+    # (see float32_operands); masks alone are NumPy's bools, and stay as they were
+    integer = False
+    for a in args:
+        if a.dtype == "int" or a.dtype != "bool" and is_whole_number(a):
+            integer = True
+        elif a.dtype != "bool":
+            return _elementwise(args, attrs, pos)
+    if integer:
         return broadcast_shapes([a.shape for a in args], pos), "int"
     return _elementwise(args, attrs, pos)
 

@@ -311,6 +311,10 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
     if op is _NAME:
         return _spell(node.args[0], sched, scalar=scalar)
     if op is _CONST:
+        if node.dtype == "f32" and not targets.current().numpy:
+            # the seed of a float32 program's f_grad, np.float32(1.0) on NumPy: the
+            # standard's namespaces take no NumPy scalar
+            return f"xp.asarray({float(node.attr('value'))!r}, dtype=xp.float32)", ATOM
         return literal(node.attr("value"), scalar or not targets.current().numpy)
     if op is _INDEX:  # `x[H : 2 * H]`: black's spacing depends on the bounds' text
         x, prec = _spell(node.args[0], sched)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from gradc.errors import CompileError, Pos
-from gradc.ops import LEAF, OPS, Op
+from gradc.ops import LEAF, OPS, Op, float32_operands
 
 Shape = tuple  # of dims: a dim is a name (str) or a size (int)
 _NO_ATTRS: dict = {}
@@ -175,6 +175,10 @@ class Graph:
         if spec.arity is not None and len(args) != spec.arity:
             raise CompileError(f"{spec.name} takes {spec.arity} arguments, got {len(args)}", pos)
         shape, dtype = spec.infer(args, dict(attr_items) if attr_items else _NO_ATTRS, pos)
+        if dtype == "f64" and spec.group != LEAF:
+            promoted = float32_operands(args)
+            if promoted is not None:  # an integer array meeting float32 values
+                return self.make(op, promoted, attr_items, pos)
         node = Node(len(self.nodes), op, args, attr_items, shape, dtype, pos, self)
         self.nodes.append(node)
         self._interned[key] = node

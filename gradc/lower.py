@@ -35,6 +35,7 @@ from gradc.ops import (
     pick,
     reduce_mean,
     reduce_sum,
+    region_shape,
     relu,
     reshaped,
     slice_along,
@@ -549,8 +550,36 @@ class _Lowering:
             raise CompileError(
                 f"cannot assign float values into the integer array '{name}'", stmt.pos
             )
+        value = self._to_region_rank(value, region_shape(old.shape, index, rest, stmt.pos), stmt)
         node = self.graph.op(op, old, value, *rest, pos=stmt.pos, index=index)
         scope[name] = self.graph.name(self._label(name), node, pos=stmt.pos)
+
+    def _to_region_rank(self, value: Node, region: tuple, stmt: S.IndexAssign) -> Node:
+        """NumPy's `a[0] = v` drops the leading axes of size 1 of a value of more
+        axes than the region (v of shape (1, D) into a row): made explicit, a
+        squeeze, so that every target writes a value of the region's rank and v's
+        gradient is put back to v's shape. NumPy's `a[0] += v` does not (its
+        in-place add keeps the region's shape), nor does a single entry take an
+        array. Any other value of more axes is the op's error (it must broadcast
+        to the region)."""
+        extra = len(value.shape) - len(region)
+        if extra <= 0 or any(d != 1 for d in value.shape[:extra]):
+            return value
+        shapes = f"a value of shape {format_shape(value.shape)}"
+        if not region:
+            raise CompileError(
+                f"cannot assign {shapes} to a single entry",
+                stmt.pos,
+                "index the value down to a scalar first, as in v[0, 0]",
+            )
+        if stmt.op is not None:
+            raise CompileError(
+                f"'{stmt.op}=' cannot add {shapes} into a region of shape "
+                f"{format_shape(region)}: NumPy's in-place update keeps the region's shape",
+                stmt.pos,
+                "drop the value's leading axes of size 1 first, as in v[0] for one",
+            )
+        return self.graph.op(Op.SQUEEZE, value, pos=stmt.pos, axis=tuple(range(extra)))
 
     # ------------------------------------------------------------ expressions
 
@@ -1093,13 +1122,43 @@ class _Lowering:
             return self.graph.op(op, *nodes, pos=e.pos, shape=shape, dtype=dtype)
         shape, nodes = self._shape(first, e)
         if op is Op.FULL:  # the value comes first: np.full((N, D), value)
-            fill = constant_value(self._as_node(bound["value"]))
-            if fill is None or isinstance(fill, bool):
-                raise CompileError(
-                    "full(): the value must be a number known at compile time", e.pos
+            fill = self._fill_value(bound["value"], dtype, e)
+            if fill.op is not Op.CONST:  # np.full((N,), D) of an int is an integer array
+                return self.graph.op(
+                    op, fill, *nodes, pos=e.pos, shape=shape, dtype=dtype, typed=True
                 )
-            nodes = [self.graph.constant(float(fill) if dtype != "int" else fill), *nodes]
+            nodes = [fill, *nodes]
         return self.graph.op(op, *nodes, pos=e.pos, shape=shape, dtype=dtype)
+
+    def _fill_value(self, given, dtype: str, e: S.Call) -> Node:
+        """full()'s value: a number, or a number known only at run time that no
+        input's values make, so never differentiated: a dim (`N`), dim arithmetic,
+        a name bound to one, an integer (`n: int`, `sum(y)`), or a float made of
+        them (`0.5 * N`). A float that depends on the inputs' values would need a
+        gradient, which a constructor does not have: an error that says how to
+        write it with one."""
+        where = e.args[1].pos if len(e.args) > 1 else _keyword_pos(e, "value")
+        value = self._as_node(given)
+        number = constant_value(value)
+        if isinstance(number, bool) or value.dtype == "bool":
+            raise CompileError("full(): the value must be a number, not a bool", where)
+        if number is not None:
+            return self.graph.constant(float(number) if dtype != "int" else number, pos=where)
+        if value.shape:
+            raise CompileError(
+                f"full(): the value must be a number, not an array of shape "
+                f"{format_shape(value.shape)}",
+                where,
+                "broadcast_to(v, shape) repeats an array to a shape",
+            )
+        if value.dtype not in ("weak", "int"):
+            raise CompileError(
+                "full(): the value must be a number, a dim or an integer, not a float "
+                "computed from the inputs: constructors are never differentiated",
+                where,
+                "write v * ones(shape) for an array of v that passes on its gradient",
+            )
+        return value
 
     def _fold(self, op: Op, args: list[Node], pos: Pos) -> Node:
         """Make `op(*args)` through the simplifier's rewrite rules (so numbers

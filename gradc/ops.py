@@ -143,6 +143,43 @@ def result_dtype(args) -> str:
     return best
 
 
+def float32_operands(args) -> tuple | None:
+    """`args` with each integer array made float32, where they meet float32
+    values and no float64 one (or None, where there is nothing to change). The
+    language promotes as PyTorch does: an int64 array with a float32 array is
+    float32, where NumPy's promotion would make it float64 (and the float32
+    program's gradients with it). `Graph.make` asks this of every op whose
+    result would be float64. An arange becomes one made in float32
+    (`np.arange(D, dtype=np.float32)`, also under a basic index, `[:, None]`);
+    any other integer array is cast once, `y.astype(np.float32)`."""
+    f32 = False
+    for a in args:
+        if a.dtype == "f64":
+            return None
+        f32 = f32 or a.dtype == "f32"
+    if not f32 or not any(a.dtype == "int" and a.shape for a in args):
+        return None
+    return tuple(_as_float32(a) if a.dtype == "int" and a.shape else a for a in args)
+
+
+def _as_float32(x):
+    graph = x.graph
+    if x.op is Op.ARANGE:
+        return graph.make(Op.ARANGE, x.args, _with_dtype(x.attrs, "f32"), x.pos)
+    if x.op is Op.INDEX and x.args[0].op is Op.ARANGE and not _has_array(x.attr("index")):
+        arange = _as_float32(x.args[0])
+        return graph.make(Op.INDEX, (arange, *x.args[1:]), x.attrs, x.pos)
+    return graph.make(Op.ASTYPE, (x,), (("dtype", "f32"),), x.pos)
+
+
+def _with_dtype(attrs: tuple, dtype: str) -> tuple:
+    return tuple((k, dtype if k == "dtype" else v) for k, v in attrs)
+
+
+def _astype(args, attrs, pos):
+    return args[0].shape, attrs["dtype"]
+
+
 # The dtypes an op of arguments all of one of them keeps (not int or bool,
 # which arithmetic makes float64).
 _KEPT_DTYPES = frozenset(["f64", "f32", "weak"])
@@ -784,16 +821,22 @@ def _index_grad(args, attrs, pos):
     return like.shape, g.dtype
 
 
+def region_shape(shape, index, rest, pos):
+    """The shape of the region `x[index] = v` writes, for x of `shape`; `rest`:
+    the index's argument nodes."""
+    return index_shape(shape, index, _arrays(index, rest), pos)
+
+
 def _set_index(args, attrs, pos):
     base, value = args[:2]
-    index = attrs["index"]
-    region = index_shape(base.shape, index, _arrays(index, args[2:]), pos)
-    broadcast_shapes([region, value.shape], pos)
-    if len(value.shape) > len(region):
+    region = region_shape(base.shape, attrs["index"], args[2:], pos)
+    if broadcast_shapes([region, value.shape], pos) != tuple(region):
+        # NumPy broadcasts the value to the region, never the region to the value
         raise CompileError(
             f"cannot assign a value of shape {format_shape(value.shape)} to a region of "
             f"shape {format_shape(region)}",
             pos,
+            "the value must broadcast to the region's shape",
         )
     return base.shape, base.dtype
 
@@ -1579,6 +1622,15 @@ def _spell_count(args, attrs, node):
     return f"{mask}.sum({extra}{', ' if extra else ''}dtype={like}.dtype)"
 
 
+def _spell_astype(args, attrs, node):
+    return f"{args[0]}.astype({_NUMPY_DTYPES[attrs['dtype']] or 'np.float64'})"
+
+
+def _spell_arange(args, attrs, node):
+    dtype = _NUMPY_DTYPES[attrs["dtype"]] or "np.float64"
+    return f"np.arange({args[0]}{'' if attrs['dtype'] == 'int' else f', dtype={dtype}'})"
+
+
 def _spell_with_axis(helper: str) -> Callable:
     return lambda args, attrs, node: f"{helper}({args[0]}, axis={attrs['axis']})"
 
@@ -1753,6 +1805,8 @@ def _spell_constructor(name):
         fill, sizes = ([f", {args[0]}"], args[1:]) if name == "full" else ([], args)
         shape = "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
         dtype = _NUMPY_DTYPES[attrs["dtype"]]
+        if attrs.get("typed") and not dtype:
+            dtype = "np.float64"  # np.full((N,), D) of an integer would be an int64 array
         return f"np.{name}({shape}{''.join(fill)}{f', dtype={dtype}' if dtype else ''})"
 
     return spell
@@ -1825,17 +1879,26 @@ def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
 
 
 def _integer_arithmetic(args, attrs, pos):
-    """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python."""
+    """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python;
+    so are `z + 1` of an integer array and `(x > 0) * 2`, as in NumPy."""
     # (`int` first: almost no argument is one, and the shapes need not be looked at;
     # a loop, not any() of a generator: this runs for every +, - and * made)
     for a in args:
-        if a.dtype == "int":
+        if a.dtype == "int" or a.dtype == "bool":
             break
     else:
         return _elementwise(args, attrs, pos)
-    scalars = all(not a.shape for a in args)
-    if scalars and all(a.dtype == "int" or is_whole_number(a) for a in args):
-        return (), "int"
+    # with arrays too, as NumPy: `z + 1` of `z: int[D]` and a mask times an integer,
+    # `(x > 0) * 2`, are int64 arrays, which a float32 array meets as integer arrays
+    # (see float32_operands); masks alone are NumPy's bools, and stay as they were
+    integer = False
+    for a in args:
+        if a.dtype == "int" or a.dtype != "bool" and is_whole_number(a):
+            integer = True
+        elif a.dtype != "bool":
+            return _elementwise(args, attrs, pos)
+    if integer:
+        return broadcast_shapes([a.shape for a in args], pos), "int"
     return _elementwise(args, attrs, pos)
 
 
@@ -2007,7 +2070,7 @@ _ROWS: dict[str, OpDef] = {
     "FULL": OpDef("full", None, _spell_constructor("full"), NOT_DIFFERENTIABLE, _constructor,
                    builtin=True, params=("shape", "value"), attr_params={"dtype": None},
                    group=CONSTRUCTOR),
-    "ARANGE": OpDef("arange", 1, "np.arange({0})", NOT_DIFFERENTIABLE, _constructor,
+    "ARANGE": OpDef("arange", 1, _spell_arange, NOT_DIFFERENTIABLE, _constructor,
                      builtin=True, params=("n",), attr_params={"dtype": None},
                      group=CONSTRUCTOR),
     "EYE": OpDef("eye", 1, _spell_eye, NOT_DIFFERENTIABLE, _constructor,
@@ -2254,6 +2317,8 @@ _ROWS: dict[str, OpDef] = {
     "SIZE": internal("size", 1, _spell_size, _size, view=True),
     # the number of True entries, as a float of x's dtype (so float32 stays float32)
     "COUNT": internal("count", 2, _spell_count, _count),
+    # an integer array where it meets float32 values (see float32_operands)
+    "ASTYPE": internal("astype", 1, _spell_astype, _astype),
     "SOFTMAX": OpDef("softmax", 1, _spell_with_axis("softmax"), _softmax_grad, _softmax,
                       ("softmax",), True, ("x",), {"axis": -1}, group=NEURAL_NET),
     "LOG_SOFTMAX": OpDef("log_softmax", 1, _spell_with_axis("log_softmax"), _log_softmax_grad,

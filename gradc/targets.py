@@ -158,6 +158,11 @@ def _spell_constructor(name: str) -> Callable:
     return spell
 
 
+def _spell_arange(args, attrs, node):
+    dtype = "" if attrs["dtype"] == "int" else f", dtype={_DTYPES[attrs['dtype']]}"
+    return f"xp.arange({args[0]}{dtype})"
+
+
 def _spell_index(args, attrs, node):
     from gradc.ops import index_text
 
@@ -445,7 +450,8 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.ZEROS: _spell_constructor("zeros"),
     Op.ONES: _spell_constructor("ones"),
     Op.FULL: _spell_constructor("full"),
-    Op.ARANGE: "xp.arange({0})",
+    Op.ARANGE: _spell_arange,
+    Op.ASTYPE: lambda args, attrs, node: f"xp.astype({args[0]}, {_DTYPES[attrs['dtype']]})",
     Op.EYE: lambda args, attrs, node: f"xp.eye({args[0]}, dtype={_DTYPES[attrs['dtype']]})",
     # shapes and linear algebra
     Op.INDEX: _spell_index,

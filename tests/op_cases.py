@@ -1104,6 +1104,7 @@ INTERNAL = {
     "broadcast_like": "the gradient of a reduction, broadcast back",
     "size": "mean's divisor, read off an input's shape at run time",
     "count": "how many entries tie for max and min, which share its gradient",
+    "astype": "an integer array made float32 where it meets float32 values (tests/test_arrays.py)",
     "onehot_like": "the gradient of pick and cross_entropy",
     "prod_of_others": "prod's gradient: the product of the other entries of each slice",
     "reversed_cumsum": "cumsum's gradient (and, itself, differentiated by cumsum)",

@@ -107,19 +107,29 @@ def _number(value) -> float:
     return float(value.detach()) if isinstance(value, Tensor) else float(value)
 
 
+_DTYPES = {"f32": torch.float32, "f64": torch.float64, "int": torch.int64}
+
+
 def constructors(dtype: torch.dtype) -> dict[str, Callable]:
-    """gradc's constructors for a program whose float dtype is `dtype`."""
+    """gradc's constructors for a program whose float dtype is `dtype` (or the one
+    their `dtype=` names: "f32", "f64", "int")."""
+
+    def given(name, default=dtype):
+        return default if name is None else _DTYPES[name]
+
     return {
-        "zeros": lambda shape: torch.zeros(_shape(shape), dtype=dtype),
-        "ones": lambda shape: torch.ones(_shape(shape), dtype=dtype),
-        "full": lambda shape, value: torch.full(_shape(shape), _number(value), dtype=dtype),
-        "eye": lambda n: torch.eye(int(n), dtype=dtype),
+        "zeros": lambda shape, dtype=None: torch.zeros(_shape(shape), dtype=given(dtype)),
+        "ones": lambda shape, dtype=None: torch.ones(_shape(shape), dtype=given(dtype)),
+        "full": lambda shape, value, dtype=None: torch.full(
+            _shape(shape), _number(value), dtype=given(dtype)
+        ),
+        "eye": lambda n, dtype=None: torch.eye(int(n), dtype=given(dtype)),
         "onehot": lambda labels, classes: torch.nn.functional.one_hot(labels, int(classes)).to(
             dtype
         ),
         "zeros_like": lambda x: torch.zeros_like(_tensor(x)),
         "ones_like": lambda x: torch.ones_like(_tensor(x)),
-        "arange": lambda *bounds: torch.arange(*(int(b) for b in bounds), dtype=torch.int64),
+        "arange": lambda n, dtype=None: torch.arange(int(n), dtype=given(dtype, torch.int64)),
     }
 
 

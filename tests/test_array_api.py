@@ -266,6 +266,28 @@ def test_float32_stays_float32_on_torch():
     assert all(g.dtype == torch.float32 for g in grads)
 
 
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict", "torch"])
+def test_an_integer_array_meeting_float32_is_float32(namespace):
+    """`arange(D) * x` and `y * x` with `y: int[N]` in a float32 program: the integer
+    array is made float32 first (the standard does not mix integer and float arrays;
+    NumPy would widen to float64)."""
+    text = (
+        "def f(x: f32[N, D], y: int[N]):\n"
+        "    return sum(arange(D) * x + y[:, None] * x / (y[:, None] + 1))\n"
+    )
+    reference = load_source(compile_source(text, "f.grad"), "np_int_f32")
+    module = load_source(compile_source(text, "f.grad", target="array-api"), "xp_int_f32")
+    to, to_numpy = NAMESPACES[namespace]()
+    rng = np.random.default_rng(3)
+    args = [rng.standard_normal((3, 4)).astype(np.float32), rng.integers(0, 4, 3)]
+    loss, grads = module.f_grad(*(to(a) for a in args))
+    expected_loss, expected_grads = reference.f_grad(*args)
+    for value, expected in [(loss, expected_loss), (grads[0], expected_grads[0])]:
+        value = _back(to_numpy, value)
+        assert np.asarray(value).dtype == np.float32 == np.asarray(expected).dtype
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
 # An embedding's gradient: rows of a large table, some ids repeated
 EMBEDDING = "def f(E: [V, D], ids: int[K]):\n    return sum(E[ids] ** 2)\n"
 
@@ -385,6 +407,9 @@ WRITTEN_PROGRAMS = {
     "einsum": "    return sum(einsum('ij,jk->ik', x, w) * einsum('ij,ji', x, w))",
     "pad": "    return sum(pad(x, ((1, 2), (0, 3))) ** 2)",
     "indexed assignment": "    x[0] = w[0] * 2.0\n    x[:, 1:3] = w[:, :2]\n    return sum(x * x)",
+    "assignment of leading axes of size 1": (
+        "    x[0] = w[None, 1]\n    x[1:3] = w[None, None, 2]\n    return sum(x * x)"
+    ),
     "indexed +=": "    x[0] += w[0]\n    x[1:, 2] += w[0, 1:]\n    return sum(x * x)",
     "gather's gradient": "    return sum(w[ids] ** 2)",
     "entries and their gradient": (
@@ -408,6 +433,7 @@ WRITTEN_PROGRAMS = {
     "columns and their gradient": (
         "    y = x * 1.0\n    y[:, ids] += w\n    return sum(y[:, :2] * x[:, reshape(ids, (2, 2))][:, 1])"
     ),
+    "full of an integer known at run time": "    return sum(full((2, 4), sum(ids)) * x[:2] * w[1:3])",
     "loop": (
         "    h = x[0]\n    hs = zeros((3, 4))\n    for t in range(3):\n"
         "        h = tanh(h @ w + x[t])\n        hs[t] = h\n    return sum(hs * hs)"

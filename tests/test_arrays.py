@@ -139,7 +139,7 @@ def as_float32(source: str) -> str:
             elif isinstance(arg.annotation, ast.List):
                 edits.append((arg.annotation.lineno, arg.annotation.col_offset, "f32"))
             else:
-                assert ast.unparse(arg.annotation).startswith("int["), source
+                assert ast.unparse(arg.annotation).startswith("int"), source
         if isinstance(node.returns, ast.List):
             edits.append((node.returns.lineno, node.returns.col_offset, "f32"))
     for line, column, text in sorted(edits, reverse=True):
@@ -428,19 +428,68 @@ PROGRAMS = [
     program("zeros_plus_input", "x: [N, D]", "zeros((N, D)) + x"),
     program("ones_times_input", "x: [N, D]", "ones((N, D)) * x + ones((D,))"),
     program("full_of_a_number", "x: [N, D]", "full((N, D), 2.5) * x + full((1, D), -1)"),
+    # full's value: a number, or one known only at run time that no input's values make
+    program("full_of_a_dim", "x: [N, D]", "full((1, D), N) * x"),
     program(
-        "full_of_a_dim",
+        "full_of_dim_arithmetic",
+        "x: [N, D], w: [H]",
+        "full((N, 1), D * H - N) * x + full((D,), -N) + sum(w)",
+    ),
+    program(
+        "full_of_a_name_bound_to_dims",
+        "x: [N, D], w: [H]",
+        "k = D // H",
+        "full((1, D), k) * x + k * sum(w)",
+    ),
+    program("full_of_a_float_made_of_dims", "x: [N, D]", "full((N, D), 0.5 * N / D) * x"),
+    program(
+        "full_of_a_constant_expression",
         "x: [N, D]",
-        "full((1, D), N) * x",
-        xfail="bug: full(shape, N) refuses a dim as the value ('must be a number known at compile time')",
+        "full((N, D), c) * x + full((D,), -2 * c)",
+        prelude="c = 1.5\n\n",
+    ),
+    program("full_of_an_integer_input", "x: [N, D], n: int", "full((D,), n) * x"),
+    program("full_of_an_integer_sum", "x: [N, D], y: int[N]", "full((N, D), sum(y)) * x"),
+    program(
+        "full_of_a_loop_variable",
+        "x: [T, D]",
+        "acc = zeros((D,))",
+        "for t in range(T):",
+        "    acc = acc + full((D,), t) * x[t]",
+        "acc * acc",
     ),
     program("eye_times_matrix", "x: [N, D]", "x @ eye(D) + x @ (2 * eye(D))"),
     program("zeros_like_ones_like", "x: [N, D]", "(zeros_like(x) + 1) * x + ones_like(x)"),
+    # an integer array meeting float32 values gives float32, as in PyTorch
+    program("arange_times_input", "x: [N, D]", "arange(D) * x + arange(N)[:, None]"),
     program(
-        "arange_times_input",
-        "x: [N, D]",
-        "arange(D) * x + arange(N)[:, None]",
-        xfail32="bug: arange(D) * x in an f32 program is float64 (NumPy promotes int64 with float32)",
+        "integer_inputs_meet_floats",
+        "x: [N, D], y: int[N], z: int[D]",
+        "s = y[:, None] * x * z + where(x > 0, z, x) + x[:, z[0]][:, None]",
+        "sum(s, axis=0) / (z + 1) - maximum(x, y[:, None] - 2)",
+        ints={"y": "D", "z": "N"},
+    ),
+    program(
+        "integer_array_arithmetic_meets_floats",
+        "x: [N, D], y: int[N]",
+        "k = y * 2 - D + (y > 1)",
+        "x / (k[:, None] * k[:, None] + 1) + x ** 2 * (N - y)[:, None]",
+    ),
+    program(
+        "arange_meets_floats_in_a_loop",
+        "x: [T, D]",
+        "acc = zeros((D,))",
+        "for t in range(T):",
+        "    acc = acc * arange(D) / D + x[t] * (arange(D) + t)",
+        "acc * acc",
+    ),
+    program(
+        "arange_of_a_float_dtype", "x: [N, D]", 'arange(D, dtype="f32") * x + arange(N)[:, None]'
+    ),
+    program(
+        "argmax_meets_floats",
+        "x: [N, D], w: [N]",
+        "w * argmax(x, axis=1) + x @ eye(D)[argmax(x, axis=1)].T @ w",
     ),
     program(
         "zeros_of_dim_arithmetic",
@@ -484,12 +533,25 @@ PROGRAMS = [
     program("index_of_a_reduction", "x: [N, D]", "sum(x, axis=0)[1] * max(x, axis=1)[-1]"),
     program("scalar_output_over_a_dim", "x: [N, D]", "sum(x) / N"),
     # -- assignment corners
+    # NumPy's assignment drops a value's leading axes of size 1 beyond the region's rank
+    program("set_from_a_row_vector", "x: [N, D], v: [1, D]", "x[0] = v", "x * x"),
+    program("set_rows_from_leading_ones", "x: [N, D], w: [1, 1, D]", "x[1:] = w", "x * x"),
+    program("set_a_column_from_a_row", "x: [N, D], u: [1, N]", "x[:, 1] = u", "x * x"),
+    program("set_everything_from_leading_ones", "x: [N, D], w: [1, N, D]", "x[...] = w", "x * x"),
     program(
-        "set_from_a_row_vector",
-        "x: [N, D], v: [1, D]",
-        "x[0] = v",
+        "set_by_ids_from_leading_ones",
+        "x: [V, D], ids: int[3], v: [1, 3, D]",
+        "x[ids] = v",
         "x * x",
-        xfail="bug: NumPy assigns a [1, D] value to a [D] region (leading 1s drop); gradc refuses it",
+        values={"ids": np.array([5, 1, 2])},
+    ),
+    program(
+        "set_rows_in_a_loop_from_row_vectors",
+        "x: [T, D], w: [D, D]",
+        "hs = zeros((T, D))",
+        "for t in range(T):",
+        "    hs[t] = tanh(x[t][None, :] @ w)",
+        "hs * hs",
     ),
     program("set_entry_to_scalar", "x: [N, D], a", "x[0, 1] = a", "x * x"),
     program(
@@ -1370,6 +1432,40 @@ BAD = [
         "def f(x: [N, D], t: [N]):\n    return x[t]\n",
         [(2, "x[t]"), (2, "t]")],
         "integer",
+    ),
+    bad(
+        "full_of_a_float_input",
+        "def f(x: [N, D], a):\n    return full((N, D), a) * x\n",
+        (2, "a) * x"),
+        "full()",
+        "never differentiated",
+    ),
+    bad(
+        "full_of_an_array",
+        "def f(x: [N, D]):\n    return full((N, D), x[0])\n",
+        (2, "x[0]"),
+        "full()",
+        "not an array",
+    ),
+    bad(
+        "add_a_row_vector_into_a_row",
+        "def f(x: [N, D], v: [1, D]):\n    x[0] += v\n    return x\n",
+        (2, "x[0]"),
+        "+=",
+        "in-place",
+    ),
+    bad(
+        "assign_an_array_to_a_single_entry",
+        "def f(x: [N, D], v: [1, 1]):\n    x[0, 1] = v\n    return x\n",
+        (2, "x[0, 1]"),
+        "single entry",
+    ),
+    bad(
+        "assign_a_value_wider_than_its_region",
+        "def f(x: [N, D], w: [N]):\n    x[0:1, 0] = w\n    return x\n",
+        (2, "x[0:1, 0]"),
+        "[N]",
+        "[1]",
     ),
     bad(
         "unpack_into_too_many_names",

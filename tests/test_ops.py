@@ -1052,17 +1052,28 @@ def test_tied_maxima_share_the_gradient_equally():
     np.testing.assert_allclose(ref, expected, rtol=1e-15)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gradc bug: a mask times an integer literal, `(x > 0) * 2`, is returned as an "
-    "integer (int64 array, or Python int), though a def returns floats (found by the long "
-    "fuzz profile)",
-)
-@pytest.mark.parametrize("params", ["x: [N]", "x"])
-def test_a_mask_times_an_integer_is_returned_as_a_float(params):
-    source = f"def f({params}):\n    return (x > 0) * 2\n"
-    x = np.array([1.0, -1.0, 2.0]) if params != "x" else 1.0
-    assert np.asarray(compiled(source).f(x)).dtype == np.float64
+@pytest.mark.parametrize("params", ["x: [N]", "x: f32[N]", "x"])
+def test_a_mask_times_an_integer_is_an_integer_as_in_numpy(params):
+    """`(x > 0) * 2` is NumPy's int64 array (a Python int on scalars), as it is torch's
+    int64: integer arithmetic keeps integers, and a def returns what its expression is,
+    as `return argmax(x)` does (only a bare integer constant, `return 2`, is made 2.0).
+    The long fuzz profile found it returned as an integer where the compiler took it for
+    a float64; now the compiler knows it is an integer, so times a float32 array it is
+    float32 (an integer array meeting float32 values), not float64."""
+    source = f"def f({params}):\n    return (x > 0) * 2, (x > 0) * 2 * x\n"
+    float32 = "f32" in params
+    x = np.array([1.0, -1.0, 2.0], dtype=np.float32 if float32 else np.float64)
+    x = x if params != "x" else 1.0
+    with strict_numpy():
+        mask_times_two, product = compiled(source).f(x)
+    reference = torch_forward(source, "f", [x])
+    np.testing.assert_array_equal(mask_times_two, reference[0])
+    np.testing.assert_allclose(product, reference[1])
+    if params == "x":
+        assert type(mask_times_two) is int and type(product) is float
+    else:
+        assert mask_times_two.dtype == np.int64 == np.asarray(reference[0]).dtype
+        assert product.dtype == (np.float32 if float32 else np.float64)
 
 
 def test_scalar_gradient_is_the_sum_over_the_array():

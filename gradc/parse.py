@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 import re
 
 from lark import Lark, Token, Transformer
@@ -18,7 +19,9 @@ from lark.exceptions import (
     UnexpectedInput,
     VisitError,
 )
+from lark.grammar import Rule
 from lark.indenter import DedentError, Indenter
+from lark.parsers.lalr_analysis import Shift
 
 from gradc import dims as D
 from gradc import syntax as S
@@ -114,7 +117,57 @@ def _parser() -> Lark:
     # the parse). The same names as plain strings compare in C.
     for rule in parser.rules:
         rule.origin.name = str(rule.origin.name)
+    _fast_reductions(parser)
     return parser
+
+
+class _Reduction(Rule):
+    """A grammar rule as the LALR table's reduce actions hold it, compared by
+    identity. The parser looks each reduction's callback up in a dict keyed by
+    the rule and asserts the rule is not the end state (an int); Lark's Rule
+    hashes and compares in Python (`__hash__`, and `__eq__` for that `!=`),
+    two Python calls per reduction, 360,000 for a 10,000-line program. Two
+    rules in one table are the same rule only if they are the same object."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+
+def _fast_reductions(parser: Lark) -> None:
+    """Put `_Reduction`s in the LALR table and key the callbacks by them; a
+    `?rule` alternative of one symbol (the precedence ladder: `?term: factor`)
+    returns its child, which `itemgetter(0)` does in C where Lark's wrapper is
+    a Python call: most reductions are these (7 of the 8 that a name in an
+    expression goes through)."""
+    lalr = parser.parser.parser.parser
+    standins = {}
+    callbacks = {}
+    for rule, callback in lalr.callbacks.items():
+        standin = _Reduction(rule.origin, rule.expansion, rule.order, rule.alias, rule.options)
+        if _returns_its_child(rule):
+            callback = operator.itemgetter(0)
+        standins[id(rule)] = standin
+        callbacks[standin] = callback
+    for row in lalr.parse_table.states.values():
+        for token_type, (action, arg) in row.items():
+            if action is not Shift:
+                row[token_type] = (action, standins[id(arg)])
+    lalr.callbacks = callbacks
+
+
+def _returns_its_child(rule: Rule) -> bool:
+    """Whether Lark's callback for `rule` returns the one child it is given:
+    an unaliased `?rule` alternative of one symbol that is kept (not a
+    filtered-out token, not a `_rule` inlined into its parent), with no
+    `[optional]` part that would add a None."""
+    if not rule.options.expand1 or rule.alias or len(rule.expansion) != 1:
+        return False
+    symbol = rule.expansion[0]
+    kept = not (symbol.is_term and symbol.filter_out) or rule.options.keep_all_tokens
+    inlined = not symbol.is_term and symbol.name.startswith("_")
+    return kept and not inlined and not rule.options.empty_indices
 
 
 _TOKEN_WORDS = {

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import operator
 import re
+from collections.abc import Iterator
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import (
@@ -21,6 +22,7 @@ from lark.exceptions import (
 )
 from lark.grammar import Rule
 from lark.indenter import DedentError, Indenter
+from lark.lexer import ContextualLexer, LexerState
 from lark.parsers.lalr_analysis import Shift
 
 from gradc import dims as D
@@ -99,6 +101,87 @@ class _GradIndenter(Indenter):
             ) from None
 
 
+# Token(...) goes through a `__new__` that checks for a deprecated keyword and
+# then calls this constructor: the two calls cost 860 ns a token, this one 350.
+_new_token = getattr(Token, "_future_new", Token)
+
+
+class _Lexer(ContextualLexer):
+    """Lark's contextual lexer with its per-token loop in one function.
+
+    Lark's loop makes six Python calls a token (the loop's step, the lexer
+    chosen for the parser's state, its scanner's match, the Token's two
+    constructors, the line counter), and a step for each run of blanks. This one matches
+    with the same regular expression for each parser state, counts lines
+    the same way and makes the same Tokens, keeping Lark's lexer state up to
+    date; where no terminal matches, Lark's own loop takes over from the
+    same place to raise the same error."""
+
+    def __init__(self, conf, states, always_accept=()):
+        super().__init__(conf, states, always_accept)
+        self._by_state: dict[int, tuple | None] = {}
+
+    def lex(self, lexer_state: LexerState, parser_state) -> Iterator[Token]:
+        text = lexer_state.text
+        if not isinstance(text.text, str):
+            yield from super().lex(lexer_state, parser_state)
+            return
+        source, end = text.text, text.end
+        counter = lexer_state.line_ctr
+        states = parser_state.state_stack
+        by_state = self._by_state
+        while counter.char_pos < end:
+            try:
+                scanner = by_state[states[-1]]
+            except KeyError:
+                scanner = self._scanner(states[-1])
+            if scanner is None:
+                yield from super().lex(lexer_state, parser_state)
+                return
+            match, callbacks, ignored, multiline = scanner
+            start = counter.char_pos
+            found = match(source, start, end)
+            if found is None:
+                yield from super().lex(lexer_state, parser_state)
+                return
+            value = found.group()
+            kind = found.lastgroup
+            line, column = counter.line, counter.column
+            stop = start + len(value)
+            if kind in multiline:
+                newlines = value.count("\n")
+                if newlines:
+                    counter.line += newlines
+                    counter.line_start_pos = start + value.rindex("\n") + 1
+            counter.char_pos = stop
+            counter.column = stop - counter.line_start_pos + 1
+            if kind in ignored and kind not in callbacks:
+                continue
+            token = _new_token(kind, value, start, line, column, counter.line, counter.column, stop)
+            if kind in callbacks:
+                token = callbacks[kind](token)
+            if kind not in ignored:
+                lexer_state.last_token = token
+                yield token
+
+    def _scanner(self, state: int) -> tuple | None:
+        """What Lark's lexer for `state` uses: its one regular expression's
+        match, callbacks, ignored and multi-line terminals; None if it needs
+        several expressions (more than 100 terminals: Lark's loop then)."""
+        lexer = self.lexers[state]
+        expressions = lexer.scanner._mres  # building the scanner sets lexer.callback
+        scanner = None
+        if len(expressions) == 1:
+            scanner = (
+                expressions[0].match,
+                lexer.callback,
+                lexer.ignore_types,
+                lexer.newline_types,
+            )
+        self._by_state[state] = scanner
+        return scanner
+
+
 @functools.cache
 def _parser() -> Lark:
     grammar = (data_dir("grammar") / "gradc.lark").read_text(encoding="utf-8")
@@ -109,6 +192,7 @@ def _parser() -> Lark:
         transformer=_ToSyntax(),
         maybe_placeholders=True,
         start=["start", "expr"],
+        _plugins={"ContextualLexer": _Lexer},
     )
     # Lark names most rules' left-hand sides with Tokens of its own grammar's
     # parse, and after each reduction looks that name up in the LALR table,

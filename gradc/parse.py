@@ -22,7 +22,7 @@ from lark.exceptions import (
 )
 from lark.grammar import Rule
 from lark.indenter import DedentError, Indenter
-from lark.lexer import ContextualLexer, LexerState
+from lark.lexer import ContextualLexer, LexerState, PatternStr, UnlessCallback
 from lark.parsers.lalr_analysis import Shift
 
 from gradc import dims as D
@@ -111,11 +111,11 @@ class _Lexer(ContextualLexer):
 
     Lark's loop makes six Python calls a token (the loop's step, the lexer
     chosen for the parser's state, its scanner's match, the Token's two
-    constructors, the line counter), and a step for each run of blanks. This one matches
-    with the same regular expression for each parser state, counts lines
-    the same way and makes the same Tokens, keeping Lark's lexer state up to
-    date; where no terminal matches, Lark's own loop takes over from the
-    same place to raise the same error."""
+    constructors, the line counter), and a step for each run of blanks.
+    This one matches with the same regular expression for each parser state,
+    counts lines the same way and makes the same Tokens, keeping Lark's
+    lexer state up to date; where no terminal matches, Lark's own loop takes
+    over from the same place to raise the same error."""
 
     def __init__(self, conf, states, always_accept=()):
         super().__init__(conf, states, always_accept)
@@ -138,7 +138,7 @@ class _Lexer(ContextualLexer):
             if scanner is None:
                 yield from super().lex(lexer_state, parser_state)
                 return
-            match, callbacks, ignored, multiline = scanner
+            match, keywords, callbacks, ignored, multiline = scanner
             start = counter.char_pos
             found = match(source, start, end)
             if found is None:
@@ -155,31 +155,63 @@ class _Lexer(ContextualLexer):
                     counter.line_start_pos = start + value.rindex("\n") + 1
             counter.char_pos = stop
             counter.column = stop - counter.line_start_pos + 1
-            if kind in ignored and kind not in callbacks:
+            end_line, end_column = counter.line, counter.column
+            if kind in ignored:
+                if kind in callbacks:  # Lark calls it, and drops the token
+                    callbacks[kind](
+                        _new_token(kind, value, start, line, column, end_line, end_column, stop)
+                    )
                 continue
-            token = _new_token(kind, value, start, line, column, counter.line, counter.column, stop)
-            if kind in callbacks:
-                token = callbacks[kind](token)
-            if kind not in ignored:
-                lexer_state.last_token = token
-                yield token
+            words = keywords.get(kind)
+            if words is not None:
+                kind = words.get(value, kind)
+                token = _new_token(kind, value, start, line, column, end_line, end_column, stop)
+            else:
+                token = _new_token(kind, value, start, line, column, end_line, end_column, stop)
+                if kind in callbacks:
+                    token = callbacks[kind](token)
+            lexer_state.last_token = token
+            yield token
 
     def _scanner(self, state: int) -> tuple | None:
         """What Lark's lexer for `state` uses: its one regular expression's
-        match, callbacks, ignored and multi-line terminals; None if it needs
-        several expressions (more than 100 terminals: Lark's loop then)."""
+        match, keywords (see `_keywords`), other callbacks, ignored and
+        multi-line terminals; None if it needs several expressions (more
+        than 100 terminals: Lark's loop then)."""
         lexer = self.lexers[state]
         expressions = lexer.scanner._mres  # building the scanner sets lexer.callback
         scanner = None
         if len(expressions) == 1:
+            keywords, callbacks = {}, {}
+            for kind, callback in lexer.callback.items():
+                words = _keywords(callback)
+                if words is None:
+                    callbacks[kind] = callback
+                else:
+                    keywords[kind] = words
             scanner = (
                 expressions[0].match,
-                lexer.callback,
+                keywords,
+                callbacks,
                 lexer.ignore_types,
                 lexer.newline_types,
             )
         self._by_state[state] = scanner
         return scanner
+
+
+def _keywords(callback) -> dict[str, str] | None:
+    """What Lark's callback that turns a name into a keyword ('return' is
+    RETURN where a statement starts) does, as a dict from each keyword to its
+    terminal: the callback matches the whole name against an alternation of
+    the keywords, a Python call and a regular expression for every name. None
+    if `callback` is anything else (a keyword with regex flags, say)."""
+    if not isinstance(callback, UnlessCallback):
+        return None
+    terminals = callback.scanner.terminals
+    if not all(isinstance(t.pattern, PatternStr) and not t.pattern.flags for t in terminals):
+        return None
+    return {t.pattern.value: t.name for t in terminals}
 
 
 @functools.cache

@@ -572,20 +572,15 @@ def _token_pos(token: Token) -> Pos:
     return Pos(token.line, token.column, token.end_column, token.end_line)
 
 
-def _pos_of(item) -> Pos | None:
-    if isinstance(item, Token):
-        return _token_pos(item)
-    return getattr(item, "pos", None)
-
-
-def _span(*items) -> Pos:
-    """From the start of the first item to the end of the last (tokens or
-    AST nodes); positions come from tokens, so no tree needs Lark's
-    propagate_positions, which cost a fifth of the parse."""
-    located = [p for p in map(_pos_of, items) if p is not None]
-    first, last = located[0], located[-1]
-    end_line = last.end_line if last.end_line is not None else last.line
-    return Pos(first.line, first.column, last.end_column, end_line)
+def _span(first, last) -> Pos:
+    """From the start of `first` to the end of `last`, each a token or an AST
+    node: a Token has a Pos's four fields, so none is made for it. Positions
+    come from tokens, so no tree needs Lark's propagate_positions, which cost
+    a fifth of the parse."""
+    start = first if isinstance(first, Token) else first.pos
+    end = last if isinstance(last, Token) else last.pos
+    end_line = end.end_line if end.end_line is not None else end.line
+    return Pos(start.line, start.column, end.end_column, end_line)
 
 
 class _ToSyntax(Transformer):

@@ -677,7 +677,14 @@ class _ToSyntax(Transformer):
         return int(items[0])
 
     def body(self, items):
-        return items
+        return items[0]
+
+    def statements(self, items):
+        if len(items) == 1:
+            return items  # a new list, Lark's slice of its value stack
+        statements, statement = items
+        statements.append(statement)
+        return statements
 
     def assign(self, items):
         name, value = items

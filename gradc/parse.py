@@ -216,6 +216,12 @@ def _keywords(callback) -> dict[str, str] | None:
 
 @functools.cache
 def _parser() -> Lark:
+    return _make_parser(fast=True)
+
+
+def _make_parser(fast: bool) -> Lark:
+    """The parser; without `fast`, Lark's own, which the fast one (its
+    lexer and reductions) must agree with to the last error message."""
     grammar = (data_dir("grammar") / "gradc.lark").read_text(encoding="utf-8")
     parser = Lark(
         grammar,
@@ -224,8 +230,10 @@ def _parser() -> Lark:
         transformer=_ToSyntax(),
         maybe_placeholders=True,
         start=["start", "expr"],
-        _plugins={"ContextualLexer": _Lexer},
+        _plugins={"ContextualLexer": _Lexer} if fast else {},
     )
+    if not fast:
+        return parser
     # Lark names most rules' left-hand sides with Tokens of its own grammar's
     # parse, and after each reduction looks that name up in the LALR table,
     # whose keys are plain strings: every lookup compared the two through

@@ -6,9 +6,12 @@ import re
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pos:
-    """A 1-based source position; `end_column` (exclusive) widens the caret."""
+    """A 1-based source position; `end_column` (exclusive) widens the caret.
+
+    Slotted, as the syntax nodes are (gradc/syntax.py says why): there is a
+    Pos for almost every node of a program."""
 
     line: int
     column: int

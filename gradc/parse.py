@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 import re
+from collections.abc import Iterator
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import (
@@ -18,7 +20,10 @@ from lark.exceptions import (
     UnexpectedInput,
     VisitError,
 )
+from lark.grammar import Rule
 from lark.indenter import DedentError, Indenter
+from lark.lexer import ContextualLexer, LexerState, PatternStr, UnlessCallback
+from lark.parsers.lalr_analysis import Shift
 
 from gradc import dims as D
 from gradc import syntax as S
@@ -96,8 +101,127 @@ class _GradIndenter(Indenter):
             ) from None
 
 
+# Token(...) goes through a `__new__` that checks for a deprecated keyword and
+# then calls this constructor: the two calls cost 860 ns a token, this one 350.
+_new_token = getattr(Token, "_future_new", Token)
+
+
+class _Lexer(ContextualLexer):
+    """Lark's contextual lexer with its per-token loop in one function.
+
+    Lark's loop makes six Python calls a token (the loop's step, the lexer
+    chosen for the parser's state, its scanner's match, the Token's two
+    constructors, the line counter), and a step for each run of blanks.
+    This one matches with the same regular expression for each parser state,
+    counts lines the same way and makes the same Tokens, keeping Lark's
+    lexer state up to date; where no terminal matches, Lark's own loop takes
+    over from the same place to raise the same error."""
+
+    def __init__(self, conf, states, always_accept=()):
+        super().__init__(conf, states, always_accept)
+        self._by_state: dict[int, tuple | None] = {}
+
+    def lex(self, lexer_state: LexerState, parser_state) -> Iterator[Token]:
+        text = lexer_state.text
+        if not isinstance(text.text, str):
+            yield from super().lex(lexer_state, parser_state)
+            return
+        source, end = text.text, text.end
+        counter = lexer_state.line_ctr
+        states = parser_state.state_stack
+        by_state = self._by_state
+        while counter.char_pos < end:
+            try:
+                scanner = by_state[states[-1]]
+            except KeyError:
+                scanner = self._scanner(states[-1])
+            if scanner is None:
+                yield from super().lex(lexer_state, parser_state)
+                return
+            match, keywords, callbacks, ignored, multiline = scanner
+            start = counter.char_pos
+            found = match(source, start, end)
+            if found is None:
+                yield from super().lex(lexer_state, parser_state)
+                return
+            value = found.group()
+            kind = found.lastgroup
+            line, column = counter.line, counter.column
+            stop = start + len(value)
+            if kind in multiline:
+                newlines = value.count("\n")
+                if newlines:
+                    counter.line += newlines
+                    counter.line_start_pos = start + value.rindex("\n") + 1
+            counter.char_pos = stop
+            counter.column = stop - counter.line_start_pos + 1
+            end_line, end_column = counter.line, counter.column
+            if kind in ignored:
+                if kind in callbacks:  # Lark calls it, and drops the token
+                    callbacks[kind](
+                        _new_token(kind, value, start, line, column, end_line, end_column, stop)
+                    )
+                continue
+            words = keywords.get(kind)
+            if words is not None:
+                kind = words.get(value, kind)
+                token = _new_token(kind, value, start, line, column, end_line, end_column, stop)
+            else:
+                token = _new_token(kind, value, start, line, column, end_line, end_column, stop)
+                if kind in callbacks:
+                    token = callbacks[kind](token)
+            lexer_state.last_token = token
+            yield token
+
+    def _scanner(self, state: int) -> tuple | None:
+        """What Lark's lexer for `state` uses: its one regular expression's
+        match, keywords (see `_keywords`), other callbacks, ignored and
+        multi-line terminals; None if it needs several expressions (more
+        than 100 terminals: Lark's loop then)."""
+        lexer = self.lexers[state]
+        expressions = lexer.scanner._mres  # building the scanner sets lexer.callback
+        scanner = None
+        if len(expressions) == 1:
+            keywords, callbacks = {}, {}
+            for kind, callback in lexer.callback.items():
+                words = _keywords(callback)
+                if words is None:
+                    callbacks[kind] = callback
+                else:
+                    keywords[kind] = words
+            scanner = (
+                expressions[0].match,
+                keywords,
+                callbacks,
+                lexer.ignore_types,
+                lexer.newline_types,
+            )
+        self._by_state[state] = scanner
+        return scanner
+
+
+def _keywords(callback) -> dict[str, str] | None:
+    """What Lark's callback that turns a name into a keyword ('return' is
+    RETURN where a statement starts) does, as a dict from each keyword to its
+    terminal: the callback matches the whole name against an alternation of
+    the keywords, a Python call and a regular expression for every name. None
+    if `callback` is anything else (a keyword with regex flags, say)."""
+    if not isinstance(callback, UnlessCallback):
+        return None
+    terminals = callback.scanner.terminals
+    if not all(isinstance(t.pattern, PatternStr) and not t.pattern.flags for t in terminals):
+        return None
+    return {t.pattern.value: t.name for t in terminals}
+
+
 @functools.cache
 def _parser() -> Lark:
+    return _make_parser(fast=True)
+
+
+def _make_parser(fast: bool) -> Lark:
+    """The parser; without `fast`, Lark's own, which the fast one (its
+    lexer and reductions) must agree with to the last error message."""
     grammar = (data_dir("grammar") / "gradc.lark").read_text(encoding="utf-8")
     parser = Lark(
         grammar,
@@ -106,7 +230,10 @@ def _parser() -> Lark:
         transformer=_ToSyntax(),
         maybe_placeholders=True,
         start=["start", "expr"],
+        _plugins={"ContextualLexer": _Lexer} if fast else {},
     )
+    if not fast:
+        return parser
     # Lark names most rules' left-hand sides with Tokens of its own grammar's
     # parse, and after each reduction looks that name up in the LALR table,
     # whose keys are plain strings: every lookup compared the two through
@@ -114,7 +241,57 @@ def _parser() -> Lark:
     # the parse). The same names as plain strings compare in C.
     for rule in parser.rules:
         rule.origin.name = str(rule.origin.name)
+    _fast_reductions(parser)
     return parser
+
+
+class _Reduction(Rule):
+    """A grammar rule as the LALR table's reduce actions hold it, compared by
+    identity. The parser looks each reduction's callback up in a dict keyed by
+    the rule and asserts the rule is not the end state (an int); Lark's Rule
+    hashes and compares in Python (`__hash__`, and `__eq__` for that `!=`),
+    two Python calls per reduction, 360,000 for a 10,000-line program. Two
+    rules in one table are the same rule only if they are the same object."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+
+def _fast_reductions(parser: Lark) -> None:
+    """Put `_Reduction`s in the LALR table and key the callbacks by them; a
+    `?rule` alternative of one symbol (the precedence ladder: `?term: factor`)
+    returns its child, which `itemgetter(0)` does in C where Lark's wrapper is
+    a Python call: most reductions are these (7 of the 8 that a name in an
+    expression goes through)."""
+    lalr = parser.parser.parser.parser
+    standins = {}
+    callbacks = {}
+    for rule, callback in lalr.callbacks.items():
+        standin = _Reduction(rule.origin, rule.expansion, rule.order, rule.alias, rule.options)
+        if _returns_its_child(rule):
+            callback = operator.itemgetter(0)
+        standins[id(rule)] = standin
+        callbacks[standin] = callback
+    for row in lalr.parse_table.states.values():
+        for token_type, (action, arg) in row.items():
+            if action is not Shift:
+                row[token_type] = (action, standins[id(arg)])
+    lalr.callbacks = callbacks
+
+
+def _returns_its_child(rule: Rule) -> bool:
+    """Whether Lark's callback for `rule` returns the one child it is given:
+    an unaliased `?rule` alternative of one symbol that is kept (not a
+    filtered-out token, not a `_rule` inlined into its parent), with no
+    `[optional]` part that would add a None."""
+    if not rule.options.expand1 or rule.alias or len(rule.expansion) != 1:
+        return False
+    symbol = rule.expansion[0]
+    kept = not (symbol.is_term and symbol.filter_out) or rule.options.keep_all_tokens
+    inlined = not symbol.is_term and symbol.name.startswith("_")
+    return kept and not inlined and not rule.options.empty_indices
 
 
 _TOKEN_WORDS = {
@@ -403,20 +580,15 @@ def _token_pos(token: Token) -> Pos:
     return Pos(token.line, token.column, token.end_column, token.end_line)
 
 
-def _pos_of(item) -> Pos | None:
-    if isinstance(item, Token):
-        return _token_pos(item)
-    return getattr(item, "pos", None)
-
-
-def _span(*items) -> Pos:
-    """From the start of the first item to the end of the last (tokens or
-    AST nodes); positions come from tokens, so no tree needs Lark's
-    propagate_positions, which cost a fifth of the parse."""
-    located = [p for p in map(_pos_of, items) if p is not None]
-    first, last = located[0], located[-1]
-    end_line = last.end_line if last.end_line is not None else last.line
-    return Pos(first.line, first.column, last.end_column, end_line)
+def _span(first, last) -> Pos:
+    """From the start of `first` to the end of `last`, each a token or an AST
+    node: a Token has a Pos's four fields, so none is made for it. Positions
+    come from tokens, so no tree needs Lark's propagate_positions, which cost
+    a fifth of the parse."""
+    start = first if isinstance(first, Token) else first.pos
+    end = last if isinstance(last, Token) else last.pos
+    end_line = end.end_line if end.end_line is not None else end.line
+    return Pos(start.line, start.column, end.end_column, end_line)
 
 
 class _ToSyntax(Transformer):
@@ -513,7 +685,14 @@ class _ToSyntax(Transformer):
         return int(items[0])
 
     def body(self, items):
-        return items
+        return items[0]
+
+    def statements(self, items):
+        if len(items) == 1:
+            return items  # a new list, Lark's slice of its value stack
+        statements, statement = items
+        statements.append(statement)
+        return statements
 
     def assign(self, items):
         name, value = items

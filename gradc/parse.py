@@ -317,8 +317,6 @@ _TOKEN_WORDS = {
     "PLUS": "'+'",
     "STAR": "'*'",
     "SLASH": "'/'",
-    "__ANON_0": "'->'",
-    "__ANON_1": "'**'",
     "AUGOP": "'+=', '-=', '*=' or '/='",
     "ELLIPSIS": "'...'",
     "STRING": "a string",
@@ -327,10 +325,19 @@ _TOKEN_WORDS = {
     "FOR": "'for'",
     "IN": "'in'",
 }
-# Groups of tokens named as one when all of a group is expected.
+# Groups of tokens named as one when all of a group is expected (an unnamed
+# literal by its text: see _groups).
 _OPERAND_STARTS = {"NAME", "NUMBER", "STRING", "LPAR", "MINUS", "PLUS"}
-_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "AT", "__ANON_1", "COMPARE"}
-_GROUPS = (("an expression", _OPERAND_STARTS), ("an operator", _OPERATORS))
+_OPERATORS = {
+    "PLUS",
+    "MINUS",
+    "STAR",
+    "SLASH",
+    "AT",
+    "'//'",
+    "'**'",
+    "COMPARE",
+}  # (literals: _groups)
 _CLOSERS = {"RPAR", "RSQB"}
 _TRY_DEPTH = 1_000  # parser stack depth up to which expected tokens are tried one by one
 # Python statements gradc does not have, and what to write instead.
@@ -349,7 +356,29 @@ _PYTHON_STATEMENTS = {
 
 
 def _describe(token_type: str) -> str:
-    return _TOKEN_WORDS.get(token_type, token_type.lower())
+    return _TOKEN_WORDS.get(token_type) or _literals().get(token_type, token_type.lower())
+
+
+@functools.cache
+def _literals() -> dict[str, str]:
+    """The grammar's unnamed literals, `->`, `//` and `**`, in words: Lark names
+    them `__ANON_0`, `__ANON_1`, ... in the order the grammar first uses them,
+    so the names are read off the parser, not written here (a table written
+    here once called `//` '**')."""
+    return {
+        t.name: f"'{t.pattern.value}'"
+        for t in _parser().terminals
+        if t.name.startswith("__ANON") and isinstance(t.pattern, PatternStr)
+    }
+
+
+@functools.cache
+def _groups() -> tuple:
+    """Tokens named as one when all of a group is expected ("an operator"),
+    with the unnamed literals by Lark's names for them."""
+    named = {word: name for name, word in _literals().items()}
+    operators = {named.get(t, t) for t in _OPERATORS}
+    return (("an expression", _OPERAND_STARTS), ("an operator", operators))
 
 
 def _syntax_error(exc: UnexpectedInput, source: str) -> CompileError:
@@ -406,7 +435,7 @@ def _expected_words(expected: set[str]) -> list[str]:
     """All of `expected`, in words: a complete group is named once ("an
     operator"), the rest sorted. Nothing is left out: a cut list misleads."""
     groups, rest = [], set(expected)
-    for word, group in _GROUPS:
+    for word, group in _groups():
         if expected >= group:
             groups.append(word)
             rest -= group

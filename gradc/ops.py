@@ -726,17 +726,24 @@ def slice_length(d, start, stop, step, pos):
 
 def index_shape(shape, index, arrays, pos):
     """The shape of x[index] for x of `shape`; `arrays` are the shapes of
-    the integer-array entries, in order."""
+    the integer-array entries, in order.
+
+    NumPy's rule for where the arrays' broadcast dims go: with an integer
+    array in the index, its integers are such indices too (0-d arrays); where
+    all of them stand next to each other, the dims take their place
+    (`t[:, ids, 0]`: [N, B]); where a slice, a None or `...` stands between
+    two, the dims come first (`t[0, :, ids]`: [B, D]; `t[a, :, b]`: [B, D])."""
     out: list = []
     axis = 0
-    array_at, last = None, None
+    advanced: list[int] = []  # where in `index` the arrays (and, with one, integers) are
+    first_at = None  # where in the result the first of them stands
+    has_array = any(e[0] == "array" for e in index)
     array_shapes = iter(arrays)
     gathered: list = []
-    for e in index:
+    for i, e in enumerate(index):
         kind = e[0]
         if kind == "new":
             out.append(1)
-            last = kind
             continue
         if axis >= len(shape):
             raise CompileError(f"too many indices for an array of shape {format_shape(shape)}", pos)
@@ -756,6 +763,9 @@ def index_shape(shape, index, arrays, pos):
                     pos,
                     f"the valid indices are {dims.neg(d)} to {dims.sub(d, 1)}",
                 )
+            if has_array:
+                advanced.append(i)
+                first_at = len(out) if first_at is None else first_at
         elif kind == "slice":
             n = slice_length(d, *e[1:], pos)
             if isinstance(n, int) and n <= 0:
@@ -767,18 +777,15 @@ def index_shape(shape, index, arrays, pos):
                 )
             out.append(n)
         else:  # array
-            if array_at is None:
-                array_at = len(out)
-            elif last != "array":
-                raise CompileError(
-                    "integer-array indices must be next to each other (x[:, ids, ids2])", pos
-                )
+            advanced.append(i)
+            first_at = len(out) if first_at is None else first_at
             gathered.append(next(array_shapes))
-        last = kind
         axis += 1
     out += shape[axis:]
-    if array_at is not None:
-        out[array_at:array_at] = broadcast_shapes(gathered, pos)
+    if gathered:
+        together = advanced == list(range(advanced[0], advanced[-1] + 1))
+        at = first_at if together else 0
+        out[at:at] = broadcast_shapes(gathered, pos)
     return tuple(out)
 
 

@@ -511,7 +511,26 @@ PROGRAMS = [
         "t: [N, D, T], a: int[B], b: int[B]",
         "t[a, :, b]",
         ints={"a": "N", "b": "T"},
-        xfail="feature: integer arrays separated by a slice are refused ('must be next to each other')",
+    ),
+    # NumPy puts the gathered dims first where a slice, None or ... splits the
+    # integer indices (an integer counts as one next to an array): [B, D], not [D, B]
+    program(
+        "int_and_array_split_by_a_slice_then_a_row",
+        "t: [N, D, T], a: int[B], w: [D]",
+        "t[0, :, a] * w",
+        ints={"a": "T"},
+    ),
+    program(
+        "arrays_split_by_a_slice_then_reduced",
+        "t: [N, D, T], a: int[B], b: int[B], w: [D, H]",
+        "tanh(t[a, :, b] @ w) * mean(t[a, :, b], axis=1, keepdims=True)",
+        ints={"a": "N", "b": "T"},
+    ),
+    program(
+        "arrays_split_by_none_and_ellipsis",
+        "t: [N, D, T], a: int[B], b: int[B], c: int[B]",
+        "sum(t[a, None, b], axis=1) * sum(t[a, ..., c], axis=1, keepdims=True)",
+        ints={"a": "N", "b": "D", "c": "T"},
     ),
     program(
         "arrays_adjacent_after_slice",

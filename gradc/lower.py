@@ -788,9 +788,12 @@ class _Lowering:
             )
         full = (None, None, None)
         entries, rest = [], []
+        empty_ellipsis = None  # (where in entries, its position) of a `...` of no axis
         for item, item_pos in zip(items, where):
             if _is_static(item, Ellipsis):
                 entries += [("slice", *full)] * (len(x.shape) - taken)
+                if len(x.shape) == taken:
+                    empty_ellipsis = (len(entries), item_pos)
             elif _is_static(item, None):
                 entries.append(("new",))
             elif isinstance(item, _Slice):
@@ -820,6 +823,8 @@ class _Lowering:
                 static, node = self._integer(item, "an index", item_pos)
                 entries.append(("int", static))
                 rest.append(node)
+        if empty_ellipsis is not None:
+            _check_empty_ellipsis(entries, *empty_ellipsis)
         return tuple(entries), rest
 
     def _runtime_bound(self, node: Node, pos: Pos) -> D.DimValue:
@@ -1425,6 +1430,28 @@ def _pad_widths(value, rank: int, pos) -> tuple:
         "non-negative integers",
         pos,
     )
+
+
+def _check_empty_ellipsis(entries: list, at: int, pos: Pos) -> None:
+    """A `...` that stands for no axis leaves nothing in the index gradc
+    writes, yet between two integer-array indices (or an integer and an array)
+    NumPy reads it as a split, which puts the gathered dims first
+    (`t[:, a, ..., b]` of a 3-D t is [B, N], not [N, B]): refused, not
+    written as an index that means something else."""
+    has_array = any(e[0] == "array" for e in entries)
+    advanced = [k for k, e in enumerate(entries) if e[0] == "array" or has_array and e[0] == "int"]
+    if not advanced or not advanced[0] < at <= advanced[-1]:
+        return
+    together = advanced == list(range(advanced[0], advanced[-1] + 1))
+    # (else a slice splits them already; and where no dim comes before them,
+    # first is where they are: either way NumPy's place and gradc's agree)
+    if together and any(e[0] in ("slice", "new") for e in entries[: advanced[0]]):
+        raise CompileError(
+            "this '...' stands for no axis, between integer-array indices: NumPy would put "
+            "the gathered dims first",
+            pos,
+            "drop the '...' to keep them in place, or move the integer-array index first",
+        )
 
 
 def _is_static(x, value) -> bool:

@@ -1313,6 +1313,15 @@ PAIR_OF_TWO = "def g(x: [N, D]):\n    return x, x * 2\n\n"
 
 BAD = [
     bad(
+        # NumPy reads a `...` of no axis between integer-array indices as a split
+        # (gathered dims first: [B, N]); gradc writes no `...`, so it refuses
+        "ellipsis_of_no_axis_between_arrays",
+        "def f(t: [N, D, T], a: int[B], b: int[B]):\n    return t[:, a, ..., b]\n",
+        [(2, "..., b]")],
+        "stands for no axis",
+        "gathered dims first",
+    ),
+    bad(
         "index_past_a_known_dim",
         "def f(x: [3, D]):\n    return x[3]\n",
         [(2, "x[3]"), (2, "3]")],

@@ -292,13 +292,6 @@ def _matmul(args, attrs, pos):
     for side, x in (("left", a), ("right", b)):
         if not x.shape:
             raise CompileError(f"'@' takes arrays; the {side} operand is a scalar {shown}", pos)
-    if min(len(a.shape), len(b.shape)) == 1 and max(len(a.shape), len(b.shape)) > 2:
-        raise CompileError(
-            f"'@' of a 1-D and a {max(len(a.shape), len(b.shape))}-D operand is not supported "
-            f"{shown}",
-            pos,
-            "add the axis: x[..., None] or x[None]",
-        )
     inner_a = a.shape[-1]
     inner_b = b.shape[0] if len(b.shape) == 1 else b.shape[-2]
     if inner_a != inner_b:
@@ -309,6 +302,12 @@ def _matmul(args, attrs, pos):
         )
     if len(a.shape) <= 2 and len(b.shape) <= 2:
         return tuple(a.shape[:-1]) + tuple(b.shape[1:]), result_dtype(args)
+    # a vector and a stack of matrices: NumPy's matmul takes the vector as a
+    # matrix of one row (column) and drops that axis again
+    if len(a.shape) == 1:
+        return tuple(b.shape[:-2]) + (b.shape[-1],), result_dtype(args)
+    if len(b.shape) == 1:
+        return tuple(a.shape[:-1]), result_dtype(args)
     # batched, as NumPy's matmul: the leading axes broadcast
     batch = broadcast_shapes([a.shape[:-2], b.shape[:-2]], pos)
     return batch + (a.shape[-2], b.shape[-1]), result_dtype(args)
@@ -1289,6 +1288,15 @@ def _mish_grad(g, y, x):
 
 
 def _matmul_grad(g, y, a, b):
+    if len(a.shape) == 1 and len(b.shape) > 2:
+        # y[..., j] = sum_k a[k] b[..., k, j]: with g[..., None, :] beside b's rows
+        rows = expand(g, (len(g.shape) - 1,))
+        batch = tuple(range(len(b.shape) - 2))
+        return (reduce_sum(b * rows, batch + (len(b.shape) - 1,)), expand(a, (1,)) * rows)
+    if len(b.shape) == 1 and len(a.shape) > 2:
+        # y[..., i] = sum_k a[..., i, k] b[k]: with g[..., :, None] beside a's columns
+        columns = expand(g, (len(g.shape),))
+        return (columns * b, reduce_sum(a * columns, tuple(range(len(a.shape) - 1))))
     if len(a.shape) > 2 and len(b.shape) == 2:
         # rows of any batch times one matrix: b's gradient is one matrix product
         # over all rows, a.reshape(M, K).T @ g.reshape(M, H), not M batched ones summed

@@ -197,6 +197,14 @@ PROGRAMS = [
     program("slice_twice_then_index", "x: [N, D]", "x[1:][::-1][0]"),
     program("slice_of_a_product", "x: [N, D], W: [D, T]", "(x @ W)[:, 1:4:2]"),
     program("index_after_transpose", "x: [3, 4]", "x.T[1] * x[:, 2] + x[1, :3] @ x[:, 1:]"),
+    # NumPy's matmul of a vector and a stack of matrices: a row, or a column, of each
+    program("vector_at_a_stack", "d: [D], x: [N, D, T]", "tanh(d @ x) * (d @ x[0])"),
+    program("stack_at_a_vector", "x: [N, D, T], t: [T]", "tanh(x @ t) * sum(x, axis=2)"),
+    program(
+        "vectors_at_a_4d_stack",
+        "t: [T], x: [B, N, T, D], d: [D]",
+        "sin(t @ x)[:, :, :1] * (x @ d)[..., 1:2]",
+    ),
     # a scalar mask met by the chain rule's 2 first: NumPy's 2 * mask is an int64,
     # which made the float32 program's gradient float64 (found by the long fuzz)
     program(

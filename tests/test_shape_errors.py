@@ -138,11 +138,13 @@ BAD = [
         "scalar",
     ),
     bad(
-        "matmul_of_3d_and_1d",
-        "def f(T: [N, D, H], v: [H]):\n    return T @ v\n",
+        # a 3-D and a 1-D operand are NumPy's matmul (a column of each matrix), but
+        # their inner dims must agree
+        "matmul_of_3d_and_1d_inner_dims",
+        "def f(T: [N, D, H], v: [D]):\n    return T @ v\n",
         (2, "T @ v"),
         "[N, D, H]",
-        "[H]",
+        "[D]",
     ),
     # -- .T / transpose misused
     bad(

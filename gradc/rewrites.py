@@ -479,8 +479,11 @@ def _canonical_product(
     nums = [f for f, e in factors if e == 1 and id(f) in small]
     dens = [f for f, e in factors if e == -1 and id(f) in small]
     arrays = [f for f, e in factors if e == 1 and id(f) not in small]
-    if isinstance(c, int) and abs(c) != 1 and nums and not numpy_floats(nums[0]):
-        arrays, nums = arrays + nums, []  # scalar masks only: after the arrays
+    if nums and not numpy_floats(nums[0]) and (isinstance(c, int) and abs(c) != 1 or nums[1:]):
+        # scalar masks and integers only (floats sort first): after the arrays, as
+        # two of them would meet first (N * m is NumPy's int64 scalar, and int64
+        # times a float32 array is float64)
+        arrays, nums = arrays + nums, []
     array_dens = [f for f, e in factors if e == -1 and id(f) not in small]
     scalar = number(abs(c)) if abs(c) != 1 else None
     if c < 0 and scalar is not None:

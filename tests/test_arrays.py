@@ -208,6 +208,13 @@ PROGRAMS = [
     # a scalar mask met by the chain rule's 2 first: NumPy's 2 * mask is an int64,
     # which made the float32 program's gradient float64 (found by the long fuzz)
     program(
+        # a dim times a scalar mask is NumPy's int64 scalar, which would make
+        # the float32 array it meets float64: the array comes first
+        "dim_times_a_scalar_mask_keeps_float32",
+        "c: [D], w2, v: [N]",
+        "(mean(c, keepdims=True) <= c) * c * ((N + N) // 2) * (maximum(w2, v @ v) >= 0.5)",
+    ),
+    program(
         "integer_times_scalar_mask_keeps_float32",
         "b: [D, D], lam",
         "p = tanh(sum(b, axis=0, keepdims=True)) @ min(b, axis=1, keepdims=True)",

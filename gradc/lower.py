@@ -1085,11 +1085,10 @@ class _Lowering:
             reps = value if isinstance(value, tuple) else (value,)
             if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in reps):
                 raise CompileError("tile(): reps must be positive integers", where_of("reps"))
-            if len(reps) > rank:
-                raise CompileError(
-                    f"tile(): {len(reps)} repetitions for {rank} axes; add the axes first",
-                    where_of("reps"),
-                )
+            if len(reps) > rank:  # NumPy's: x gets leading axes of size 1 first
+                new = len(reps) - rank
+                x = g.op(Op.EXPAND, x, pos=e.pos, axis=tuple(range(new)))
+                rank += new
             return g.op(op, x, pos=e.pos, reps=(1,) * (rank - len(reps)) + tuple(reps))
         if name == "pad":
             value = known("widths")

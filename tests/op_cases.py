@@ -1055,7 +1055,7 @@ CASES: dict[str, OpCase] = {
                             ("split(x, 4, axis=1)[2]", "x: [N, 8]"), ("split(x, 2, axis=-1)[0]", "x: [N, D, 4]")),
     "repeat":        shaped(repeat, ("repeat(x, 2, axis=0)", "x: [N, D]"), ("repeat(x, 3, axis=-1)", "x: [N, D]"),
                             ("repeat(x, 2, 0)", "x: [N]")),
-    "tile":          shaped(tile, ("tile(x, 2)", "x: [N, D]"), ("tile(x, (2, 3))", "x: [N, D]"), ("tile(x, 3)", "x: [D]")),
+    "tile":          shaped(tile, ("tile(x, 2)", "x: [N, D]"), ("tile(x, (2, 3))", "x: [N, D]"), ("tile(x, 3)", "x: [D]"), ("tile(x, (2, 1, 3))", "x: [N, D]")),
     "flip":          shaped(flip, ("flip(x)", "x: [N, D]"), ("flip(x, 1)", "x: [N, D]"), ("flip(x, axis=(0, -1))", "x: [N, D, H]")),
     "pad":           shaped(pad, ("pad(x, 1)", "x: [N, D]"), ("pad(x, ((0, 0), (2, 1)))", "x: [N, D]"),
                             ("pad(x, (1, 3))", "x: [D]")),

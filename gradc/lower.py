@@ -975,7 +975,8 @@ class _Lowering:
             operands = [self._as_node(a) for a in args[1:]]
             if not operands or kwargs.keys() - {"spec"}:
                 raise CompileError("einsum() takes its operands positionally", e.pos)
-            return g.op(op, *operands, pos=e.pos, spec=spec_arg.value.replace(" ", ""))
+            spec = _ellipsis_written_out(spec_arg.value.replace(" ", ""), operands, e.pos)
+            return g.op(op, *operands, pos=e.pos, spec=spec)
         if name == "onehot":
             labels = self._as_node(arg("labels"))
             (c,), nodes = self._shape(arg("classes"), e)
@@ -1429,6 +1430,43 @@ def _pad_widths(value, rank: int, pos) -> tuple:
         "non-negative integers",
         pos,
     )
+
+
+def _ellipsis_written_out(spec: str, operands: list[Node], pos: Pos) -> str:
+    """An einsum spec with NumPy's `...` written out in letters it does not use:
+    each operand's `...` stands for its axes no letter names, right-aligned
+    across the operands (the batch: `'...k,jk->...j'` of a [B, T, K] and a
+    [J, K] is `'abk,jk->abj'`); an implicit output puts them first, as NumPy
+    does. Where a `...` stands for axes of size 1 against larger ones (NumPy
+    broadcasts them), the einsum's own check reports the two sizes."""
+    if "..." not in spec:
+        return spec
+    inputs, arrow, output = spec.partition("->")
+    subs = inputs.split(",")
+    if len(subs) != len(operands) or any(s.count("...") > 1 for s in subs + [output]):
+        raise CompileError(
+            f"einsum(): spec {spec!r} needs one subscript per operand, each with at most one '...'",
+            pos,
+        )
+    counts = []
+    for sub, x in zip(subs, operands):
+        count = len(x.shape) - len(sub.replace("...", "")) if "..." in sub else 0
+        if count < 0:
+            raise CompileError(
+                f"einsum(): operand {sub!r} names more axes than its array "
+                f"{format_shape(x.shape)} has",
+                pos,
+            )
+        counts.append(count)
+    free = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in spec]
+    batch = "".join(free[: max(counts)])
+    written = [sub.replace("...", batch[len(batch) - k :]) for sub, k in zip(subs, counts)]
+    if arrow:
+        output = output.replace("...", batch)
+    else:
+        letters = "".join(subs).replace("...", "")
+        output = batch + "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return ",".join(written) + "->" + output
 
 
 def _check_empty_ellipsis(entries: list, at: int, pos: Pos) -> None:

@@ -579,7 +579,7 @@ def einsum_parts(spec: str, pos):
     operands = inputs.split(",")
     letters = [c for op in operands for c in op]
     if not all(c.isalpha() for c in letters + list(output)):
-        raise CompileError(f"einsum(): spec {spec!r} must be letters, ',' and '->' (no '...')", pos)
+        raise CompileError(f"einsum(): spec {spec!r} must be letters, ',', '->' and '...'", pos)
     if not arrow:
         output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
     return operands, output

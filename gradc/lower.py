@@ -10,6 +10,7 @@ assignment is a new value.
 from __future__ import annotations
 
 import difflib
+import string
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from gradc.ops import (
     REDUCTIONS,
     REQUIRED,
     Op,
+    advanced_entries,
     check_labels,
     count,
     dim_value,
@@ -38,6 +40,7 @@ from gradc.ops import (
     region_shape,
     relu,
     reshaped,
+    side_by_side,
     slice_along,
     sqrt,
     window_count,
@@ -1458,7 +1461,7 @@ def _ellipsis_written_out(spec: str, operands: list[Node], pos: Pos) -> str:
                 pos,
             )
         counts.append(count)
-    free = [c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in spec]
+    free = [c for c in string.ascii_letters if c not in spec]
     batch = "".join(free[: max(counts)])
     written = [sub.replace("...", batch[len(batch) - k :]) for sub, k in zip(subs, counts)]
     if arrow:
@@ -1475,14 +1478,12 @@ def _check_empty_ellipsis(entries: list, at: int, pos: Pos) -> None:
     NumPy reads it as a split, which puts the gathered dims first
     (`t[:, a, ..., b]` of a 3-D t is [B, N], not [N, B]): refused, not
     written as an index that means something else."""
-    has_array = any(e[0] == "array" for e in entries)
-    advanced = [k for k, e in enumerate(entries) if e[0] == "array" or has_array and e[0] == "int"]
+    advanced = advanced_entries(entries)
     if not advanced or not advanced[0] < at <= advanced[-1]:
         return
-    together = advanced == list(range(advanced[0], advanced[-1] + 1))
     # (else a slice splits them already; and where no dim comes before them,
     # first is where they are: either way NumPy's place and gradc's agree)
-    if together and any(e[0] in ("slice", "new") for e in entries[: advanced[0]]):
+    if side_by_side(advanced) and any(e[0] in ("slice", "new") for e in entries[: advanced[0]]):
         raise CompileError(
             "this '...' stands for no axis, between integer-array indices: NumPy would put "
             "the gathered dims first",

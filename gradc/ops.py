@@ -723,6 +723,19 @@ def slice_length(d, start, stop, step, pos):
     return length
 
 
+def advanced_entries(index) -> list[int]:
+    """Where in `index` NumPy's integer-array indices stand: the arrays and,
+    with an array in the index, its integers (0-d arrays to NumPy)."""
+    has_array = any(e[0] == "array" for e in index)
+    return [k for k, e in enumerate(index) if e[0] == "array" or has_array and e[0] == "int"]
+
+
+def side_by_side(advanced: list[int]) -> bool:
+    """Whether no other entry stands between the integer-array indices at
+    `advanced` (then NumPy puts the gathered dims in their place, else first)."""
+    return advanced == list(range(advanced[0], advanced[-1] + 1))
+
+
 def index_shape(shape, index, arrays, pos):
     """The shape of x[index] for x of `shape`; `arrays` are the shapes of
     the integer-array entries, in order.
@@ -734,12 +747,14 @@ def index_shape(shape, index, arrays, pos):
     two, the dims come first (`t[0, :, ids]`: [B, D]; `t[a, :, b]`: [B, D])."""
     out: list = []
     axis = 0
-    advanced: list[int] = []  # where in `index` the arrays (and, with one, integers) are
+    advanced = advanced_entries(index)
+    first = advanced[0] if advanced else None
     first_at = None  # where in the result the first of them stands
-    has_array = any(e[0] == "array" for e in index)
     array_shapes = iter(arrays)
     gathered: list = []
     for i, e in enumerate(index):
+        if i == first:
+            first_at = len(out)
         kind = e[0]
         if kind == "new":
             out.append(1)
@@ -762,9 +777,6 @@ def index_shape(shape, index, arrays, pos):
                     pos,
                     f"the valid indices are {dims.neg(d)} to {dims.sub(d, 1)}",
                 )
-            if has_array:
-                advanced.append(i)
-                first_at = len(out) if first_at is None else first_at
         elif kind == "slice":
             n = slice_length(d, *e[1:], pos)
             if isinstance(n, int) and n <= 0:
@@ -776,14 +788,11 @@ def index_shape(shape, index, arrays, pos):
                 )
             out.append(n)
         else:  # array
-            advanced.append(i)
-            first_at = len(out) if first_at is None else first_at
             gathered.append(next(array_shapes))
         axis += 1
     out += shape[axis:]
     if gathered:
-        together = advanced == list(range(advanced[0], advanced[-1] + 1))
-        at = first_at if together else 0
+        at = first_at if side_by_side(advanced) else 0
         out[at:at] = broadcast_shapes(gathered, pos)
     return tuple(out)
 

@@ -11,7 +11,7 @@ multiplies by one.
 
 >>> from gradc.autodiff import differentiate
 >>> from gradc.ir import constant_value, reachable
->>> from gradc.ops import OPS, Op
+>>> from gradc.ops import Op
 >>> from gradc.lower import lower
 >>> from gradc.parse import parse
 >>> back = differentiate(lower(parse("def f(x):\n    return 3 * x\n"), "f"))

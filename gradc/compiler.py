@@ -10,9 +10,11 @@ none of them runs the stages by hand.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import keyword
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 
@@ -117,6 +119,27 @@ class Compiled:
             graph.release()
 
 
+@contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector off for one compile, as it was after.
+
+    A compile makes about twenty objects per operation that all live until it
+    returns, and almost no cyclic garbage: `Compiled.release` breaks the one
+    cycle, a node and its graph. The collector's passes over young objects
+    still scan them, and each full collection scans all of them, so it found
+    nothing and cost 40% of a 100,000-op compile, a share that grows with the
+    program (benchmarks/compile_scaling.py; see its docstring). Anything cyclic
+    a compile leaves is collected by the next collection after it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def compile_source(
     text: str,
     filename: str = "<source>",
@@ -129,7 +152,7 @@ def compile_source(
     `jvp` and `hvp` act as `@jvp` and `@hvp` on every def (`hvp`: every def
     whose output is a float scalar); `target`: "numpy", or "array-api" for any
     array API namespace."""
-    with targets.compiling_for(target):
+    with collector_paused(), targets.compiling_for(target):
         compiled = build_families(parse(text, filename), wrt, jvp, hvp)
         try:
             return compiled.source()
@@ -142,9 +165,9 @@ def compile_expression(text: str, name: str = "f", target: str = targets.NUMPY) 
     filename = "<expression>"
     if not (name.isidentifier() and name.isascii() and not keyword.iskeyword(name)):
         raise CompileError(f"function name {name!r} is not a valid Python identifier")
-    expr = parse_expression(text, filename)
-    module = S.Module(filename, text, defs=[expression_def(expr, name)])
-    with targets.compiling_for(target):
+    with collector_paused(), targets.compiling_for(target):
+        expr = parse_expression(text, filename)
+        module = S.Module(filename, text, defs=[expression_def(expr, name)])
         compiled = build_families(module)
         try:
             return compiled.source()

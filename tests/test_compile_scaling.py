@@ -145,3 +145,37 @@ def test_a_compile_leaves_no_graph_for_the_cycle_collector():
         gc.set_debug(0)
         gc.garbage.clear()
     assert left == []
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize(
+    "source", ["def f(x):\n    return sin(x) * x\n", "def f(x):\n    return x +\n"]
+)
+def test_a_compile_gives_the_cycle_collector_back_as_it_was(enabled, source, monkeypatch):
+    """compile_source pauses the collector while it works
+    (compiler.collector_paused) and leaves it on or off as the caller had it,
+    after an error too."""
+    import contextlib
+    import gc
+
+    import gradc.compiler
+    from gradc.errors import CompileError
+
+    seen = []
+    real_parse = gradc.compiler.parse
+
+    def parse(*args):
+        seen.append(gc.isenabled())
+        return real_parse(*args)
+
+    monkeypatch.setattr(gradc.compiler, "parse", parse)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with contextlib.suppress(CompileError):
+            gradc.compile_source(source)
+        after = gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen == [False]
+    assert after is enabled

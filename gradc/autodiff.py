@@ -306,7 +306,7 @@ def reverse_loop(
     fwd = back.graph  # the body's nodes keep their ids there; its loops save per step
     f_inputs = [fwd.nodes[x.id] for x in body.inputs]
     f_index = f_inputs[0]
-    step_of = _step_number(fwd, f_index, spec.range, node.pos)
+    step_of = _step_number(fwd, f_index, spec.range)
     stack_inputs, stack_outs = [], []
     for j, e in enumerate(kept_entries):
         rows = dims.add(trip, 1) if e.first is not None else trip
@@ -330,7 +330,6 @@ def reverse_loop(
     # the reverse loop's body: the backward nodes, reading the saved values
     bb = Graph()
     b_index = body_input(bb, spec.range.var, (), "int", 0)
-    b_step = _step_number(bb, b_index, spec.range, node.pos)
     seeds = {s.id: i for i, s in enumerate(back.seeds()) if s is not None}
     carried_grads = [i for i in range(n) if carried_in[i].dtype in floats]
     grad_inputs = {}
@@ -363,6 +362,7 @@ def reverse_loop(
         for bound in (spec.range.start, spec.range.stop)
         for atom in dims.atoms(bound)
     }
+    b_step = _step_number(bb, b_index, spec.range)  # (after the sizes it may read)
 
     new: dict[int, Node] = {}
     stack_reads: dict[int, tuple] = {}  # a step's row of a saved stack: (stack, row, first)
@@ -797,14 +797,17 @@ def _retakable(node: Node, available: set[int]) -> bool:
     return True
 
 
-def _step_number(graph, index: Node, loop_range, pos) -> Node:
-    """The step count of loop variable `index`: where a step's saved value goes."""
+def _step_number(graph, index: Node, loop_range) -> Node:
+    """The step count of loop variable `index`: where a step's saved value goes,
+    `(t - start) // step`, as `(start - t) // -step` for a negative step. A start of dims (`range(T - 1, -1, -1)`) is read from
+    the sizes the body captured for its range (`size_node`)."""
     start, step = loop_range.start, loop_range.step
-    if not isinstance(start, int):
-        raise CompileError(
-            "differentiating a loop whose range starts at a dim is not supported yet",
-            pos,
-            "start the range at an integer: for t in range(T) or range(1, T)",
-        )
-    k = index if start == 0 else graph.op(Op.SUB, index, graph.constant(start))
+    if start == 0 and step > 0:
+        k = index
+    else:
+        start_node = graph.constant(start) if isinstance(start, int) else size_node(graph, start)
+        if step < 0:  # T - 1 - t, not (t - (T - 1)) // -1
+            k = graph.op(Op.SUB, start_node, index)
+            return k if step == -1 else graph.op(Op.FLOORDIV, k, graph.constant(-step))
+        k = graph.op(Op.SUB, index, start_node)
     return k if step == 1 else graph.op(Op.FLOORDIV, k, graph.constant(step))

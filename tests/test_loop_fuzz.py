@@ -11,7 +11,8 @@ hoists), swaps (`a, b = b, a + b`), names first assigned in the body (some spell
 gradc's own temporaries, `t0`, `h_saved`, `grad_h`), values that do not depend on the
 step, calls of defs (one of them with a loop of its own), a carried array that starts
 as an alias of an input (`ys = x`), nested loops (depth 2) and two loops in a row.
-Ranges are `range(T)` with `T` a dim, `range(k)`, `range(a, b)` and `range(a, b, s)`
+Ranges are `range(T)` with `T` a dim, `range(k)`, `range(a, b)` and `range(a, b, s)`,
+some starting at a dim (`range(T - 1, -1, -1)`, `range(T - 2, T)`)
 (negative steps too), with 2..4 steps at run time (an empty range now and then).
 
 The oracle is the same program with every loop unrolled by hand in the source: each
@@ -481,7 +482,9 @@ class Builder:
     def range_(self) -> tuple[str, tuple]:
         size = self.sizes["T"]
         form = self.draw(st.integers(0, 6))
-        if self.loops and form in (0, 2, 4, 6):
+        if chance(self.draw, 20):  # a range from a dim, by its own draw: the others stay as common
+            form = self.draw(st.integers(7, 8))
+        if self.loops and form in (0, 2, 4, 6, 7, 8):
             self.features.add("inner range over a dim")
         if form == 0:
             text, values = "range(T)", range(size)
@@ -501,9 +504,15 @@ class Builder:
             a, s = self.draw(st.integers(2, 3)), self.draw(st.sampled_from([-1, -2]))
             text, values = f"range({a}, -1, {s})", range(a, -1, s)
             self.features.add("negative step")
-        else:
+        elif form == 6:
             a = self.draw(st.integers(0, 1))
             text, values = f"range({a}, T - 1)", range(a, size - 1)
+        elif form == 7:  # from a dim, backwards
+            a, s = self.draw(st.integers(0, 1)), self.draw(st.sampled_from([-1, -2]))
+            text, values = f"range(T - 1 - {a}, -1, {s})", range(size - 1 - a, -1, s)
+            self.features.add("negative step")
+        else:  # from a dim to a dim
+            text, values = "range(T - 2, T)", range(size - 2, size)
         self.features.add(f"range form {form}")
         if not values:
             self.features.add("empty range")
@@ -708,7 +717,7 @@ def check_loop_program(program: LoopProgram, tally: Tally) -> None:
 
 
 EVERYTHING = {
-    *(f"range form {k}" for k in range(7)),
+    *(f"range form {k}" for k in range(9)),
     "negative step", "empty range", *(f"loop depth {d}" for d in range(1, MAX_DEPTH + 1)),
     "two loops",
     "carried state", "carried scalar", "carried parameter", "indexed write", "indexed +=",

@@ -328,11 +328,6 @@ def test_the_module_does_not_grow_with_the_trip_count():
             "a size",
         ),
         ("def f(x: [N]):\n    while x:\n        x = x + 1\n    return sum(x)\n", "while"),
-        (
-            "def f(x: [N]):\n    for t in range(N - 1, -1, -1):\n        x = x * 2\n"
-            "    return sum(x)\n",
-            "starts at a dim",
-        ),
     ],
 )
 def test_bad_loops_are_positioned_errors(source, message):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from gradc import dims as D
 from gradc import syntax as S
 from gradc.errors import CompileError, Pos
-from gradc.ir import Function, Graph, Node, constant_value
+from gradc.ir import Function, Graph, Node, constant_value, reachable
 from gradc.loops import Range, make_loop
 from gradc.ops import (
     BUILTINS,
@@ -487,6 +487,17 @@ class _Lowering:
         k = constant_value(value) if isinstance(value, Node) else None
         if isinstance(k, int) and not isinstance(k, bool):
             return k
+        if isinstance(value, Node):
+            read = [n for n in reachable(value) if n.id in self._loop_variables]
+            if read:
+                var = read[0].attr("name")
+                raise CompileError(
+                    f"a range bound that reads the enclosing loop's variable '{var}' "
+                    "is not supported yet",
+                    pos,
+                    f"loop over the whole range and mask the other steps: "
+                    f"for j in range(N) with where(j > {var}, a, b)",
+                )
         raise CompileError(
             "range() takes integers and dims known at compile time",
             pos,

@@ -328,6 +328,11 @@ def test_the_module_does_not_grow_with_the_trip_count():
             "a size",
         ),
         ("def f(x: [N]):\n    while x:\n        x = x + 1\n    return sum(x)\n", "while"),
+        (
+            "def f(x: [N, N]):\n    s = 0.0\n    for i in range(N):\n"
+            "        for j in range(i + 1, N):\n            s = s + x[i, j]\n    return s\n",
+            "enclosing loop's variable 'i'",
+        ),
     ],
 )
 def test_bad_loops_are_positioned_errors(source, message):

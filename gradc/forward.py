@@ -38,6 +38,22 @@ _LEAVES = (Op.INPUT, Op.CONST, Op.PLACEHOLDER)
 FLOATS = ("f32", "f64", "weak")
 
 
+def _tangent_inputs(graph: Graph, wrt: list[Node]) -> list[Node]:
+    """One input per differentiated input, `dot_<name>`. Two inputs of one name,
+    shape and dtype (a loop body's saved stacks, each `step_saved` of a loop
+    inside it) get two tangents: the graph would make them one node."""
+    out: list[Node] = []
+    for k, x in enumerate(wrt):
+        t = graph.seed(x.shape, x.dtype, "dot_" + x.attr("name"))
+        if any(t is u for u in out):
+            t = graph.op(
+                Op.INPUT, name="dot_" + x.attr("name"), shape=x.shape, dtype=x.dtype,
+                seed=True, slot=k,
+            )  # fmt: skip
+        out.append(t)
+    return out
+
+
 def jvp(fn: Function, results: list[Node] | None = None, likes=None) -> Function:
     """Forward mode: a function of `fn`'s inputs and one tangent per
     differentiated input (`dot_<name>`, in `fn.wrt`'s order) that returns
@@ -47,7 +63,7 @@ def jvp(fn: Function, results: list[Node] | None = None, likes=None) -> Function
     graph = fn.graph.copy()
     results = [graph.nodes[r.id] for r in (results if results is not None else fn.outputs)]
     fn = _moved(fn, graph)
-    tangents_in = [graph.seed(x.shape, x.dtype, "dot_" + x.attr("name")) for x in fn.wrt]
+    tangents_in = _tangent_inputs(graph, fn.wrt)
     tangent: dict[int, Node] = {x.id: t for x, t in zip(fn.wrt, tangents_in)}
     named = {}  # value id -> the NAME node that names it: rules read y by its name
     order = reachable(*results)

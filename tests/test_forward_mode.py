@@ -176,3 +176,43 @@ def test_gradc_check_catches_a_wrong_hessian_vector_product():
         generated, "neuron", fn, generated.neuron, args, range(5), params, 0
     )
     assert rows and not any(row.ok for row in rows)
+
+
+NESTED = {  # name: (the def's body, the same in torch over x)
+    "inner_loop_saves_two_steps": (
+        "    h = x[:, 0]\n    for i in range(N):\n        for j in range(N):\n"
+        "            h = sin(h * x[j, 0] + x[:, 1])\n    return sum(h)\n",
+        lambda x, n: _nested(x, n, lambda i: range(n)),
+    ),
+    "inner_loop_from_a_dim_backwards": (
+        "    h = x[:, 0]\n    for i in range(N):\n        for j in range(N - 1, -1, -1):\n"
+        "            h = sin(h * x[j, 0] + x[:, 1])\n    return sum(h)\n",
+        lambda x, n: _nested(x, n, lambda i: range(n - 1, -1, -1)),
+    ),
+}
+
+
+def _nested(x, n, inner):
+    h = x[:, 0]
+    for i in range(n):
+        for j in inner(i):
+            h = torch.sin(h * x[j, 0] + x[:, 1])
+    return h.sum()
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_nested_loops_against_torch(name):
+    """Each saved stack of a loop body gets its own tangent: the stacks of two
+    values an inner loop saves share a name (`step_saved`), and their tangent
+    inputs were one node, so f_hvp read one stack's tangents for the other's."""
+    body, torch_f = NESTED[name]
+    m = load("@jvp\n@hvp\ndef f(x: [N, D]):\n" + body)
+    rng = np.random.default_rng(3)
+    x, v = rng.standard_normal((4, 3)) * 0.5, rng.standard_normal((4, 3))
+    xt, vt = torch.tensor(x), torch.tensor(v)
+    _, dot = torch.func.jvp(lambda a: torch_f(a, 4), (xt,), (vt,))
+    _, hv = torch.autograd.functional.hvp(lambda a: torch_f(a, 4), xt, vt)
+    out, mine = m.f_jvp(x, v)
+    assert mine == pytest.approx(dot.item(), rel=1e-10)
+    (got,) = m.f_hvp(x, v)
+    np.testing.assert_allclose(got, hv.numpy(), rtol=1e-10, atol=1e-12)

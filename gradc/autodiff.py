@@ -302,7 +302,7 @@ def reverse_loop(
     stack_of = {j: k for k, j in enumerate(j for j in range(len(entries)) if j not in read_back)}
 
     # the forward loop, saving those values
-    trip = spec.range.trip
+    trip = spec.range.rows
     fwd = back.graph  # the body's nodes keep their ids there; its loops save per step
     f_inputs = [fwd.nodes[x.id] for x in body.inputs]
     f_index = f_inputs[0]
@@ -457,7 +457,7 @@ def reverse_loop(
     # wants them (`grad_steps[:, t] = g` for `x_Wx[:, t]`), so that no copy is needed
     layouts = [_steps_axis(g, after.values()) for g in per_step]
     for j, g in enumerate(per_step):
-        shape = (*g.shape[: layouts[j]], spec.range.trip, *g.shape[layouts[j] :])
+        shape = (*g.shape[: layouts[j]], spec.range.rows, *g.shape[layouts[j] :])
         name = f"{g.attr('label')}_steps" if g.op is Op.NAME else "grad_steps"  # grad_a_steps
         g_in = body_input(bb, name, shape, g.dtype, f"s{j}")
         b_inputs.append(g_in)
@@ -519,7 +519,11 @@ def _after_the_loop(part: Node, stack_reads: dict, shifted: dict, index: Node, l
     axis, init) for `h.T @ g` with h the value before the step read back from
     `array` (`hs[:, t - 1]`, or `init` at the first step), ("sum", g, axis) for
     `g.sum(axis)`, ("slot", g, axis) for g put at the loop variable of an axis
-    the loop covers once (`grad_x_Wx[:, t] = g`); None to add it up in the loop."""
+    the loop covers once (`grad_x_Wx[:, t] = g`); None to add it up in the loop,
+    as also where the number of steps changes from run to run (`range(i + 1, N)`),
+    whose saved steps fill only some of their rows."""
+    if loop_range.most is not None:
+        return None
     if part.op is Op.INDEX_GRAD and part.args[2:] == (index,):
         like, entries = part.args[1], part.attr("index")
         full = ("slice", None, None, None)
@@ -631,7 +635,7 @@ def _written_at_step(value: Node, body: Function, carried_in, loop_range, index:
     at the loop variable on `axis` (`hs[:, t] = h`), the whole region, and
     writes nothing else there, over a range that covers that axis once: then
     after the loop, `hs[:, t]` is step t's value."""
-    if loop_range.start != 0 or loop_range.step != 1:
+    if loop_range.start != 0 or loop_range.step != 1 or loop_range.most is not None:
         return None
     value = _unnamed(value)
     for i, x in enumerate(carried_in):

@@ -33,12 +33,21 @@ from gradc.ops import Op, dim_value, is_whole_number
 @dataclass(frozen=True)
 class Range:
     """`range(start, stop, step)` of loop variable `var`: start and stop are
-    integers or dims (`T`, `T - 1`), step a nonzero integer."""
+    integers or dims (`T`, `T - 1`), or arithmetic of an enclosing loop's
+    variable (`i + 1`, a `dims.Runtime` atom); step a nonzero integer. `most`:
+    where the number of steps changes with an enclosing loop's variable, the
+    most steps any run of the loop takes (a dim), the rows of its saved steps."""
 
     var: str
     start: object
     stop: object
     step: int = 1
+    most: object = None
+
+    @property
+    def rows(self):
+        """The rows an array of one value per step needs."""
+        return self.trip if self.most is None else self.most
 
     @property
     def trip(self):
@@ -80,7 +89,7 @@ class Loop:
 
     def rows(self, first: int | None):
         """A stack's first dim: a row per step, and one more for an initial value."""
-        return self.range.trip if first is None else dims.add(self.range.trip, 1)
+        return self.range.rows if first is None else dims.add(self.range.rows, 1)
 
     def stack_shape(self, j: int) -> tuple:
         """The shape of stack j: a step's value's, with the steps' axis put in."""
@@ -241,10 +250,17 @@ def _name(node: Node) -> str | None:
 def size_node(graph: Graph, d) -> Node:
     """The value of size `d` (a dim of a range or of a stack's shape) in `graph`:
     a loop body reads a dim from the size it captured under the dim's name, else
-    from the shape of an input that has it."""
+    from the shape of an input that has it. An enclosing loop's variable
+    (`i` of `range(i + 1, N)`) is the body's input of that name: the variable
+    itself in that loop's body, the value a loop inside it captured."""
     sizes = {x.attr("name"): x for x in graph.inputs if dict(x.attrs).get("whole")}
 
     def atom(name):
+        if isinstance(name, dims.Runtime):
+            found = [
+                x for x in graph.inputs if str(x.attr("name")) == str(name) and x.dtype == "int"
+            ]
+            return found[0]
         return sizes[name] if name in sizes else dim_value(graph, name)
 
     return dim_value(graph, d, atom)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import string
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gradc import dims as D
 from gradc import syntax as S
@@ -169,6 +169,9 @@ class _Lowering:
         self._dim_nodes: dict = {}  # dim -> its value node (`N = len(x)`)
         self._loops = 0  # loops lowered so far: each loop's placeholders are its own
         self._loop_variables: set[int] = set()  # the ids of loop variables' placeholders
+        # per loop (numbered as _loops counts them): its range and its variable's placeholder
+        self._ranges: dict[int, Range] = {}
+        self._indices: dict[int, Node] = {}
         self._in_loop = 0  # how many loop bodies are being lowered around this statement
         # (name, value id) -> the NAME that binds it: a name bound to the same value
         # again (a def inlined twice with the same arguments) is that NAME, not a new
@@ -384,6 +387,7 @@ class _Lowering:
             raise CompileError(
                 "range() step must be an integer known at compile time", stmt.args[2].pos
             )
+        loop_range = self._range(stmt, start, stop, step)
         assigned = S.assigned_names(stmt.body)
         carried = []
         for name in assigned:
@@ -416,6 +420,7 @@ class _Lowering:
             loop=self._loops,
         )
         self._loop_variables.add(index.id)
+        self._ranges[self._loops], self._indices[self._loops] = loop_range, index
         inits, placeholders = [], []
         for name in carried:
             init = scope[name]
@@ -473,12 +478,85 @@ class _Lowering:
             placeholders,
             inits,
             results,
-            Range(stmt.var.id, start, stop, step),
+            loop_range,
             stmt.pos,
-            sizes=[self._dim_node(a, stmt.pos) for a in dict.fromkeys(atoms)],
+            sizes=[
+                self._indices[a.loop] if isinstance(a, D.Runtime) else self._dim_node(a, stmt.pos)
+                for a in dict.fromkeys(atoms)
+            ],
         )
         for name, out in zip(carried, outs):
             scope[name] = out
+
+    def _range(self, stmt: S.For, start, stop, step: int) -> Range:
+        """The loop's Range. Where its bounds read enclosing loops' variables
+        (`range(i + 1, N)`), also the most steps one run of it takes: its
+        number of steps at the first or the last value of each such variable
+        (the bounds are linear in them), whichever is larger, read while the
+        enclosing loop runs at least once (its body holds this loop)."""
+        loop_range = Range(stmt.var.id, start, stop, step)
+        read = [a for b in (start, stop) for a in D.atoms(b) if isinstance(a, D.Runtime)]
+        if not read:
+            return loop_range
+        if stmt.var.id in map(str, read):
+            raise CompileError(
+                f"the loop variable '{stmt.var.id}' hides the enclosing loop's variable its "
+                "range reads",
+                stmt.var.pos,
+                "give the inner loop's variable another name",
+            )
+        for bound in (start, stop):
+            if any(
+                isinstance(a, D.Runtime) and len(m) > 1 for m in D.poly(bound) for a in m
+            ) or any(isinstance(a, D.Floor) and D.varies(a) for a in D.atoms(bound)):
+                raise CompileError(
+                    "a range bound may read an enclosing loop's variable only as "
+                    "a sum of it times an integer and sizes (i + 1, N - 2 * i)",
+                    stmt.func.pos,
+                )  # fmt: skip
+        most = self._most(loop_range.trip)
+        if isinstance(most, tuple) and abs(step) != 1:
+            # (N + 1) // 2 against 1: the span, a step's count or more, has no floor
+            span = D.sub(stop, start) if step > 0 else D.sub(start, stop)
+            if not isinstance(self._most(span), tuple):
+                most = self._most(span)
+        if isinstance(most, tuple):
+            atom, at_first, at_last = most
+            raise CompileError(
+                f"cannot tell from the sizes at which value of '{atom}' this loop takes "
+                f"the most steps: {at_first} at the first, {at_last} at the last",
+                stmt.func.pos,
+                "bound the range with sizes that order its ends",
+            )
+        if most is None:
+            raise CompileError(
+                "this loop may take a negative number of steps at most", stmt.func.pos
+            )
+        return replace(loop_range, most=most)
+
+    def _most(self, count):
+        """The largest value of `count` (linear in enclosing loops' variables)
+        over their ranges, or more, with each enclosing loop running at least once; else
+        (the variable, the count at its first value, at its last) where the
+        sizes do not tell which is larger, or None where it may be negative."""
+        runs = []
+        while D.varies(count):  # the innermost loop's variable first: its range may read others
+            atom = max(
+                (a for a in D.atoms(count) if isinstance(a, D.Runtime)), key=lambda a: a.loop
+            )
+            outer = self._ranges[atom.loop]
+            # the variable runs from start towards stop: its values lie between start
+            # and stop - 1 (stop + 1 for a negative step), the last one if the step is 1;
+            # the loop runs at least once, so that span is 1 or more
+            forward = outer.step > 0
+            span = D.sub(outer.stop, outer.start) if forward else D.sub(outer.start, outer.stop)
+            runs.append(span)
+            end = D.add(outer.stop, -1 if forward else 1)
+            at_first, at_last = (D.substitute(count, {atom: v}) for v in (outer.start, end))
+            count = _larger(at_first, at_last, span)
+            if count is None:
+                return atom, at_first, at_last
+        return count if any(_at_least(count, 0, r) for r in runs) else None
 
     def _loop_bound(self, value, pos):
         """A range() argument: an integer, a dim or their arithmetic."""
@@ -487,17 +565,10 @@ class _Lowering:
         k = constant_value(value) if isinstance(value, Node) else None
         if isinstance(k, int) and not isinstance(k, bool):
             return k
-        if isinstance(value, Node):
-            read = [n for n in reachable(value) if n.id in self._loop_variables]
-            if read:
-                var = read[0].attr("name")
-                raise CompileError(
-                    f"a range bound that reads the enclosing loop's variable '{var}' "
-                    "is not supported yet",
-                    pos,
-                    f"loop over the whole range and mask the other steps: "
-                    f"for j in range(N) with where(j > {var}, a, b)",
-                )
+        if isinstance(value, Node) and any(
+            n.id in self._loop_variables for n in reachable(value)
+        ):  # `i + 1` of an enclosing loop's variable i
+            return self._runtime_bound(value, pos, "a range bound")
         raise CompileError(
             "range() takes integers and dims known at compile time",
             pos,
@@ -841,7 +912,7 @@ class _Lowering:
             _check_empty_ellipsis(entries, *empty_ellipsis)
         return tuple(entries), rest
 
-    def _runtime_bound(self, node: Node, pos: Pos) -> D.DimValue:
+    def _runtime_bound(self, node: Node, pos: Pos, what: str = "a slice bound") -> D.DimValue:
         """A slice bound known only at run time, as dim arithmetic over loop
         variables (`D.Runtime` atoms): `t + H` of a loop variable t, so that the
         length of `x[t:t + H]` is H."""
@@ -876,12 +947,12 @@ class _Lowering:
                 )  # fmt: skip
             else:
                 raise CompileError(
-                    "a slice bound must be an integer, a dim, a loop variable or their "
-                    "arithmetic",
+                    f"{what} must be an integer, a dim, a loop variable or their arithmetic",
                     pos,
-                    "a value computed from the data cannot bound a slice: its length "
-                    "would be known only at run time",
-                )
+                    f"a value computed from the data cannot be {what}: "
+                    + ("its length would be known only at run time" if "slice" in what
+                       else "the number of steps comes from the shapes, never from data"),
+                )  # fmt: skip
             stack.pop()
         return values[node.id]
 
@@ -1768,3 +1839,20 @@ COMPOSITES: dict[str, Composite] = {
     # bound by _Lowering._shaped: k slices, x[:, :H], x[:, H:2 * H], ...
     "split": Composite(("x", "sections"), {"axis": 0}, None),
 }
+
+
+def _at_least(a, b, runs) -> bool:
+    """Whether size `a` >= `b` for sure; `runs`: the step count of a loop known
+    to run at least once (so `runs - 1 >= 0`), or None."""
+    if D.known_positive(D.add(D.sub(a, b), 1)):
+        return True
+    return runs is not None and D.known_positive(D.add(D.sub(D.sub(a, b), D.sub(runs, 1)), 1))
+
+
+def _larger(a, b, runs):
+    """The larger of sizes `a` and `b`, if the sizes tell (see _at_least)."""
+    if _at_least(a, b, runs):
+        return a
+    if _at_least(b, a, runs):
+        return b
+    return None

@@ -189,6 +189,16 @@ NESTED = {  # name: (the def's body, the same in torch over x)
         "            h = sin(h * x[j, 0] + x[:, 1])\n    return sum(h)\n",
         lambda x, n: _nested(x, n, lambda i: range(n - 1, -1, -1)),
     ),
+    "inner_loop_from_the_enclosing_variable": (
+        "    h = x[:, 0]\n    for i in range(N):\n        for j in range(i + 1, N):\n"
+        "            h = sin(h * x[j, 0] + x[:, 1])\n    return sum(h)\n",
+        lambda x, n: _nested(x, n, lambda i: range(i + 1, n)),
+    ),
+    "inner_loop_down_to_zero_from_the_enclosing_variable": (
+        "    h = x[:, 0]\n    for i in range(N):\n        for j in range(i, -1, -1):\n"
+        "            h = sin(h * x[j, 0] + x[:, 1])\n    return sum(h)\n",
+        lambda x, n: _nested(x, n, lambda i: range(i, -1, -1)),
+    ),
 }
 
 

@@ -12,7 +12,8 @@ gradc's own temporaries, `t0`, `h_saved`, `grad_h`), values that do not depend o
 step, calls of defs (one of them with a loop of its own), a carried array that starts
 as an alias of an input (`ys = x`), nested loops (depth 2) and two loops in a row.
 Ranges are `range(T)` with `T` a dim, `range(k)`, `range(a, b)` and `range(a, b, s)`,
-some starting at a dim (`range(T - 1, -1, -1)`, `range(T - 2, T)`)
+some starting at a dim (`range(T - 1, -1, -1)`, `range(T - 2, T)`) or at the enclosing
+loop's variable (`range(i + 1, T)`, `range(i, -1, -1)`)
 (negative steps too), with 2..4 steps at run time (an empty range now and then).
 
 The oracle is the same program with every loop unrolled by hand in the source: each
@@ -51,6 +52,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,10 +94,13 @@ FILENAME = "loop_fuzz.grad"
 class Loop:
     var: str
     range_text: str
-    values: tuple  # the loop variable's values, at the program's sizes
+    values: tuple  # the loop variable's values, at the program's sizes (of every run)
     body: list = field(default_factory=list)  # of str (a statement) and Loop
     reads: set = field(default_factory=set)  # carried arrays its body has read so far
     swapped: bool = False  # its body has a swap so far
+    # where the range reads an enclosing loop's variable (`range(i + 1, T)`): the
+    # values of one run, given the enclosing loops' values
+    run: Callable | None = None
 
 
 def render(items: list, indent: int = 1) -> list[str]:
@@ -122,7 +127,7 @@ def unroll(items: list, values: dict | None = None, indent: int = 1) -> list[str
     lines = []
     for item in items:
         if isinstance(item, Loop):
-            for value in item.values:
+            for value in item.run(values) if item.run else item.values:
                 lines.extend(unroll(item.body, {**values, item.var: value}, indent))
         else:
             lines.append("    " * indent + substitute(item, values))
@@ -482,8 +487,24 @@ class Builder:
     def range_(self) -> tuple[str, tuple]:
         size = self.sizes["T"]
         form = self.draw(st.integers(0, 6))
-        if chance(self.draw, 20):  # a range from a dim, by its own draw: the others stay as common
-            form = self.draw(st.integers(7, 8))
+        if chance(self.draw, 25):  # a range from a dim, by its own draw: the others stay as common
+            form = self.draw(st.integers(7, 9 if self.loops else 8))
+        if form == 9:  # from the enclosing loop's variable
+            outer = self.loops[-1]
+            a = self.draw(st.integers(0, 1))
+            if chance(self.draw, 50):
+                text, run = f"range({outer.var} + {a}, T)", lambda env: range(
+                    env[outer.var] + a, size
+                )
+            else:
+                text, run = f"range({outer.var} - {a}, -1, -1)", lambda env: range(
+                    env[outer.var] - a, -1, -1
+                )
+            self.features.add("range of the enclosing variable")
+            values = sorted({v for o in outer.values for v in run({outer.var: o})})
+            if not values:
+                self.features.add("empty range")
+            return text, tuple(values), run
         if self.loops and form in (0, 2, 4, 6, 7, 8):
             self.features.add("inner range over a dim")
         if form == 0:
@@ -516,13 +537,13 @@ class Builder:
         self.features.add(f"range form {form}")
         if not values:
             self.features.add("empty range")
-        return text, tuple(values)
+        return text, tuple(values), None
 
     def loop(self, body: list) -> None:
         used = {lp.var for lp in self.loops}
         var = self.draw(st.sampled_from([v for v in LOOP_VARS if v not in used]))
-        text, values = self.range_()
-        loop = Loop(var, text, values)
+        text, values, run = self.range_()
+        loop = Loop(var, text, values, run=run)
         outer = dict(self.scope)
         self.loops.append(loop)
         self.features.add(f"loop depth {len(self.loops)}")
@@ -717,7 +738,7 @@ def check_loop_program(program: LoopProgram, tally: Tally) -> None:
 
 
 EVERYTHING = {
-    *(f"range form {k}" for k in range(9)),
+    *(f"range form {k}" for k in range(9)), "range of the enclosing variable",
     "negative step", "empty range", *(f"loop depth {d}" for d in range(1, MAX_DEPTH + 1)),
     "two loops",
     "carried state", "carried scalar", "carried parameter", "indexed write", "indexed +=",

@@ -32,11 +32,12 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from gradc import dims as D
+from gradc import syntax as S
 from gradc.api import load_source
 from gradc.compiler import build_families
 from gradc.ops import format_shape
@@ -89,6 +90,8 @@ def check_source(
     compiled = build_families(module)
     if generated is None:
         generated = load_source(compiled.source(), "gradc_check")
+    wide = _in_float64(module)
+    reference = generated if wide is None else load_source(build_families(wide).source(), "f64")
     results = []
     for d in module.defs:
         if function is None or d.name == function:
@@ -99,7 +102,9 @@ def check_source(
                 # sizes 3, 4, 5, ... first; where a reshape needs them to divide (E // NH
                 # in the body), no point works: then even sizes, then multiples of 6
                 for scale in (1, 2, 6):
-                    result = _check_def(fn, d, generated, dict(dims or {}), at or {}, seed, scale)
+                    result = _check_def(
+                        fn, d, generated, reference, dict(dims or {}), at or {}, seed, scale
+                    )
                     if not result.note.startswith(_NOT_FINITE) or at:
                         break
                 results.append(result)
@@ -130,7 +135,29 @@ def _file_dims(module) -> list[str]:
 _NOT_FINITE = "f is not finite at any point tried"
 
 
-def _check_def(fn, d, generated, dims, at, seed, scale=1) -> DefResult:
+def _in_float64(module: S.Module) -> S.Module | None:
+    """`module` with its float32 annotations read as float64, or None where it
+    has none. f_hvp's products are checked against central differences of
+    f_grad's gradients, and a float32 program's f_grad rounds what it saves
+    to float32 whatever its inputs: that noise, over 2h, is 1e-3 of the
+    products. The same gradient code in float64 gives differences that can
+    judge them to 1e-6 (the products themselves are still the float32 module's)."""
+
+    def wide(t: S.Type | None) -> S.Type | None:
+        return replace(t, dtype="f64") if t is not None and t.dtype == "f32" else t
+
+    defs = [
+        replace(
+            d,
+            params=tuple(replace(p, type=wide(p.type)) for p in d.params),
+            returns=wide(d.returns),
+        )
+        for d in module.defs
+    ]
+    return None if defs == module.defs else replace(module, defs=defs)
+
+
+def _check_def(fn, d, generated, reference, dims, at, seed, scale=1) -> DefResult:
     # the lowered inputs' shapes: the file's constants are in them (`[N, NH * d]`)
     params = [
         (x.attr("name"), _shape(x.attr("name"), x.shape, dims, scale), x.dtype) for x in fn.inputs
@@ -200,14 +227,19 @@ def _check_def(fn, d, generated, dims, at, seed, scale=1) -> DefResult:
         error = max(error, flat_error)
         ok = error <= TOLERANCE and np.shape(grad) == np.shape(args[k])
         result.inputs.append(InputResult(params[k][0], _shown(params[k]), error, worst, ok))
-    result.inputs += _second_order_rows(generated, d.name, fn, f, args, wrt, params, seed)
+    result.inputs += _second_order_rows(
+        generated, reference, d.name, fn, f, args, wrt, params, seed
+    )
     return result
 
 
-def _second_order_rows(generated, name, fn, f, args, wrt, params, seed) -> list[InputResult]:
+def _second_order_rows(
+    generated, reference, name, fn, f, args, wrt, params, seed
+) -> list[InputResult]:
     """f_jvp and f_hvp, where the module has them, against central differences
     along random directions v: of f for f_jvp's tangent, (f(x + hv) - f(x - hv)) / 2h,
-    and of f_grad's gradients for f_hvp's products. One row each: `f_jvp`, and
+    and of f_grad's gradients for f_hvp's products (`reference`'s f_grad: the
+    module in float64, see _in_float64). One row each: `f_jvp`, and
     `f_hvp: <input>` per differentiated input."""
     jvp = getattr(generated, f"{name}_jvp", None)
     hvp = getattr(generated, f"{name}_hvp", None)
@@ -229,7 +261,7 @@ def _second_order_rows(generated, name, fn, f, args, wrt, params, seed) -> list[
         numeric = _along(lambda a: np.asarray(f(*a), dtype=np.float64), args, wrt, vectors)
         rows.append(_row("f_jvp", _shape_text(numeric), dot, numeric))
     if hvp is not None:
-        flat = getattr(generated, f"{name}_grad")
+        flat = getattr(reference, f"{name}_grad")
         products = _or_none(lambda: hvp(*args, *vectors))
         numeric = _along(lambda a: flat(*a)[1], args, wrt, vectors)
         for i, k in enumerate(wrt):

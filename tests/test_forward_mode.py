@@ -173,9 +173,38 @@ def test_gradc_check_catches_a_wrong_hessian_vector_product():
     args = [1.0, 2.0, -1.0, 0.5, 0.3]
     params = [(x.attr("name"), (), "f64") for x in fn.inputs]
     rows = check._second_order_rows(
-        generated, "neuron", fn, generated.neuron, args, range(5), params, 0
+        generated, generated, "neuron", fn, generated.neuron, args, range(5), params, 0
     )
     assert rows and not any(row.ok for row in rows)
+
+
+FLOAT32_LOOP = (
+    "@hvp\ndef f(x: f32[N, T], w: f32[T]):\n    s = 0.0\n    for i in range(T):\n"
+    "        acc = zeros((N,))\n        for j in range(0, i + 1):\n"
+    "            acc = acc * w[j] + x[:, j]\n        s = s + sum(acc ** 2)\n    return s\n"
+)
+
+
+def test_gradc_check_judges_a_float32_hessian_vector_product_in_float64():
+    """A float32 program's f_grad saves its steps in float32 whatever its inputs,
+    and central differences of it were 1e-3 off a right f_hvp: the check failed.
+    They are taken of the module compiled in float64 (check._in_float64)."""
+    from gradc.check import check_source
+
+    (result,) = check_source(FLOAT32_LOOP, "f.grad", dims={"N": 2, "T": 4})
+    rows = {row.name: row for row in result.inputs}
+    assert result.ok and rows["f_hvp: x"].error < 1e-6 and rows["f_hvp: w"].error < 1e-6
+
+
+def test_gradc_check_still_catches_a_wrong_float32_hessian_vector_product():
+    from gradc.check import check_source
+
+    generated = load_source(compile_source(FLOAT32_LOOP, "f.grad"), "f32")
+    right = generated.f_hvp
+    generated.f_hvp = lambda *a: tuple(h * np.float32(1.001) for h in right(*a))
+    (result,) = check_source(FLOAT32_LOOP, "f.grad", dims={"N": 2, "T": 4}, generated=generated)
+    rows = {row.name: row for row in result.inputs}
+    assert not rows["f_hvp: x"].ok and not rows["f_hvp: w"].ok
 
 
 NESTED = {  # name: (the def's body, the same in torch over x)

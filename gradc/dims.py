@@ -136,15 +136,27 @@ def mul(a: DimValue, b: DimValue) -> DimValue:
 
 
 def floordiv(a: DimValue, b: DimValue) -> DimValue:
-    """`a // b`; exact when b is an int dividing every coefficient of a."""
+    """`a // b`; exact when b is an int dividing every coefficient of a, and
+    with the whole multiples of an int b taken out of the floor:
+
+    >>> floordiv(sub("S", 2), 2), floordiv(add(mul(3, "D"), 4), 2), floordiv(add("D", 1), 2)
+    ('S // 2 - 1', 'D + D // 2 + 2', '(D + 1) // 2')
+    """
     if isinstance(a, int) and isinstance(b, int):
         return a // b
     if b == 1:
         return a
     if a == b:
         return 1
-    if isinstance(b, int) and b > 0 and all(c % b == 0 for c in poly(a).values()):
-        return _make({m: c // b for m, c in poly(a).items()})
+    if isinstance(b, int) and b > 0:
+        # each term's multiple of b comes out whole: (S - 2) // 2 is S // 2 - 1, so that
+        # it meets S // 2 - 1 written another way (a pool's output size) as the same size
+        whole = {m: c // b for m, c in poly(a).items()}
+        rest = {m: c % b for m, c in poly(a).items() if c % b}
+        if not rest:
+            return _make(whole)
+        if whole and any(whole.values()):
+            return add(_make(whole), floordiv(_make(rest), b))
     pa, pb = poly(a), poly(b)
     if (
         len(pb) == 1

@@ -872,6 +872,12 @@ PROGRAMS = [
         "        h = tanh(h + x[j] * x[i])",
         "h",
     ),
+    # a size that comes out of a pool, (G - 2) // 2 + 1, is G // 2 written another way
+    program(
+        "pooled_size_meets_the_same_size_written_another_way",
+        "x: [N, H, G, G], w: [H * (G // 2) * (G // 2)]",
+        "reshape(max_pool2d(x, 2), (N, -1)) * w",
+    ),
     # -- tuples
     program("swap", "x: [N, D]", "a = x * 2", "b = sin(x)", "a, b = b, a", "a - 2 * b"),
     program(

@@ -266,6 +266,7 @@ def test_differentiating_leaves_the_lowered_graph_as_it_was(source):
 @pytest.mark.parametrize(
     "module",
     [
+        "gradc.dims",
         "gradc.passes.simplify",
         "gradc.passes.specialize_seed",
         "gradc.passes.update_in_place",

@@ -556,7 +556,15 @@ class _Lowering:
             count = _larger(at_first, at_last, span)
             if count is None:
                 return atom, at_first, at_last
-        return count if any(_at_least(count, 0, r) for r in runs) else None
+        if any(_at_least(count, 0, r) for r in runs):
+            return count
+        # `T - 2` may be -1 (T = 1, where no run takes a step): rows for T - 1 then, the
+        # least it is at sizes of 1, taken away, so that an array of them can be made
+        p = D.poly(count)
+        terms = [(m, c) for m, c in p.items() if m]
+        if all(c > 0 and not isinstance(a, D.Floor | D.Runtime) for m, c in terms for a in m):
+            return D.sub(count, sum(p.values()))
+        return None
 
     def _loop_bound(self, value, pos):
         """A range() argument: an integer, a dim or their arithmetic."""

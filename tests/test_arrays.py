@@ -872,6 +872,17 @@ PROGRAMS = [
         "        h = tanh(h + x[j] * x[i])",
         "h",
     ),
+    program(
+        "loop_bound_of_the_enclosing_variable_of_a_range_of_one",
+        "x: [N, D]",
+        "h = x[0]",
+        "v = x[1] * 2",
+        "for t in range(1, 2):",
+        "    for i in range(t + 1, N):",
+        "        h, v = v, tanh(h * x[i])",
+        "    h = h + tanh(x[t])",
+        "h * v",
+    ),
     # a size that comes out of a pool, (G - 2) // 2 + 1, is G // 2 written another way
     program(
         "pooled_size_meets_the_same_size_written_another_way",

@@ -507,8 +507,9 @@ class _Lowering:
             )
         for bound in (start, stop):
             if any(
-                isinstance(a, D.Runtime) and len(m) > 1 for m in D.poly(bound) for a in m
-            ) or any(isinstance(a, D.Floor) and D.varies(a) for a in D.atoms(bound)):
+                (isinstance(a, D.Runtime) and len(m) > 1) or (isinstance(a, D.Floor) and D.varies(a))
+                for m in D.poly(bound) for a in m
+            ):  # fmt: skip
                 raise CompileError(
                     "a range bound may read an enclosing loop's variable only as "
                     "a sum of it times an integer and sizes (i + 1, N - 2 * i)",

@@ -335,6 +335,11 @@ def test_the_module_does_not_grow_with_the_trip_count():
         ),
         (
             "def f(x: [N, N]):\n    s = 0.0\n    for i in range(N):\n"
+            "        for j in range(i // 2, N):\n            s = s + x[i, j]\n    return s\n",
+            "a sum of it times an integer",
+        ),
+        (
+            "def f(x: [N, N]):\n    s = 0.0\n    for i in range(N):\n"
             "        for i in range(i, N):\n            s = s + x[i, i]\n    return s\n",
             "hides the enclosing loop's variable",
         ),

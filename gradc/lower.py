@@ -1178,13 +1178,23 @@ class _Lowering:
         if name == "tile":
             value = known("reps")
             reps = value if isinstance(value, tuple) else (value,)
+            sizes = []  # the reps' values, where one is a dim: tile(b, (N, 1))
             if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in reps):
-                raise CompileError("tile(): reps must be positive integers", where_of("reps"))
+                if any(
+                    isinstance(r, bool) or (isinstance(r, int) and r < 1) or D.varies(r)
+                    for r in reps
+                ):
+                    raise CompileError(
+                        "tile(): reps must be positive integers or dims", where_of("reps")
+                    )
+                reps, sizes = self._shape(arg("reps"), e)
             if len(reps) > rank:  # NumPy's: x gets leading axes of size 1 first
                 new = len(reps) - rank
                 x = g.op(Op.EXPAND, x, pos=e.pos, axis=tuple(range(new)))
                 rank += new
-            return g.op(op, x, pos=e.pos, reps=(1,) * (rank - len(reps)) + tuple(reps))
+            ones = (1,) * (rank - len(reps))
+            sizes = [g.constant(1) for _ in ones if sizes] + sizes
+            return g.op(op, x, *sizes, pos=e.pos, reps=ones + tuple(reps))
         if name == "pad":
             value = known("widths")
             widths = _pad_widths(value, rank, where_of("widths"))

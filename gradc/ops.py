@@ -1789,6 +1789,9 @@ def _spell_repeat(args, attrs, node):
 
 def _spell_tile(args, attrs, node):
     reps = attrs["reps"]
+    if len(args) > 1:  # a dim among them: their values (`np.tile(b, (N, 1))`)
+        reps = "(" + ", ".join(args[1:]) + ("," if len(args) == 2 else "") + ")"
+        return f"np.tile({args[0]}, {reps})"
     return f"np.tile({args[0]}, {reps[0] if len(reps) == 1 else reps})"
 
 
@@ -2291,7 +2294,8 @@ _ROWS: dict[str, OpDef] = {
                       lambda g, x, axis, repeats: _repeat_grad(g, None, x, axis, repeats),
                       _repeat, builtin=True, params=("x", "repeats"),
                       attr_params={"axis": REQUIRED}, group=SHAPES),
-    "TILE": linear("tile", 1, _spell_tile, lambda g, x, reps: _tile_grad(g, None, x, reps),
+    "TILE": linear("tile", None, _spell_tile,
+                    lambda g, x, *sizes, reps: _tile_grad(g, None, x, reps) + (None,) * len(sizes),
                     _tile, builtin=True, params=("x", "reps"), group=SHAPES),
     "FLIP": linear("flip", 1, _spell_flip, lambda g, x, axis: (_apply(Op.FLIP, g, axis=axis),),
                     _flip, view=True, builtin=True, params=("x",),

@@ -257,7 +257,8 @@ def _axis_argument(attrs) -> str:
 
 
 def _spell_tile(args, attrs, node):
-    return f"xp.tile({args[0]}, {_tuple([str(r) for r in attrs['reps']])})"
+    reps = args[1:] if len(args) > 1 else [str(r) for r in attrs["reps"]]
+    return f"xp.tile({args[0]}, {_tuple(reps)})"
 
 
 def _key(index, rest, x: Node) -> str:

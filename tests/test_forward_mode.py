@@ -255,3 +255,29 @@ def test_nested_loops_against_torch(name):
     assert mine == pytest.approx(dot.item(), rel=1e-10)
     (got,) = m.f_hvp(x, v)
     np.testing.assert_allclose(got, hv.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_a_loop_reads_a_tangent_updated_in_place_before_it():
+    """The tangent of tanh(sigmoid(t1)) is built in t1's tangent, dying there
+    (`dot_t1 *= t0`...); the loop body read it under the name it had before
+    that update, which no line defined (found by tests/test_loop_fuzz.py)."""
+    m = load(
+        "@jvp\ndef f(xa: [N, T], b: [N], c):\n    ys = zeros((N, T))\n    for i in range(0, T):\n"
+        "        t1 = b * c\n        ys[:, T - 1] = tanh(sigmoid(t1)) + xa[:, i]\n"
+        "    return sum(ys * ys)\n"
+    )
+    rng = np.random.default_rng(5)
+    xa, b, c = rng.standard_normal((3, 2)), rng.standard_normal(3), 0.7
+    dxa, db, dc = rng.standard_normal((3, 2)), rng.standard_normal(3), -0.4
+
+    def f(xa, b, c):
+        ys = torch.zeros(3, 2, dtype=torch.float64)
+        for i in range(2):
+            ys[:, 1] = torch.tanh(torch.sigmoid(b * c)) + xa[:, i]
+        return (ys * ys).sum()
+
+    primals = tuple(torch.tensor(v, dtype=torch.float64) for v in (xa, b, c))
+    tangents = tuple(torch.tensor(v, dtype=torch.float64) for v in (dxa, db, dc))
+    _, want = torch.func.jvp(f, primals, tangents)
+    _, got = m.f_jvp(xa, b, c, dxa, db, dc)
+    assert got == pytest.approx(want.item(), rel=1e-12)

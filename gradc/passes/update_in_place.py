@@ -117,10 +117,25 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
     for node_id, held in list(sched.var.items()):
         if held == old:  # the result, and any NAME sharing its line
             sched.var[node_id] = var
+    _renamed_in_loops(sched, old, var)
     last_read[var] = last_read.get(old, i)
     if old not in owned:  # `grad_z_3 = t3` shared t3's array: now var's, shared alike
         owned.discard(var)
     return [Line(var, operand, OPS[op].name, target=node) for op, operand in chain[1:]]
+
+
+def _renamed_in_loops(sched: Schedule, old: str, var: str) -> None:
+    """A loop's body reads an outside value under the outside variable's name,
+    bound when the loop was scheduled: where that value is now `var`'s, the
+    bodies (and the loops inside them) read it there."""
+    for line in sched.lines:
+        if line.loop is None:
+            continue
+        body = line.loop.body
+        for x in line.node.attr("loop").captured():
+            if body.var.get(x.id) == old:
+                body.var[x.id] = var
+        _renamed_in_loops(body, old, var)
 
 
 def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:

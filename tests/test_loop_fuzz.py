@@ -84,6 +84,7 @@ MAX_DEPTH = 2  # loops nest this deep (a call of `walk`, which has a loop, count
 RTOL = 1e-10  # loop module against the unrolled one: the same float64 ops, reordered
 CI_PROGRAMS = 400
 FD_EVERY = 4  # every fourth program is also checked by central differences
+SECOND_ORDER_EVERY = 2  # every second one's f_jvp and f_hvp against the unrolled module's
 FILENAME = "loop_fuzz.grad"
 
 # --------------------------------------------------------------------------------------
@@ -686,15 +687,20 @@ def assert_agrees(got, want, what: str) -> None:
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=RTOL * scale, err_msg=what)
 
 
-def check_against_unrolled(source: str, unrolled: str, args: list, params: list) -> dict:
+def check_against_unrolled(
+    source: str, unrolled: str, args: list, params: list, second_order: bool = False
+) -> dict:
     """Compiles both, runs every entry point of the loop module and compares them
-    with the unrolled module's `f_grad`; returns the loop module's `f` and gradients."""
+    with the unrolled module's `f_grad` (and, with `second_order`, f_jvp and f_hvp
+    with the unrolled module's: forward mode through the loops and over their
+    reverse loops); returns the loop module's `f` and gradients."""
+    flags = {"jvp": second_order, "hvp": second_order}
     try:
-        text = compile_source(source, filename=FILENAME)
+        text = compile_source(source, filename=FILENAME, **flags)
     except CompileError as exc:
         raise AssertionError(f"gradc rejected the loop program: {exc.message}") from None
     try:
-        unrolled_text = compile_source(unrolled, filename=FILENAME)
+        unrolled_text = compile_source(unrolled, filename=FILENAME, **flags)
     except CompileError as exc:
         raise AssertionError(f"gradc rejected the unrolled program: {exc.message}") from None
     module, reference = load_source(text, "loop"), load_source(unrolled_text, "unrolled")
@@ -718,13 +724,26 @@ def check_against_unrolled(source: str, unrolled: str, args: list, params: list)
         assert_agrees(b, w, f"f_backward: gradient of {name}")
     for name, b, a in zip(names, backward, again, strict=True):
         np.testing.assert_array_equal(a, b, err_msg=f"f_backward again: gradient of {name}")
+    if second_order:
+        rng = np.random.default_rng(len(args))
+        vectors = [rng.uniform(-1, 1, np.shape(a)) for a in args]
+        vectors = [float(v) if np.shape(v) == () else v for v in vectors]
+        with strict_numpy():
+            got, want = module.f_jvp(*args, *vectors), reference.f_jvp(*args, *vectors)
+            products, wanted = module.f_hvp(*args, *vectors), reference.f_hvp(*args, *vectors)
+        assert_agrees(got[1], want[1], "f_jvp: tangent")
+        for name, h, w in zip(names, products, wanted, strict=True):
+            assert_agrees(h, w, f"f_hvp: product for {name}")
     return {"module": module, "grads": flat}
 
 
 def check_loop_program(program: LoopProgram, tally: Tally) -> None:
     rng = np.random.default_rng(program.seed)
     args = program.arguments(rng)
-    result = check_against_unrolled(program.source, program.unrolled, args, program.params)
+    second_order = tally.programs % SECOND_ORDER_EVERY == 0
+    result = check_against_unrolled(
+        program.source, program.unrolled, args, program.params, second_order
+    )
     if tally.programs % FD_EVERY == 0:
         f = result["module"].f
         for index, grad in enumerate(result["grads"]):

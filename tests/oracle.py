@@ -529,6 +529,31 @@ def torch_reference(
     return _to_numpy(output), grads
 
 
+def torch_hvp(source: str, function: str, args: list, wrt: list[int], vectors: list):
+    """The Hessian of `function`'s (first, scalar) output times `vectors` (one per
+    argument in `wrt`), by double backward: the gradient of <grad f, v>. An
+    argument the gradient does not depend on gets zeros."""
+    inputs = [_to_torch(arg) for arg in args]
+    with _float64_default():
+        output = _run(source, function, inputs)
+        if isinstance(output, tuple):
+            output = output[0]
+        chosen = [inputs[i] for i in wrt]
+        grads = torch.autograd.grad(output, chosen, create_graph=True, allow_unused=True)
+        total = sum(
+            (g * torch.as_tensor(np.asarray(v), dtype=g.dtype)).sum()
+            for g, v in zip(grads, vectors, strict=True)
+            if g is not None and g.requires_grad
+        )
+        if not isinstance(total, Tensor):  # no gradient depends on the inputs
+            return [np.zeros(np.shape(args[i])) for i in wrt]
+        products = torch.autograd.grad(total, chosen, allow_unused=True)
+    return [
+        np.zeros(np.shape(args[i])) if p is None else p.detach().numpy().reshape(np.shape(args[i]))
+        for i, p in zip(wrt, products, strict=True)
+    ]
+
+
 def torch_forward(source: str, function: str, args: list):
     """Only the output of `function` of `source` on `args` (as `torch_reference`)."""
     with _float64_default(), torch.no_grad():

@@ -24,6 +24,10 @@ def at one random point:
   backward one-sided differences differ by at least the disagreement) is skipped;
 - the same program with every float parameter declared `f32` gives float32 results
   close to the float64 ones (`check_float32`);
+- every third program is also compiled with `--jvp --hvp`: for a def with a float
+  scalar (first) output, `f_jvp`'s tangent along random directions v equals
+  <torch's gradient, v>, and `f_hvp` (a def of one output) equals torch's double
+  backward (`oracle.torch_hvp`), where that is finite (`check_second_order`);
 - all of it runs with NumPy's floating-point errors raised and warnings as errors
   (`checks.strict_numpy`): the programs keep their values in safe domains.
 
@@ -72,12 +76,13 @@ import fuzz_programs  # noqa: E402
 from checks import assert_close, strict_numpy  # noqa: E402
 from fuzz_programs import DefInfo, Program, ill_formed_sources, programs  # noqa: E402
 from op_cases import CASES, ELSEWHERE, names  # noqa: E402
-from oracle import BUILTINS, torch_forward, torch_reference  # noqa: E402
+from oracle import BUILTINS, torch_forward, torch_hvp, torch_reference  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-9  # against torch (see the module docstring)
 STEP = 1e-6  # central differences
 FD_RTOL = 1e-5  # relative error against central differences
 FD_SAMPLES = 6  # entries of each input checked by differences
+SECOND_ORDER_EVERY = 3  # every third program's f_jvp and f_hvp against torch too
 F32_TOL = 1e-3  # float32 results against float64, relative to the largest entry
 FILENAME = "fuzz.grad"
 
@@ -174,12 +179,18 @@ def check_program(program: Program, tally: Tally) -> None:
     assert compile_source(program.source, filename=FILENAME) == text, "not deterministic"
     assert black.format_str(text, mode=black.Mode()) == text, "black would reformat the module"
     module, module32 = load_source(text, "fuzz"), load_source(text32, "fuzz32")
+    second = None
+    if tally.programs % SECOND_ORDER_EVERY == 0:
+        text2 = compile_source(program.source, filename=FILENAME, jvp=True, hvp=True)
+        second = load_source(text2, "fuzz2")
     source = oracle_source(program.source)
     rng = np.random.default_rng(program.seed)
     for d in program.defs:
         args = program.arguments(d, rng)
         results = check_def(module, source, program, d, args, rng, tally)
         check_float32(module32, source, d, args, results)
+        if second is not None and "flat" in results:
+            check_second_order(second, source, d, args, rng)
     tally.programs += 1
     tally.features |= program.features
     names = re.findall(r"[A-Za-z_]\w*", program.source)
@@ -270,6 +281,32 @@ def check_def(module, source: str, program: Program, d: DefInfo, args, rng, tall
         check_central_differences(f, args, index, grad, seeds, rng, f"{where}", tally)
     tally.defs += 1
     return results
+
+
+def check_second_order(module, source: str, d: DefInfo, args: list, rng) -> None:
+    """f_jvp's tangent of a scalar (first) output against <torch's gradient, v>,
+    and f_hvp against torch's double backward, along random directions v."""
+    wrt = d.wrt_indices()
+    where = f"def {d.name}"
+    vectors = [rng.normal(size=np.shape(args[k])) for k in wrt]
+    vectors = [float(v) if np.shape(v) == () else v for v in vectors]
+    _, grads = torch_reference(source, d.name, args, wrt=wrt)
+    want = sum(float(np.sum(np.asarray(g) * v)) for g, v in zip(grads, vectors, strict=True))
+    hvp = getattr(module, f"{d.name}_hvp", None)  # a def of one float scalar output has one
+    with strict_numpy():
+        out, dot = getattr(module, f"{d.name}_jvp")(*args, *vectors)
+        products = hvp(*args, *vectors) if hvp is not None else None
+    if isinstance(out, tuple):
+        dot = dot[0]
+    assert_close(dot, want, f"{where}_jvp: tangent of output 0", RTOL, ATOL)
+    if hvp is None:
+        return
+    wanted = torch_hvp(source, d.name, args, wrt, vectors)
+    if not all(np.all(np.isfinite(w)) for w in wanted):
+        return  # std of a constant row: torch's second derivative there is nan, gradc's finite
+    assert isinstance(products, tuple) and len(products) == len(wrt), f"{where}_hvp: {products!r}"
+    for k, p, w in zip(wrt, products, wanted, strict=True):
+        assert_close(p, w, f"{where}_hvp: product for argument {k}", RTOL, ATOL)
 
 
 def check_float32(module32, source: str, d: DefInfo, args: list, results: dict) -> None:

@@ -519,8 +519,9 @@ class _Lowering:
         if isinstance(most, tuple) and abs(step) != 1:
             # (N + 1) // 2 against 1: the span, a step's count or more, has no floor
             span = D.sub(stop, start) if step > 0 else D.sub(start, stop)
-            if not isinstance(self._most(span), tuple):
-                most = self._most(span)
+            wide = self._most(span)
+            if not isinstance(wide, tuple):
+                most = wide
         if isinstance(most, tuple):
             atom, at_first, at_last = most
             raise CompileError(

@@ -662,6 +662,29 @@ def index_arguments(index) -> int:
     return sum(1 if e[0] in ("int", "array") else sum(b is not None for b in e[1:]) for e in index)
 
 
+def slice_inside(d, start, stop, step) -> bool:
+    """Whether d[start:stop:step] has a positive step and bounds inside the
+    axis at every size (a loop variable's bound taken as inside): a slice the
+    array API standard defines, where NumPy's clamps need not be written out
+    (targets.py reads any other through get_at)."""
+    if isinstance(step, int) and step < 0:
+        return False
+
+    def nonnegative(x) -> bool:  # at every size: each dim name is >= 1
+        return dims.known_positive(dims.add(x, 1))
+
+    def inside(b) -> bool:
+        if b is None or dims.varies(b):
+            return True
+        if isinstance(d, int) and isinstance(b, int):
+            return -d <= b <= d
+        if dims.known_negative(b):  # from the end: inside where d + b >= 0
+            return nonnegative(dims.add(d, b))
+        return nonnegative(b) and nonnegative(dims.sub(d, b))
+
+    return inside(start) and inside(stop)
+
+
 def slice_length(d, start, stop, step, pos):
     """The length of d[start:stop:step], with dims.
 

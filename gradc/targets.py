@@ -175,7 +175,23 @@ def _spell_index(args, attrs, node):
         if len(node.args[1].shape) == 1:  # E[ids], x[:, ids]
             return f"xp.take({args[0]}, {args[1]}, axis={axis})"
         return f"take_rows(xp, {args[0]}, {args[1]}{f', axis={axis}' if axis else ''})"
+    if not _slices_inside(index, node.args[0]):
+        return f"get_at(xp, {args[0]}, {_key(index, args[1:], node.args[0])})"
     return f"{args[0]}[{index_text(index, args[1:])}{_rest(index, node.args[0])}]"
+
+
+def _slices_inside(index, x: Node) -> bool:
+    """Whether every slice of `index` (into x) is one the standard defines: a
+    positive step, bounds inside the axis. Elsewhere get_at makes it one at run
+    time (PyTorch takes no negative step, array-api-strict no bound past an end)."""
+    from gradc.ops import slice_inside
+
+    axis = 0
+    for e in index:
+        if e[0] == "slice" and not slice_inside(x.shape[axis], *e[1:]):
+            return False
+        axis += e[0] != "new"
+    return True
 
 
 def _rest(index, x: Node) -> str:
@@ -362,7 +378,7 @@ def _writes_spellable(node: Node) -> bool:
 
 def _helpers_of_writes(node: Node) -> tuple[str, ...]:
     if not _arrays_of(node.attr("index")):
-        return ("add_at",) if node.op is Op.ADD_AT else ("set_at",)
+        return ("_in_axes", "add_at" if node.op is Op.ADD_AT else "set_at")
     return ("_one_hot", "_scatter_add_natively", "scatter_add") + (
         ("scatter_set",) if node.op is Op.SET_INDEX else ()
     )
@@ -537,6 +553,8 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
 
 def _index_helpers(node: Node) -> tuple[str, ...]:
     index = node.attr("index")
+    if not _arrays_of(index) and not _slices_inside(index, node.args[0]):
+        return ("_in_axes", "get_at")
     if _arrays_of(index) == 2:
         return ("classes", "pick")
     if _arrays_of(index) and len(node.args[1].shape) > 1:

@@ -197,9 +197,58 @@ def onehot(xp, labels, like):
     return xp.astype(classes(xp, labels, like), like.dtype)
 
 
+def _in_axes(x, key, value=None):
+    # (key, value) for x[key] with each slice as the standard takes it: its bounds
+    # inside its axis (array-api-strict refuses a bound past an end, which NumPy
+    # clamps) and its step positive (PyTorch takes no negative step). A reversed
+    # slice becomes the same entries in increasing order, and the axes of x[key]
+    # it made are flipped: in value (as it broadcasts to x[key]), and in the
+    # third item, the axes x[key] itself is to be flipped along.
+    entries = key if isinstance(key, tuple) else (key,)
+    rank = len(x.shape)
+    named = sum(1 for k in entries if k is not None and k is not Ellipsis)
+    out, flips, axis, at = [], [], 0, 0  # axis: of x; at: of x[key]
+    for k in entries:
+        if k is Ellipsis:
+            axis, at = axis + rank - named, at + rank - named
+        elif k is None:
+            at += 1
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(x.shape[axis])
+            if step < 0:
+                count = len(range(start, stop, step))
+                first = start + (count - 1) * step if count else 0
+                k = slice(first, start + 1 if count else 0, -step)
+                flips.append(at)
+            else:
+                k = slice(start, stop, step)
+            axis, at = axis + 1, at + 1
+        else:
+            axis += 1
+        out.append(k)
+    at += rank - axis  # the axes after the last entry
+    if flips and value is not None and getattr(value, "ndim", 0):
+        xp = array_api_compat.array_namespace(value)
+        for a in flips:
+            a -= at - value.ndim  # value broadcasts to x[key] from the right
+            if a >= 0 and value.shape[a] != 1:
+                value = xp.flip(value, axis=a)
+    return tuple(out), value, flips
+
+
+def get_at(xp, x, key):
+    # x[key] for slices that may be reversed or reach past an end (_in_axes).
+    key, _, flips = _in_axes(x, key)
+    y = x[key]
+    for a in flips:
+        y = xp.flip(y, axis=a)
+    return y
+
+
 def set_at(x, key, value):
     # x[key] = value, returned: in place where the library writes into arrays;
     # JAX's arrays are immutable, and x.at[key].set(value) is a new array.
+    key, value, _ = _in_axes(x, key, value)
     if array_api_compat.is_jax_array(x):
         return x.at[key].set(value)
     x[key] = value
@@ -209,6 +258,7 @@ def set_at(x, key, value):
 def add_at(x, key, value):
     # x[key] += value, returned, as set_at (key holds no integer array, so no
     # entry is written twice).
+    key, value, _ = _in_axes(x, key, value)
     if array_api_compat.is_jax_array(x):
         return x.at[key].add(value)
     x[key] += value

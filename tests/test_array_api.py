@@ -470,15 +470,7 @@ SYMBOLIC_SLICES = (
 )
 
 
-NO_NEGATIVE_STEPS = pytest.mark.xfail(
-    strict=True, reason="feature: PyTorch tensors take no negative slice step (x[::-1])"
-)
-
-
-@pytest.mark.parametrize(
-    "namespace",
-    [pytest.param(n, marks=[NO_NEGATIVE_STEPS] if n == "torch" else []) for n in NAMESPACES],
-)
+@pytest.mark.parametrize("namespace", list(NAMESPACES))
 def test_slices_of_symbolic_dims_agree_with_the_numpy_target(namespace):
     # reversed slices with bounds of a dim, a dim as the step, windows at a loop variable
     to, to_numpy = NAMESPACES[namespace]()
@@ -489,6 +481,51 @@ def test_slices_of_symbolic_dims_agree_with_the_numpy_target(namespace):
     args = [rng.standard_normal((3, 5)), rng.standard_normal((3, 2))]
     got = _back(to_numpy, module.f_grad(*[to(a) for a in args]))
     _same(got, reference.f_grad(*args), f"f_grad on {namespace}")
+
+
+# Bounds past an end, which NumPy clamps (array-api-strict refuses them), and
+# reversed slices (PyTorch refuses them): read, written, and in the gradient.
+CLAMPED_SLICES = (
+    "def f(x: [N, D], y: [D]):\n"
+    "    s = mean(x[1:10, -10:5]) + sum(x[:, 10:0:-1] * y[1:11]) + sum(x[::-1, :-10:-1] ** 2)\n"
+    "    s = s + sum(y[10:] * y[:-10]) + sum(x[-10:, 20:-20:-3] ** 3)\n"
+    "    y[1:10] = y[-10:-1] * 2.0\n"
+    "    y[::-2] += y[-1::-2] * 3.0\n"
+    "    x[:, 8:1:-1] = x[:, 2:9] + y[None, 2:9]\n"
+    "    return s + sum(y * y) + sum(x * x)\n"
+)
+
+
+@pytest.mark.parametrize("namespace", list(NAMESPACES))
+@pytest.mark.parametrize("sizes", [(3, 5), (12, 13)], ids=["below", "above"])
+def test_slices_past_an_end_and_reversed_agree_with_the_numpy_target(namespace, sizes):
+    # on both sides of the bounds: D = 5 (x[1:10] is x[1:5]) and D = 13 (x[1:10])
+    to, to_numpy = NAMESPACES[namespace]()
+    reference = load_source(compile_source(CLAMPED_SLICES, "f.grad"), "np_clamped")
+    module = load_source(compile_source(CLAMPED_SLICES, "f.grad", target="array-api"), "xp_clamped")
+    rng = np.random.default_rng(4)
+    args = [rng.standard_normal(sizes), rng.standard_normal(sizes[1:])]
+    kept = [a.copy() for a in args]
+    inputs = [to(a) for a in args]
+    _same(_back(to_numpy, module.f(*inputs)), reference.f(*args), f"f on {namespace}")
+    got = _back(to_numpy, module.f_grad(*inputs))
+    _same(got, reference.f_grad(*args), f"f_grad on {namespace}")
+    out, cache = module.f_forward(*inputs)
+    grads = _back(to_numpy, module.f_backward(1.5, cache))
+    _same(grads, reference.f_backward(1.5, reference.f_forward(*args)[1]), "f_backward")
+    _same(tuple(_back(to_numpy, x) for x in inputs), tuple(kept), "inputs unchanged")
+
+
+def test_a_slice_inside_its_axis_is_written_as_it_is():
+    # get_at only where a bound may lie past an end or the step is negative
+    text = compile_source(
+        "def f(x: [N, 3 * H], c: [N, H]):\n"
+        "    return sum(x[1:, H : 2 * H] * c[1:]) + sum(x[-N:, :1]) + sum(x[::-1, 1:10])\n",
+        "f.grad",
+        target="array-api",
+    )
+    assert "x[1:, H : 2 * H]" in text and "x[-N:, :1]" in text, text
+    assert "get_at(xp, x, (slice(None, None, -1), slice(1, 10)))" in text, text
 
 
 def test_every_op_has_an_array_api_spelling():

@@ -102,7 +102,9 @@ def _text(p: dict) -> str:
         if not m:
             term = str(abs(c))
         else:
-            names = " * ".join(_atom_text(a, len(m) == 1 and abs(c) == 1) for a in m)
+            # alone: no operator binds to it, but a leading minus does (-(D // 2))
+            alone = len(m) == 1 and (c == 1 or c == -1 and bool(parts))
+            names = " * ".join(_atom_text(a, alone) for a in m)
             term = names if abs(c) == 1 else f"{abs(c)} * {names}"
         if not parts:
             parts.append(("-" if c < 0 else "") + term)
@@ -141,6 +143,8 @@ def floordiv(a: DimValue, b: DimValue) -> DimValue:
 
     >>> floordiv(sub("S", 2), 2), floordiv(add(mul(3, "D"), 4), 2), floordiv(add("D", 1), 2)
     ('S // 2 - 1', 'D + D // 2 + 2', '(D + 1) // 2')
+    >>> neg(floordiv("D", 2)), floordiv(neg("D"), 2)  # two sizes, two texts
+    ('-(D // 2)', '-D + D // 2')
     """
     if isinstance(a, int) and isinstance(b, int):
         return a // b

@@ -35,6 +35,7 @@ from gradc.ops import (
     REDUCTION,
     UPDATES,
     Op,
+    is_whole_number,
 )
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
@@ -464,7 +465,9 @@ def _form(node: Node, scalar: bool = False) -> _Form:
     else:
         key = (node.op, node.attrs, len(node.shape), mask, *[len(a.shape) for a in node.args])
         if not targets.current().numpy:  # spellings look at dtypes too (a bool mask)
-            key += (targets.current().name, node.dtype, *(a.dtype for a in node.args))
+            # (and at whether a number is whole: `y > 0.5` compares floats, `y > 0` not)
+            kinds = [a.dtype if a.dtype != "weak" else is_whole_number(a) for a in node.args]
+            key += (targets.current().name, node.dtype, *kinds)
     form = _FORMS.get(key)
     if form is None:
         form = _FORMS[key] = _form_of(node, scalar)

@@ -451,14 +451,16 @@ def _form(node: Node, scalar: bool = False) -> _Form:
     """The form of `node`'s spelling. Spellings look only at the op, its
     attributes, whether the node is a mask (masks alone are added as `m | n`)
     and the ranks of the node and its arguments: the memo key.
-    Scalar spellings that are functions look at constant arguments too
-    (`x**2`, `math.pow`); a template does not (`{0} * {1}` whatever the
+    Scalar spellings that are functions of their own look at constant
+    arguments too (`x**2`, `math.pow`); a template does not (`{0} * {1}` whatever the
     number), so its key leaves them out, and 3,000 products by different
     numbers share one form instead of each parsing its own."""
     # (lists, not generators, unpacked into the keys: this runs for every node spelled)
     mask = node.dtype == "bool"
     if scalar:
-        if callable(OPS[node.op].scalar):
+        row = OPS[node.op]
+        # (a scalar spelling that is the op's own, `m | n` of masks, reads no constants)
+        if callable(row.scalar) and row.scalar is not row.spelling:
             key = (node.op, node.attrs, True, mask, *[_constant(a) for a in node.args])
         else:
             key = (node.op, node.attrs, True, mask, *[None] * len(node.args))

@@ -330,8 +330,7 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
         x = x if prec >= ATOM else f"({x})"
         rest = [_spell(a, sched)[0] for a in node.args[1:]]
         text = targets.current().spelling(Op.INDEX)([x, *rest], dict(node.attrs), node)
-        numpy_integer = node.dtype == "int" and not node.shape and targets.current().numpy
-        if numpy_integer and _has_float32_inputs(node):
+        if node.dtype == "int" and not node.shape and _integer_entry(node):
             return f"int({text})", ATOM  # y[0]: a NumPy integer would widen float32 arrays
         return text, ATOM
     form = _form(node, scalar or _number_of_sizes(node))
@@ -369,11 +368,18 @@ def _numpy_integer(node: Node, text: str) -> bool:
     bool (`(s > 0) * 2`). (Next to float64 values a NumPy integer widens nothing.)"""
     if OPS[node.op].group == REDUCTION:
         return True
-    if not targets.current().numpy or not _has_float32_inputs(node):
+    if not targets.current().numpy:  # a 0-d array, which meets no Python float
+        return OPS[node.op].group == LINEAR_ALGEBRA or any(a.dtype == "bool" for a in node.args)
+    if not _has_float32_inputs(node):
         return False
     if OPS[node.op].group == LINEAR_ALGEBRA or text.startswith("np."):
         return True
     return any(a.dtype == "bool" for a in node.args)
+
+
+def _integer_entry(node: Node) -> bool:
+    """Whether `y[0]` is spelled as a Python int (see _numpy_integer)."""
+    return not targets.current().numpy or _has_float32_inputs(node)
 
 
 def _has_float32_inputs(node: Node) -> bool:

@@ -136,8 +136,13 @@ def result_dtype(args) -> str:
             best = a.dtype
     if best in ("weak", "int"):
         # NumPy: a mask or an int64 array with a Python number is int64 or float64,
-        # never float32 (`(x > 0) / 2` is float64)
-        return "f64" if any(a.dtype in ("int", "bool") for a in args) else best
+        # never float32 (`(x > 0) / 2` is float64); a scalar integer is a Python
+        # int (codegen makes it one where NumPy's would widen float32), and one with
+        # Python numbers is a Python float (`sum(y) / N`)
+        for a in args:
+            if a.dtype == "bool" or a.dtype == "int" and a.shape:
+                return "f64"
+        return "weak"
     if best == "f32" and any(a.dtype == "int" and a.shape for a in args):
         return "f64"  # NumPy: an int64 array and a float32 array give float64
     return best

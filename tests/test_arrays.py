@@ -529,6 +529,13 @@ PROGRAMS = [
         "E[abs(y - 2)] + E[-y] + E[maximum(y, z)] * E[minimum(y, z)]"
         " + E[relu(y - 1)] * E[where(y > z, y, z)]",
     ),
+    # scalar integers (an entry, a product, a count) meet float32 values as Python
+    # ints: NumPy's int64 scalar would make them float64
+    program(
+        "integer_scalars_meet_float32",
+        "x: [N, D], y: int[N], a",
+        "x * (sum(y) / N) + a * (sum(x > 0) * 0.5) + x * y[0] + x * (y @ y) - a * (y[1] - 1)",
+    ),
     # masks alone stay masks, as in NumPy and PyTorch: `m + n` is their or, `m * n`
     # their and; with integers they are integers (which float32 meets as float32)
     program(

@@ -2070,6 +2070,17 @@ def _spell_sum(args, attrs, node):
     return f"{args[0]} {'|' if node.dtype == 'bool' else '+'} {args[1]}"
 
 
+def _spell_product(args, attrs, node):
+    # scalar masks alone: `m & n`, their logical and, which NumPy's `m * n` of bools
+    # is; on Python's bools `True * True` would be the int 1 (arrays keep `*`)
+    both = node.dtype == "bool" and not node.shape
+    return f"{args[0]} {'&' if both else '*'} {args[1]}"
+
+
+def _product_or_both(a, b):
+    return a & b if isinstance(a, bool) and isinstance(b, bool) else a * b
+
+
 def _sum_or_either(a, b):
     return a | b if isinstance(a, bool) and isinstance(b, bool) else a + b
 
@@ -2264,7 +2275,7 @@ _ROWS: dict[str, OpDef] = {
     "ADD": binary("+", lambda g, y, a, b: (g, g), _sum_or_either, chain="sum",
                   spelling=_spell_sum),
     "SUB": binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),
-    "MUL": binary("*", _mul_grad, operator.mul, chain="product"),
+    "MUL": binary("*", _mul_grad, _product_or_both, chain="product", spelling=_spell_product),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
     "DIV": binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
     "POW": binary("**", _pow_grad, operator.pow, scalar=_scalar_power),

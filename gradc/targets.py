@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from gradc.errors import CompileError
 from gradc.ir import Node, reachable
-from gradc.ops import OPS, Op, format_shape
+from gradc.ops import OPS, Op, format_shape, promoted
 
 NUMPY = "numpy"
 ARRAY_API = "array-api"
@@ -139,8 +139,6 @@ def _compared(template: str) -> Callable:
     with `==` and `!=`."""
 
     def spell(args, attrs, node):
-        from gradc.ops import promoted
-
         common = promoted(node.args)  # as NumPy compares them: `y > 0.5` in floats
         if common == "bool" and node.op not in (Op.EQ, Op.NE):
             common = "int"

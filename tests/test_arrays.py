@@ -1171,6 +1171,10 @@ def test_scalar_masks_added_are_their_or():
         expected, expected_grads = torch_reference(source, "f", [a, b])
         assert value == expected == (a if a > 0 or b > 0 else 0.0) + (b if a > 0 < b else 0.0)
         np.testing.assert_allclose(grads, expected_grads, rtol=1e-12)
+    masks = compiled("def f(a, b):\n    return (a > 0) + (b > 0), (a > 0) * (b > 0)\n")
+    for a, b in [(1.5, 2.0), (1.5, -2.0), (-1.5, -2.0)]:
+        either, both = masks.f(a, b)
+        assert either is (a > 0 or b > 0) and both is (a > 0 and b > 0), (a, b, either, both)
 
 
 # gradc's built-ins of the table below, as NumPy's functions

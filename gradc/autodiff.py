@@ -34,6 +34,9 @@ from gradc.ops import (
 _INPUT, _NAME, _LOOP, _LOOP_OUT = Op.INPUT, Op.NAME, Op.LOOP, Op.LOOP_OUT
 
 
+_DISCRETE = ("int", "bool")  # the dtypes of values no gradient flows through
+
+
 def differentiate(
     fn: Function,
     first_only: bool = False,
@@ -64,7 +67,10 @@ def differentiate(
     needs = {}  # id -> node: the nodes that depend on a differentiated input
     live = set()  # ...through differentiable ops (not a shape read, not a constructor)
     for node in order:  # (lists, not generators, in any(): this runs for every node)
-        if node.id in wrt_ids or any([a.id in needs for a in node.args]):
+        # (no gradient reaches or passes a mask or an integer, `abs(x > 0)`: it is
+        # constant where it is differentiable)
+        reached = node.id in wrt_ids or any([a.id in needs for a in node.args])
+        if reached and node.dtype not in _DISCRETE:
             needs[node.id] = node
         differentiable = OPS[node.op].grad != NOT_DIFFERENTIABLE
         if node.id in wrt_ids or differentiable and any([a.id in live for a in node.args]):

@@ -27,7 +27,16 @@ import jinja2
 from gradc import targets
 from gradc.ir import Node, reachable
 from gradc.loops import size_node
-from gradc.ops import ARITHMETIC, COMPARISON_GROUP, OPS, REDUCTION, UPDATES, Op
+from gradc.ops import (
+    ARITHMETIC,
+    COMPARISON_GROUP,
+    LINEAR_ALGEBRA,
+    OPS,
+    REDUCTION,
+    UPDATES,
+    Op,
+    is_whole_number,
+)
 from gradc.resources import data_dir
 from gradc.schedule import Schedule
 
@@ -320,7 +329,10 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
         x, prec = _spell(node.args[0], sched)
         x = x if prec >= ATOM else f"({x})"
         rest = [_spell(a, sched)[0] for a in node.args[1:]]
-        return targets.current().spelling(Op.INDEX)([x, *rest], dict(node.attrs), node), ATOM
+        text = targets.current().spelling(Op.INDEX)([x, *rest], dict(node.attrs), node)
+        if node.dtype == "int" and not node.shape and _integer_entry(node):
+            return f"int({text})", ATOM  # y[0]: a NumPy integer would widen float32 arrays
+        return text, ATOM
     form = _form(node, scalar or _number_of_sizes(node))
     args = []
     for i, arg in enumerate(node.args):
@@ -332,11 +344,12 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
         args.append(f"({text})" if prec < form.needs[i] else text)
     if form.power:
         base, exponent = form.template.split(" ** ", 1)
-        return _hugged_power(base.format(*args), exponent.format(*args)), form.prec
-    text = form.template.format(*args)
+        text = _hugged_power(base.format(*args), exponent.format(*args))
+    else:
+        text = form.template.format(*args)
     if scalar:
         return text, form.prec
-    if node.dtype == "int" and not node.shape and OPS[node.op].group == REDUCTION:
+    if node.dtype == "int" and not node.shape and _numpy_integer(node, text):
         # argmax(x), sum(x > 0): a NumPy integer would widen float32 arrays; a
         # Python int does not
         return f"int({text})", ATOM
@@ -345,6 +358,32 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
         # array), which would widen float32 arrays; the Python number does not
         return (f"float({text})", ATOM) if node.op not in _INT_KEEPING else (f"{text}.item()", ATOM)
     return text, form.prec
+
+
+def _numpy_integer(node: Node, text: str) -> bool:
+    """Whether a scalar integer `node` is spelled as a Python int: a reduction
+    (`argmax(x)`); and, on NumPy in a def with float32 inputs, where NumPy would
+    make it a NumPy integer: a product (`y @ z`), a function of integers
+    (`np.maximum(k, 1)`), or of a scalar mask, which a float32 value makes NumPy's
+    bool (`(s > 0) * 2`). (Next to float64 values a NumPy integer widens nothing.)"""
+    if OPS[node.op].group == REDUCTION:
+        return True
+    if not targets.current().numpy:  # a 0-d array, which meets no Python float
+        return OPS[node.op].group == LINEAR_ALGEBRA or any(a.dtype == "bool" for a in node.args)
+    if not _has_float32_inputs(node):
+        return False
+    if OPS[node.op].group == LINEAR_ALGEBRA or text.startswith("np."):
+        return True
+    return any(a.dtype == "bool" for a in node.args)
+
+
+def _integer_entry(node: Node) -> bool:
+    """Whether `y[0]` is spelled as a Python int (see _numpy_integer)."""
+    return not targets.current().numpy or _has_float32_inputs(node)
+
+
+def _has_float32_inputs(node: Node) -> bool:
+    return any(x.dtype == "f32" for x in node.graph.inputs)
 
 
 def _number_of_sizes(node: Node) -> bool:
@@ -397,6 +436,8 @@ _OPERATOR_PREC = {
     ast.MatMult: PRODUCT,
     ast.FloorDiv: PRODUCT,
     ast.Pow: POWER,
+    ast.BitOr: COMPARISON + 1,  # `m | n` of masks: tighter than comparisons, looser than sums
+    ast.BitAnd: COMPARISON + 2,
 }
 _PLACEHOLDER = re.compile(r"_gradc_arg([0-9]+)_")
 
@@ -414,21 +455,27 @@ class _Form:
 
 def _form(node: Node, scalar: bool = False) -> _Form:
     """The form of `node`'s spelling. Spellings look only at the op, its
-    attributes and the ranks of the node and its arguments: the memo key.
-    Scalar spellings that are functions look at constant arguments too
-    (`x**2`, `math.pow`); a template does not (`{0} * {1}` whatever the
+    attributes, whether the node is a mask (masks alone are added as `m | n`)
+    and the ranks of the node and its arguments: the memo key.
+    Scalar spellings that are functions of their own look at constant
+    arguments too (`x**2`, `math.pow`); a template does not (`{0} * {1}` whatever the
     number), so its key leaves them out, and 3,000 products by different
     numbers share one form instead of each parsing its own."""
     # (lists, not generators, unpacked into the keys: this runs for every node spelled)
+    mask = node.dtype == "bool"
     if scalar:
-        if callable(OPS[node.op].scalar):
-            key = (node.op, node.attrs, True, *[_constant(a) for a in node.args])
+        row = OPS[node.op]
+        # (a scalar spelling that is the op's own, `m | n` of masks, reads no constants)
+        if callable(row.scalar) and row.scalar is not row.spelling:
+            key = (node.op, node.attrs, True, mask, *[_constant(a) for a in node.args])
         else:
-            key = (node.op, node.attrs, True, *[None] * len(node.args))
+            key = (node.op, node.attrs, True, mask, *[None] * len(node.args))
     else:
-        key = (node.op, node.attrs, len(node.shape), *[len(a.shape) for a in node.args])
+        key = (node.op, node.attrs, len(node.shape), mask, *[len(a.shape) for a in node.args])
         if not targets.current().numpy:  # spellings look at dtypes too (a bool mask)
-            key += (targets.current().name, node.dtype, *(a.dtype for a in node.args))
+            # (and at whether a number is whole: `y > 0.5` compares floats, `y > 0` not)
+            kinds = [a.dtype if a.dtype != "weak" else is_whole_number(a) for a in node.args]
+            key += (targets.current().name, node.dtype, *kinds)
     form = _FORMS.get(key)
     if form is None:
         form = _FORMS[key] = _form_of(node, scalar)

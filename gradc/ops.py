@@ -136,8 +136,13 @@ def result_dtype(args) -> str:
             best = a.dtype
     if best in ("weak", "int"):
         # NumPy: a mask or an int64 array with a Python number is int64 or float64,
-        # never float32 (`(x > 0) / 2` is float64)
-        return "f64" if any(a.dtype in ("int", "bool") for a in args) else best
+        # never float32 (`(x > 0) / 2` is float64); a scalar integer is a Python
+        # int (codegen makes it one where NumPy's would widen float32), and one with
+        # Python numbers is a Python float (`sum(y) / N`)
+        for a in args:
+            if a.dtype == "bool" or a.dtype == "int" and a.shape:
+                return "f64"
+        return "weak"
     if best == "f32" and any(a.dtype == "int" and a.shape for a in args):
         return "f64"  # NumPy: an int64 array and a float32 array give float64
     return best
@@ -199,6 +204,44 @@ def _elementwise(args, attrs, pos):
     return broadcast_shapes([a.shape for a in args], pos), result_dtype(args)
 
 
+def _integers_kept(name: str, of_mask: str | None):
+    """The rule of a function NumPy computes on integers as integers (`abs(y)`,
+    `relu(y)` = `np.maximum(y, 0)`): an integer array of an integer array, and
+    `of_mask` of a mask (None: NumPy refuses a mask)."""
+
+    def infer(args, attrs, pos):
+        x = args[0]
+        if x.dtype == "int":
+            return x.shape, "int"
+        if x.dtype == "bool":
+            if of_mask is None:
+                raise CompileError(
+                    f"{name}() of a mask is not defined (NumPy refuses it)",
+                    pos,
+                    f"`{name}(1 * m)` takes it as integers",
+                )
+            return x.shape, of_mask
+        return _elementwise(args, attrs, pos)
+
+    return infer
+
+
+def _floats_of(name: str):
+    """The rule of a float function (exp, tanh, ...): NumPy computes it of a
+    mask in float16, a dtype the language does not have, so a mask is refused."""
+
+    def infer(args, attrs, pos):
+        if args[0].dtype == "bool":
+            raise CompileError(
+                f"{name}() of a mask is not defined here (NumPy computes it in float16)",
+                pos,
+                f"`{name}(1.0 * m)` takes the mask as floats",
+            )
+        return _elementwise(args, attrs, pos)
+
+    return infer
+
+
 def _compare(args, attrs, pos):
     return broadcast_shapes([a.shape for a in args], pos), "bool"
 
@@ -208,12 +251,17 @@ def _same(args, attrs, pos):
 
 
 def _where(args, attrs, pos):
-    return broadcast_shapes([a.shape for a in args], pos), result_dtype(args[1:])
+    shape = broadcast_shapes([a.shape for a in args], pos)
+    dtype = promoted(args[1:])
+    if dtype == "weak" and shape:  # where(m, 1.0, 0.5) of an array mask: NumPy's array
+        dtype = "int" if all(is_whole_number(a) for a in args[1:]) else "f64"
+    return shape, dtype
 
 
 def _leaf_const(args, attrs, pos):
-    # a Python number; np.float32(1.0) only seeds the gradient of a float32 program
-    return (), "f32" if attrs["kind"] == "float32" else "weak"
+    # a Python number (a bool: a comparison of numbers, folded, is a mask); np.float32(1.0)
+    # only seeds the gradient of a float32 program
+    return (), {"float32": "f32", "bool": "bool"}.get(attrs["kind"], "weak")
 
 
 def _leaf_input(args, attrs, pos):
@@ -300,17 +348,18 @@ def _matmul(args, attrs, pos):
             f"inner dimensions {inner_a} and {inner_b} differ",
             pos,
         )
+    dtype = promoted(args)  # y @ z of integer arrays is an integer
     if len(a.shape) <= 2 and len(b.shape) <= 2:
-        return tuple(a.shape[:-1]) + tuple(b.shape[1:]), result_dtype(args)
+        return tuple(a.shape[:-1]) + tuple(b.shape[1:]), dtype
     # a vector and a stack of matrices: NumPy's matmul takes the vector as a
     # matrix of one row (column) and drops that axis again
     if len(a.shape) == 1:
-        return tuple(b.shape[:-2]) + (b.shape[-1],), result_dtype(args)
+        return tuple(b.shape[:-2]) + (b.shape[-1],), dtype
     if len(b.shape) == 1:
-        return tuple(a.shape[:-1]), result_dtype(args)
+        return tuple(a.shape[:-1]), dtype
     # batched, as NumPy's matmul: the leading axes broadcast
     batch = broadcast_shapes([a.shape[:-2], b.shape[:-2]], pos)
-    return batch + (a.shape[-2], b.shape[-1]), result_dtype(args)
+    return batch + (a.shape[-2], b.shape[-1]), dtype
 
 
 def _transpose(args, attrs, pos):
@@ -329,7 +378,7 @@ def _outer(args, attrs, pos):
             f"{format_shape(b.shape)}",
             pos,
         )
-    return (a.shape[0], b.shape[0]), result_dtype(args)
+    return (a.shape[0], b.shape[0]), promoted(args)
 
 
 def _expand(args, attrs, pos):
@@ -349,8 +398,27 @@ def _count(args, attrs, pos):
     return _reduced_shape(mask.shape, attrs["axis"], attrs["keepdims"]), like.dtype
 
 
-def _softmax(args, attrs, pos):
-    return args[0].shape, _float_dtype(args[0])
+def _softmax(name: str):
+    def infer(args, attrs, pos):
+        _no_mask(name, args[0], pos)
+        return args[0].shape, _float_dtype(args[0])
+
+    return infer
+
+
+def _logsumexp(args, attrs, pos):
+    _no_mask("logsumexp", args[0], pos)
+    return _reduce_float(args, attrs, pos)
+
+
+def _no_mask(name: str, x, pos) -> None:
+    # the helpers subtract the maximum: `m - max(m)` of a mask is NumPy's TypeError
+    if x.dtype == "bool":
+        raise CompileError(
+            f"{name}() of a mask is not defined (NumPy refuses `m - max(m)` of bools)",
+            pos,
+            f"`{name}(1.0 * m)` takes the mask as floats",
+        )
 
 
 def check_labels(x, labels, what, pos):
@@ -482,7 +550,7 @@ def _joined(args, attrs, pos, stack):
                     f"on axis {i}",
                     pos,
                 )
-    dtype = result_dtype(args)
+    dtype = promoted(args)  # concatenate((y, z)) of integer arrays is one
     if stack:
         return first[:axis] + (len(args),) + first[axis:], dtype
     size = 0
@@ -613,14 +681,14 @@ def _einsum(args, attrs, pos):
     for c in output:
         if c not in sizes:
             raise CompileError(f"einsum(): output letter '{c}' is in no operand", pos)
-    return tuple(sizes[c] for c in output), result_dtype(args)
+    return tuple(sizes[c] for c in output), promoted(args)
 
 
 def _trace(args, attrs, pos):
     x = args[0]
     if len(x.shape) != 2:
         raise CompileError(f"trace() takes a 2-D array; got {format_shape(x.shape)}", pos)
-    return (), _float_dtype(x) if x.dtype == "int" else x.dtype
+    return (), "int" if x.dtype in ("int", "bool") else x.dtype  # np.trace's sum
 
 
 def _diagonal(args, attrs, pos):
@@ -1879,7 +1947,7 @@ def unary(
     builtin=True,
     alpha=None,
     aliases=(),
-    infer=_elementwise,
+    infer=None,
     scalar=None,
     scalar_helpers=(),
     **keywords,
@@ -1892,6 +1960,8 @@ def unary(
     and `scalar_helpers` the helpers that calls."""
     if spelling is None:
         spelling = f"{name}({{0}})" if helpers else f"np.{name}({{0}})"
+    if infer is None:
+        infer = _floats_of(name)
     return OpDef(
         name,
         1,
@@ -1910,11 +1980,16 @@ def unary(
     )
 
 
-def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
+def binary(symbol, grad, fold, chain=None, scalar=None, spelling=None) -> OpDef:
     """An arithmetic operator `a <symbol> b`, with NumPy's broadcasting; the
     same operator on Python floats unless `scalar` says otherwise."""
-    spelling = "{0} " + symbol + " {1}"
-    infer = _integer_arithmetic if symbol in "+-*" else _elementwise
+    spelling = spelling or "{0} " + symbol + " {1}"
+    infer = {
+        "+": _integer_arithmetic,
+        "*": _integer_arithmetic,
+        "-": _difference,
+        "**": _power,
+    }.get(symbol, _elementwise)
     return OpDef(
         symbol,
         2,
@@ -1930,7 +2005,8 @@ def binary(symbol, grad, fold, chain=None, scalar=None) -> OpDef:
 
 def _integer_arithmetic(args, attrs, pos):
     """`t + 1`, `T - 1 - t` of a loop variable is an integer (an index), as in Python;
-    so are `z + 1` of an integer array and `(x > 0) * 2`, as in NumPy."""
+    so are `z + 1` of an integer array and `(x > 0) * 2`, as in NumPy; and masks
+    alone stay masks (see `promoted`)."""
     # (`int` first: almost no argument is one, and the shapes need not be looked at;
     # a loop, not any() of a generator: this runs for every +, - and * made)
     for a in args:
@@ -1938,18 +2014,101 @@ def _integer_arithmetic(args, attrs, pos):
             break
     else:
         return _elementwise(args, attrs, pos)
-    # with arrays too, as NumPy: `z + 1` of `z: int[D]` and a mask times an integer,
-    # `(x > 0) * 2`, are int64 arrays, which a float32 array meets as integer arrays
-    # (see float32_operands); masks alone are NumPy's bools, and stay as they were
-    integer = False
+    return broadcast_shapes([a.shape for a in args], pos), promoted(args)
+
+
+def promoted(args) -> str:
+    """NumPy's dtype where values meet elementwise (`+ - *`, maximum, where's
+    choices, concatenate, `@`): masks alone stay masks (`(x > 0) + (y > 0)` is
+    NumPy's and PyTorch's logical or, `*` their and); masks and integers (arrays,
+    or whole numbers: `(x > 0) * 2`, `z + 1`) give integers, int64 arrays as in
+    NumPy, which a float32 array meets as integer arrays (see float32_operands);
+    a float among them gives a float (`result_dtype`)."""
+    integer = whole = mask = False
     for a in args:
-        if a.dtype == "int" or a.dtype != "bool" and is_whole_number(a):
+        if a.dtype == "bool":
+            mask = True
+        elif a.dtype == "int":
             integer = True
-        elif a.dtype != "bool":
-            return _elementwise(args, attrs, pos)
-    if integer:
-        return broadcast_shapes([a.shape for a in args], pos), "int"
+        elif a.dtype == "weak" and is_whole_number(a):
+            whole = True
+        else:
+            return result_dtype(args)
+    if integer or mask and whole:
+        return "int"
+    return "bool" if mask else result_dtype(args)
+
+
+def _difference(args, attrs, pos):
+    shape, dtype = _integer_arithmetic(args, attrs, pos)
+    if dtype == "bool":
+        raise CompileError(
+            "'-' of two masks is not defined (NumPy and PyTorch refuse it)",
+            pos,
+            "`a != b` is the mask of exactly one of them; `1 * a - b` subtracts them as integers",
+        )
+    return shape, dtype
+
+
+def _power(args, attrs, pos):
+    shape, dtype = _integer_arithmetic(args, attrs, pos)
+    if dtype == "bool":
+        raise CompileError(
+            "'**' of two masks is not defined (NumPy's is an int8 array)",
+            pos,
+            "`1 * a ** b` takes them as integers",
+        )
+    exponent = args[1]
+    while exponent.op == Op.NAME:
+        exponent = exponent.args[0]
+    integers = args[1].dtype == "int" and args[1].shape  # (mask ** y is an int64)
+    if args[0].dtype == "bool" and dtype == "int" and not integers:
+        raise CompileError(  # (a mask ** 2 is NumPy's square of it)
+            "'**' of a mask and a number is not defined (NumPy's mask ** 2 is an int8 array)",
+            pos,
+            "`(1 * m) ** k` takes the mask as integers",
+        )
+    if dtype == "int" and exponent.op == Op.CONST and exponent.attr("value") < 0:
+        raise CompileError(
+            "an integer to a negative integer power is an error in NumPy and PyTorch",
+            pos,
+            f"write a float exponent, `** {float(exponent.attr('value'))!r}`",
+        )
+    return shape, dtype
+
+
+def _negative(args, attrs, pos):
+    (x,) = args
+    if x.dtype == "bool":
+        raise CompileError(
+            "unary '-' of a mask is not defined (NumPy and PyTorch refuse it)",
+            pos,
+            "`1 - m` is the mask negated (as integers); `-1 * m` is its negative",
+        )
+    if x.dtype == "int":
+        return x.shape, "int"
     return _elementwise(args, attrs, pos)
+
+
+def _spell_sum(args, attrs, node):
+    # masks alone: `m | n`, their logical or, which NumPy's `m + n` of bool arrays
+    # is; on Python's bools (scalar masks) `True + True` would be 2
+    return f"{args[0]} {'|' if node.dtype == 'bool' else '+'} {args[1]}"
+
+
+def _spell_product(args, attrs, node):
+    # scalar masks alone: `m & n`, their logical and, which NumPy's `m * n` of bools
+    # is; on Python's bools `True * True` would be the int 1 (arrays keep `*`)
+    both = node.dtype == "bool" and not node.shape
+    return f"{args[0]} {'&' if both else '*'} {args[1]}"
+
+
+def _product_or_both(a, b):
+    return a & b if isinstance(a, bool) and isinstance(b, bool) else a * b
+
+
+def _sum_or_either(a, b):
+    return a | b if isinstance(a, bool) and isinstance(b, bool) else a + b
 
 
 def is_whole_number(node) -> bool:
@@ -2061,7 +2220,7 @@ def _gelu_value(x, approximate):
 def _gelu(args, attrs, pos):
     if attrs["approximate"] not in GELU_APPROXIMATIONS:
         raise CompileError('gelu(): approximate must be "tanh" or "none"', pos)
-    return _elementwise(args, attrs, pos)
+    return _floats_of("gelu")(args, attrs, pos)
 
 
 def _gelu_grad(g, y, x, approximate):
@@ -2139,15 +2298,16 @@ _ROWS: dict[str, OpDef] = {
     "ADD_AT": OpDef("add_at", None, _spell_add_at, _add_at_grad, _set_index, _scatter_helpers,
                      group=INDEXING, statement=True),
 
-    "ADD": binary("+", lambda g, y, a, b: (g, g), operator.add, chain="sum"),
+    "ADD": binary("+", lambda g, y, a, b: (g, g), _sum_or_either, chain="sum",
+                  spelling=_spell_sum),
     "SUB": binary("-", lambda g, y, a, b: (g, -g), operator.sub, chain="sum"),
-    "MUL": binary("*", _mul_grad, operator.mul, chain="product"),
+    "MUL": binary("*", _mul_grad, _product_or_both, chain="product", spelling=_spell_product),
     # d(a/b)/db = -a/b**2 = -y/b, reusing the output
     "DIV": binary("/", lambda g, y, a, b: (g / b, -g * y / b), operator.truediv, chain="product"),
     "POW": binary("**", _pow_grad, operator.pow, scalar=_scalar_power),
     "FLOORDIV": OpDef("//", 2, "{0} // {1}", NOT_DIFFERENTIABLE, _floordiv, group=ARITHMETIC,
                        fold=operator.floordiv),
-    "NEG": linear("-", 1, "-{0}", lambda g, x: (-g,), _elementwise, group=ARITHMETIC,
+    "NEG": linear("-", 1, "-{0}", lambda g, x: (-g,), _negative, group=ARITHMETIC,
                    fold=operator.neg, scalar="-{0}"),
     "EXP": unary("exp", lambda g, y, x: (g * y,), math.exp, scalar="math.exp({0})"),
     "LOG": unary("log", lambda g, y, x: (g / x,), math.log, scalar="math.log({0})"),
@@ -2156,20 +2316,22 @@ _ROWS: dict[str, OpDef] = {
     "EXPM1": unary("expm1", lambda g, y, x: (g * exp(x),), math.expm1, scalar="math.expm1({0})"),
     "SQRT": unary("sqrt", lambda g, y, x: (g / (2 * y),), math.sqrt, scalar="math.sqrt({0})"),
     # sign(0) = 0 gives abs'(0) = 0, as PyTorch
-    "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs, scalar="abs({0})"),
+    "ABS": unary("abs", lambda g, y, x: (g * sign(x),), abs, scalar="abs({0})",
+                  infer=_integers_kept("abs", "bool")),
     # sign, floor, ceil and round are piecewise constant: zero gradient, as PyTorch
     "SIGN": unary("sign", NOT_DIFFERENTIABLE, lambda x: float((x > 0) - (x < 0)),
-                  scalar="float(({0} > 0) - ({0} < 0))"),
+                  scalar="float(({0} > 0) - ({0} < 0))", infer=_integers_kept("sign", None)),
+    # of integers (masks) integers (masks), as NumPy 2.3's: lowering leaves them out
     "FLOOR": unary("floor", NOT_DIFFERENTIABLE, lambda x: float(math.floor(x)),
-                   scalar="float(math.floor({0}))"),
+                   scalar="float(math.floor({0}))", infer=_integers_kept("floor", "bool")),
     "CEIL": unary("ceil", NOT_DIFFERENTIABLE, lambda x: float(math.ceil(x)),
-                  scalar="float(math.ceil({0}))"),
+                  scalar="float(math.ceil({0}))", infer=_integers_kept("ceil", "bool")),
     # halves to even, as NumPy and PyTorch (and Python's round)
     "ROUND": unary("round", NOT_DIFFERENTIABLE, lambda x: float(round(x)),
-                   scalar="float(round({0}))"),
+                   scalar="float(round({0}))", infer=_integers_kept("round", None)),
     # 1 / x is a float whatever x is; np.reciprocal of an integer array is 0 or 1
     "RECIPROCAL": unary("reciprocal", lambda g, y, x: (-g * y**2,), lambda x: 1 / x,
-                         spelling="1 / {0}", scalar="1 / {0}"),
+                         spelling="1 / {0}", scalar="1 / {0}", infer=_elementwise),
     "SIN": unary("sin", lambda g, y, x: (g * cos(x),), math.sin, scalar="math.sin({0})"),
     "COS": unary("cos", lambda g, y, x: (-g * sin(x),), math.cos, scalar="math.cos({0})"),
     "TAN": unary("tan", lambda g, y, x: (g * (1 + y**2),), math.tan, scalar="math.tan({0})"),
@@ -2196,7 +2358,8 @@ _ROWS: dict[str, OpDef] = {
     # 2/sqrt(pi) exp(-x**2); NumPy has no erf: a helper computes it
     "ERF": unary("erf", lambda g, y, x: (g * (2 / math.sqrt(math.pi)) * exp(-(x**2)),), math.erf,
                   helpers=("erf",), scalar="math.erf({0})"),
-    "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x, scalar="{0} ** 2"),
+    "SQUARE": unary("square", lambda g, y, x: (g * 2 * x,), lambda x: x * x, scalar="{0} ** 2",
+                     infer=_integers_kept("square", None)),
     "TANH": unary("tanh", lambda g, y, x: (g * (1 - y**2),), math.tanh, scalar="math.tanh({0})"),
     "SIGMOID": unary("sigmoid", lambda g, y, x: (g * (1 - y) * y,), _sigmoid_value,
                       helpers=("sigmoid",), scalar=_SCALAR_SIGMOID),
@@ -2211,7 +2374,8 @@ _ROWS: dict[str, OpDef] = {
                        scalar="max({0}, 0.0) + math.log1p(math.exp(-abs({0})))"),
     # y > 0 exactly where x > 0, so relu'(0) = 0 as PyTorch
     "RELU": unary("relu", lambda g, y, x: (g * greater(y, 0),), lambda x: max(x, 0),
-                   spelling="np.maximum({0}, 0)", scalar="max({0}, 0.0)"),
+                   spelling="np.maximum({0}, 0)", scalar="max({0}, 0.0)",
+                   infer=_integers_kept("relu", "int")),
     "LEAKY_RELU": unary("leaky_relu", lambda g, y, x, alpha: (where(greater(x, 0), g, alpha * g),),
                          _leaky_relu_value, spelling="leaky_relu({0}, {alpha})",
                          helpers=("leaky_relu",), alpha=0.01,
@@ -2240,22 +2404,24 @@ _ROWS: dict[str, OpDef] = {
     # |x| < 1 is false at +-1, so hard_tanh'(+-1) = 0 as PyTorch
     "HARD_TANH": unary("hard_tanh", lambda g, y, x: (g * less(absolute(x), 1),),
                         lambda x: min(max(x, -1), 1), spelling="np.clip({0}, -1, 1)",
-                        scalar="min(max({0}, -1.0), 1.0)"),
+                        scalar="min(max({0}, -1.0), 1.0)", infer=_integers_kept("hard_tanh", "int")),
     # |x| < 3 is false at +-3, so hard_sigmoid'(+-3) = 0 as PyTorch
     "HARD_SIGMOID": unary("hard_sigmoid", lambda g, y, x: (g * less(absolute(x), 3) / 6,),
                            _hard_sigmoid_value, spelling="np.clip({0} / 6 + 0.5, 0, 1)",
+                           infer=_elementwise,
                            scalar="min(max({0} / 6 + 0.5, 0.0), 1.0)"),
     "LOGIT": unary("logit", lambda g, y, x: (g / (x * (1 - x)),),
                     lambda x: math.log(x / (1 - x)), spelling="np.log({0} / (1 - {0}))",
+                    infer=_elementwise,
                     scalar="math.log({0} / (1 - {0}))"),
-    "CLIP": OpDef("clip", 3, "np.clip({0}, {1}, {2})", _clip_grad, _elementwise, builtin=True,
+    "CLIP": OpDef("clip", 3, "np.clip({0}, {1}, {2})", _clip_grad, _integer_arithmetic, builtin=True,
                    params=("x", "lo", "hi"), group=ELEMENTWISE,
                    fold=lambda x, lo, hi: float(min(max(x, lo), hi)),
                    scalar="min(max({0}, {1}), {2})"),
-    "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _elementwise,
+    "MAXIMUM": OpDef("maximum", 2, "np.maximum({0}, {1})", _maximum_grad, _integer_arithmetic,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=max,
                       scalar="max({0}, {1})"),
-    "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _elementwise,
+    "MINIMUM": OpDef("minimum", 2, "np.minimum({0}, {1})", _minimum_grad, _integer_arithmetic,
                       builtin=True, params=("a", "b"), group=ELEMENTWISE, fold=min,
                       scalar="min({0}, {1})"),
     "WHERE": OpDef("where", 3, "np.where({0}, {1}, {2})",
@@ -2330,7 +2496,7 @@ _ROWS: dict[str, OpDef] = {
     "MEAN": reduction("mean", _mean_grad, _reduce_float),
     "MAX": reduction("max", _extreme_grad, _reduce_same),
     "MIN": reduction("min", _extreme_grad, _reduce_same),
-    "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _reduce_float, _spell_logsumexp,
+    "LOGSUMEXP": reduction("logsumexp", _logsumexp_grad, _logsumexp, _spell_logsumexp,
                             ("logsumexp",)),
     # of one number: var and std 0 (nan for ddof >= 1: not folded), norm |x|, argmax 0
     "VAR": reduction("var", _var_grad, _reduce_float, of_scalar=False, fold=_spread_of_number,
@@ -2370,10 +2536,10 @@ _ROWS: dict[str, OpDef] = {
     "COUNT": internal("count", 2, _spell_count, _count),
     # an integer array where it meets float32 values (see float32_operands)
     "ASTYPE": internal("astype", 1, _spell_astype, _astype),
-    "SOFTMAX": OpDef("softmax", 1, _spell_with_axis("softmax"), _softmax_grad, _softmax,
+    "SOFTMAX": OpDef("softmax", 1, _spell_with_axis("softmax"), _softmax_grad, _softmax("softmax"),
                       ("softmax",), True, ("x",), {"axis": -1}, group=NEURAL_NET),
     "LOG_SOFTMAX": OpDef("log_softmax", 1, _spell_with_axis("log_softmax"), _log_softmax_grad,
-                          _softmax, ("log_softmax",), True, ("x",), {"axis": -1},
+                          _softmax("log_softmax"), ("log_softmax",), True, ("x",), {"axis": -1},
                           group=NEURAL_NET),
     # cross_entropy(logits, labels) lowers to this op over log_softmax(logits)
     "CROSS_ENTROPY": internal("cross_entropy", 3, "-" + _PICK.replace("{0}", "{2}") + ".mean()",

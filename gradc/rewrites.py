@@ -59,7 +59,10 @@ def simplify_node(graph: Graph, op: Op, args: tuple, attrs: tuple, pos=None) -> 
 
 
 def _keeps_type(op, args, attrs, out: Node) -> bool:
-    shape, dtype = OPS[op].infer(args, dict(attrs), None)
+    try:
+        shape, dtype = OPS[op].infer(args, dict(attrs), None)
+    except CompileError:  # `m - m` of masks: the op itself reports it, at its position
+        return False
     return out.shape == shape and (out.dtype == dtype or out.op is Op.CONST)
 
 
@@ -888,8 +891,17 @@ def _transpose_twice(graph, args, attrs):
     return None
 
 
+def _whole_already(graph, x):
+    # floor(y) -> y of integers (or masks): NumPy 2.3 and later keep them so, 2.0
+    # made them floats; the value is y either way
+    return x if x.dtype in ("int", "bool") else None
+
+
 _RULES = {
     Op.WHERE: (_where_known,),
+    Op.FLOOR: (_whole_already,),
+    Op.CEIL: (_whole_already,),
+    Op.ROUND: (_whole_already,),
     Op.ADD: (_add_identities, _lift_broadcast(Op.ADD), _add_into_region, _common_factor(Op.ADD)),
     Op.SUB: (_sub_identities, _lift_broadcast(Op.SUB), _common_factor(Op.SUB)),
     Op.MUL: (_mul_identities, _fold_numbers(Op.MUL), _lift_broadcast(Op.MUL)),

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from gradc.errors import CompileError
 from gradc.ir import Node, reachable
-from gradc.ops import OPS, Op, format_shape
+from gradc.ops import OPS, Op, format_shape, promoted
 
 NUMPY = "numpy"
 ARRAY_API = "array-api"
@@ -57,46 +57,123 @@ def _axis(axis) -> str:
     return str(axis[0]) if len(axis) == 1 else "(" + ", ".join(map(str, axis)) + ")"
 
 
-def _reduction(name: str) -> Callable:
-    """`xp.sum(x, axis=0, keepdims=True)`."""
+def _reduction(name: str, of_masks: str | None = None) -> Callable:
+    """`xp.sum(x, axis=0, keepdims=True)`. The standard reduces no bools, and
+    takes the mean of floats only: `of_masks` names the function of masks (`xp.any`
+    for max), and a mask or integers are taken in the result's dtype first (a count
+    of a mask, `xp.mean` of floats)."""
 
     def spell(args, attrs, node):
-        parts = list(args)
-        if attrs.get("axis") is not None:
-            parts.append(f"axis={_axis(attrs['axis'])}")
-        if attrs.get("keepdims"):
-            parts.append("keepdims=True")
-        if attrs.get("ddof"):
-            ddof = attrs["ddof"]
-            parts.append(f"correction={int(ddof) if ddof == int(ddof) else ddof}")
-        return f"{name}({', '.join(parts)})"
+        if node.dtype == "bool" and of_masks is not None:
+            return _reduced(of_masks, list(args), attrs)
+        return _reduced(name, _as_result(args, node), attrs)
 
     return spell
 
 
-def _masked(i: int) -> Callable:
-    """A product or quotient with a mask (`g * (h > 0)`): the bool argument in
-    the float dtype, as the standard never mixes bools with floats in
-    arithmetic (`g * xp.astype(h > 0, xp.float64)`, faster on NumPy than
-    `xp.where(h > 0, g, 0.0)`, and inf or nan in g stays as the NumPy target
-    has it)."""
+def _reduced(function: str, parts: list[str], attrs) -> str:
+    """`function(*parts, axis=..., keepdims=...)`."""
+    if attrs.get("axis") is not None:
+        parts.append(f"axis={_axis(attrs['axis'])}")
+    if attrs.get("keepdims"):
+        parts.append("keepdims=True")
+    if attrs.get("ddof"):
+        ddof = attrs["ddof"]
+        parts.append(f"correction={int(ddof) if ddof == int(ddof) else ddof}")
+    return f"{function}({', '.join(parts)})"
+
+
+_KINDS = {"bool": 0, "int": 1, "f32": 2, "f64": 2}  # a Python number ("weak") mixes freely
+
+
+def _numeric(template: str, logical: str | None = None) -> Callable:
+    """An operator or function whose arguments may be of a lower kind than its
+    result (`g * (h > 0)`, `(x > 0) + 1`, `y * 0.5`, `exp(y)`): the standard does
+    no arithmetic on bools and mixes no integer arrays with floats, so each such
+    argument is made the result's dtype first (`g * xp.astype(h > 0,
+    xp.float64)`, faster on NumPy than `xp.where(h > 0, g, 0.0)`, and inf or nan
+    in g stays as the NumPy target has it; `xp.astype(m, xp.int64) + 1`, as
+    NumPy's `m + 1` is an int64). Masks alone stay masks, as in NumPy, through
+    the standard's logical operator (`logical`: `m | n` for `m + n`)."""
 
     def spell(args, attrs, node):
-        texts = [
-            _as_float(a, node.args[k], node) if node.args[k].dtype == "bool" else a
-            for k, a in enumerate(args)
-        ]
-        return {0: "{0} * {1}", 1: "{0} / {1}"}[i].format(*texts)
+        if node.dtype == "bool" and logical is not None:
+            return logical.format(*args)
+        return template.format(*_as_result(args, node))
 
     return spell
 
 
-def _as_float(text: str, mask: Node, node: Node) -> str:
-    """A mask in `node`'s float dtype; a scalar mask (`argmax(x) == 4`) may be a
-    Python bool, which becomes an array first."""
-    if not mask.shape:
+def _as_result(args, node: Node) -> list[str]:
+    """`args` (texts of node.args), each of a lower kind than `node` in its dtype."""
+    kind = _KINDS.get(node.dtype)
+    if kind is None:
+        return list(args)
+    return [
+        _as_dtype(a, arg, node) if _KINDS.get(arg.dtype, kind) < kind else a
+        for a, arg in zip(args, node.args)
+    ]
+
+
+def _as_dtype(text: str, arg: Node, node: Node) -> str:
+    """`arg` in `node`'s dtype (an integer, or its float); a scalar (`argmax(x)
+    == 4`, `y[0]`) may be a Python bool or int, which becomes an array first."""
+    if not arg.shape:
         text = f"xp.asarray({text})"
-    return f"xp.astype({text}, {_float(node)})"
+    dtype = _DTYPES["int"] if node.dtype == "int" else _float(node)
+    return f"xp.astype({text}, {dtype})"
+
+
+def _of_integers(floats: str, integers: str) -> Callable:
+    """relu and hard_tanh: NumPy's `np.maximum(y, 0)` of integers (or masks) is
+    an integer array, and the standard mixes no Python float with one."""
+    as_floats, as_integers = _numeric(floats), _numeric(integers)
+    return lambda args, attrs, node: (as_integers if node.dtype == "int" else as_floats)(
+        args, attrs, node
+    )
+
+
+def _compared(template: str) -> Callable:
+    """A comparison: masks compared with numbers (or ordered) are taken as
+    integers or floats first, as NumPy does; the standard compares bools only
+    with `==` and `!=`."""
+
+    def spell(args, attrs, node):
+        common = promoted(node.args)  # as NumPy compares them: `y > 0.5` in floats
+        if common == "bool" and node.op not in (Op.EQ, Op.NE):
+            common = "int"
+        return template.format(*_as_result(args, _Compared(common, node.args)))
+
+    return spell
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """A stand-in node of a dtype, for `_as_dtype`."""
+
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _Compared:
+    """A comparison as the arithmetic of its arguments, for `_as_result`."""
+
+    dtype: str
+    args: tuple
+
+
+def _spell_matmul(args, attrs, node):
+    # NumPy's `@` of masks is the mask of any product: integers, then compared
+    if node.dtype == "bool":
+        a, b = (f"xp.astype({t}, xp.int64)" for t in args)
+        return f"{a} @ {b} > 0"
+    a, b = _as_result(args, node)
+    return f"{a} @ {b}"
+
+
+def _spell_norm(args, attrs, node):
+    (x,) = _as_result(args, node)  # of integers or a mask: floats
+    return _reduced("xp.sqrt(xp.sum", [f"{x} * {x}"], attrs) + ")"
 
 
 def _permuted(axes) -> Callable:
@@ -135,7 +212,7 @@ def _spell_size(args, attrs, node):
 
 def _spell_count(args, attrs, node):
     mask, like = args
-    return _reduction("xp.sum")([f"xp.astype({mask}, {like}.dtype)"], attrs, node)
+    return _reduced("xp.sum", [f"xp.astype({mask}, {like}.dtype)"], attrs)
 
 
 def _spell_broadcast_like(args, attrs, node):
@@ -230,11 +307,30 @@ def _spell_where(args, attrs, node):
     mask, a, b = args
     if node.args[0].dtype != "bool":  # NumPy's truth of a number: nonzero
         mask = f"{mask} != 0"
+    # the choices in the result's dtype (a mask among integers is one)
+    _, a, b = _as_result(["", a, b], _Choice(node))
     if not node.args[1].shape and not node.args[2].shape:
         # where(mask, 1.0, 0.1): the standard takes at most one Python number
         device = f"array_api_compat.device({mask})"
-        a = f"xp.asarray({a}, dtype={_float(node)}, device={device})"
+        dtype = _DTYPES["int"] if node.dtype == "int" else _float(node)
+        a = f"xp.asarray({a}, dtype={dtype}, device={device})"
     return f"xp.where({mask}, {a}, {b})"
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """where's node without its mask, which stays a mask, for `_as_result`."""
+
+    node: Node
+
+    @property
+    def dtype(self) -> str:
+        return self.node.dtype
+
+    @property
+    def args(self) -> tuple:
+        mask, a, b = self.node.args
+        return (_Typed("weak"), a, b)  # (left as it is)
 
 
 def _spell_onehot_classes(args, attrs, node):
@@ -243,11 +339,15 @@ def _spell_onehot_classes(args, attrs, node):
 
 
 def _spell_with_axis(helper: str) -> Callable:
-    return lambda args, attrs, node: f"{helper}(xp, {args[0]}, axis={attrs['axis']})"
+    def spell(args, attrs, node):
+        (x,) = _as_result(args, node)  # of integers: floats
+        return f"{helper}(xp, {x}, axis={attrs['axis']})"
+
+    return spell
 
 
 def _spell_logsumexp(args, attrs, node):
-    return _reduction("logsumexp")(["xp", args[0]], attrs, node)
+    return _reduced("logsumexp", ["xp", *_as_result(args, node)], attrs)
 
 
 def _spell_squeeze(args, attrs, node):
@@ -256,7 +356,8 @@ def _spell_squeeze(args, attrs, node):
 
 def _spell_joined(name: str) -> Callable:
     def spell(args, attrs, node):
-        return f"xp.{name}({_tuple(args)}, axis={attrs['axis']})"
+        # masks joined with integers are integers (the standard joins one kind)
+        return f"xp.{name}({_tuple(_as_result(args, node))}, axis={attrs['axis']})"
 
     return spell
 
@@ -265,6 +366,7 @@ def _spell_einsum(args, attrs, node):
     from gradc.ops import einsum_parts
 
     operands, output = einsum_parts(attrs["spec"], node.pos)  # the output made explicit
+    args = _as_result(args, node)  # of masks or integers among floats: floats
     return f'einsum(xp, "{",".join(operands)}->{output}", {", ".join(args)})'
 
 
@@ -423,44 +525,45 @@ _SAME_NAME = {
 }
 
 ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
-    **{op: f"xp.{name}({{0}})" for op, name in _SAME_NAME.items()},
+    **{op: _numeric(f"xp.{name}({{0}})") for op, name in _SAME_NAME.items()},
+    Op.ABS: _numeric("xp.abs({0})", "{0}"),  # of a mask: itself
     # operators: the standard's, with Python's precedence
-    Op.ADD: "{0} + {1}",
-    Op.SUB: "{0} - {1}",
-    Op.MUL: _masked(0),
-    Op.DIV: _masked(1),
-    Op.POW: "{0} ** {1}",
+    Op.ADD: _numeric("{0} + {1}", "{0} | {1}"),
+    Op.SUB: _numeric("{0} - {1}"),
+    Op.MUL: _numeric("{0} * {1}", "{0} & {1}"),
+    Op.DIV: _numeric("{0} / {1}"),
+    Op.POW: _numeric("{0} ** {1}"),
     Op.FLOORDIV: "{0} // {1}",
     Op.NEG: "-{0}",
-    Op.LT: "{0} < {1}",
-    Op.LE: "{0} <= {1}",
-    Op.GT: "{0} > {1}",
-    Op.GE: "{0} >= {1}",
-    Op.EQ: "{0} == {1}",
-    Op.NE: "{0} != {1}",
-    Op.MATMUL: "{0} @ {1}",
-    Op.RECIPROCAL: "1 / {0}",
+    Op.LT: _compared("{0} < {1}"),
+    Op.LE: _compared("{0} <= {1}"),
+    Op.GT: _compared("{0} > {1}"),
+    Op.GE: _compared("{0} >= {1}"),
+    Op.EQ: _compared("{0} == {1}"),
+    Op.NE: _compared("{0} != {1}"),
+    Op.MATMUL: _spell_matmul,
+    Op.RECIPROCAL: _numeric("1 / {0}"),
     # elementwise
-    Op.ARCTAN2: "xp.atan2({0}, {1})",
-    Op.EXP2: "2.0 ** {0}",
-    Op.RELU: "xp.maximum({0}, 0.0)",
-    Op.HARD_TANH: "xp.clip({0}, -1.0, 1.0)",
-    Op.HARD_SIGMOID: "xp.clip({0} / 6 + 0.5, 0.0, 1.0)",
-    Op.LOGIT: "xp.log({0} / (1 - {0}))",
-    Op.CLIP: "xp.clip({0}, {1}, {2})",
-    Op.MAXIMUM: "xp.maximum({0}, {1})",
-    Op.MINIMUM: "xp.minimum({0}, {1})",
+    Op.ARCTAN2: _numeric("xp.atan2({0}, {1})"),
+    Op.EXP2: _numeric("2.0 ** {0}"),
+    Op.RELU: _of_integers("xp.maximum({0}, 0.0)", "xp.maximum({0}, 0)"),
+    Op.HARD_TANH: _of_integers("xp.clip({0}, -1.0, 1.0)", "xp.clip({0}, -1, 1)"),
+    Op.HARD_SIGMOID: _numeric("xp.clip({0} / 6 + 0.5, 0.0, 1.0)"),
+    Op.LOGIT: _numeric("xp.log({0} / (1 - {0}))"),
+    Op.CLIP: _numeric("xp.clip({0}, {1}, {2})"),
+    Op.MAXIMUM: _numeric("xp.maximum({0}, {1})", "{0} | {1}"),
+    Op.MINIMUM: _numeric("xp.minimum({0}, {1})", "{0} & {1}"),
     Op.WHERE: _spell_where,
-    Op.SIGMOID: "sigmoid(xp, {0})",
-    Op.LOG_SIGMOID: "log_sigmoid(xp, {0})",
-    Op.SOFTPLUS: "softplus(xp, {0})",
+    Op.SIGMOID: _numeric("sigmoid(xp, {0})"),
+    Op.LOG_SIGMOID: _numeric("log_sigmoid(xp, {0})"),
+    Op.SOFTPLUS: _numeric("softplus(xp, {0})"),
     Op.LEAKY_RELU: "leaky_relu(xp, {0}, {alpha})",
     Op.ELU: "elu(xp, {0}, {alpha})",
-    Op.SWISH: "swish(xp, {0})",
-    Op.MISH: "mish(xp, {0})",
-    Op.GELU: "gelu(xp, {0})",
+    Op.SWISH: _numeric("swish(xp, {0})"),
+    Op.MISH: _numeric("mish(xp, {0})"),
+    Op.GELU: _numeric("gelu(xp, {0})"),
     Op.GELU_GRAD: "gelu_grad(xp, {0})",
-    Op.ERF: "erf(xp, {0})",
+    Op.ERF: _numeric("erf(xp, {0})"),
     # constructors name their dtype: PyTorch's default float is float32
     Op.ZEROS_LIKE: "xp.zeros_like({0})",
     Op.ONES_LIKE: "xp.ones_like({0})",
@@ -474,7 +577,7 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.INDEX: _spell_index,
     Op.TRANSPOSE: _spell_transpose,
     Op.SWAPAXES: _spell_swapaxes,
-    Op.OUTER: "{0}[:, None] * {1}[None, :]",
+    Op.OUTER: _numeric("{0}[:, None] * {1}[None, :]", "{0}[:, None] & {1}[None, :]"),
     Op.RESHAPE: lambda args, attrs, node: f"xp.reshape({args[0]}, {_tuple(args[1:])})",
     Op.RESHAPE_LIKE: "xp.reshape({0}, {1}.shape)",
     Op.SQUEEZE: _spell_squeeze,
@@ -498,19 +601,16 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     # reductions
     Op.SUM: _reduction("xp.sum"),
     Op.MEAN: _reduction("xp.mean"),
-    Op.MAX: _reduction("xp.max"),
-    Op.MIN: _reduction("xp.min"),
+    Op.MAX: _reduction("xp.max", "xp.any"),
+    Op.MIN: _reduction("xp.min", "xp.all"),
     Op.PROD: _reduction("xp.prod"),
     Op.VAR: _reduction("xp.var"),
     Op.STD: _reduction("xp.std"),
-    Op.NORM: lambda args, attrs, node: _reduction("xp.sqrt(xp.sum")(
-        [f"{args[0]} * {args[0]}"], attrs, node
-    )
-    + ")",
+    Op.NORM: _spell_norm,
     Op.ARGMAX: _reduction("xp.argmax"),
     Op.ARGMIN: _reduction("xp.argmin"),
     Op.LOGSUMEXP: _spell_logsumexp,
-    Op.CUMSUM: "xp.cumulative_sum({0}, axis={1})",
+    Op.CUMSUM: _numeric("xp.cumulative_sum({0}, axis={1})"),
     Op.REVERSED_CUMSUM: "reversed_cumsum(xp, {0}, axis={1})",
     # neural nets
     Op.SOFTMAX: _spell_with_axis("softmax"),
@@ -535,7 +635,7 @@ ARRAY_API_SPELLINGS: dict[Op, str | Callable] = {
     Op.AVG_POOL2D: "avg_pool2d(xp, {0}, {size}, {stride})",
     Op.AVG_POOL2D_GRAD: "avg_pool2d_grad(xp, {0}, {1}, {size}, {stride})",
     Op.GELU_GRAD2: "gelu_grad2(xp, {0})",
-    Op.TRACE: "xp.sum(diagonal(xp, {0}))",
+    Op.TRACE: _numeric("xp.sum(diagonal(xp, {0}))"),
     Op.DIAGONAL: "diagonal(xp, {0})",
     Op.DIAG_GRAD: lambda args, attrs, node, var: [f"{var} = diag_grad(xp, {args[0]}, {args[1]})"],
     Op.PROD_OF_OTHERS: lambda args, attrs, node: (

@@ -288,6 +288,37 @@ def test_an_integer_array_meeting_float32_is_float32(namespace):
         np.testing.assert_allclose(value, expected, rtol=1e-6)
 
 
+# Masks and integers in arithmetic, which the standard does not define on bools (nor
+# between integer and float arrays): each is taken in the result's dtype first, as NumPy
+# computes it; masks alone stay masks (`m + n` is their or)
+MASKS_AND_INTEGERS = (
+    "def f(x: [N, D], v: [D], y: int[N]):\n"
+    "    m = (x > 0) + (v > 0)\n"
+    "    k = (x > 0) * 2 + concatenate((y, y))[:N, None] - (v < 0) + (m > 0.5)\n"
+    "    c = sum(x > 0, axis=1) + argmax(x > 0.5, axis=1) + max(m, axis=1) + cumsum(m, 1)[:, -1]\n"
+    "    s = sum(x * m * k) + sum(where((x > 0) * (v < 1), x, 1 - m)) + mean(m * c[:, None])\n"
+    "    return s + sum(maximum(m, 0.5) * x + exp(y)[:, None] * x * (y @ y) + abs(x > 0) * x)\n\n"
+    "def g(x: [N, D], v: [D], y: int[N]):\n"
+    "    return (x > 0) * 2 + y[:, None] - (v < 0), maximum(x > 0, v > 0), minimum(y, 1)\n"
+)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict", "torch"])
+def test_masks_and_integers_agree_with_the_numpy_target(namespace):
+    reference = load_source(compile_source(MASKS_AND_INTEGERS, "m.grad"), "np_masks")
+    module = load_source(compile_source(MASKS_AND_INTEGERS, "m.grad", target="array-api"))
+    to, to_numpy = NAMESPACES[namespace]()
+    rng = np.random.default_rng(4)
+    args = [rng.standard_normal((3, 4)), rng.standard_normal(4), rng.integers(0, 4, 3)]
+    inputs = [to(a) for a in args]
+    _same(_back(to_numpy, module.f_grad(*inputs)), reference.f_grad(*args), "f_grad")
+    values, expected = _back(to_numpy, module.g(*inputs)), reference.g(*args)
+    _same(values, expected, "g")
+    for value, want in zip(values, expected):
+        assert np.asarray(value).dtype == np.asarray(want).dtype, (value, want)
+    assert [np.asarray(w).dtype for w in expected] == [np.int64, np.bool_, np.int64]
+
+
 # An embedding's gradient: rows of a large table, some ids repeated
 EMBEDDING = "def f(E: [V, D], ids: int[K]):\n    return sum(E[ids] ** 2)\n"
 

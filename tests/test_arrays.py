@@ -506,6 +506,52 @@ PROGRAMS = [
         "x: [N, D], w: [N]",
         "w * argmax(x, axis=1) + x @ eye(D)[argmax(x, axis=1)].T @ w",
     ),
+    # integer arrays joined, or through functions NumPy keeps integer, stay integer
+    # arrays: ids (a float index was refused), labels, and float32 where they meet
+    # float32 values (int64 with float32 would be NumPy's float64)
+    program(
+        "concatenated_integer_arrays_stay_integers",
+        "x: [N, D], y: int[N], z: int[D]",
+        "k = concatenate((y, z))",
+        "sum(x[:, k[N:]], axis=1) * x[arange(N), k[:N]] + k[:N] * x[:, 0] + pick(x, k[:N])",
+        ints={"y": "D", "z": "D"},
+    ),
+    program(
+        "stacked_integer_arrays_meet_floats",
+        "x: [N, D], y: int[N]",
+        "s = stack((y, 2 * y))",
+        "x * s[1][:, None] + onehot(s[0], D) * x + x * sum(s, axis=0)[:, None]",
+        ints={"y": "D"},
+    ),
+    program(
+        "integer_functions_index",
+        "E: [V, D], y: int[N], z: int[N]",
+        "E[abs(y - 2)] + E[-y] + E[maximum(y, z)] * E[minimum(y, z)]"
+        " + E[relu(y - 1)] * E[where(y > z, y, z)]",
+    ),
+    # scalar integers (an entry, a product, a count) meet float32 values as Python
+    # ints: NumPy's int64 scalar would make them float64
+    program(
+        "integer_scalars_meet_float32",
+        "x: [N, D], y: int[N], a",
+        "x * (sum(y) / N) + a * (sum(x > 0) * 0.5) + x * y[0] + x * (y @ y) - a * (y[1] - 1)",
+    ),
+    # masks alone stay masks, as in NumPy and PyTorch: `m + n` is their or, `m * n`
+    # their and; with integers they are integers (which float32 meets as float32)
+    program(
+        "masks_added_are_their_or",
+        "x: [N, D], v: [D], y: int[N]",
+        "m = (x > 0) + (v > 0)",
+        "x * m * y[:, None] + where(m, x, 0.5 * x)",
+        ints={"y": "D"},
+    ),
+    program(
+        "masks_multiplied_are_their_and",
+        "x: [N, D], y: int[N]",
+        "m = (x > 0) * (x < 1)",
+        "x * (m * y[:, None]) + x * ((x > 0) * (y[:, None] > 2)) + where(m, x, 2 * x)",
+        ints={"y": "D"},
+    ),
     program(
         "zeros_of_dim_arithmetic",
         "x: [N, D]",
@@ -1240,6 +1286,73 @@ def test_assignment_leaves_an_earlier_alias_unchanged(body, added, kept):
     assert_both(grad_x, ref_x, (1 + 10 * kept) * g, "gradient of x")
 
 
+def test_scalar_masks_added_are_their_or():
+    """Masks alone are NumPy's and PyTorch's bools: `m + n` is their or, also of
+    scalar masks, which are Python's bools for float inputs (`True + True` is 2)."""
+    source = "def f(a, b):\n    return ((a > 0) + (b > 0)) * a + (a > 0) * (b > 0) * b\n"
+    module = compiled(source)
+    for a, b in [(1.5, 2.0), (1.5, -2.0), (-1.5, -2.0)]:
+        with strict_numpy():
+            value, grads = module.f_grad(a, b)
+        expected, expected_grads = torch_reference(source, "f", [a, b])
+        assert value == expected == (a if a > 0 or b > 0 else 0.0) + (b if a > 0 < b else 0.0)
+        np.testing.assert_allclose(grads, expected_grads, rtol=1e-12)
+    masks = compiled("def f(a, b):\n    return (a > 0) + (b > 0), (a > 0) * (b > 0)\n")
+    for a, b in [(1.5, 2.0), (1.5, -2.0), (-1.5, -2.0)]:
+        either, both = masks.f(a, b)
+        assert either is (a > 0 or b > 0) and both is (a > 0 and b > 0), (a, b, either, both)
+
+
+# gradc's built-ins of the table below, as NumPy's functions
+NUMPY_BUILTINS = {
+    **{name: getattr(np, name) for name in ("maximum", "minimum", "where", "clip", "abs")},
+    **{name: getattr(np, name) for name in ("concatenate", "stack", "sign", "outer", "trace")},
+    "einsum": np.einsum,
+    "relu": lambda a: np.maximum(a, 0),
+    "hard_tanh": lambda a: np.clip(a, -1, 1),
+}
+
+# (expression, NumPy's dtype of its value) at x: [N, D], v: [D], y: int[N]
+MASK_AND_INTEGER_VALUES = [
+    ("(x > 0) + (v > 0)", np.bool_),
+    ("(x > 0) * (v < 0)", np.bool_),
+    ("maximum(x > 0, v > 0)", np.bool_),
+    ("where(x > 0, x < 1, v > 0)", np.bool_),
+    ("concatenate((y, y))", np.int64),
+    ("stack((y, 2 * y), axis=1)", np.int64),
+    ("concatenate((x > 0, x < 1))", np.bool_),
+    ("concatenate((y[:, None] > 1, 2 * y[:, None]), axis=1)", np.int64),
+    ("where(x > 0, y[:, None], 2)", np.int64),
+    ("maximum(y, 1) - minimum(y, 2) + clip(y, 1, 2) + abs(y - 3) + relu(y - 2) - y", np.int64),
+    ("sign(y - 2) + y ** 2 + 2 ** y + hard_tanh(y - 2)", np.int64),
+    ("outer(y, y) + einsum('i,j->ij', y, y) + y[:, None] * (y @ y)", np.int64),
+    ("trace(outer(y, y)) + (y @ y)", np.int64),
+]
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"), MASK_AND_INTEGER_VALUES, ids=[e for e, _ in MASK_AND_INTEGER_VALUES]
+)
+def test_masks_and_integers_have_numpys_dtype(expr, expected):
+    """The compiler's dtype of a value is the dtype the generated code computes,
+    NumPy's: a mask or an integer is never taken for a float (which would make it
+    differentiable, refuse it as an index or a label, or widen float32 values)."""
+    from gradc.lower import lower
+    from gradc.parse import parse
+
+    source = f"def f(x: [N, D], v: [D], y: int[N]):\n    return {expr}\n"
+    rng = np.random.default_rng(5)
+    x, v, y = rng.normal(size=(3, 4)), rng.normal(size=4), rng.integers(0, 4, 3)
+    ir = lower(parse(source), "f").output.dtype
+    assert ir == {np.bool_: "bool", np.int64: "int"}[expected], f"{expr}: the compiler says {ir}"
+    module = compiled(source)
+    with strict_numpy():
+        value = module.f(x, v, y)
+    reference = eval(expr, dict(NUMPY_BUILTINS), {"x": x, "v": v, "y": y})  # noqa: S307
+    assert np.asarray(value).dtype == np.asarray(reference).dtype == expected, expr
+    np.testing.assert_array_equal(value, reference, err_msg=expr)
+
+
 def test_dims_are_python_ints_in_expressions():
     source = (
         "def f(x: [N, D], c: [N, H]):\n    d = D // H\n    return sum(x) / (N * D) + d * N - D\n"
@@ -1663,6 +1776,25 @@ BAD = [
         [(5, "a, b, c"), (5, "g(x)")],
         "2",
         "3",
+    ),
+    # NumPy and PyTorch refuse these of masks (bools); gradc took them as float64
+    bad(
+        "mask_minus_mask",
+        "def f(x: [N, D], v: [D]):\n    return x * ((x > 0) - (v > 0))\n",
+        [(2, "x > 0) - (v > 0)"), (2, "- (v")],
+        "'-' of two masks",
+    ),
+    bad(
+        "mask_negated",
+        "def f(x: [N, D]):\n    return x * -(x > 0)\n",
+        [(2, "-(x > 0)")],
+        "unary '-' of a mask",
+    ),
+    bad(
+        "integer_to_a_negative_power",
+        "def f(x: [N, D], y: int[N]):\n    return x * y[:, None] ** -1\n",
+        [(2, "y[:, None] ** -1"), (2, "** -1")],
+        "negative integer power",
     ),
 ]
 

@@ -281,3 +281,16 @@ def test_a_loop_reads_a_tangent_updated_in_place_before_it():
     _, want = torch.func.jvp(f, primals, tangents)
     _, got = m.f_jvp(xa, b, c, dxa, db, dc)
     assert got == pytest.approx(want.item(), rel=1e-12)
+
+
+def test_the_gru_examples_hessian_vector_product_agrees_with_central_differences():
+    """A GRU step saves two values under one name (`step_saved`): f_hvp read one's
+    tangents for the other's (0.2 to 0.7 off) until each got its own."""
+    from gradc.check import check_source
+
+    source = (ROOT / "examples" / "gru.grad").read_text().replace("\ndef gru(", "\n@hvp\ndef gru(")
+    (result,) = check_source(
+        source, "gru.grad", function="gru", dims={"N": 2, "T": 3, "D": 3, "H": 2, "V": 4}
+    )
+    rows = [row for row in result.inputs if row.name.startswith("f_hvp")]
+    assert len(rows) == 8 and all(row.ok for row in rows), [(r.name, r.error) for r in rows]

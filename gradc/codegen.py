@@ -333,10 +333,23 @@ def _spell(node: Node, sched: Schedule, top: bool = False, scalar: bool = False)
         if node.dtype == "int" and not node.shape and _integer_entry(node):
             return f"int({text})", ATOM  # y[0]: a NumPy integer would widen float32 arrays
         return text, ATOM
+    if op is Op.WHERE and not scalar and not node.shape and _python_number(node.args[0]):
+        # a Python bool (`a == b` of two scalar parameters: maximum's tie) picks a
+        # scalar, as on the scalar path: the standard's where takes no bool (this
+        # depends on the arguments, so it is not one of _form's memoized forms)
+        c, a, b = (_spell(arg, sched)[0] for arg in node.args)
+        a, b = (f"({t})" if " if " in t else t for t in (a, b))
+        return f"({a} if {c} else {b})", ATOM
     form = _form(node, scalar or _number_of_sizes(node))
+    calls = form.template.startswith("xp.") or "(xp, " in form.template  # xp.tanh, erf(xp, ..)
+    floats = not scalar and calls and not targets.current().numpy
     args = []
     for i, arg in enumerate(node.args):
         text, prec = _spell(arg, sched, scalar=scalar)
+        if floats and arg.dtype in ("f64", "f32") and _python_number(arg):
+            # tanh(a) of a scalar parameter, a Python float: the standard's functions
+            # (PyTorch's, array-api-strict's) take arrays
+            text, prec = f"xp.asarray({text}, dtype={_XP_FLOATS[arg.dtype]})", ATOM
         if scalar and arg.op is _CONST and OPS[node.op].group not in _NUMBER_KEEPING:
             # `g if m else 0.0`, `max(x, 0.0)`: an argument these ops may return
             # is a float, so the function returns Python floats
@@ -386,6 +399,9 @@ def _has_float32_inputs(node: Node) -> bool:
     return any(x.dtype == "f32" for x in node.graph.inputs)
 
 
+_XP_FLOATS = {"f64": "xp.float64", "f32": "xp.float32"}
+
+
 def _number_of_sizes(node: Node) -> bool:
     """A Python number made of sizes (`sqrt(D)`) in an array-API module: spelled
     with `math`, as on the scalar path, since the standard's functions take arrays."""
@@ -395,6 +411,41 @@ def _number_of_sizes(node: Node) -> bool:
         and OPS[node.op].scalar is not None
         and not targets.current().numpy
     )
+
+
+def _python_number(node: Node) -> bool:
+    """Whether `node` may be a Python number in an array-API module: sizes,
+    numbers, the def's scalar parameters (callers may pass Python floats, or
+    0-d arrays) and operators over them (`a * b`, `a > b`)."""
+    if targets.current().numpy or node.shape:
+        return False
+    if node.dtype == "weak":
+        return True
+    # (the walk stops at arrays and functions: only a few operators over scalars)
+    known: dict[int, bool] = {}
+    stack = [node]
+    while stack:  # each node after its arguments
+        n = stack[-1]
+        if n.id in known:
+            stack.pop()
+            continue
+        if n.shape:
+            known[n.id] = False
+        elif n.op is Op.CONST or n.dtype == "weak":
+            known[n.id] = True
+        elif n.op is Op.INPUT:  # a parameter of the def, not a loop body's value or a seed
+            attrs = dict(n.attrs)
+            known[n.id] = not attrs.get("seed") and "slot" not in attrs
+        elif n.op is not Op.NAME and OPS[n.op].group not in _NUMBER_KEEPING:
+            known[n.id] = False  # a function's value is an array (0-d): `xp.tanh(a)`
+        else:
+            missing = [a for a in n.args if a.id not in known]
+            if missing:
+                stack += missing
+                continue
+            known[n.id] = all(known[a.id] for a in n.args)
+        stack.pop()
+    return known[node.id]
 
 
 # On the scalar path, ops whose number arguments stay as written (`1 - L`,

@@ -319,6 +319,31 @@ def test_masks_and_integers_agree_with_the_numpy_target(namespace):
     assert [np.asarray(w).dtype for w in expected] == [np.int64, np.bool_, np.int64]
 
 
+# A scalar parameter is a Python float: a function of it alone is math's, since
+# PyTorch's and array-api-strict's functions refuse a float
+SCALAR_PARAMETER = (
+    "@jvp\n@hvp\ndef f(x: [N], a, b):\n"
+    "    c = tanh(a) * sigmoid(b) + exp(-a * b) + log1p(a * a)\n"
+    "    return sum(c * x + sin(a * x) * erf(b)) + maximum(a, b) * softplus(a)\n"
+)
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "array_api_strict", "torch"])
+def test_functions_of_scalar_parameters_agree_with_the_numpy_target(namespace):
+    reference = load_source(compile_source(SCALAR_PARAMETER, "s.grad"), "np_scalars")
+    module = load_source(compile_source(SCALAR_PARAMETER, "s.grad", target="array-api"))
+    to, to_numpy = NAMESPACES[namespace]()
+    x = np.random.default_rng(6).standard_normal(5)
+    _same(
+        _back(to_numpy, module.f_grad(to(x), 0.3, -0.7)), reference.f_grad(x, 0.3, -0.7), "f_grad"
+    )
+    _same(
+        _back(to_numpy, module.f_hvp(to(x), 0.3, -0.7, to(x), 0.5, 0.2)),
+        reference.f_hvp(x, 0.3, -0.7, x, 0.5, 0.2),
+        "f_hvp",
+    )
+
+
 # An embedding's gradient: rows of a large table, some ids repeated
 EMBEDDING = "def f(E: [V, D], ids: int[K]):\n    return sum(E[ids] ** 2)\n"
 

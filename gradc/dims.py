@@ -250,6 +250,12 @@ def known_positive(d: DimValue) -> bool:
     return sum(p.values()) >= 1
 
 
+def at_least_zero(d: DimValue) -> bool:
+    """True when `d` >= 0 at every size, each dim name a size >= 1: `N - 1`,
+    `3 * H - 2 * H` (known_nonnegative asks every coefficient to be >= 0)."""
+    return known_positive(add(d, 1))
+
+
 def known_nonnegative(d: DimValue) -> bool:
     """True when `d` is certainly >= 0 (dims are sizes, so >= 0 each)."""
     return all(c >= 0 for c in poly(d).values())

@@ -1864,9 +1864,9 @@ COMPOSITES: dict[str, Composite] = {
 def _at_least(a, b, runs) -> bool:
     """Whether size `a` >= `b` for sure; `runs`: the step count of a loop known
     to run at least once (so `runs - 1 >= 0`), or None."""
-    if D.known_positive(D.add(D.sub(a, b), 1)):
-        return True
-    return runs is not None and D.known_positive(D.add(D.sub(D.sub(a, b), D.sub(runs, 1)), 1))
+    return D.at_least_zero(D.sub(a, b)) or (
+        runs is not None and D.at_least_zero(D.sub(D.sub(a, b), D.sub(runs, 1)))
+    )
 
 
 def _larger(a, b, runs):

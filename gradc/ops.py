@@ -738,17 +738,14 @@ def slice_inside(d, start, stop, step) -> bool:
     if isinstance(step, int) and step < 0:
         return False
 
-    def nonnegative(x) -> bool:  # at every size: each dim name is >= 1
-        return dims.known_positive(dims.add(x, 1))
-
     def inside(b) -> bool:
         if b is None or dims.varies(b):
             return True
         if isinstance(d, int) and isinstance(b, int):
             return -d <= b <= d
         if dims.known_negative(b):  # from the end: inside where d + b >= 0
-            return nonnegative(dims.add(d, b))
-        return nonnegative(b) and nonnegative(dims.sub(d, b))
+            return dims.at_least_zero(dims.add(d, b))
+        return dims.at_least_zero(b) and dims.at_least_zero(dims.sub(d, b))
 
     return inside(start) and inside(stop)
 

@@ -319,8 +319,8 @@ def test_masks_and_integers_agree_with_the_numpy_target(namespace):
     assert [np.asarray(w).dtype for w in expected] == [np.int64, np.bool_, np.int64]
 
 
-# A scalar parameter is a Python float: a function of it alone is math's, since
-# PyTorch's and array-api-strict's functions refuse a float
+# A scalar parameter is a Python float: a function takes it through xp.asarray,
+# since PyTorch's and array-api-strict's functions refuse a float
 SCALAR_PARAMETER = (
     "@jvp\n@hvp\ndef f(x: [N], a, b):\n"
     "    c = tanh(a) * sigmoid(b) + exp(-a * b) + log1p(a * a)\n"

@@ -60,13 +60,14 @@ def update_in_place(sched: Schedule, fn: Function, forward_ids: set[int]) -> Sch
     for node in results:
         last_read[sched.var[node.id]] = len(sched.lines)  # read by the return
     owned = _owned_arrays(sched, forward_ids)
+    loops = [line for line in sched.lines if line.loop is not None]  # read by a rename
 
     lines: list[Line] = []
     for i, line in enumerate(list(sched.lines)):
         node = line.node
         updated = None
         if node.id not in forward_ids and node.shape:
-            updated = _update_dying(line, sched, owned, last_read, i)
+            updated = _update_dying(line, sched, owned, last_read, i, loops)
             updated = updated or _accumulate(line, sched)
         lines.extend(updated or [line])
     sched.lines = lines
@@ -93,7 +94,7 @@ def own_results(sched: Schedule, fn: Function, forward_ids: set[int]) -> Schedul
     return sched
 
 
-def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line] | None:
+def _update_dying(line: Line, sched: Schedule, owned, last_read, i, loops) -> list[Line] | None:
     """`v = g op a op b`, g read here for the last time -> `g op= a`, `g op= b`,
     and v is g from then on. Not when v is a gradient the user can name
     (`grad_<name>` keeps its name)."""
@@ -117,25 +118,24 @@ def _update_dying(line: Line, sched: Schedule, owned, last_read, i) -> list[Line
     for node_id, held in list(sched.var.items()):
         if held == old:  # the result, and any NAME sharing its line
             sched.var[node_id] = var
-    _renamed_in_loops(sched, old, var)
+    _renamed_in_loops(loops, old, var)
     last_read[var] = last_read.get(old, i)
     if old not in owned:  # `grad_z_3 = t3` shared t3's array: now var's, shared alike
         owned.discard(var)
     return [Line(var, operand, OPS[op].name, target=node) for op, operand in chain[1:]]
 
 
-def _renamed_in_loops(sched: Schedule, old: str, var: str) -> None:
+def _renamed_in_loops(loops: list[Line], old: str, var: str) -> None:
     """A loop's body reads an outside value under the outside variable's name,
     bound when the loop was scheduled: where that value is now `var`'s, the
-    bodies (and the loops inside them) read it there."""
-    for line in sched.lines:
-        if line.loop is None:
-            continue
+    bodies (and the loops inside them) of `loops` (a schedule's loop lines)
+    read it there."""
+    for line in loops:
         body = line.loop.body
         for x in line.node.attr("loop").captured():
             if body.var.get(x.id) == old:
                 body.var[x.id] = var
-        _renamed_in_loops(body, old, var)
+        _renamed_in_loops([ln for ln in body.lines if ln.loop is not None], old, var)
 
 
 def _accumulate(line: Line, sched: Schedule) -> list[Line] | None:

@@ -190,7 +190,7 @@ def check_program(program: Program, tally: Tally) -> None:
         results = check_def(module, source, program, d, args, rng, tally)
         check_float32(module32, source, d, args, results)
         if second is not None and "flat" in results:
-            check_second_order(second, source, d, args, rng)
+            check_second_order(second, source, d, args, results["unit_ref_grads"], rng)
     tally.programs += 1
     tally.features |= program.features
     names = re.findall(r"[A-Za-z_]\w*", program.source)
@@ -270,7 +270,7 @@ def check_def(module, source: str, program: Program, d: DefInfo, args, rng, tall
         check_gradients(flat_grads, unit_ref_grads, args, wrt, f"{where}_grad")
         for k, (a, b) in enumerate(zip(flat_grads, unit_grads, strict=True)):
             assert_close(a, b, f"{where}_grad against {d.name}_backward(1.0): gradient {k}", 1e-12)
-        results["flat"] = flat_grads
+        results["flat"], results["unit_ref_grads"] = flat_grads, unit_ref_grads
 
     for arg, copy in zip(args, saved, strict=True):
         np.testing.assert_array_equal(arg, copy, err_msg=f"{where}: an input was changed")
@@ -283,14 +283,13 @@ def check_def(module, source: str, program: Program, d: DefInfo, args, rng, tall
     return results
 
 
-def check_second_order(module, source: str, d: DefInfo, args: list, rng) -> None:
+def check_second_order(module, source: str, d: DefInfo, args: list, grads, rng) -> None:
     """f_jvp's tangent of a scalar (first) output against <torch's gradient, v>,
     and f_hvp against torch's double backward, along random directions v."""
     wrt = d.wrt_indices()
     where = f"def {d.name}"
     vectors = [rng.normal(size=np.shape(args[k])) for k in wrt]
     vectors = [float(v) if np.shape(v) == () else v for v in vectors]
-    _, grads = torch_reference(source, d.name, args, wrt=wrt)
     want = sum(float(np.sum(np.asarray(g) * v)) for g, v in zip(grads, vectors, strict=True))
     hvp = getattr(module, f"{d.name}_hvp", None)  # a def of one float scalar output has one
     with strict_numpy():
@@ -301,7 +300,12 @@ def check_second_order(module, source: str, d: DefInfo, args: list, rng) -> None
     assert_close(dot, want, f"{where}_jvp: tangent of output 0", RTOL, ATOL)
     if hvp is None:
         return
-    wanted = torch_hvp(source, d.name, args, wrt, vectors)
+    try:
+        wanted = torch_hvp(source, d.name, args, wrt, vectors)
+    except RuntimeError as exc:  # torch has no second derivative of hardsigmoid
+        if "not implemented" in str(exc):
+            return
+        raise
     if not all(np.all(np.isfinite(w)) for w in wanted):
         return  # std of a constant row: torch's second derivative there is nan, gradc's finite
     assert isinstance(products, tuple) and len(products) == len(wrt), f"{where}_hvp: {products!r}"
